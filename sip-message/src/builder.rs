@@ -1,0 +1,137 @@
+//! The messages the core generates from others, so nobody assembles SIP by
+//! hand: responses (RFC 3261 8.2.6), ACK for a non-2xx final response
+//! (17.1.1.3) and CANCEL (9.1).
+
+use crate::message::Message;
+use crate::method::Method;
+use crate::name::Known;
+
+impl Message {
+    /// A response to this request: Via fields, From, Call-ID, CSeq and To
+    /// copied; `to_tag` added to To when it has none (never on 100);
+    /// Timestamp echoed on 100 Trying; an empty body with Content-Length 0.
+    pub fn make_response(&self, code: u16, reason: &str, to_tag: Option<&str>) -> Message {
+        let mut resp = Message::response(code, reason);
+        for via in self.known_fields(Known::Via) {
+            resp.push_header(Known::Via, via);
+        }
+        if let Some(from) = self.known_header(Known::From) {
+            resp.push_header(Known::From, from);
+        }
+        if let Some(to) = self.known_header(Known::To) {
+            let has_tag = self.to_header().map(|t| t.tag().is_some()).unwrap_or(true);
+            match to_tag {
+                Some(tag) if code > 100 && !has_tag => {
+                    resp.push_header(Known::To, &format!("{to};tag={tag}"))
+                }
+                _ => resp.push_header(Known::To, to),
+            }
+        }
+        for known in [Known::CallId, Known::CSeq] {
+            if let Some(v) = self.known_header(known) {
+                resp.push_header(known, v);
+            }
+        }
+        if code == 100 {
+            if let Some(ts) = self.known_header(Known::Timestamp) {
+                resp.push_header(Known::Timestamp, ts);
+            }
+        }
+        resp.push_header(Known::ContentLength, "0");
+        resp
+    }
+
+    /// The ACK a client INVITE transaction sends for a non-2xx final
+    /// `response` to this INVITE: same Request-URI, Call-ID, From, CSeq
+    /// number and Route set, the top Via only, To from the response.
+    pub fn make_ack(&self, response: &Message) -> Message {
+        self.make_hop_by_hop(Method::Ack, response.known_header(Known::To))
+    }
+
+    /// A CANCEL for this request (RFC 3261 9.1).
+    pub fn make_cancel(&self) -> Message {
+        self.make_hop_by_hop(Method::Cancel, None)
+    }
+
+    fn make_hop_by_hop(&self, method: Method, to_override: Option<&str>) -> Message {
+        let mut m = Message::request(method.clone(), self.request_uri().unwrap_or_default());
+        if let Some(top) = self.known_values(Known::Via).next() {
+            m.push_header(Known::Via, top);
+        }
+        let max_forwards = self.known_header(Known::MaxForwards).unwrap_or("70");
+        m.push_header(Known::MaxForwards, max_forwards);
+        for route in self.known_fields(Known::Route) {
+            m.push_header(Known::Route, route);
+        }
+        if let Some(from) = self.known_header(Known::From) {
+            m.push_header(Known::From, from);
+        }
+        if let Some(to) = to_override.or_else(|| self.known_header(Known::To)) {
+            m.push_header(Known::To, to);
+        }
+        if let Some(call_id) = self.known_header(Known::CallId) {
+            m.push_header(Known::CallId, call_id);
+        }
+        let seq = self.cseq().map(|c| c.seq).unwrap_or(0);
+        m.push_header(Known::CSeq, &format!("{seq} {method}"));
+        m.push_header(Known::ContentLength, "0");
+        m
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use bytes::Bytes;
+
+    use crate::Message;
+    use crate::name::Known;
+
+    const INVITE: &str = "INVITE sip:bob@example.com SIP/2.0\r\n\
+Via: SIP/2.0/UDP pc33.example.com;branch=z9hG4bK776asdhds, SIP/2.0/UDP proxy.example.com;branch=z9hG4bKp1\r\n\
+Max-Forwards: 70\r\n\
+Route: <sip:p1.example.com;lr>\r\n\
+To: Bob <sip:bob@example.com>\r\n\
+From: Alice <sip:alice@example.com>;tag=1928301774\r\n\
+Call-ID: a84b4c76e66710@pc33.example.com\r\n\
+CSeq: 314159 INVITE\r\n\
+Timestamp: 54\r\n\
+Content-Length: 0\r\n\r\n";
+
+    fn invite() -> Message {
+        Message::parse(Bytes::from_static(INVITE.as_bytes())).unwrap()
+    }
+
+    #[test]
+    fn response_copies_the_right_headers() {
+        let inv = invite();
+        let r = inv.make_response(486, "Busy Here", Some("xyz"));
+        let r = Message::parse(r.to_bytes()).unwrap();
+        assert_eq!(r.status(), Some(486));
+        assert_eq!(r.reason(), Some("Busy Here"));
+        assert_eq!(r.vias().count(), 2);
+        assert_eq!(r.to_header().unwrap().tag(), Some("xyz"));
+        assert_eq!(r.from_header().unwrap().tag(), Some("1928301774"));
+        assert_eq!(r.cseq().unwrap().seq, 314159);
+        assert!(r.known_header(Known::Timestamp).is_none());
+        let trying = inv.make_response(100, "Trying", Some("xyz"));
+        assert_eq!(trying.to_header().unwrap().tag(), None);
+        assert_eq!(trying.known_header(Known::Timestamp), Some("54"));
+    }
+
+    #[test]
+    fn ack_and_cancel() {
+        let inv = invite();
+        let resp = inv.make_response(486, "Busy Here", Some("xyz"));
+        let ack = Message::parse(inv.make_ack(&resp).to_bytes()).unwrap();
+        assert_eq!(ack.method().map(|m| m.as_str()), Some("ACK"));
+        assert_eq!(ack.request_uri(), Some("sip:bob@example.com"));
+        assert_eq!(ack.vias().count(), 1);
+        assert_eq!(ack.top_via().unwrap().branch(), Some("z9hG4bK776asdhds"));
+        assert_eq!(ack.to_header().unwrap().tag(), Some("xyz"));
+        assert_eq!(ack.cseq().unwrap().seq, 314159);
+        assert_eq!(ack.routes().unwrap().len(), 1);
+        let cancel = Message::parse(inv.make_cancel().to_bytes()).unwrap();
+        assert_eq!(cancel.cseq().unwrap().method.as_str(), "CANCEL");
+        assert_eq!(cancel.to_header().unwrap().tag(), None);
+    }
+}

@@ -1,0 +1,236 @@
+//! Framing: where one message ends on a stream (Content-Length, RFC 3261
+//! 18.3), keep-alives (RFC 5626 3.5.1) and datagram classification.
+
+use bytes::{Buf, Bytes, BytesMut};
+use memchr::memmem;
+
+use crate::limits::Limits;
+use crate::text::parse_u64;
+
+/// What a stream yields.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Frame {
+    /// One complete message, exactly its bytes.
+    Message(Bytes),
+    /// A double-CRLF keep-alive ping: answer with a single CRLF.
+    Ping,
+    /// A single CRLF (a pong, or stray CRLF before a start line): ignore.
+    Pong,
+}
+
+/// Why a stream cannot be framed any further. All are fatal for the
+/// connection: once framing is lost there is no telling where the next
+/// message starts.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum FrameError {
+    #[error("Content-Length is required on stream transports")]
+    MissingContentLength,
+    #[error("Content-Length is not a valid number")]
+    BadContentLength,
+    #[error("message larger than the limit of {limit} bytes")]
+    TooLarge { limit: usize },
+}
+
+/// Reassembles messages from the bytes of a stream connection: pipelined
+/// messages in one read, one message over many reads.
+#[derive(Debug)]
+pub struct StreamFramer {
+    buf: BytesMut,
+    limits: Limits,
+    /// Where to resume looking for the end of the header section.
+    scanned: usize,
+}
+
+impl StreamFramer {
+    pub fn new(limits: Limits) -> Self {
+        Self {
+            buf: BytesMut::with_capacity(4096),
+            limits,
+            scanned: 0,
+        }
+    }
+
+    /// Appends received bytes.
+    pub fn extend(&mut self, data: &[u8]) {
+        self.buf.extend_from_slice(data);
+    }
+
+    /// The buffer to read into directly (then call nothing else: the bytes
+    /// read are already in place).
+    pub fn buffer_mut(&mut self) -> &mut BytesMut {
+        &mut self.buf
+    }
+
+    /// Bytes received but not yet part of a complete frame.
+    pub fn pending(&self) -> usize {
+        self.buf.len()
+    }
+
+    /// The next complete frame, `Ok(None)` when more bytes are needed.
+    pub fn next_frame(&mut self) -> Result<Option<Frame>, FrameError> {
+        if self.buf.starts_with(b"\r\n") {
+            if self.buf.len() < 4 {
+                return Ok(None);
+            }
+            if self.buf[2..].starts_with(b"\r\n") {
+                self.buf.advance(4);
+                self.scanned = 0;
+                return Ok(Some(Frame::Ping));
+            }
+            self.buf.advance(2);
+            self.scanned = 0;
+            return Ok(Some(Frame::Pong));
+        }
+        let from = self.scanned.saturating_sub(3);
+        let Some(end) = memmem::find(&self.buf[from..], b"\r\n\r\n").map(|i| from + i) else {
+            if self.buf.len() > self.limits.max_message_bytes {
+                return Err(FrameError::TooLarge {
+                    limit: self.limits.max_message_bytes,
+                });
+            }
+            self.scanned = self.buf.len();
+            return Ok(None);
+        };
+        let body_len = content_length(&self.buf[..end])?.ok_or(FrameError::MissingContentLength)?;
+        if body_len > self.limits.max_body_bytes {
+            return Err(FrameError::TooLarge {
+                limit: self.limits.max_body_bytes,
+            });
+        }
+        let total = end + 4 + body_len;
+        if total > self.limits.max_message_bytes {
+            return Err(FrameError::TooLarge {
+                limit: self.limits.max_message_bytes,
+            });
+        }
+        if self.buf.len() < total {
+            self.scanned = end;
+            return Ok(None);
+        }
+        self.scanned = 0;
+        Ok(Some(Frame::Message(self.buf.split_to(total).freeze())))
+    }
+}
+
+/// Finds Content-Length (or its compact form `l`) in a header section.
+fn content_length(head: &[u8]) -> Result<Option<usize>, FrameError> {
+    let mut found = None;
+    for line in head.split(|b| *b == b'\n').skip(1) {
+        let Some(colon) = line.iter().position(|b| *b == b':') else {
+            continue;
+        };
+        let name = trim(&line[..colon]);
+        if name.eq_ignore_ascii_case(b"content-length") || name.eq_ignore_ascii_case(b"l") {
+            let value = std::str::from_utf8(trim(&line[colon + 1..]))
+                .map_err(|_| FrameError::BadContentLength)?;
+            let n = parse_u64(value)
+                .and_then(|n| usize::try_from(n).ok())
+                .ok_or(FrameError::BadContentLength)?;
+            if found.is_some_and(|f| f != n) {
+                return Err(FrameError::BadContentLength);
+            }
+            found = Some(n);
+        }
+    }
+    Ok(found)
+}
+
+fn trim(mut s: &[u8]) -> &[u8] {
+    while let [first, rest @ ..] = s {
+        if first.is_ascii_whitespace() {
+            s = rest
+        } else {
+            break;
+        }
+    }
+    while let [rest @ .., last] = s {
+        if last.is_ascii_whitespace() {
+            s = rest
+        } else {
+            break;
+        }
+    }
+    s
+}
+
+/// What one UDP datagram holds.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Datagram {
+    /// A candidate SIP message: parse it.
+    Sip,
+    /// CRLF keep-alives (or nothing): ignore.
+    KeepAlive,
+    /// Not SIP at all (STUN keep-alives start with 0x00 or 0x01): ignore.
+    NotSip,
+}
+
+/// Classifies a datagram without parsing it.
+pub fn classify_datagram(data: &[u8]) -> Datagram {
+    if data.iter().all(|b| *b == b'\r' || *b == b'\n') {
+        Datagram::KeepAlive
+    } else if data[0] < 0x20 {
+        Datagram::NotSip
+    } else {
+        Datagram::Sip
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    const MSG: &[u8] = b"OPTIONS sip:a@b SIP/2.0\r\nl: 5\r\n\r\nhello";
+
+    #[test]
+    fn pipelined_and_split() {
+        let mut f = StreamFramer::new(Limits::default());
+        let mut two = MSG.to_vec();
+        two.extend_from_slice(b"\r\n\r\n");
+        two.extend_from_slice(MSG);
+        f.extend(&two);
+        assert_eq!(
+            f.next_frame(),
+            Ok(Some(Frame::Message(Bytes::from_static(MSG))))
+        );
+        assert_eq!(f.next_frame(), Ok(Some(Frame::Ping)));
+        assert_eq!(
+            f.next_frame(),
+            Ok(Some(Frame::Message(Bytes::from_static(MSG))))
+        );
+        assert_eq!(f.next_frame(), Ok(None));
+        for b in MSG {
+            f.extend(&[*b]);
+            if f.pending() < MSG.len() {
+                assert_eq!(f.next_frame(), Ok(None));
+            }
+        }
+        assert_eq!(
+            f.next_frame(),
+            Ok(Some(Frame::Message(Bytes::from_static(MSG))))
+        );
+    }
+
+    #[test]
+    fn errors() {
+        let mut f = StreamFramer::new(Limits::default());
+        f.extend(b"OPTIONS sip:a@b SIP/2.0\r\nVia: x\r\n\r\n");
+        assert_eq!(f.next_frame(), Err(FrameError::MissingContentLength));
+        let mut f = StreamFramer::new(Limits::default());
+        f.extend(b"OPTIONS sip:a@b SIP/2.0\r\nContent-Length: -3\r\n\r\n");
+        assert_eq!(f.next_frame(), Err(FrameError::BadContentLength));
+        let limits = Limits {
+            max_message_bytes: 64,
+            ..Limits::default()
+        };
+        let mut f = StreamFramer::new(limits);
+        f.extend(&[b'A'; 65]);
+        assert_eq!(f.next_frame(), Err(FrameError::TooLarge { limit: 64 }));
+    }
+
+    #[test]
+    fn datagrams() {
+        assert_eq!(classify_datagram(b"\r\n\r\n"), Datagram::KeepAlive);
+        assert_eq!(classify_datagram(&[0, 1, 0, 0]), Datagram::NotSip);
+        assert_eq!(classify_datagram(MSG), Datagram::Sip);
+    }
+}

@@ -1,1 +1,24 @@
-pub fn x() {}
+//! sip-edge: the part of sipbus that speaks SIP on sockets. It terminates
+//! transports (UDP and TCP; TLS and WebSocket plug into the same seams),
+//! frames and validates messages, runs the RFC 3261 transaction layer
+//! (with RFC 6026), answers what needs no service (OPTIONS, 405, 501, and
+//! every protocol error), and hands each new request to the services
+//! through [`Dispatch`]. It keeps no dialog state.
+//!
+//! Layers never reach upward: transports know nothing of transactions,
+//! transactions nothing of services.
+
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod dispatch;
+pub mod edge;
+pub mod transaction;
+pub mod transport;
+pub mod validate;
+
+pub use config::EdgeConfig;
+pub use dispatch::{BoxFuture, Dispatch, EdgeHandle, IncomingRequest, NoServices};
+pub use edge::{RunningEdge, StartError, start};
+pub use transaction::{ClientEvent, ClientTx, Origin, ServerTx, ServerTxId, TimerConfig, TransactionLayer, TxError};
+pub use transport::{FlowId, ListenAddr, Source, Target, TransportKind};

@@ -1,0 +1,223 @@
+//! Edge configuration: the `[edge]` table of the sipbus config file.
+
+use std::net::IpAddr;
+use std::time::Duration;
+
+use serde::Deserialize;
+use sip_message::Limits;
+
+use crate::transaction::TimerConfig;
+use crate::transport::ListenAddr;
+use crate::transport::tcp::TcpSettings;
+
+/// `[edge]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct EdgeConfig {
+    /// Where to listen: `udp:IP:PORT` / `tcp:IP:PORT`, IPv4 or `[IPv6]`.
+    pub listen: Vec<ListenAddr>,
+    /// IP written in our Via sent-by; default: the listening IP, or the
+    /// route's source address when listening on a wildcard.
+    pub advertise: Option<IpAddr>,
+    /// Option tags we support (Supported in OPTIONS answers; anything else
+    /// in Require gets 420).
+    pub supported: Vec<String>,
+    /// UDP receive tasks per socket.
+    pub udp_workers: usize,
+    pub timers: TimersConfig,
+    pub limits: LimitsConfig,
+    pub overload: OverloadConfig,
+    pub tcp: TcpConfig,
+}
+
+impl Default for EdgeConfig {
+    fn default() -> Self {
+        Self {
+            listen: vec![
+                ListenAddr { transport: crate::TransportKind::Udp, addr: ([0, 0, 0, 0], 5060).into() },
+                ListenAddr { transport: crate::TransportKind::Tcp, addr: ([0, 0, 0, 0], 5060).into() },
+            ],
+            advertise: None,
+            supported: Vec::new(),
+            udp_workers: 2,
+            timers: TimersConfig::default(),
+            limits: LimitsConfig::default(),
+            overload: OverloadConfig::default(),
+            tcp: TcpConfig::default(),
+        }
+    }
+}
+
+/// `[edge.timers]`, in milliseconds.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TimersConfig {
+    pub t1_ms: u64,
+    pub t2_ms: u64,
+    pub t4_ms: u64,
+    /// How long an INVITE may wait for the application's final response.
+    pub invite_guard_ms: u64,
+}
+
+impl Default for TimersConfig {
+    fn default() -> Self {
+        let t = TimerConfig::default();
+        Self {
+            t1_ms: t.t1.as_millis() as u64,
+            t2_ms: t.t2.as_millis() as u64,
+            t4_ms: t.t4.as_millis() as u64,
+            invite_guard_ms: t.invite_guard.as_millis() as u64,
+        }
+    }
+}
+
+/// `[edge.limits]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct LimitsConfig {
+    pub max_message_bytes: usize,
+    pub max_headers: usize,
+    pub max_header_line: usize,
+    pub max_vias: usize,
+    pub max_uri_len: usize,
+    pub max_body_bytes: usize,
+}
+
+impl Default for LimitsConfig {
+    fn default() -> Self {
+        let l = Limits::default();
+        Self {
+            max_message_bytes: l.max_message_bytes,
+            max_headers: l.max_headers,
+            max_header_line: l.max_header_line,
+            max_vias: l.max_vias,
+            max_uri_len: l.max_uri_len,
+            max_body_bytes: l.max_body_bytes,
+        }
+    }
+}
+
+/// `[edge.overload]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct OverloadConfig {
+    /// Server plus client transactions in progress before new requests get
+    /// 503.
+    pub max_transactions: usize,
+    /// Requests handed to services and not yet answered before new ones get
+    /// 503.
+    pub max_inflight_requests: usize,
+    /// Retry-After seconds on 503.
+    pub retry_after_s: u32,
+}
+
+impl Default for OverloadConfig {
+    fn default() -> Self {
+        Self { max_transactions: 100_000, max_inflight_requests: 10_000, retry_after_s: 5 }
+    }
+}
+
+/// `[edge.tcp]`.
+#[derive(Debug, Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct TcpConfig {
+    pub idle_timeout_s: u64,
+    pub incomplete_message_timeout_ms: u64,
+    pub connect_timeout_ms: u64,
+    pub write_queue: usize,
+    pub max_connections: usize,
+}
+
+impl Default for TcpConfig {
+    fn default() -> Self {
+        let t = TcpSettings::default();
+        Self {
+            idle_timeout_s: t.idle_timeout.as_secs(),
+            incomplete_message_timeout_ms: t.incomplete_message_timeout.as_millis() as u64,
+            connect_timeout_ms: t.connect_timeout.as_millis() as u64,
+            write_queue: t.write_queue,
+            max_connections: t.max_connections,
+        }
+    }
+}
+
+/// A value that passed deserialisation but makes no sense.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("edge.{key}: {problem}")]
+pub struct ConfigError {
+    pub key: &'static str,
+    pub problem: String,
+}
+
+impl EdgeConfig {
+    /// Checks relations serde cannot: ranges and orderings.
+    pub fn check(&self) -> Result<(), Vec<ConfigError>> {
+        let mut errors = Vec::new();
+        let mut bad = |key, problem: &str| errors.push(ConfigError { key, problem: problem.to_owned() });
+        if self.listen.is_empty() {
+            bad("listen", "at least one address is needed");
+        }
+        if self.timers.t1_ms == 0 {
+            bad("timers.t1_ms", "must be greater than 0");
+        }
+        if self.timers.t2_ms < self.timers.t1_ms {
+            bad("timers.t2_ms", "must be at least timers.t1_ms");
+        }
+        if self.udp_workers == 0 || self.udp_workers > 64 {
+            bad("udp_workers", "must be from 1 to 64");
+        }
+        if self.limits.max_message_bytes < 512 {
+            bad("limits.max_message_bytes", "must be at least 512");
+        }
+        if self.limits.max_body_bytes > self.limits.max_message_bytes {
+            bad("limits.max_body_bytes", "must not exceed limits.max_message_bytes");
+        }
+        if self.overload.max_transactions == 0 {
+            bad("overload.max_transactions", "must be greater than 0");
+        }
+        if self.overload.max_inflight_requests == 0 {
+            bad("overload.max_inflight_requests", "must be greater than 0");
+        }
+        if self.tcp.write_queue == 0 {
+            bad("tcp.write_queue", "must be greater than 0");
+        }
+        for tag in &self.supported {
+            if !sip_message::text::is_token(tag) {
+                bad("supported", "option tags must be tokens");
+            }
+        }
+        if errors.is_empty() { Ok(()) } else { Err(errors) }
+    }
+
+    pub fn timer_config(&self) -> TimerConfig {
+        TimerConfig {
+            t1: Duration::from_millis(self.timers.t1_ms),
+            t2: Duration::from_millis(self.timers.t2_ms),
+            t4: Duration::from_millis(self.timers.t4_ms),
+            invite_guard: Duration::from_millis(self.timers.invite_guard_ms),
+        }
+    }
+
+    pub fn message_limits(&self) -> Limits {
+        let l = &self.limits;
+        Limits {
+            max_message_bytes: l.max_message_bytes,
+            max_headers: l.max_headers,
+            max_header_line: l.max_header_line,
+            max_vias: l.max_vias,
+            max_uri_len: l.max_uri_len,
+            max_body_bytes: l.max_body_bytes,
+        }
+    }
+
+    pub fn tcp_settings(&self) -> TcpSettings {
+        TcpSettings {
+            idle_timeout: Duration::from_secs(self.tcp.idle_timeout_s),
+            incomplete_message_timeout: Duration::from_millis(self.tcp.incomplete_message_timeout_ms),
+            connect_timeout: Duration::from_millis(self.tcp.connect_timeout_ms),
+            write_queue: self.tcp.write_queue,
+            max_connections: self.tcp.max_connections,
+            limits: self.message_limits(),
+        }
+    }
+}

@@ -1,0 +1,265 @@
+//! Client transactions: INVITE (RFC 3261 17.1.1 with the RFC 6026 Accepted
+//! state) and non-INVITE (17.1.2).
+
+use bytes::Bytes;
+use sip_message::{Message, Method};
+use tokio::sync::mpsc;
+use tokio::time::{Instant, sleep_until};
+use tracing::debug;
+
+use super::key::ClientKey;
+use super::server::timer;
+use super::{TransactionLayer, lock};
+use crate::transport::Target;
+
+pub(super) enum ClientInput {
+    Response(Message),
+    Cancel,
+}
+
+/// Where a response handed to the transaction user came from.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Origin {
+    /// Received from the peer.
+    Peer,
+    /// Made by the layer: 408 after timer B / F (RFC 3261 8.1.3.1).
+    Timeout,
+    /// Made by the layer: 503 after a transport error (RFC 3261 8.1.3.1).
+    TransportError,
+}
+
+/// One response of a client transaction.
+#[derive(Debug, Clone)]
+pub struct ClientEvent {
+    pub response: Message,
+    pub origin: Origin,
+}
+
+/// The caller's side of a client transaction: its responses arrive in
+/// order, the final one last.
+pub struct ClientTx {
+    request: Message,
+    control: mpsc::Sender<ClientInput>,
+    events: mpsc::Receiver<ClientEvent>,
+}
+
+impl ClientTx {
+    pub(super) fn new(request: Message, control: mpsc::Sender<ClientInput>, events: mpsc::Receiver<ClientEvent>) -> Self {
+        Self { request, control, events }
+    }
+
+    /// The request as sent (with the layer's Via).
+    pub fn request(&self) -> &Message {
+        &self.request
+    }
+
+    /// The next response; `None` once the transaction has ended.
+    pub async fn next(&mut self) -> Option<ClientEvent> {
+        self.events.recv().await
+    }
+
+    /// Cancels an INVITE: the CANCEL goes out once a provisional response
+    /// has arrived (RFC 3261 9.1), and not at all after a final one.
+    pub fn cancel(&self) {
+        let _ = self.control.try_send(ClientInput::Cancel);
+    }
+}
+
+pub(super) struct ClientTask {
+    pub(super) layer: TransactionLayer,
+    pub(super) key: ClientKey,
+    pub(super) request: Message,
+    pub(super) target: Target,
+    pub(super) rx: mpsc::Receiver<ClientInput>,
+    pub(super) events: mpsc::Sender<ClientEvent>,
+}
+
+enum Outcome {
+    Accepted,
+    Completed(Message),
+    Ended,
+}
+
+impl ClientTask {
+    pub(super) async fn run(mut self, invite: bool) {
+        let data = self.request.to_bytes();
+        if self.layer.transmit(&self.target, data.clone()).is_err() {
+            self.deliver_local(503, "Service Unavailable (transport error)", Origin::TransportError);
+        } else if invite {
+            self.run_invite(data).await;
+        } else {
+            self.run_non_invite(data).await;
+        }
+        lock(&self.layer.inner.client).remove(&self.key);
+    }
+
+    fn reliable(&self) -> bool {
+        self.target.transport.is_reliable()
+    }
+
+    fn deliver(&self, response: Message, origin: Origin) {
+        if self.events.try_send(ClientEvent { response, origin }).is_err() {
+            debug!(branch = %self.key.branch, "transaction user not reading: response dropped");
+        }
+    }
+
+    fn deliver_local(&self, code: u16, reason: &str, origin: Origin) {
+        self.deliver(self.request.make_response(code, reason, None), origin);
+    }
+
+    fn resend(&self, data: &Bytes) {
+        if let Err(e) = self.layer.transmit(&self.target, data.clone()) {
+            debug!(error = %e, "retransmission not sent");
+        }
+    }
+
+    async fn run_invite(&mut self, data: Bytes) {
+        let timers = *self.layer.timers();
+        let mut interval = timers.t1;
+        // Timer A: INVITE retransmissions double without the T2 cap.
+        let mut timer_a = (!self.reliable()).then(|| Instant::now() + interval);
+        let mut deadline = Instant::now() + timers.t1x64(); // timer B
+        let mut proceeding = false;
+        let mut cancel_wanted = false;
+        let mut cancel_sent = false;
+        let outcome = loop {
+            tokio::select! {
+                ev = self.rx.recv() => match ev {
+                    None => break Outcome::Ended,
+                    Some(ClientInput::Cancel) => {
+                        cancel_wanted = true;
+                        if proceeding && !cancel_sent {
+                            cancel_sent = self.send_cancel();
+                        }
+                    }
+                    Some(ClientInput::Response(resp)) => match resp.status().unwrap_or(0) {
+                        100..=199 => {
+                            proceeding = true;
+                            timer_a = None;
+                            deadline = Instant::now() + timers.invite_guard;
+                            if cancel_wanted && !cancel_sent {
+                                cancel_sent = self.send_cancel();
+                            }
+                            self.deliver(resp, Origin::Peer);
+                        }
+                        200..=299 => {
+                            self.deliver(resp, Origin::Peer);
+                            break Outcome::Accepted;
+                        }
+                        _ => {
+                            self.send_ack(&resp);
+                            self.deliver(resp.clone(), Origin::Peer);
+                            break Outcome::Completed(resp);
+                        }
+                    },
+                },
+                _ = timer(timer_a) => {
+                    self.resend(&data);
+                    interval *= 2;
+                    timer_a = Some(Instant::now() + interval);
+                }
+                _ = sleep_until(deadline) => {
+                    if proceeding && !cancel_sent {
+                        self.send_cancel();
+                    }
+                    self.deliver_local(408, "Request Timeout", Origin::Timeout);
+                    break Outcome::Ended;
+                }
+            }
+        };
+        match outcome {
+            Outcome::Accepted => {
+                // Timer M: later 2xx (other forks, retransmissions) go up so
+                // the transaction user can ACK each.
+                let until = Instant::now() + timers.t1x64();
+                loop {
+                    tokio::select! {
+                        ev = self.rx.recv() => match ev {
+                            None => break,
+                            Some(ClientInput::Response(r)) if r.status().is_some_and(|c| (200..300).contains(&c)) => {
+                                self.deliver(r, Origin::Peer);
+                            }
+                            Some(_) => {}
+                        },
+                        _ = sleep_until(until) => break,
+                    }
+                }
+            }
+            Outcome::Completed(resp) => {
+                // Timer D: answer retransmitted finals with the same ACK.
+                let until = Instant::now() + timers.timer_d(self.reliable());
+                loop {
+                    tokio::select! {
+                        ev = self.rx.recv() => match ev {
+                            None => break,
+                            Some(ClientInput::Response(r)) if r.status().is_some_and(|c| c >= 300) => self.send_ack(&resp),
+                            Some(_) => {}
+                        },
+                        _ = sleep_until(until) => break,
+                    }
+                }
+            }
+            Outcome::Ended => {}
+        }
+    }
+
+    fn send_ack(&self, response: &Message) {
+        let ack = self.request.make_ack(response);
+        self.resend(&ack.to_bytes());
+    }
+
+    /// Starts the CANCEL's own non-INVITE transaction; its responses are
+    /// not surfaced (the INVITE's 487 is what matters).
+    fn send_cancel(&self) -> bool {
+        let cancel = self.request.make_cancel();
+        match self.layer.start_client(cancel, self.target, self.key.branch.to_string(), Method::Cancel) {
+            Ok(_) => true,
+            Err(e) => {
+                debug!(error = %e, "CANCEL not sent");
+                false
+            }
+        }
+    }
+
+    async fn run_non_invite(&mut self, data: Bytes) {
+        let timers = *self.layer.timers();
+        let mut interval = timers.t1;
+        let mut timer_e = (!self.reliable()).then(|| Instant::now() + interval);
+        let timer_f = Instant::now() + timers.t1x64();
+        let mut proceeding = false;
+        loop {
+            tokio::select! {
+                ev = self.rx.recv() => match ev {
+                    None => return,
+                    Some(ClientInput::Cancel) => {}
+                    Some(ClientInput::Response(resp)) => {
+                        let code = resp.status().unwrap_or(0);
+                        self.deliver(resp, Origin::Peer);
+                        if code < 200 {
+                            proceeding = true;
+                        } else {
+                            break;
+                        }
+                    }
+                },
+                _ = timer(timer_e) => {
+                    self.resend(&data);
+                    interval = if proceeding { timers.t2 } else { (interval * 2).min(timers.t2) };
+                    timer_e = Some(Instant::now() + interval);
+                }
+                _ = sleep_until(timer_f) => {
+                    self.deliver_local(408, "Request Timeout", Origin::Timeout);
+                    return;
+                }
+            }
+        }
+        // Timer K: absorb retransmitted finals.
+        let until = Instant::now() + timers.t4_unless_reliable(self.reliable());
+        loop {
+            tokio::select! {
+                ev = self.rx.recv() => if ev.is_none() { return },
+                _ = sleep_until(until) => return,
+            }
+        }
+    }
+}

@@ -1,0 +1,444 @@
+//! The RFC 3261 section 17 transaction layer, with the RFC 6026 Accepted
+//! states.
+//!
+//! Each transaction is one task that owns its state machine and its timers
+//! (`tokio::time`, so tests drive them with paused time). The layer keeps
+//! the tables that route retransmissions, ACKs, CANCELs and responses to
+//! those tasks, detects merged requests (482) and refuses new transactions
+//! beyond a bound (503). It knows nothing of dialogs or services: what it
+//! cannot absorb goes to the [`TransactionUser`].
+
+mod client;
+pub mod key;
+mod server;
+pub mod timers;
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+
+use bytes::Bytes;
+use sip_message::{Known, Message, Method};
+use tokio::sync::mpsc;
+use tracing::{debug, warn};
+
+pub use client::{ClientEvent, ClientTx, Origin};
+use key::{AckKey, ClientKey, MergeKey, TxKey};
+pub use timers::TimerConfig;
+
+use crate::transport::{Source, Target, Transmit, TransportError, TransportKind};
+
+/// Identifies a server transaction for as long as it lives; the handle a
+/// service uses to answer "later and from elsewhere".
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
+pub struct ServerTxId(pub u64);
+
+impl std::fmt::Display for ServerTxId {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "stx-{}", self.0)
+    }
+}
+
+/// Why the transaction layer refused a call.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum TxError {
+    #[error("server transaction {0} does not exist (finished or never created)")]
+    NoTransaction(ServerTxId),
+    #[error("transaction {0} is busy; try again")]
+    Busy(ServerTxId),
+    #[error("not a response")]
+    NotAResponse,
+    #[error("not a request, or a method that needs no transaction (ACK)")]
+    NotARequest,
+    #[error("too many transactions in progress")]
+    Overloaded,
+    #[error(transparent)]
+    Transport(#[from] TransportError),
+}
+
+/// What the layer hands upward.
+pub trait TransactionUser: Send + Sync + 'static {
+    /// A new request, with its server transaction (100 Trying already sent
+    /// for INVITE).
+    fn on_request(&self, tx: ServerTx, request: Message, source: Source);
+    /// An ACK no transaction absorbed: the ACK of a 2xx, or a stray one.
+    fn on_ack(&self, ack: Message, source: Source);
+    /// An INVITE was cancelled; the layer already answered 487.
+    fn on_cancelled(&self, tx: ServerTxId);
+    /// A response no client transaction matches (a 2xx retransmission after
+    /// the transaction ended, or noise).
+    fn on_stray_response(&self, _response: Message, _source: Source) {}
+}
+
+/// Events into a server transaction task.
+enum ServerInput {
+    Retransmission,
+    Respond(Message),
+    Ack,
+    Cancel,
+}
+
+struct ServerSlot {
+    id: ServerTxId,
+    events: mpsc::Sender<ServerInput>,
+}
+
+#[derive(Default)]
+struct ServerTable {
+    by_key: HashMap<TxKey, ServerSlot>,
+    by_id: HashMap<ServerTxId, TxKey>,
+    merged: HashMap<MergeKey, TxKey>,
+    accepted: HashMap<AckKey, ServerTxId>,
+}
+
+pub(crate) struct Inner {
+    timers: TimerConfig,
+    transmit: Arc<dyn Transmit>,
+    tu: OnceLock<Arc<dyn TransactionUser>>,
+    max_transactions: usize,
+    server: Mutex<ServerTable>,
+    client: Mutex<HashMap<ClientKey, mpsc::Sender<client::ClientInput>>>,
+    next_id: AtomicU64,
+}
+
+/// The transaction layer. Cheap to clone.
+#[derive(Clone)]
+pub struct TransactionLayer {
+    inner: Arc<Inner>,
+}
+
+/// A server transaction handle given to the transaction user.
+#[derive(Clone)]
+pub struct ServerTx {
+    id: ServerTxId,
+    to_tag: Arc<str>,
+    layer: TransactionLayer,
+}
+
+impl ServerTx {
+    pub fn id(&self) -> ServerTxId {
+        self.id
+    }
+
+    /// A To tag generated for this transaction, for responses that need one.
+    pub fn to_tag(&self) -> &str {
+        &self.to_tag
+    }
+
+    /// Sends a response on this transaction.
+    pub fn respond(&self, response: Message) -> Result<(), TxError> {
+        self.layer.respond(self.id, response)
+    }
+}
+
+impl std::fmt::Debug for ServerTx {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerTx").field("id", &self.id).finish()
+    }
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    // A panic while holding a table lock must not take the edge down with
+    // poisoned locks forever; the tables stay consistent per operation.
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+/// A random token for branches and tags.
+pub fn random_token(prefix: &str) -> String {
+    let mut s = String::with_capacity(prefix.len() + 16);
+    s.push_str(prefix);
+    s.push_str(&format!("{:016x}", fastrand::u64(..)));
+    s
+}
+
+impl TransactionLayer {
+    pub fn new(timers: TimerConfig, transmit: Arc<dyn Transmit>, max_transactions: usize) -> Self {
+        Self {
+            inner: Arc::new(Inner {
+                timers,
+                transmit,
+                tu: OnceLock::new(),
+                max_transactions,
+                server: Mutex::new(ServerTable::default()),
+                client: Mutex::new(HashMap::new()),
+                next_id: AtomicU64::new(1),
+            }),
+        }
+    }
+
+    /// Sets the transaction user; the first call wins.
+    pub fn set_user(&self, tu: Arc<dyn TransactionUser>) {
+        let _ = self.inner.tu.set(tu);
+    }
+
+    pub fn timers(&self) -> &TimerConfig {
+        &self.inner.timers
+    }
+
+    /// Transactions in progress: (server, client).
+    pub fn counts(&self) -> (usize, usize) {
+        (lock(&self.inner.server).by_key.len(), lock(&self.inner.client).len())
+    }
+
+    /// Hands a received, validated message to the layer.
+    pub fn receive(&self, msg: Message, source: Source) {
+        if msg.is_request() {
+            self.receive_request(msg, source);
+        } else {
+            self.receive_response(msg, source);
+        }
+    }
+
+    fn tu(&self) -> Option<&Arc<dyn TransactionUser>> {
+        self.inner.tu.get()
+    }
+
+    fn receive_response(&self, msg: Message, source: Source) {
+        let Ok(key) = ClientKey::of_response(&msg) else {
+            debug!("response without a usable Via branch or CSeq: dropped");
+            return;
+        };
+        let sender = lock(&self.inner.client).get(&key).cloned();
+        match sender {
+            Some(events) => {
+                if events.try_send(client::ClientInput::Response(msg)).is_err() {
+                    debug!(branch = %key.branch, "client transaction busy: response dropped (will be retransmitted)");
+                }
+            }
+            None => {
+                if let Some(tu) = self.tu() {
+                    tu.on_stray_response(msg, source);
+                }
+            }
+        }
+    }
+
+    fn receive_request(&self, msg: Message, source: Source) {
+        let Some(method) = msg.method().cloned() else { return };
+        let key = match TxKey::server(&msg) {
+            Ok(k) => k,
+            Err(e) => {
+                debug!(error = %e, "request without a transaction key: dropped");
+                return;
+            }
+        };
+        if method == Method::Ack {
+            self.receive_ack(msg, source, &key);
+            return;
+        }
+        let mut table = lock(&self.inner.server);
+        if let Some(slot) = table.by_key.get(&key) {
+            // A retransmission: the transaction answers it.
+            let _ = slot.events.try_send(ServerInput::Retransmission);
+            return;
+        }
+        if method == Method::Cancel {
+            let invite = table.by_key.get(&TxKey::cancelled_invite(&key)).map(|s| s.events.clone());
+            let cancel_tx = self.create_server(&mut table, key, None, msg.clone(), source);
+            drop(table);
+            let Ok(cancel_tx) = cancel_tx else {
+                self.respond_stateless(&msg, &source, 503, "Service Unavailable (overloaded)", &[("Retry-After", "5")]);
+                return;
+            };
+            let (code, reason) = match invite {
+                Some(_) => (200, "OK"),
+                None => (481, "Call/Transaction Does Not Exist"),
+            };
+            let _ = cancel_tx.respond(msg.make_response(code, reason, Some(cancel_tx.to_tag())));
+            if let Some(invite) = invite {
+                let _ = invite.try_send(ServerInput::Cancel);
+            }
+            return;
+        }
+        let merge = MergeKey::of(&msg);
+        let merged = merge.as_ref().is_some_and(|m| table.merged.get(m).is_some_and(|k| *k != key));
+        let created = self.create_server(&mut table, key, merge.filter(|_| !merged), msg.clone(), source);
+        drop(table);
+        let tx = match created {
+            Ok(tx) => tx,
+            Err(_) => {
+                warn!(%method, "transaction table full: 503");
+                self.respond_stateless(&msg, &source, 503, "Service Unavailable (overloaded)", &[("Retry-After", "5")]);
+                return;
+            }
+        };
+        if merged {
+            let _ = tx.respond(msg.make_response(482, "Loop Detected (merged request)", Some(tx.to_tag())));
+            return;
+        }
+        match self.tu() {
+            Some(tu) => tu.on_request(tx, msg, source),
+            None => {
+                let _ = tx.respond(msg.make_response(503, "Service Unavailable (starting)", Some(tx.to_tag())));
+            }
+        }
+    }
+
+    fn receive_ack(&self, msg: Message, source: Source, key: &TxKey) {
+        let table = lock(&self.inner.server);
+        if let Some(slot) = table.by_key.get(key) {
+            // ACK of a non-2xx final: absorbed by its INVITE transaction.
+            let _ = slot.events.try_send(ServerInput::Ack);
+            return;
+        }
+        let accepted = AckKey::of(&msg)
+            .and_then(|k| table.accepted.get(&k).copied())
+            .and_then(|id| table.by_id.get(&id))
+            .and_then(|k| table.by_key.get(k))
+            .map(|slot| slot.events.clone());
+        drop(table);
+        if let Some(events) = accepted {
+            // ACK of our 2xx: stops 2xx retransmission, and goes up too.
+            let _ = events.try_send(ServerInput::Ack);
+        }
+        if let Some(tu) = self.tu() {
+            tu.on_ack(msg, source);
+        }
+    }
+
+    fn create_server(
+        &self,
+        table: &mut ServerTable,
+        key: TxKey,
+        merge: Option<MergeKey>,
+        request: Message,
+        source: Source,
+    ) -> Result<ServerTx, TxError> {
+        if table.by_key.len() >= self.inner.max_transactions {
+            return Err(TxError::Overloaded);
+        }
+        let id = ServerTxId(self.inner.next_id.fetch_add(1, Ordering::Relaxed));
+        let (events, rx) = mpsc::channel(16);
+        let to_tag: Arc<str> = random_token("").into();
+        table.by_key.insert(key.clone(), ServerSlot { id, events });
+        table.by_id.insert(id, key.clone());
+        if let Some(m) = &merge {
+            table.merged.insert(m.clone(), key.clone());
+        }
+        let task = server::ServerTask {
+            inner: self.inner.clone(),
+            id,
+            key,
+            merge,
+            target: reply_target(&request, &source),
+            request,
+            rx,
+            to_tag: to_tag.clone(),
+        };
+        tokio::spawn(task.run());
+        Ok(ServerTx { id, to_tag, layer: self.clone() })
+    }
+
+    /// Sends a response on a server transaction.
+    pub fn respond(&self, id: ServerTxId, response: Message) -> Result<(), TxError> {
+        if response.is_request() {
+            return Err(TxError::NotAResponse);
+        }
+        let table = lock(&self.inner.server);
+        let slot = table.by_id.get(&id).and_then(|k| table.by_key.get(k)).ok_or(TxError::NoTransaction(id))?;
+        slot.events.try_send(ServerInput::Respond(response)).map_err(|_| TxError::Busy(id))
+    }
+
+    /// Answers without a transaction (requests that failed validation, or
+    /// when no transaction can be created).
+    pub fn respond_stateless(&self, req: &Message, source: &Source, code: u16, reason: &str, extra: &[(&str, &str)]) {
+        if req.method() == Some(&Method::Ack) {
+            return;
+        }
+        let mut resp = req.make_response(code, reason, Some(&random_token("")));
+        for (name, value) in extra {
+            resp.push_header(*name, value);
+        }
+        let target = reply_target(req, source);
+        if let Err(e) = self.inner.transmit.transmit(&target, resp.to_bytes()) {
+            debug!(error = %e, "stateless response not sent");
+        }
+    }
+
+    /// Sends a request through a new client transaction. The layer adds its
+    /// own top Via (with a fresh branch and `rport`), Max-Forwards when
+    /// missing, and Content-Length.
+    pub fn send_request(&self, mut request: Message, target: Target) -> Result<ClientTx, TxError> {
+        let method = request.method().cloned().ok_or(TxError::NotARequest)?;
+        if method == Method::Ack {
+            return Err(TxError::NotARequest);
+        }
+        let branch = self.stamp_request(&mut request, &target);
+        self.start_client(request, target, branch, method)
+    }
+
+    fn stamp_request(&self, request: &mut Message, target: &Target) -> String {
+        let branch = random_token("z9hG4bK");
+        let sent_by = self.inner.transmit.sent_by(target);
+        request.prepend_header(
+            Known::Via,
+            &format!("SIP/2.0/{} {};branch={branch};rport", target.transport.via_token(), sent_by),
+        );
+        if !request.has(Known::MaxForwards) {
+            request.push_header(Known::MaxForwards, "70");
+        }
+        let body = request.body().clone();
+        request.set_body(body);
+        branch
+    }
+
+    pub(crate) fn start_client(
+        &self,
+        request: Message,
+        target: Target,
+        branch: String,
+        method: Method,
+    ) -> Result<ClientTx, TxError> {
+        let key = ClientKey { branch: branch.into(), method: method.clone() };
+        let (input_tx, input_rx) = mpsc::channel(32);
+        let (events_tx, events_rx) = mpsc::channel(32);
+        {
+            let mut table = lock(&self.inner.client);
+            if table.len() >= self.inner.max_transactions {
+                return Err(TxError::Overloaded);
+            }
+            table.insert(key.clone(), input_tx.clone());
+        }
+        let task = client::ClientTask {
+            layer: self.clone(),
+            key,
+            request: request.clone(),
+            target,
+            rx: input_rx,
+            events: events_tx,
+        };
+        tokio::spawn(task.run(method == Method::Invite));
+        Ok(ClientTx::new(request, input_tx, events_rx))
+    }
+
+    /// Sends an ACK for a 2xx (its own transaction-less request, RFC 3261
+    /// 13.2.2.4): a fresh Via branch, sent once.
+    pub fn send_ack(&self, mut ack: Message, target: Target) -> Result<(), TxError> {
+        if ack.method() != Some(&Method::Ack) {
+            return Err(TxError::NotARequest);
+        }
+        self.stamp_request(&mut ack, &target);
+        Ok(self.inner.transmit.transmit(&target, ack.to_bytes())?)
+    }
+
+    fn transmit(&self, target: &Target, data: Bytes) -> Result<(), TransportError> {
+        self.inner.transmit.transmit(target, data)
+    }
+}
+
+/// Where responses to a request go (RFC 3261 18.2.2 with RFC 3581): back
+/// over the connection for streams; for UDP to the source address when
+/// `rport` was asked for, otherwise to the source IP (the `received`
+/// address) and the sent-by port.
+pub fn reply_target(req: &Message, source: &Source) -> Target {
+    if source.transport.is_reliable() {
+        return Target { transport: source.transport, remote: source.remote, flow: source.flow };
+    }
+    let mut remote = source.remote;
+    if let Ok(via) = req.top_via() {
+        if via.rport().is_none() {
+            remote.set_port(via.port.unwrap_or(5060));
+        }
+    }
+    Target { transport: TransportKind::Udp, remote, flow: None }
+}

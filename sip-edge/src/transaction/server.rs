@@ -1,0 +1,254 @@
+//! Server transactions: the INVITE state machine (RFC 3261 17.2.1 with the
+//! RFC 6026 Accepted state) and the non-INVITE one (17.2.2).
+
+use std::future::pending;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use sip_message::{Message, Method};
+use tokio::sync::mpsc;
+use tokio::time::{Instant, sleep_until};
+use tracing::{debug, warn};
+
+use super::key::{AckKey, MergeKey, TxKey};
+use super::{Inner, ServerInput, ServerTxId, lock};
+use crate::transport::Target;
+
+pub(super) struct ServerTask {
+    pub(super) inner: Arc<Inner>,
+    pub(super) id: ServerTxId,
+    pub(super) key: TxKey,
+    pub(super) merge: Option<MergeKey>,
+    pub(super) request: Message,
+    pub(super) target: Target,
+    pub(super) rx: mpsc::Receiver<ServerInput>,
+    pub(super) to_tag: Arc<str>,
+}
+
+/// Sleeps until `at`, or forever when there is no such timer.
+pub(super) async fn timer(at: Option<Instant>) {
+    match at {
+        Some(at) => sleep_until(at).await,
+        None => pending().await,
+    }
+}
+
+enum Final {
+    Success(Bytes),
+    Failure(Bytes),
+}
+
+impl ServerTask {
+    pub(super) async fn run(mut self) {
+        let is_invite = self.request.method() == Some(&Method::Invite);
+        if is_invite {
+            self.run_invite().await;
+        } else {
+            self.run_non_invite().await;
+        }
+        self.finish();
+    }
+
+    fn reliable(&self) -> bool {
+        self.target.transport.is_reliable()
+    }
+
+    fn send(&self, data: Bytes) {
+        if let Err(e) = self.inner.transmit.transmit(&self.target, data) {
+            debug!(tx = %self.id, error = %e, "response not sent");
+        }
+    }
+
+    fn local_response(&self, code: u16, reason: &str) -> Bytes {
+        self.request.make_response(code, reason, Some(&self.to_tag)).to_bytes()
+    }
+
+    async fn run_invite(&mut self) {
+        let timers = self.inner.timers;
+        // 17.2.1: 100 Trying at once, so the client stops retransmitting
+        // however long the application takes.
+        let mut last = self.local_response(100, "Trying");
+        self.send(last.clone());
+        let guard = Instant::now() + timers.invite_guard;
+        let fin = loop {
+            tokio::select! {
+                ev = self.rx.recv() => match ev {
+                    None => return,
+                    Some(ServerInput::Retransmission) => self.send(last.clone()),
+                    Some(ServerInput::Respond(resp)) => {
+                        let code = resp.status().unwrap_or(500);
+                        let bytes = resp.to_bytes();
+                        self.send(bytes.clone());
+                        match code {
+                            100..=199 => last = bytes,
+                            200..=299 => break Final::Success(bytes),
+                            _ => break Final::Failure(bytes),
+                        }
+                    }
+                    Some(ServerInput::Cancel) => {
+                        let bytes = self.local_response(487, "Request Terminated");
+                        self.send(bytes.clone());
+                        if let Some(tu) = self.inner.tu.get() {
+                            tu.on_cancelled(self.id);
+                        }
+                        break Final::Failure(bytes);
+                    }
+                    Some(ServerInput::Ack) => {}
+                },
+                _ = sleep_until(guard) => {
+                    warn!(tx = %self.id, "no final response from the application in time: 500");
+                    let bytes = self.local_response(500, "Server Internal Error (no final response in time)");
+                    self.send(bytes.clone());
+                    break Final::Failure(bytes);
+                }
+            }
+        };
+        match fin {
+            Final::Success(bytes) => self.accepted(bytes).await,
+            Final::Failure(bytes) => self.completed_invite(bytes).await,
+        }
+    }
+
+    /// RFC 6026 Accepted: the 2xx is retransmitted (T1 doubling to T2, UDP
+    /// only) until its ACK arrives; timer L ends the transaction.
+    async fn accepted(&mut self, mut response: Bytes) {
+        let timers = self.inner.timers;
+        let ack_key = AckKey::of(&self.request);
+        if let Some(k) = &ack_key {
+            lock(&self.inner.server).accepted.insert(k.clone(), self.id);
+        }
+        let timer_l = Instant::now() + timers.t1x64();
+        let mut interval = timers.t1;
+        let mut resend_at = (!self.reliable()).then(|| Instant::now() + interval);
+        loop {
+            tokio::select! {
+                ev = self.rx.recv() => match ev {
+                    None => break,
+                    Some(ServerInput::Retransmission) => self.send(response.clone()),
+                    Some(ServerInput::Respond(resp)) => {
+                        if resp.status().is_some_and(|c| (200..300).contains(&c)) {
+                            response = resp.to_bytes();
+                            self.send(response.clone());
+                        }
+                    }
+                    Some(ServerInput::Ack) => resend_at = None,
+                    Some(ServerInput::Cancel) => {}
+                },
+                _ = timer(resend_at) => {
+                    self.send(response.clone());
+                    interval = (interval * 2).min(timers.t2);
+                    resend_at = Some(Instant::now() + interval);
+                }
+                _ = sleep_until(timer_l) => break,
+            }
+        }
+        if let Some(k) = ack_key {
+            let mut table = lock(&self.inner.server);
+            if table.accepted.get(&k) == Some(&self.id) {
+                table.accepted.remove(&k);
+            }
+        }
+    }
+
+    /// Completed: the non-2xx final is retransmitted by timer G (UDP only)
+    /// until the ACK; timer H gives up; Confirmed absorbs ACKs for T4.
+    async fn completed_invite(&mut self, response: Bytes) {
+        let timers = self.inner.timers;
+        let timer_h = Instant::now() + timers.t1x64();
+        let mut interval = timers.t1;
+        let mut timer_g = (!self.reliable()).then(|| Instant::now() + interval);
+        loop {
+            tokio::select! {
+                ev = self.rx.recv() => match ev {
+                    None => return,
+                    Some(ServerInput::Retransmission) => self.send(response.clone()),
+                    Some(ServerInput::Ack) => break,
+                    Some(ServerInput::Respond(_)) => debug!(tx = %self.id, "response after the final one: ignored"),
+                    Some(ServerInput::Cancel) => {}
+                },
+                _ = timer(timer_g) => {
+                    self.send(response.clone());
+                    interval = (interval * 2).min(timers.t2);
+                    timer_g = Some(Instant::now() + interval);
+                }
+                _ = sleep_until(timer_h) => {
+                    debug!(tx = %self.id, "no ACK for the final response (timer H)");
+                    return;
+                }
+            }
+        }
+        // Confirmed: timer I absorbs ACK retransmissions.
+        self.absorb(timers.t4_unless_reliable(self.reliable()), None).await;
+    }
+
+    async fn run_non_invite(&mut self) {
+        let timers = self.inner.timers;
+        // The client gives up after 64*T1 (timer F); so do we.
+        let guard = Instant::now() + timers.t1x64();
+        let mut last: Option<Bytes> = None;
+        let response = loop {
+            tokio::select! {
+                ev = self.rx.recv() => match ev {
+                    None => return,
+                    Some(ServerInput::Retransmission) => {
+                        if let Some(last) = &last {
+                            self.send(last.clone());
+                        }
+                    }
+                    Some(ServerInput::Respond(resp)) => {
+                        let bytes = resp.to_bytes();
+                        self.send(bytes.clone());
+                        if resp.status().is_some_and(|c| c < 200) {
+                            last = Some(bytes);
+                        } else {
+                            break bytes;
+                        }
+                    }
+                    Some(ServerInput::Ack | ServerInput::Cancel) => {}
+                },
+                _ = sleep_until(guard) => {
+                    warn!(tx = %self.id, "no final response from the application before the client gave up");
+                    return;
+                }
+            }
+        };
+        // Completed: timer J answers retransmissions with the final response.
+        self.absorb(timers.timer_j(self.reliable()), Some(response)).await;
+    }
+
+    /// Waits `duration`, answering retransmissions with `response`.
+    async fn absorb(&mut self, duration: Duration, response: Option<Bytes>) {
+        if duration.is_zero() {
+            return;
+        }
+        let until = Instant::now() + duration;
+        loop {
+            tokio::select! {
+                ev = self.rx.recv() => match ev {
+                    None => return,
+                    Some(ServerInput::Retransmission) => {
+                        if let Some(r) = &response {
+                            self.send(r.clone());
+                        }
+                    }
+                    Some(_) => {}
+                },
+                _ = sleep_until(until) => return,
+            }
+        }
+    }
+
+    fn finish(&self) {
+        let mut table = lock(&self.inner.server);
+        if table.by_key.get(&self.key).is_some_and(|s| s.id == self.id) {
+            table.by_key.remove(&self.key);
+        }
+        table.by_id.remove(&self.id);
+        if let Some(m) = &self.merge {
+            if table.merged.get(m) == Some(&self.key) {
+                table.merged.remove(m);
+            }
+        }
+    }
+}

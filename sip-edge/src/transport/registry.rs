@@ -1,0 +1,185 @@
+//! The set of live sockets and connections, and [`Transmit`] over them.
+
+use std::collections::HashMap;
+use std::net::{IpAddr, SocketAddr, UdpSocket as StdUdpSocket};
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+
+use bytes::Bytes;
+use tokio::net::UdpSocket;
+use tokio::sync::mpsc;
+use tracing::debug;
+
+use super::tcp::{self, TcpSettings};
+use super::{FlowId, Inbound, Target, Transmit, TransportError, TransportKind};
+
+/// A live stream connection's write side.
+#[derive(Clone)]
+pub(crate) struct Connection {
+    pub(crate) remote: SocketAddr,
+    pub(crate) writer: mpsc::Sender<Bytes>,
+}
+
+#[derive(Default)]
+struct Flows {
+    by_id: HashMap<FlowId, Connection>,
+    by_remote: HashMap<SocketAddr, FlowId>,
+}
+
+/// Every socket and connection of one edge instance.
+pub struct Transports {
+    udp: Mutex<Vec<(SocketAddr, Arc<UdpSocket>)>>,
+    tcp_listeners: Mutex<Vec<SocketAddr>>,
+    flows: Mutex<Flows>,
+    next_flow: AtomicU64,
+    advertise: Option<IpAddr>,
+    pub(crate) tcp: TcpSettings,
+    /// Where messages read from connections we open go.
+    inbound: OnceLock<Arc<dyn Inbound>>,
+    me: std::sync::Weak<Transports>,
+}
+
+fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+impl Transports {
+    pub fn new(advertise: Option<IpAddr>, tcp: TcpSettings) -> Arc<Self> {
+        Arc::new_cyclic(|me| Self {
+            me: me.clone(),
+            udp: Mutex::new(Vec::new()),
+            tcp_listeners: Mutex::new(Vec::new()),
+            flows: Mutex::new(Flows::default()),
+            next_flow: AtomicU64::new(1),
+            advertise,
+            tcp,
+            inbound: OnceLock::new(),
+        })
+    }
+
+    pub(crate) fn weak_self(&self) -> std::sync::Weak<Transports> {
+        self.me.clone()
+    }
+
+    pub fn set_inbound(&self, inbound: Arc<dyn Inbound>) {
+        let _ = self.inbound.set(inbound);
+    }
+
+    pub(crate) fn inbound(&self) -> Option<Arc<dyn Inbound>> {
+        self.inbound.get().cloned()
+    }
+
+    pub fn add_udp(&self, local: SocketAddr, socket: Arc<UdpSocket>) {
+        lock(&self.udp).push((local, socket));
+    }
+
+    pub fn add_tcp_listener(&self, local: SocketAddr) {
+        lock(&self.tcp_listeners).push(local);
+    }
+
+    pub fn next_flow_id(&self) -> FlowId {
+        FlowId(self.next_flow.fetch_add(1, Ordering::Relaxed))
+    }
+
+    /// Number of live stream connections.
+    pub fn connection_count(&self) -> usize {
+        lock(&self.flows).by_id.len()
+    }
+
+    pub(crate) fn register(&self, id: FlowId, conn: Connection) {
+        let mut flows = lock(&self.flows);
+        flows.by_remote.insert(conn.remote, id);
+        flows.by_id.insert(id, conn);
+    }
+
+    pub(crate) fn unregister(&self, id: FlowId) {
+        let mut flows = lock(&self.flows);
+        if let Some(conn) = flows.by_id.remove(&id) {
+            if flows.by_remote.get(&conn.remote) == Some(&id) {
+                flows.by_remote.remove(&conn.remote);
+            }
+        }
+    }
+
+    fn connection_for(&self, target: &Target) -> Option<Connection> {
+        let flows = lock(&self.flows);
+        target
+            .flow
+            .and_then(|id| flows.by_id.get(&id))
+            .or_else(|| flows.by_remote.get(&target.remote).and_then(|id| flows.by_id.get(id)))
+            .cloned()
+    }
+
+    fn udp_socket_for(&self, remote: &SocketAddr) -> Option<Arc<UdpSocket>> {
+        let sockets = lock(&self.udp);
+        sockets.iter().find(|(local, _)| local.is_ipv4() == remote.is_ipv4()).map(|(_, s)| s.clone())
+    }
+
+    fn listen_port(&self, transport: TransportKind, v4: bool) -> Option<SocketAddr> {
+        match transport {
+            TransportKind::Udp => lock(&self.udp).iter().map(|(a, _)| *a).find(|a| a.is_ipv4() == v4),
+            TransportKind::Tcp => lock(&self.tcp_listeners).iter().copied().find(|a| a.is_ipv4() == v4),
+        }
+    }
+}
+
+impl Transmit for Transports {
+    fn transmit(&self, target: &Target, data: Bytes) -> Result<(), TransportError> {
+        match target.transport {
+            TransportKind::Udp => {
+                let socket = self
+                    .udp_socket_for(&target.remote)
+                    .ok_or(TransportError::NoSocket { transport: target.transport, remote: target.remote })?;
+                match socket.try_send_to(&data, target.remote) {
+                    Ok(_) => Ok(()),
+                    Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
+                        // The socket buffer is full: wait for it off this
+                        // task rather than drop a response.
+                        let remote = target.remote;
+                        tokio::spawn(async move {
+                            if let Err(e) = socket.send_to(&data, remote).await {
+                                debug!(%remote, error = %e, "UDP send failed");
+                            }
+                        });
+                        Ok(())
+                    }
+                    Err(e) => {
+                        debug!(remote = %target.remote, error = %e, "UDP send failed");
+                        Err(TransportError::Closed { remote: target.remote })
+                    }
+                }
+            }
+            TransportKind::Tcp => {
+                let conn = match self.connection_for(target) {
+                    Some(c) => c,
+                    None => tcp::connect(self, target.remote)?,
+                };
+                conn.writer.try_send(data).map_err(|e| match e {
+                    mpsc::error::TrySendError::Full(_) => TransportError::QueueFull { remote: target.remote },
+                    mpsc::error::TrySendError::Closed(_) => TransportError::Closed { remote: target.remote },
+                })
+            }
+        }
+    }
+
+    fn sent_by(&self, target: &Target) -> SocketAddr {
+        let v4 = target.remote.is_ipv4();
+        let listen = self.listen_port(target.transport, v4).or_else(|| self.listen_port(target.transport, !v4));
+        let port = listen.map_or(5060, |a| a.port());
+        let ip = self
+            .advertise
+            .or_else(|| listen.map(|a| a.ip()).filter(|ip| !ip.is_unspecified()))
+            .or_else(|| route_source(target.remote))
+            .unwrap_or(target.remote.ip());
+        SocketAddr::new(ip, port)
+    }
+}
+
+/// The local address the kernel would use to reach `remote` (no packet is
+/// sent: connecting a UDP socket only picks a route).
+fn route_source(remote: SocketAddr) -> Option<IpAddr> {
+    let any: SocketAddr = if remote.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { ([0u16; 8], 0).into() };
+    let s = StdUdpSocket::bind(any).ok()?;
+    s.connect(remote).ok()?;
+    s.local_addr().ok().map(|a| a.ip())
+}

@@ -1,0 +1,57 @@
+//! UDP: bind with the socket options a SIP server wants, and the receive
+//! loops.
+
+use std::io;
+use std::net::SocketAddr;
+use std::sync::Arc;
+
+use bytes::Bytes;
+use sip_message::framing::{Datagram, classify_datagram};
+use socket2::{Domain, Protocol, Socket, Type};
+use tokio::net::UdpSocket;
+use tracing::{debug, warn};
+
+use super::{Inbound, Source, TransportKind};
+
+/// Binds a UDP socket: IPv6 sockets are v6-only so `0.0.0.0` and `[::]` can
+/// both be bound; receive buffer enlarged to ride out bursts.
+pub fn bind(addr: SocketAddr) -> io::Result<UdpSocket> {
+    let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
+    if addr.is_ipv6() {
+        socket.set_only_v6(true)?;
+    }
+    socket.set_reuse_address(true)?;
+    // Best effort: the kernel caps it at net.core.rmem_max.
+    let _ = socket.set_recv_buffer_size(4 << 20);
+    let _ = socket.set_send_buffer_size(4 << 20);
+    socket.set_nonblocking(true)?;
+    socket.bind(&addr.into())?;
+    UdpSocket::from_std(socket.into())
+}
+
+/// Receives datagrams until the socket fails; each SIP datagram goes to
+/// `inbound` on this task (parsing is cheap and keeps order per socket).
+pub async fn serve(socket: Arc<UdpSocket>, local: SocketAddr, inbound: Arc<dyn Inbound>) {
+    // 64 KiB: the largest datagram; anything longer was truncated by the
+    // kernel and will fail Content-Length checks.
+    let mut buf = vec![0u8; 65_536];
+    loop {
+        let (n, remote) = match socket.recv_from(&mut buf).await {
+            Ok(r) => r,
+            Err(e) if e.kind() == io::ErrorKind::ConnectionReset => continue,
+            Err(e) => {
+                warn!(%local, error = %e, "UDP receive failed");
+                continue;
+            }
+        };
+        let data = &buf[..n];
+        match classify_datagram(data) {
+            Datagram::Sip => {
+                let source = Source { transport: TransportKind::Udp, remote, local, flow: None };
+                inbound.on_message(Bytes::copy_from_slice(data), source);
+            }
+            Datagram::KeepAlive => {}
+            Datagram::NotSip => debug!(%remote, len = n, "non-SIP datagram ignored"),
+        }
+    }
+}

@@ -3,7 +3,7 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use serde::Deserialize;
+use serde::{Deserialize, Serialize};
 use sip_message::Limits;
 
 use crate::transaction::TimerConfig;
@@ -11,8 +11,8 @@ use crate::transport::ListenAddr;
 use crate::transport::tcp::TcpSettings;
 
 /// `[edge]`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
 pub struct EdgeConfig {
     /// Where to listen: `udp:IP:PORT` / `tcp:IP:PORT`, IPv4 or `[IPv6]`.
     pub listen: Vec<ListenAddr>,
@@ -34,8 +34,14 @@ impl Default for EdgeConfig {
     fn default() -> Self {
         Self {
             listen: vec![
-                ListenAddr { transport: crate::TransportKind::Udp, addr: ([0, 0, 0, 0], 5060).into() },
-                ListenAddr { transport: crate::TransportKind::Tcp, addr: ([0, 0, 0, 0], 5060).into() },
+                ListenAddr {
+                    transport: crate::TransportKind::Udp,
+                    addr: ([0, 0, 0, 0], 5060).into(),
+                },
+                ListenAddr {
+                    transport: crate::TransportKind::Tcp,
+                    addr: ([0, 0, 0, 0], 5060).into(),
+                },
             ],
             advertise: None,
             supported: Vec::new(),
@@ -49,8 +55,8 @@ impl Default for EdgeConfig {
 }
 
 /// `[edge.timers]`, in milliseconds.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
 pub struct TimersConfig {
     pub t1_ms: u64,
     pub t2_ms: u64,
@@ -72,8 +78,8 @@ impl Default for TimersConfig {
 }
 
 /// `[edge.limits]`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
 pub struct LimitsConfig {
     pub max_message_bytes: usize,
     pub max_headers: usize,
@@ -98,8 +104,8 @@ impl Default for LimitsConfig {
 }
 
 /// `[edge.overload]`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
 pub struct OverloadConfig {
     /// Server plus client transactions in progress before new requests get
     /// 503.
@@ -113,13 +119,17 @@ pub struct OverloadConfig {
 
 impl Default for OverloadConfig {
     fn default() -> Self {
-        Self { max_transactions: 100_000, max_inflight_requests: 10_000, retry_after_s: 5 }
+        Self {
+            max_transactions: 100_000,
+            max_inflight_requests: 10_000,
+            retry_after_s: 5,
+        }
     }
 }
 
 /// `[edge.tcp]`.
-#[derive(Debug, Clone, Deserialize)]
-#[serde(default, deny_unknown_fields)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
 pub struct TcpConfig {
     pub idle_timeout_s: u64,
     pub incomplete_message_timeout_ms: u64,
@@ -153,7 +163,12 @@ impl EdgeConfig {
     /// Checks relations serde cannot: ranges and orderings.
     pub fn check(&self) -> Result<(), Vec<ConfigError>> {
         let mut errors = Vec::new();
-        let mut bad = |key, problem: &str| errors.push(ConfigError { key, problem: problem.to_owned() });
+        let mut bad = |key, problem: &str| {
+            errors.push(ConfigError {
+                key,
+                problem: problem.to_owned(),
+            })
+        };
         if self.listen.is_empty() {
             bad("listen", "at least one address is needed");
         }
@@ -170,7 +185,10 @@ impl EdgeConfig {
             bad("limits.max_message_bytes", "must be at least 512");
         }
         if self.limits.max_body_bytes > self.limits.max_message_bytes {
-            bad("limits.max_body_bytes", "must not exceed limits.max_message_bytes");
+            bad(
+                "limits.max_body_bytes",
+                "must not exceed limits.max_message_bytes",
+            );
         }
         if self.overload.max_transactions == 0 {
             bad("overload.max_transactions", "must be greater than 0");
@@ -186,7 +204,11 @@ impl EdgeConfig {
                 bad("supported", "option tags must be tokens");
             }
         }
-        if errors.is_empty() { Ok(()) } else { Err(errors) }
+        if errors.is_empty() {
+            Ok(())
+        } else {
+            Err(errors)
+        }
     }
 
     pub fn timer_config(&self) -> TimerConfig {
@@ -213,7 +235,9 @@ impl EdgeConfig {
     pub fn tcp_settings(&self) -> TcpSettings {
         TcpSettings {
             idle_timeout: Duration::from_secs(self.tcp.idle_timeout_s),
-            incomplete_message_timeout: Duration::from_millis(self.tcp.incomplete_message_timeout_ms),
+            incomplete_message_timeout: Duration::from_millis(
+                self.tcp.incomplete_message_timeout_ms,
+            ),
             connect_timeout: Duration::from_millis(self.tcp.connect_timeout_ms),
             write_queue: self.tcp.write_queue,
             max_connections: self.tcp.max_connections,

@@ -41,7 +41,10 @@ impl RunningEdge {
 
     /// The first bound address of a transport.
     pub fn addr(&self, transport: TransportKind) -> Option<SocketAddr> {
-        self.local_addrs.iter().find(|(t, _)| *t == transport).map(|(_, a)| *a)
+        self.local_addrs
+            .iter()
+            .find(|(t, _)| *t == transport)
+            .map(|(_, a)| *a)
     }
 
     /// Stops listening. Transactions in progress end with their timers.
@@ -65,11 +68,24 @@ struct Core {
 }
 
 /// Starts an edge with `dispatcher` behind it.
-pub async fn start(config: &EdgeConfig, dispatcher: Arc<dyn Dispatch>) -> Result<RunningEdge, StartError> {
+pub async fn start(
+    config: &EdgeConfig,
+    dispatcher: Arc<dyn Dispatch>,
+) -> Result<RunningEdge, StartError> {
     let transports = Transports::new(config.advertise, config.tcp_settings());
-    let layer = TransactionLayer::new(config.timer_config(), transports.clone(), config.overload.max_transactions);
+    let layer = TransactionLayer::new(
+        config.timer_config(),
+        transports.clone(),
+        config.overload.max_transactions,
+    );
     let mut allow: Vec<&str> = vec!["OPTIONS"];
-    allow.extend(dispatcher.allow().iter().map(Method::as_str).filter(|m| *m != "OPTIONS"));
+    allow.extend(
+        dispatcher
+            .allow()
+            .iter()
+            .map(Method::as_str)
+            .filter(|m| *m != "OPTIONS"),
+    );
     let allow = allow.join(", ");
     let core = Arc::new(Core {
         layer: layer.clone(),
@@ -86,7 +102,10 @@ pub async fn start(config: &EdgeConfig, dispatcher: Arc<dyn Dispatch>) -> Result
     let mut local_addrs = Vec::new();
     let mut tasks = Vec::new();
     for listen in &config.listen {
-        let bind_err = |source| StartError::Bind { addr: listen.to_string(), source };
+        let bind_err = |source| StartError::Bind {
+            addr: listen.to_string(),
+            source,
+        };
         match listen.transport {
             TransportKind::Udp => {
                 let socket = Arc::new(udp::bind(listen.addr).map_err(bind_err)?);
@@ -103,13 +122,21 @@ pub async fn start(config: &EdgeConfig, dispatcher: Arc<dyn Dispatch>) -> Result
                 let listener = tcp::bind(listen.addr).map_err(bind_err)?;
                 let local = listener.local_addr().map_err(bind_err)?;
                 transports.add_tcp_listener(local);
-                tasks.push(tokio::spawn(tcp::serve(listener, local, transports.clone())));
+                tasks.push(tokio::spawn(tcp::serve(
+                    listener,
+                    local,
+                    transports.clone(),
+                )));
                 info!(%local, "listening on TCP");
                 local_addrs.push((TransportKind::Tcp, local));
             }
         }
     }
-    Ok(RunningEdge { local_addrs, handle: EdgeHandle { layer }, tasks })
+    Ok(RunningEdge {
+        local_addrs,
+        handle: EdgeHandle { layer },
+        tasks,
+    })
 }
 
 impl Inbound for Core {
@@ -125,7 +152,8 @@ impl Inbound for Core {
         if let Err(e) = msg.validate(&self.limits) {
             if msg.is_request() && respondable(&msg) {
                 debug!(remote = %source.remote, error = %e, "invalid request answered");
-                self.layer.respond_stateless(&msg, &source, e.status(), &e.reason_phrase(), &[]);
+                self.layer
+                    .respond_stateless(&msg, &source, e.status(), &e.reason_phrase(), &[]);
             } else {
                 debug!(remote = %source.remote, error = %e, "invalid message dropped");
             }
@@ -142,7 +170,9 @@ impl Inbound for Core {
 fn respondable(msg: &Message) -> bool {
     msg.method() != Some(&Method::Ack)
         && msg.top_via().is_ok()
-        && [Known::From, Known::To, Known::CallId, Known::CSeq].iter().all(|k| msg.has(*k))
+        && [Known::From, Known::To, Known::CallId, Known::CSeq]
+            .iter()
+            .all(|k| msg.has(*k))
 }
 
 /// RFC 3261 18.2.1 and RFC 3581: record the source address in the top Via
@@ -154,7 +184,9 @@ pub fn stamp_via(msg: &mut Message, source: &Source) {
     if !wants_rport && via.host.ip() == Some(ip) {
         return;
     }
-    let Some(top) = msg.known_values(Known::Via).next() else { return };
+    let Some(top) = msg.known_values(Known::Via).next() else {
+        return;
+    };
     let (base, params) = match top.split_once(';') {
         Some((b, p)) => (b.trim_end(), p),
         None => (top, ""),
@@ -186,13 +218,21 @@ impl TransactionUser for Core {
             let _ = tx.respond(rejection.response(&request, tx.to_tag()));
             return;
         }
-        let in_dialog = request.to_header().ok().and_then(|t| t.tag().map(|_| ())).is_some();
+        let in_dialog = request
+            .to_header()
+            .ok()
+            .and_then(|t| t.tag().map(|_| ()))
+            .is_some();
         if method == Method::Options && !in_dialog {
             let _ = tx.respond(self.options_response(&request, tx.to_tag()));
             return;
         }
         if !self.dispatcher.allow().contains(&method) {
-            let (code, reason) = if method.is_known() { (405, "Method Not Allowed") } else { (501, "Not Implemented") };
+            let (code, reason) = if method.is_known() {
+                (405, "Method Not Allowed")
+            } else {
+                (501, "Not Implemented")
+            };
             let mut resp = request.make_response(code, reason, Some(tx.to_tag()));
             resp.push_header(Known::Allow, &self.allow);
             let _ = tx.respond(resp);
@@ -200,15 +240,22 @@ impl TransactionUser for Core {
         }
         let Ok(permit) = self.inflight.clone().try_acquire_owned() else {
             warn!(tx = %tx.id(), %method, "too many requests in flight: 503");
-            let mut resp = request.make_response(503, "Service Unavailable (overloaded)", Some(tx.to_tag()));
+            let mut resp =
+                request.make_response(503, "Service Unavailable (overloaded)", Some(tx.to_tag()));
             resp.push_header(Known::RetryAfter, &self.retry_after);
             let _ = tx.respond(resp);
             return;
         };
         let span = info_span!("dispatch", tx = %tx.id(), %method, remote = %source.remote);
         let fut = self.dispatcher.dispatch(
-            IncomingRequest { tx, request, source },
-            EdgeHandle { layer: self.layer.clone() },
+            IncomingRequest {
+                tx,
+                request,
+                source,
+            },
+            EdgeHandle {
+                layer: self.layer.clone(),
+            },
         );
         tokio::spawn(
             async move {

@@ -14,7 +14,11 @@ pub struct Rejection {
 
 impl Rejection {
     fn new(code: u16, reason: impl Into<String>) -> Self {
-        Self { code, reason: reason.into(), headers: Vec::new() }
+        Self {
+            code,
+            reason: reason.into(),
+            headers: Vec::new(),
+        }
     }
 
     /// The response to send.
@@ -33,7 +37,10 @@ pub fn check_request(req: &Message, supported: &[String]) -> Result<(), Rejectio
     match req.request_uri().map(Uri::parse) {
         Some(Ok(Uri::Sip(_) | Uri::Tel(_))) => {}
         Some(Ok(Uri::Absolute { scheme, .. })) => {
-            return Err(Rejection::new(416, format!("Unsupported URI Scheme ({scheme})")));
+            return Err(Rejection::new(
+                416,
+                format!("Unsupported URI Scheme ({scheme})"),
+            ));
         }
         _ => return Err(Rejection::new(400, "Bad Request (Request-URI)")),
     }
@@ -44,8 +51,10 @@ pub fn check_request(req: &Message, supported: &[String]) -> Result<(), Rejectio
     }
     // RFC 3261 8.2.2.3: not for CANCEL, nor for the ACK of a non-2xx.
     if !matches!(method, Method::Cancel | Method::Ack) {
-        let unsupported: Vec<&str> =
-            req.tokens(Known::Require).filter(|t| !supported.iter().any(|s| s.eq_ignore_ascii_case(t))).collect();
+        let unsupported: Vec<&str> = req
+            .tokens(Known::Require)
+            .filter(|t| !supported.iter().any(|s| s.eq_ignore_ascii_case(t)))
+            .collect();
         if !unsupported.is_empty() {
             let mut r = Rejection::new(420, format!("Bad Extension ({})", unsupported.join(", ")));
             r.headers.push(("Unsupported", unsupported.join(", ")));
@@ -72,13 +81,35 @@ mod tests {
     fn rules() {
         assert_eq!(check_request(&req("INVITE", "sip:a@b", ""), &[]), Ok(()));
         assert_eq!(check_request(&req("INVITE", "tel:+123", ""), &[]), Ok(()));
-        assert_eq!(check_request(&req("INVITE", "unknown:x", ""), &[]).unwrap_err().code, 416);
-        assert_eq!(check_request(&req("INVITE", "sip:a@b", "Max-Forwards: 0\r\n"), &[]).unwrap_err().code, 483);
-        assert_eq!(check_request(&req("OPTIONS", "sip:a@b", "Max-Forwards: 0\r\n"), &[]), Ok(()));
-        let r = check_request(&req("INVITE", "sip:a@b", "Require: nothingwecando, path\r\n"), &["path".into()])
-            .unwrap_err();
+        assert_eq!(
+            check_request(&req("INVITE", "unknown:x", ""), &[])
+                .unwrap_err()
+                .code,
+            416
+        );
+        assert_eq!(
+            check_request(&req("INVITE", "sip:a@b", "Max-Forwards: 0\r\n"), &[])
+                .unwrap_err()
+                .code,
+            483
+        );
+        assert_eq!(
+            check_request(&req("OPTIONS", "sip:a@b", "Max-Forwards: 0\r\n"), &[]),
+            Ok(())
+        );
+        let r = check_request(
+            &req("INVITE", "sip:a@b", "Require: nothingwecando, path\r\n"),
+            &["path".into()],
+        )
+        .unwrap_err();
         assert_eq!(r.code, 420);
-        assert_eq!(r.headers, vec![("Unsupported", "nothingwecando".to_owned())]);
-        assert_eq!(check_request(&req("CANCEL", "sip:a@b", "Require: foo\r\n"), &[]), Ok(()));
+        assert_eq!(
+            r.headers,
+            vec![("Unsupported", "nothingwecando".to_owned())]
+        );
+        assert_eq!(
+            check_request(&req("CANCEL", "sip:a@b", "Require: foo\r\n"), &[]),
+            Ok(())
+        );
     }
 }

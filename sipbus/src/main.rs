@@ -1,1 +1,106 @@
-fn main() {}
+//! The sipbus binary: one executable, one role per `--target`.
+
+#![forbid(unsafe_code)]
+
+mod cli;
+mod config;
+mod logging;
+
+use std::process::ExitCode;
+use std::sync::Arc;
+
+use anyhow::Context;
+use clap::Parser;
+use sip_edge::NoServices;
+use tracing::info;
+
+use cli::{Cli, Target};
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let config = match config::load(cli.config.as_deref(), std::env::vars()) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("{e}");
+            return ExitCode::from(2);
+        }
+    };
+    if cli.check_config {
+        println!("configuration is valid");
+        return ExitCode::SUCCESS;
+    }
+    if cli.print_config {
+        match toml::to_string_pretty(&config) {
+            Ok(text) => {
+                print!("{text}");
+                return ExitCode::SUCCESS;
+            }
+            Err(e) => {
+                eprintln!("cannot print the configuration: {e}");
+                return ExitCode::FAILURE;
+            }
+        }
+    }
+    logging::init(&config.log);
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli.target, config)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            tracing::error!("{e:#}");
+            eprintln!("error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(target: Target, config: config::Config) -> anyhow::Result<()> {
+    info!(
+        ?target,
+        version = env!("CARGO_PKG_VERSION"),
+        "sipbus starting"
+    );
+    // Both targets run the edge; the services join `all` as they are built,
+    // and the edge then dispatches to them.
+    let edge = match target {
+        Target::All | Target::SipEdge => sip_edge::start(&config.edge, Arc::new(NoServices))
+            .await
+            .context("starting sip-edge")?,
+    };
+    for (transport, addr) in &edge.local_addrs {
+        info!(%transport, %addr, "ready");
+    }
+    shutdown_signal().await;
+    info!("shutting down");
+    edge.stop();
+    Ok(())
+}
+
+async fn shutdown_signal() {
+    let ctrl_c = tokio::signal::ctrl_c();
+    #[cfg(unix)]
+    {
+        let mut term =
+            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+                Ok(s) => s,
+                Err(_) => {
+                    let _ = ctrl_c.await;
+                    return;
+                }
+            };
+        tokio::select! {
+            _ = ctrl_c => {}
+            _ = term.recv() => {}
+        }
+    }
+    #[cfg(not(unix))]
+    let _ = ctrl_c.await;
+}

@@ -44,8 +44,16 @@ pub struct ClientTx {
 }
 
 impl ClientTx {
-    pub(super) fn new(request: Message, control: mpsc::Sender<ClientInput>, events: mpsc::Receiver<ClientEvent>) -> Self {
-        Self { request, control, events }
+    pub(super) fn new(
+        request: Message,
+        control: mpsc::Sender<ClientInput>,
+        events: mpsc::Receiver<ClientEvent>,
+    ) -> Self {
+        Self {
+            request,
+            control,
+            events,
+        }
     }
 
     /// The request as sent (with the layer's Via).
@@ -84,7 +92,11 @@ impl ClientTask {
     pub(super) async fn run(mut self, invite: bool) {
         let data = self.request.to_bytes();
         if self.layer.transmit(&self.target, data.clone()).is_err() {
-            self.deliver_local(503, "Service Unavailable (transport error)", Origin::TransportError);
+            self.deliver_local(
+                503,
+                "Service Unavailable (transport error)",
+                Origin::TransportError,
+            );
         } else if invite {
             self.run_invite(data).await;
         } else {
@@ -98,7 +110,11 @@ impl ClientTask {
     }
 
     fn deliver(&self, response: Message, origin: Origin) {
-        if self.events.try_send(ClientEvent { response, origin }).is_err() {
+        if self
+            .events
+            .try_send(ClientEvent { response, origin })
+            .is_err()
+        {
             debug!(branch = %self.key.branch, "transaction user not reading: response dropped");
         }
     }
@@ -212,7 +228,12 @@ impl ClientTask {
     /// not surfaced (the INVITE's 487 is what matters).
     fn send_cancel(&self) -> bool {
         let cancel = self.request.make_cancel();
-        match self.layer.start_client(cancel, self.target, self.key.branch.to_string(), Method::Cancel) {
+        match self.layer.start_client(
+            cancel,
+            self.target,
+            self.key.branch.to_string(),
+            Method::Cancel,
+        ) {
             Ok(_) => true,
             Err(e) => {
                 debug!(error = %e, "CANCEL not sent");

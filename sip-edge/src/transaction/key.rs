@@ -7,19 +7,37 @@ use sip_message::{Message, Method, ParseError};
 /// (RFC 2543 peers): the request fields 17.2.3 lists.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 pub enum TxKey {
-    Rfc3261 { branch: Box<str>, sent_by: Box<str>, method: Method },
-    Rfc2543 { request_uri: Box<str>, from_tag: Box<str>, call_id: Box<str>, cseq: u32, via: Box<str>, method: Method },
+    Rfc3261 {
+        branch: Box<str>,
+        sent_by: Box<str>,
+        method: Method,
+    },
+    Rfc2543 {
+        request_uri: Box<str>,
+        from_tag: Box<str>,
+        call_id: Box<str>,
+        cseq: u32,
+        via: Box<str>,
+        method: Method,
+    },
 }
 
 /// The method a transaction is keyed by: ACK belongs to the INVITE.
 fn key_method(m: &Method) -> Method {
-    if *m == Method::Ack { Method::Invite } else { m.clone() }
+    if *m == Method::Ack {
+        Method::Invite
+    } else {
+        m.clone()
+    }
 }
 
 impl TxKey {
     /// The server transaction key of a request.
     pub fn server(req: &Message) -> Result<TxKey, ParseError> {
-        let method = req.method().cloned().ok_or(ParseError::StartLine("not a request"))?;
+        let method = req
+            .method()
+            .cloned()
+            .ok_or(ParseError::StartLine("not a request"))?;
         let via = req.top_via()?;
         if via.has_rfc3261_branch() {
             return Ok(TxKey::Rfc3261 {
@@ -34,7 +52,11 @@ impl TxKey {
             from_tag,
             call_id: req.call_id()?.into(),
             cseq: req.cseq()?.seq,
-            via: req.known_values(sip_message::Known::Via).next().unwrap_or_default().into(),
+            via: req
+                .known_values(sip_message::Known::Via)
+                .next()
+                .unwrap_or_default()
+                .into(),
             method: key_method(&method),
         })
     }
@@ -43,7 +65,9 @@ impl TxKey {
     pub fn cancelled_invite(cancel_key: &TxKey) -> TxKey {
         let mut key = cancel_key.clone();
         match &mut key {
-            TxKey::Rfc3261 { method, .. } | TxKey::Rfc2543 { method, .. } => *method = Method::Invite,
+            TxKey::Rfc3261 { method, .. } | TxKey::Rfc2543 { method, .. } => {
+                *method = Method::Invite
+            }
         }
         key
     }
@@ -60,8 +84,14 @@ pub struct ClientKey {
 impl ClientKey {
     pub fn of_response(resp: &Message) -> Result<ClientKey, ParseError> {
         let via = resp.top_via()?;
-        let branch = via.branch().ok_or(ParseError::BadHeader { header: "Via", reason: "no branch" })?;
-        Ok(ClientKey { branch: branch.into(), method: resp.cseq()?.method })
+        let branch = via.branch().ok_or(ParseError::BadHeader {
+            header: "Via",
+            reason: "no branch",
+        })?;
+        Ok(ClientKey {
+            branch: branch.into(),
+            method: resp.cseq()?.method,
+        })
     }
 }
 

@@ -52,6 +52,8 @@ pub enum TxError {
     NotARequest,
     #[error("too many transactions in progress")]
     Overloaded,
+    #[error("request refused before sending: {0}")]
+    InvalidRequest(sip_message::ParseError),
     #[error(transparent)]
     Transport(#[from] TransportError),
 }
@@ -177,7 +179,10 @@ impl TransactionLayer {
 
     /// Transactions in progress: (server, client).
     pub fn counts(&self) -> (usize, usize) {
-        (lock(&self.inner.server).by_key.len(), lock(&self.inner.client).len())
+        (
+            lock(&self.inner.server).by_key.len(),
+            lock(&self.inner.client).len(),
+        )
     }
 
     /// Hands a received, validated message to the layer.
@@ -214,7 +219,9 @@ impl TransactionLayer {
     }
 
     fn receive_request(&self, msg: Message, source: Source) {
-        let Some(method) = msg.method().cloned() else { return };
+        let Some(method) = msg.method().cloned() else {
+            return;
+        };
         let key = match TxKey::server(&msg) {
             Ok(k) => k,
             Err(e) => {
@@ -233,11 +240,20 @@ impl TransactionLayer {
             return;
         }
         if method == Method::Cancel {
-            let invite = table.by_key.get(&TxKey::cancelled_invite(&key)).map(|s| s.events.clone());
+            let invite = table
+                .by_key
+                .get(&TxKey::cancelled_invite(&key))
+                .map(|s| s.events.clone());
             let cancel_tx = self.create_server(&mut table, key, None, msg.clone(), source);
             drop(table);
             let Ok(cancel_tx) = cancel_tx else {
-                self.respond_stateless(&msg, &source, 503, "Service Unavailable (overloaded)", &[("Retry-After", "5")]);
+                self.respond_stateless(
+                    &msg,
+                    &source,
+                    503,
+                    "Service Unavailable (overloaded)",
+                    &[("Retry-After", "5")],
+                );
                 return;
             };
             let (code, reason) = match invite {
@@ -251,25 +267,47 @@ impl TransactionLayer {
             return;
         }
         let merge = MergeKey::of(&msg);
-        let merged = merge.as_ref().is_some_and(|m| table.merged.get(m).is_some_and(|k| *k != key));
-        let created = self.create_server(&mut table, key, merge.filter(|_| !merged), msg.clone(), source);
+        let merged = merge
+            .as_ref()
+            .is_some_and(|m| table.merged.get(m).is_some_and(|k| *k != key));
+        let created = self.create_server(
+            &mut table,
+            key,
+            merge.filter(|_| !merged),
+            msg.clone(),
+            source,
+        );
         drop(table);
         let tx = match created {
             Ok(tx) => tx,
             Err(_) => {
                 warn!(%method, "transaction table full: 503");
-                self.respond_stateless(&msg, &source, 503, "Service Unavailable (overloaded)", &[("Retry-After", "5")]);
+                self.respond_stateless(
+                    &msg,
+                    &source,
+                    503,
+                    "Service Unavailable (overloaded)",
+                    &[("Retry-After", "5")],
+                );
                 return;
             }
         };
         if merged {
-            let _ = tx.respond(msg.make_response(482, "Loop Detected (merged request)", Some(tx.to_tag())));
+            let _ = tx.respond(msg.make_response(
+                482,
+                "Loop Detected (merged request)",
+                Some(tx.to_tag()),
+            ));
             return;
         }
         match self.tu() {
             Some(tu) => tu.on_request(tx, msg, source),
             None => {
-                let _ = tx.respond(msg.make_response(503, "Service Unavailable (starting)", Some(tx.to_tag())));
+                let _ = tx.respond(msg.make_response(
+                    503,
+                    "Service Unavailable (starting)",
+                    Some(tx.to_tag()),
+                ));
             }
         }
     }
@@ -326,7 +364,11 @@ impl TransactionLayer {
             to_tag: to_tag.clone(),
         };
         tokio::spawn(task.run());
-        Ok(ServerTx { id, to_tag, layer: self.clone() })
+        Ok(ServerTx {
+            id,
+            to_tag,
+            layer: self.clone(),
+        })
     }
 
     /// Sends a response on a server transaction.
@@ -335,13 +377,26 @@ impl TransactionLayer {
             return Err(TxError::NotAResponse);
         }
         let table = lock(&self.inner.server);
-        let slot = table.by_id.get(&id).and_then(|k| table.by_key.get(k)).ok_or(TxError::NoTransaction(id))?;
-        slot.events.try_send(ServerInput::Respond(response)).map_err(|_| TxError::Busy(id))
+        let slot = table
+            .by_id
+            .get(&id)
+            .and_then(|k| table.by_key.get(k))
+            .ok_or(TxError::NoTransaction(id))?;
+        slot.events
+            .try_send(ServerInput::Respond(response))
+            .map_err(|_| TxError::Busy(id))
     }
 
     /// Answers without a transaction (requests that failed validation, or
     /// when no transaction can be created).
-    pub fn respond_stateless(&self, req: &Message, source: &Source, code: u16, reason: &str, extra: &[(&str, &str)]) {
+    pub fn respond_stateless(
+        &self,
+        req: &Message,
+        source: &Source,
+        code: u16,
+        reason: &str,
+        extra: &[(&str, &str)],
+    ) {
         if req.method() == Some(&Method::Ack) {
             return;
         }
@@ -364,6 +419,10 @@ impl TransactionLayer {
             return Err(TxError::NotARequest);
         }
         let branch = self.stamp_request(&mut request, &target);
+        // What we send must pass the checks we apply to what we receive.
+        request
+            .validate(&sip_message::Limits::default())
+            .map_err(TxError::InvalidRequest)?;
         self.start_client(request, target, branch, method)
     }
 
@@ -372,7 +431,11 @@ impl TransactionLayer {
         let sent_by = self.inner.transmit.sent_by(target);
         request.prepend_header(
             Known::Via,
-            &format!("SIP/2.0/{} {};branch={branch};rport", target.transport.via_token(), sent_by),
+            &format!(
+                "SIP/2.0/{} {};branch={branch};rport",
+                target.transport.via_token(),
+                sent_by
+            ),
         );
         if !request.has(Known::MaxForwards) {
             request.push_header(Known::MaxForwards, "70");
@@ -389,7 +452,10 @@ impl TransactionLayer {
         branch: String,
         method: Method,
     ) -> Result<ClientTx, TxError> {
-        let key = ClientKey { branch: branch.into(), method: method.clone() };
+        let key = ClientKey {
+            branch: branch.into(),
+            method: method.clone(),
+        };
         let (input_tx, input_rx) = mpsc::channel(32);
         let (events_tx, events_rx) = mpsc::channel(32);
         {
@@ -432,7 +498,11 @@ impl TransactionLayer {
 /// address) and the sent-by port.
 pub fn reply_target(req: &Message, source: &Source) -> Target {
     if source.transport.is_reliable() {
-        return Target { transport: source.transport, remote: source.remote, flow: source.flow };
+        return Target {
+            transport: source.transport,
+            remote: source.remote,
+            flow: source.flow,
+        };
     }
     let mut remote = source.remote;
     if let Ok(via) = req.top_via() {
@@ -440,5 +510,9 @@ pub fn reply_target(req: &Message, source: &Source) -> Target {
             remote.set_port(via.port.unwrap_or(5060));
         }
     }
-    Target { transport: TransportKind::Udp, remote, flow: None }
+    Target {
+        transport: TransportKind::Udp,
+        remote,
+        flow: None,
+    }
 }

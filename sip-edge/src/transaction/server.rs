@@ -61,7 +61,9 @@ impl ServerTask {
     }
 
     fn local_response(&self, code: u16, reason: &str) -> Bytes {
-        self.request.make_response(code, reason, Some(&self.to_tag)).to_bytes()
+        self.request
+            .make_response(code, reason, Some(&self.to_tag))
+            .to_bytes()
     }
 
     async fn run_invite(&mut self) {
@@ -179,7 +181,8 @@ impl ServerTask {
             }
         }
         // Confirmed: timer I absorbs ACK retransmissions.
-        self.absorb(timers.t4_unless_reliable(self.reliable()), None).await;
+        self.absorb(timers.t4_unless_reliable(self.reliable()), None)
+            .await;
     }
 
     async fn run_non_invite(&mut self) {
@@ -214,7 +217,8 @@ impl ServerTask {
             }
         };
         // Completed: timer J answers retransmissions with the final response.
-        self.absorb(timers.timer_j(self.reliable()), Some(response)).await;
+        self.absorb(timers.timer_j(self.reliable()), Some(response))
+            .await;
     }
 
     /// Waits `duration`, answering retransmissions with `response`.

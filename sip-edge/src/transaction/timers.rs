@@ -38,7 +38,11 @@ impl TimerConfig {
 
     /// Timer D: at least 32 s on unreliable transports, 0 on reliable ones.
     pub fn timer_d(&self, reliable: bool) -> Duration {
-        if reliable { Duration::ZERO } else { Duration::from_secs(32).max(self.t1x64()) }
+        if reliable {
+            Duration::ZERO
+        } else {
+            Duration::from_secs(32).max(self.t1x64())
+        }
     }
 
     /// Timer I (T4) and K (T4): 0 on reliable transports.
@@ -48,6 +52,10 @@ impl TimerConfig {
 
     /// Timer J: 64*T1 on unreliable transports, 0 on reliable ones.
     pub fn timer_j(&self, reliable: bool) -> Duration {
-        if reliable { Duration::ZERO } else { self.t1x64() }
+        if reliable {
+            Duration::ZERO
+        } else {
+            self.t1x64()
+        }
     }
 }

@@ -24,7 +24,11 @@ impl MemoryTransmit {
 
 impl Transmit for MemoryTransmit {
     fn transmit(&self, target: &Target, data: Bytes) -> Result<(), TransportError> {
-        self.tx.send((*target, data)).map_err(|_| TransportError::Closed { remote: target.remote })
+        self.tx
+            .send((*target, data))
+            .map_err(|_| TransportError::Closed {
+                remote: target.remote,
+            })
     }
 
     fn sent_by(&self, _target: &Target) -> SocketAddr {

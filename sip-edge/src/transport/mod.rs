@@ -89,7 +89,11 @@ pub struct Target {
 
 impl Target {
     pub fn new(transport: TransportKind, remote: SocketAddr) -> Self {
-        Self { transport, remote, flow: None }
+        Self {
+            transport,
+            remote,
+            flow: None,
+        }
     }
 }
 
@@ -97,7 +101,10 @@ impl Target {
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TransportError {
     #[error("no {transport} socket for {remote}")]
-    NoSocket { transport: TransportKind, remote: SocketAddr },
+    NoSocket {
+        transport: TransportKind,
+        remote: SocketAddr,
+    },
     #[error("send queue to {remote} is full")]
     QueueFull { remote: SocketAddr },
     #[error("connection to {remote} is closed")]
@@ -126,21 +133,26 @@ impl FromStr for ListenAddr {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (proto, addr) = s
-            .split_once(':')
-            .ok_or_else(|| format!("`{s}`: expected TRANSPORT:IP:PORT, e.g. udp:0.0.0.0:5060 or tcp:[::]:5060"))?;
+        let (proto, addr) = s.split_once(':').ok_or_else(|| {
+            format!("`{s}`: expected TRANSPORT:IP:PORT, e.g. udp:0.0.0.0:5060 or tcp:[::]:5060")
+        })?;
         let transport = TransportKind::from_token(proto)
             .ok_or_else(|| format!("`{s}`: unknown transport `{proto}` (udp or tcp)"))?;
-        let addr = addr
-            .parse()
-            .map_err(|_| format!("`{s}`: `{addr}` is not IP:PORT (IPv6 in brackets: [::1]:5060)"))?;
+        let addr = addr.parse().map_err(|_| {
+            format!("`{s}`: `{addr}` is not IP:PORT (IPv6 in brackets: [::1]:5060)")
+        })?;
         Ok(ListenAddr { transport, addr })
     }
 }
 
 impl fmt::Display for ListenAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "{}:{}", self.transport.via_token().to_ascii_lowercase(), self.addr)
+        write!(
+            f,
+            "{}:{}",
+            self.transport.via_token().to_ascii_lowercase(),
+            self.addr
+        )
     }
 }
 
@@ -160,8 +172,18 @@ mod tests {
         let l: ListenAddr = "tcp:[::1]:5070".parse().unwrap();
         assert_eq!(l.transport, TransportKind::Tcp);
         assert_eq!(l.addr, "[::1]:5070".parse().unwrap());
-        assert!("sctp:1.2.3.4:5060".parse::<ListenAddr>().unwrap_err().contains("unknown transport"));
-        assert!("udp:1.2.3.4".parse::<ListenAddr>().unwrap_err().contains("not IP:PORT"));
+        assert!(
+            "sctp:1.2.3.4:5060"
+                .parse::<ListenAddr>()
+                .unwrap_err()
+                .contains("unknown transport")
+        );
+        assert!(
+            "udp:1.2.3.4"
+                .parse::<ListenAddr>()
+                .unwrap_err()
+                .contains("not IP:PORT")
+        );
         assert!("nonsense".parse::<ListenAddr>().is_err());
     }
 }
@@ -170,4 +192,10 @@ mod tests {
 /// datagram, or a frame from a stream) with where it came from.
 pub trait Inbound: Send + Sync + 'static {
     fn on_message(&self, data: Bytes, source: Source);
+}
+
+impl serde::Serialize for ListenAddr {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
 }

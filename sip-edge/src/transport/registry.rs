@@ -106,19 +106,33 @@ impl Transports {
         target
             .flow
             .and_then(|id| flows.by_id.get(&id))
-            .or_else(|| flows.by_remote.get(&target.remote).and_then(|id| flows.by_id.get(id)))
+            .or_else(|| {
+                flows
+                    .by_remote
+                    .get(&target.remote)
+                    .and_then(|id| flows.by_id.get(id))
+            })
             .cloned()
     }
 
     fn udp_socket_for(&self, remote: &SocketAddr) -> Option<Arc<UdpSocket>> {
         let sockets = lock(&self.udp);
-        sockets.iter().find(|(local, _)| local.is_ipv4() == remote.is_ipv4()).map(|(_, s)| s.clone())
+        sockets
+            .iter()
+            .find(|(local, _)| local.is_ipv4() == remote.is_ipv4())
+            .map(|(_, s)| s.clone())
     }
 
     fn listen_port(&self, transport: TransportKind, v4: bool) -> Option<SocketAddr> {
         match transport {
-            TransportKind::Udp => lock(&self.udp).iter().map(|(a, _)| *a).find(|a| a.is_ipv4() == v4),
-            TransportKind::Tcp => lock(&self.tcp_listeners).iter().copied().find(|a| a.is_ipv4() == v4),
+            TransportKind::Udp => lock(&self.udp)
+                .iter()
+                .map(|(a, _)| *a)
+                .find(|a| a.is_ipv4() == v4),
+            TransportKind::Tcp => lock(&self.tcp_listeners)
+                .iter()
+                .copied()
+                .find(|a| a.is_ipv4() == v4),
         }
     }
 }
@@ -127,9 +141,12 @@ impl Transmit for Transports {
     fn transmit(&self, target: &Target, data: Bytes) -> Result<(), TransportError> {
         match target.transport {
             TransportKind::Udp => {
-                let socket = self
-                    .udp_socket_for(&target.remote)
-                    .ok_or(TransportError::NoSocket { transport: target.transport, remote: target.remote })?;
+                let socket =
+                    self.udp_socket_for(&target.remote)
+                        .ok_or(TransportError::NoSocket {
+                            transport: target.transport,
+                            remote: target.remote,
+                        })?;
                 match socket.try_send_to(&data, target.remote) {
                     Ok(_) => Ok(()),
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
@@ -145,7 +162,9 @@ impl Transmit for Transports {
                     }
                     Err(e) => {
                         debug!(remote = %target.remote, error = %e, "UDP send failed");
-                        Err(TransportError::Closed { remote: target.remote })
+                        Err(TransportError::Closed {
+                            remote: target.remote,
+                        })
                     }
                 }
             }
@@ -155,8 +174,12 @@ impl Transmit for Transports {
                     None => tcp::connect(self, target.remote)?,
                 };
                 conn.writer.try_send(data).map_err(|e| match e {
-                    mpsc::error::TrySendError::Full(_) => TransportError::QueueFull { remote: target.remote },
-                    mpsc::error::TrySendError::Closed(_) => TransportError::Closed { remote: target.remote },
+                    mpsc::error::TrySendError::Full(_) => TransportError::QueueFull {
+                        remote: target.remote,
+                    },
+                    mpsc::error::TrySendError::Closed(_) => TransportError::Closed {
+                        remote: target.remote,
+                    },
                 })
             }
         }
@@ -164,7 +187,9 @@ impl Transmit for Transports {
 
     fn sent_by(&self, target: &Target) -> SocketAddr {
         let v4 = target.remote.is_ipv4();
-        let listen = self.listen_port(target.transport, v4).or_else(|| self.listen_port(target.transport, !v4));
+        let listen = self
+            .listen_port(target.transport, v4)
+            .or_else(|| self.listen_port(target.transport, !v4));
         let port = listen.map_or(5060, |a| a.port());
         let ip = self
             .advertise
@@ -178,7 +203,11 @@ impl Transmit for Transports {
 /// The local address the kernel would use to reach `remote` (no packet is
 /// sent: connecting a UDP socket only picks a route).
 fn route_source(remote: SocketAddr) -> Option<IpAddr> {
-    let any: SocketAddr = if remote.is_ipv4() { ([0, 0, 0, 0], 0).into() } else { ([0u16; 8], 0).into() };
+    let any: SocketAddr = if remote.is_ipv4() {
+        ([0, 0, 0, 0], 0).into()
+    } else {
+        ([0u16; 8], 0).into()
+    };
     let s = StdUdpSocket::bind(any).ok()?;
     s.connect(remote).ok()?;
     s.local_addr().ok().map(|a| a.ip())

@@ -48,7 +48,11 @@ impl Default for TcpSettings {
 }
 
 pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
-    let socket = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, None)?;
+    let socket = socket2::Socket::new(
+        socket2::Domain::for_address(addr),
+        socket2::Type::STREAM,
+        None,
+    )?;
     if addr.is_ipv6() {
         socket.set_only_v6(true)?;
     }
@@ -83,7 +87,10 @@ pub async fn serve(listener: TcpListener, local: SocketAddr, transports: Arc<Tra
 
 /// Opens a connection to `remote` for a message that has none; the data
 /// queues until the connection is up.
-pub(crate) fn connect(transports: &Transports, remote: SocketAddr) -> Result<Connection, TransportError> {
+pub(crate) fn connect(
+    transports: &Transports,
+    remote: SocketAddr,
+) -> Result<Connection, TransportError> {
     if transports.connection_count() >= transports.tcp.max_connections {
         return Err(TransportError::TooManyConnections);
     }
@@ -128,13 +135,17 @@ fn transports_handle(transports: &Transports) -> std::sync::Weak<Transports> {
 }
 
 fn start(stream: TcpStream, remote: SocketAddr, local: SocketAddr, transports: Arc<Transports>) {
-    let Some(inbound) = transports.inbound() else { return };
+    let Some(inbound) = transports.inbound() else {
+        return;
+    };
     let id = transports.next_flow_id();
     let (writer, rx) = mpsc::channel(transports.tcp.write_queue);
     transports.register(id, Connection { remote, writer });
     let settings = transports.tcp.clone();
     let registry = Arc::downgrade(&transports);
-    tokio::spawn(run(stream, id, remote, local, rx, settings, inbound, registry));
+    tokio::spawn(run(
+        stream, id, remote, local, rx, settings, inbound, registry,
+    ));
 }
 
 #[allow(clippy::too_many_arguments)]
@@ -164,7 +175,12 @@ async fn run(
         let _ = writer.shutdown().await;
     });
 
-    let source = Source { transport: TransportKind::Tcp, remote, local, flow: Some(id) };
+    let source = Source {
+        transport: TransportKind::Tcp,
+        remote,
+        local,
+        flow: Some(id),
+    };
     let mut framer = StreamFramer::new(settings.limits.clone());
     let mut buf = vec![0u8; 16 * 1024];
     let mut last_activity = Instant::now();

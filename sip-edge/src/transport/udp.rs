@@ -47,7 +47,12 @@ pub async fn serve(socket: Arc<UdpSocket>, local: SocketAddr, inbound: Arc<dyn I
         let data = &buf[..n];
         match classify_datagram(data) {
             Datagram::Sip => {
-                let source = Source { transport: TransportKind::Udp, remote, local, flow: None };
+                let source = Source {
+                    transport: TransportKind::Udp,
+                    remote,
+                    local,
+                    flow: None,
+                };
                 inbound.on_message(Bytes::copy_from_slice(data), source);
             }
             Datagram::KeepAlive => {}

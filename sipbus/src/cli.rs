@@ -1,0 +1,56 @@
+//! Command line.
+
+use std::path::PathBuf;
+
+use clap::{Parser, ValueEnum};
+
+/// sipbus: a SIP application server built as small services joined by a
+/// gRPC extension bus.
+#[derive(Debug, Parser)]
+#[command(
+    version,
+    after_help = "\
+CONFIGURATION
+  Settings come from built-in defaults, then the TOML file given with
+  --config, then environment variables. A variable SIPBUS_<SECTION>__<KEY>
+  sets <section>.<key>; nested tables are joined with a double underscore:
+    SIPBUS_EDGE__TIMERS__T1_MS=250
+    SIPBUS_EDGE__LISTEN='[\"udp:127.0.0.1:5060\", \"tcp:127.0.0.1:5060\"]'
+    SIPBUS_LOG__LEVEL=debug
+  Values are TOML literals (numbers, booleans, [arrays]); anything that is
+  not one is taken as a string. --print-config shows every key with its
+  effective value; sipbus.example.toml in the repository documents them.
+
+  A bad configuration names every offending key and exits with status 2."
+)]
+pub struct Cli {
+    /// TOML configuration file. Without it, the defaults (plus SIPBUS_*
+    /// environment variables) apply: every service in one process,
+    /// listening on UDP and TCP port 5060 of every IPv4 address.
+    #[arg(short, long, value_name = "FILE")]
+    pub config: Option<PathBuf>,
+
+    /// Which part of sipbus this process runs. `all` runs every service in
+    /// one process; `sip-edge` runs only the SIP edge (transports,
+    /// transactions, validation), for split deployments.
+    #[arg(short, long, value_enum, default_value_t = Target::All, env = "SIPBUS_TARGET")]
+    pub target: Target,
+
+    /// Load and check the configuration, print any problem, and exit
+    /// without starting anything (status 0 when it is valid).
+    #[arg(long)]
+    pub check_config: bool,
+
+    /// Print the effective configuration as TOML and exit.
+    #[arg(long)]
+    pub print_config: bool,
+}
+
+/// The process roles.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum Target {
+    /// Every service in one process.
+    All,
+    /// Only the SIP edge.
+    SipEdge,
+}

@@ -1,0 +1,250 @@
+//! The configuration file: defaults, then TOML, then `SIPBUS_*`
+//! environment overrides, into typed structs. Every problem names its key.
+
+use std::fmt;
+use std::path::Path;
+
+use serde::{Deserialize, Serialize};
+use sip_edge::EdgeConfig;
+
+/// The whole file.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct Config {
+    pub edge: EdgeConfig,
+    pub log: LogConfig,
+}
+
+/// `[log]`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct LogConfig {
+    /// A tracing filter: `info`, `debug`, `sip_edge=debug,info` ...
+    /// `RUST_LOG`, when set, wins.
+    pub level: String,
+    pub format: LogFormat,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        Self {
+            level: "info".into(),
+            format: LogFormat::Text,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "lowercase")]
+pub enum LogFormat {
+    Text,
+    Json,
+}
+
+/// Every problem found, each with the key it concerns.
+#[derive(Debug)]
+pub struct ConfigErrors(pub Vec<String>);
+
+impl fmt::Display for ConfigErrors {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        for (i, e) in self.0.iter().enumerate() {
+            if i > 0 {
+                writeln!(f)?;
+            }
+            write!(f, "config: {e}")?;
+        }
+        Ok(())
+    }
+}
+
+impl std::error::Error for ConfigErrors {}
+
+const ENV_PREFIX: &str = "SIPBUS_";
+
+/// Loads the configuration from an optional file and the given environment
+/// (passed in, so tests need not touch the process environment).
+pub fn load(
+    file: Option<&Path>,
+    env: impl IntoIterator<Item = (String, String)>,
+) -> Result<Config, ConfigErrors> {
+    let mut errors = Vec::new();
+    let mut table = match file {
+        Some(path) => {
+            let text = std::fs::read_to_string(path)
+                .map_err(|e| ConfigErrors(vec![format!("cannot read {}: {e}", path.display())]))?;
+            text.parse::<toml::Table>().map_err(|e| {
+                ConfigErrors(vec![format!(
+                    "{}: {}",
+                    path.display(),
+                    e.to_string().trim_end()
+                )])
+            })?
+        }
+        None => toml::Table::new(),
+    };
+    for (name, value) in env {
+        let Some(key) = name.strip_prefix(ENV_PREFIX) else {
+            continue;
+        };
+        // SIPBUS_TARGET is a command line option, not a config key.
+        if key == "TARGET" {
+            continue;
+        }
+        let path: Vec<String> = key.split("__").map(str::to_ascii_lowercase).collect();
+        if path.iter().any(String::is_empty) {
+            errors.push(format!("{name}: empty key segment"));
+            continue;
+        }
+        if let Err(e) = set_path(&mut table, &path, parse_env_value(&value)) {
+            errors.push(format!("{name}: {e}"));
+        }
+    }
+
+    let mut unknown = Vec::new();
+    let de = toml::Value::Table(table);
+    let config: Result<Config, _> =
+        serde_path_to_error::deserialize(serde_ignored::Deserializer::new(de, &mut |path| {
+            unknown.push(path.to_string())
+        }));
+    for key in unknown {
+        errors.push(format!("{key}: unknown key"));
+    }
+    let config = match config {
+        Ok(c) => c,
+        Err(e) => {
+            // The inner message may repeat the path on a second line.
+            let inner = e.inner().to_string();
+            let first = inner.lines().next().unwrap_or_default();
+            errors.push(format!("{}: {first}", e.path()));
+            return Err(ConfigErrors(errors));
+        }
+    };
+    if let Err(problems) = config.edge.check() {
+        errors.extend(problems.into_iter().map(|p| p.to_string()));
+    }
+    if tracing_subscriber::EnvFilter::try_new(&config.log.level).is_err() {
+        errors.push(format!(
+            "log.level: `{}` is not a valid filter",
+            config.log.level
+        ));
+    }
+    if errors.is_empty() {
+        Ok(config)
+    } else {
+        Err(ConfigErrors(errors))
+    }
+}
+
+/// A TOML literal if it is one, a string otherwise.
+fn parse_env_value(raw: &str) -> toml::Value {
+    format!("v = {raw}")
+        .parse::<toml::Table>()
+        .ok()
+        .and_then(|mut t| t.remove("v"))
+        .unwrap_or_else(|| toml::Value::String(raw.to_owned()))
+}
+
+fn set_path(table: &mut toml::Table, path: &[String], value: toml::Value) -> Result<(), String> {
+    let (last, parents) = path.split_last().ok_or("empty key")?;
+    let mut current = table;
+    for (i, key) in parents.iter().enumerate() {
+        let entry = current
+            .entry(key.clone())
+            .or_insert_with(|| toml::Value::Table(toml::Table::new()));
+        current = entry
+            .as_table_mut()
+            .ok_or_else(|| format!("{} is not a table", path[..=i].join(".")))?;
+    }
+    current.insert(last.clone(), value);
+    Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use std::io::Write;
+
+    use super::*;
+
+    fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
+        pairs
+            .iter()
+            .map(|(k, v)| (k.to_string(), v.to_string()))
+            .collect()
+    }
+
+    fn file(text: &str) -> tempfile_path::TempPath {
+        tempfile_path::write(text)
+    }
+
+    mod tempfile_path {
+        use std::path::PathBuf;
+
+        pub struct TempPath(pub PathBuf);
+        impl Drop for TempPath {
+            fn drop(&mut self) {
+                let _ = std::fs::remove_file(&self.0);
+            }
+        }
+        pub fn write(text: &str) -> TempPath {
+            let path = std::env::temp_dir().join(format!("sipbus-cfg-{}.toml", fastrand_u64()));
+            let mut f = std::fs::File::create(&path).unwrap();
+            super::Write::write_all(&mut f, text.as_bytes()).unwrap();
+            TempPath(path)
+        }
+        fn fastrand_u64() -> u64 {
+            use std::hash::{BuildHasher, RandomState};
+            RandomState::new().hash_one(std::time::SystemTime::now())
+        }
+    }
+
+    #[test]
+    fn defaults_file_then_env() {
+        let f = file("[edge]\nlisten = [\"udp:127.0.0.1:5070\"]\n[edge.timers]\nt1_ms = 100\n");
+        let c = load(
+            Some(&f.0),
+            env(&[("SIPBUS_EDGE__TIMERS__T1_MS", "250"), ("OTHER", "x")]),
+        )
+        .unwrap();
+        assert_eq!(c.edge.listen.len(), 1);
+        assert_eq!(c.edge.timers.t1_ms, 250);
+        assert_eq!(c.edge.timers.t2_ms, 4000);
+        assert_eq!(c.log.level, "info");
+        let c = load(
+            None,
+            env(&[
+                ("SIPBUS_EDGE__LISTEN", r#"["tcp:[::1]:5080"]"#),
+                ("SIPBUS_LOG__LEVEL", "debug"),
+            ]),
+        )
+        .unwrap();
+        assert_eq!(c.edge.listen[0].to_string(), "tcp:[::1]:5080");
+        assert_eq!(c.log.level, "debug");
+    }
+
+    #[test]
+    fn every_bad_key_is_named() {
+        let f = file(
+            "[edge]\nlisten = [\"udp:127.0.0.1:5070\"]\nbogus = 1\n[edge.timers]\nt1_ms = 0\nt9 = 3\n",
+        );
+        let e = load(Some(&f.0), env(&[])).unwrap_err().to_string();
+        assert!(e.contains("edge.bogus: unknown key"), "{e}");
+        assert!(e.contains("edge.timers.t9: unknown key"), "{e}");
+        assert!(e.contains("edge.timers.t1_ms"), "{e}");
+        let e = load(None, env(&[("SIPBUS_EDGE__LISTEN", "udp:nonsense")]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("edge.listen"), "{e}");
+        let e = load(None, env(&[("SIPBUS_EDGE__TIMERS__T1_MS", "soon")]))
+            .unwrap_err()
+            .to_string();
+        assert!(e.contains("edge.timers.t1_ms"), "{e}");
+        let f = file("[edge\n");
+        assert!(
+            load(Some(&f.0), env(&[]))
+                .unwrap_err()
+                .to_string()
+                .contains("TOML parse error")
+        );
+    }
+}

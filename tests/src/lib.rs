@@ -1,1 +1,171 @@
-//! e2e
+//! Helpers for the end-to-end tests: start the real `sipbus` binary on free
+//! loopback ports, wait until it listens, stop it by pid; run SIPp
+//! scenarios against it with bounded counts and time.
+
+use std::io::{BufRead, BufReader};
+use std::net::{SocketAddr, TcpListener, UdpSocket};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, Output, Stdio};
+use std::sync::atomic::{AtomicU32, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result, bail};
+
+/// The `sipbus` binary next to the test executable (`target/<profile>/`),
+/// or `SIPBUS_BIN`.
+pub fn sipbus_bin() -> Result<PathBuf> {
+    if let Ok(p) = std::env::var("SIPBUS_BIN") {
+        return Ok(PathBuf::from(p));
+    }
+    let exe = std::env::current_exe()?;
+    // target/<profile>/deps/<test> -> target/<profile>/sipbus
+    let dir = exe.parent().and_then(Path::parent).context("test binary has no target directory")?;
+    let bin = dir.join("sipbus");
+    if !bin.exists() {
+        bail!("{} not built: run the tests through the workspace (cargo nextest run --workspace)", bin.display());
+    }
+    Ok(bin)
+}
+
+/// A loopback port free for both UDP and TCP right now.
+pub fn free_port() -> Result<u16> {
+    for _ in 0..50 {
+        let udp = UdpSocket::bind("127.0.0.1:0")?;
+        let port = udp.local_addr()?.port();
+        if TcpListener::bind(("127.0.0.1", port)).is_ok() {
+            return Ok(port);
+        }
+    }
+    bail!("no free loopback port")
+}
+
+/// A running sipbus process, killed when dropped.
+pub struct Sipbus {
+    child: Child,
+    pub sip: SocketAddr,
+    log: PathBuf,
+}
+
+impl Sipbus {
+    /// Starts `sipbus --target <target>` listening on UDP and TCP of one
+    /// free loopback port, with extra `SIPBUS_*` variables.
+    pub fn start(target: &str, env: &[(&str, &str)]) -> Result<Sipbus> {
+        let port = free_port()?;
+        let sip: SocketAddr = ([127, 0, 0, 1], port).into();
+        let log = std::env::temp_dir().join(format!("sipbus-e2e-{port}.log"));
+        let log_file = std::fs::File::create(&log)?;
+        let mut cmd = Command::new(sipbus_bin()?);
+        cmd.arg("--target")
+            .arg(target)
+            .env("SIPBUS_EDGE__LISTEN", format!("[\"udp:{sip}\", \"tcp:{sip}\"]"))
+            .env("SIPBUS_LOG__LEVEL", "info")
+            .env_remove("RUST_LOG")
+            .stdout(Stdio::null())
+            .stderr(log_file);
+        for (k, v) in env {
+            cmd.env(k, v);
+        }
+        let child = cmd.spawn().context("spawning sipbus")?;
+        let mut me = Sipbus { child, sip, log };
+        me.wait_ready(Duration::from_secs(10))?;
+        Ok(me)
+    }
+
+    fn wait_ready(&mut self, limit: Duration) -> Result<()> {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if let Some(status) = self.child.try_wait()? {
+                bail!("sipbus exited with {status} before listening:\n{}", self.log_text());
+            }
+            if std::net::TcpStream::connect(self.sip).is_ok() {
+                return Ok(());
+            }
+            std::thread::sleep(Duration::from_millis(50));
+        }
+        bail!("sipbus did not listen on {} within {limit:?}:\n{}", self.sip, self.log_text())
+    }
+
+    pub fn log_text(&self) -> String {
+        std::fs::read_to_string(&self.log).unwrap_or_default()
+    }
+
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
+    /// Stops the process (SIGTERM, then SIGKILL after 5 s) and returns its
+    /// exit status code, if it exited on its own terms.
+    pub fn stop(mut self) -> Result<Option<i32>> {
+        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let start = Instant::now();
+        while start.elapsed() < Duration::from_secs(5) {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(status.code());
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        self.child.kill()?;
+        self.child.wait()?;
+        Ok(None)
+    }
+}
+
+impl Drop for Sipbus {
+    fn drop(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+/// The path of a scenario file shipped with these tests.
+pub fn scenario(name: &str) -> PathBuf {
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios").join(name)
+}
+
+/// Counts from a finished SIPp run.
+#[derive(Debug)]
+pub struct SippResult {
+    pub exit_code: Option<i32>,
+    pub successful: u64,
+    pub failed: u64,
+    pub output: String,
+}
+
+/// Runs SIPp in the foreground, bounded by `-m` and a wall-clock timeout.
+/// SIPp's own exit code is 0 only when every call succeeded.
+pub fn run_sipp(args: &[&str], limit: Duration) -> Result<SippResult> {
+    which("sipp").context("SIPp is not installed (Debian package sip-tester); scripts/test.sh installs it")?;
+    // Tests run in parallel threads of one process: one file per run.
+    static RUNS: AtomicU32 = AtomicU32::new(0);
+    let run = RUNS.fetch_add(1, Ordering::Relaxed);
+    let stat = std::env::temp_dir().join(format!("sipp-stat-{}-{run}.csv", std::process::id()));
+    let mut cmd = Command::new("timeout");
+    cmd.arg("--signal=KILL").arg(limit.as_secs().to_string()).arg("sipp");
+    cmd.args(args).args(["-nostdin", "-trace_stat", "-stf"]).arg(&stat).arg("-fd").arg("1");
+    let Output { status, stdout, stderr } = cmd.output().context("running sipp")?;
+    let mut output = String::from_utf8_lossy(&stdout).into_owned();
+    output.push_str(&String::from_utf8_lossy(&stderr));
+    let (successful, failed) = last_stat_counts(&stat).unwrap_or((0, 0));
+    let _ = std::fs::remove_file(&stat);
+    Ok(SippResult { exit_code: status.code(), successful, failed, output })
+}
+
+/// The cumulative SuccessfulCall / FailedCall counts of SIPp's last
+/// statistics line.
+fn last_stat_counts(path: &Path) -> Option<(u64, u64)> {
+    let file = std::fs::File::open(path).ok()?;
+    let mut lines = BufReader::new(file).lines().map_while(Result::ok);
+    let header: Vec<String> = lines.next()?.split(';').map(str::to_owned).collect();
+    let last = lines.filter(|l| !l.trim().is_empty()).last()?;
+    let fields: Vec<&str> = last.split(';').collect();
+    let col = |name: &str| header.iter().position(|h| h == name).and_then(|i| fields.get(i)?.parse().ok());
+    Some((col("SuccessfulCall(C)")?, col("FailedCall(C)")?))
+}
+
+fn which(prog: &str) -> Result<PathBuf> {
+    let path = std::env::var_os("PATH").unwrap_or_default();
+    std::env::split_paths(&path)
+        .map(|d| d.join(prog))
+        .find(|p| p.is_file())
+        .with_context(|| format!("{prog} not found in PATH"))
+}

@@ -13,7 +13,7 @@ use super::{TransactionLayer, lock};
 use crate::transport::Target;
 
 pub(super) enum ClientInput {
-    Response(Message),
+    Response(Box<Message>),
     Cancel,
 }
 
@@ -109,7 +109,8 @@ impl ClientTask {
         self.target.transport.is_reliable()
     }
 
-    fn deliver(&self, response: Message, origin: Origin) {
+    fn deliver(&self, response: impl Into<Box<Message>>, origin: Origin) {
+        let response = *response.into();
         if self
             .events
             .try_send(ClientEvent { response, origin })
@@ -165,7 +166,7 @@ impl ClientTask {
                         _ => {
                             self.send_ack(&resp);
                             self.deliver(resp.clone(), Origin::Peer);
-                            break Outcome::Completed(resp);
+                            break Outcome::Completed(*resp);
                         }
                     },
                 },

@@ -75,7 +75,7 @@ pub trait TransactionUser: Send + Sync + 'static {
 /// Events into a server transaction task.
 enum ServerInput {
     Retransmission,
-    Respond(Message),
+    Respond(Box<Message>),
     Ack,
     Cancel,
 }
@@ -206,7 +206,7 @@ impl TransactionLayer {
         let sender = lock(&self.inner.client).get(&key).cloned();
         match sender {
             Some(events) => {
-                if events.try_send(client::ClientInput::Response(msg)).is_err() {
+                if events.try_send(client::ClientInput::Response(Box::new(msg))).is_err() {
                     debug!(branch = %key.branch, "client transaction busy: response dropped (will be retransmitted)");
                 }
             }
@@ -383,7 +383,7 @@ impl TransactionLayer {
             .and_then(|k| table.by_key.get(k))
             .ok_or(TxError::NoTransaction(id))?;
         slot.events
-            .try_send(ServerInput::Respond(response))
+            .try_send(ServerInput::Respond(Box::new(response)))
             .map_err(|_| TxError::Busy(id))
     }
 

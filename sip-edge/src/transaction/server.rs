@@ -156,6 +156,7 @@ impl ServerTask {
     /// Completed: the non-2xx final is retransmitted by timer G (UDP only)
     /// until the ACK; timer H gives up; Confirmed absorbs ACKs for T4.
     async fn completed_invite(&mut self, response: Bytes) {
+        self.release_request();
         let timers = self.inner.timers;
         let timer_h = Instant::now() + timers.t1x64();
         let mut interval = timers.t1;
@@ -217,8 +218,15 @@ impl ServerTask {
             }
         };
         // Completed: timer J answers retransmissions with the final response.
+        self.release_request();
         self.absorb(timers.timer_j(self.reliable()), Some(response))
             .await;
+    }
+
+    /// The Completed states only replay the final response; over UDP they
+    /// last 32 s, so the request (about 1 KiB) is freed now rather than then.
+    fn release_request(&mut self) {
+        self.request = Message::response(500, "");
     }
 
     /// Waits `duration`, answering retransmissions with `response`.

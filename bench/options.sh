@@ -1,0 +1,50 @@
+#!/usr/bin/env bash
+# OPTIONS/s that SIPp sustains against the sipbus edge with zero failures.
+#
+# Builds the release binary, starts it on a loopback port, and runs SIPp
+# (one OPTIONS + 200 per "call") at rising rates for a fixed number of
+# seconds each. For each rate it prints what SIPp achieved and the
+# failures; the result is the highest rate with none. Both run on this
+# machine's cores, so the figure bounds the pair, not sipbus alone.
+#
+#   bench/options.sh [udp|tcp] [seconds-per-step]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+transport="${1:-udp}"
+secs="${2:-5}"
+case "$transport" in udp) t=u1 ;; tcp) t=t1 ;; *) echo "usage: $0 [udp|tcp] [seconds]" >&2; exit 2 ;; esac
+command -v sipp >/dev/null || { echo "SIPp missing: apt-get install sip-tester" >&2; exit 2; }
+
+cargo build --release -p sipbus >&2
+port=$(python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+work=$(mktemp -d)
+SIPBUS_EDGE__LISTEN="[\"udp:127.0.0.1:$port\", \"tcp:127.0.0.1:$port\"]" SIPBUS_LOG__LEVEL=warn SIPBUS_EDGE__OVERLOAD__MAX_TRANSACTIONS=${MAX_TX:-100000} \
+    target/release/sipbus >"$work/sipbus.log" 2>&1 &
+pid=$!
+trap 'kill $pid 2>/dev/null || true; wait $pid 2>/dev/null || true; rm -rf "$work"' EXIT
+for _ in $(seq 50); do (echo >/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.1; done
+
+best=0
+printf '%-10s %-10s %-12s %-8s %s\n' rate calls achieved/s failed rss_kib
+for rate in 2000 5000 10000 15000 20000 25000 30000 40000; do
+    calls=$((rate * secs))
+    start=$(date +%s.%N)
+    timeout --signal=KILL $((secs * 4 + 20)) sipp "127.0.0.1:$port" -sf tests/scenarios/options.xml -t "$t" -i 127.0.0.1 \
+        -m "$calls" -r "$rate" -l 20000 -timeout $((secs * 4 + 10))s -recv_timeout 4000 -nostdin \
+        -trace_stat -stf "$work/stat.csv" >/dev/null 2>&1 || true
+    end=$(date +%s.%N)
+    read -r ok failed < <(python3 - "$work/stat.csv" <<'PY'
+import csv, sys
+rows = list(csv.reader(open(sys.argv[1]), delimiter=';'))
+h, last = rows[0], [r for r in rows[1:] if r][-1]
+print(last[h.index('SuccessfulCall(C)')], last[h.index('FailedCall(C)')])
+PY
+    )
+    rm -f "$work/stat.csv"
+    achieved=$(python3 -c "print(int($ok / ($end - $start)))")
+    rss=$(awk '/VmRSS/ {print $2}' /proc/$pid/status)
+    printf '%-10s %-10s %-12s %-8s %s\n' "$rate" "$calls" "$achieved" "$failed" "$rss"
+    if [ "$failed" -ne 0 ] || [ "$ok" -ne "$calls" ]; then break; fi
+    best=$achieved
+done
+echo "sustained with zero failures over $transport: $best OPTIONS/s"

@@ -1,0 +1,26 @@
+#!/usr/bin/env bash
+# Runs every test of the workspace: unit, property, transaction (virtual
+# time), loopback socket, CLI and end-to-end SIPp tests, then doc tests.
+#
+# What the tests need and a fresh Debian machine lacks is installed first:
+# SIPp (Debian package sip-tester). Uses cargo-nextest when present,
+# cargo test otherwise. Extra arguments go to the test runner.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+
+missing=()
+command -v sipp >/dev/null 2>&1 || missing+=(sip-tester)
+if ((${#missing[@]})); then
+    echo "installing test prerequisites: ${missing[*]}" >&2
+    sudo=""
+    if [ "$(id -u)" -ne 0 ]; then sudo="sudo"; fi
+    $sudo apt-get update -qq
+    DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
+fi
+
+if cargo nextest --version >/dev/null 2>&1; then
+    cargo nextest run --workspace --no-fail-fast "$@"
+else
+    cargo test --workspace --no-fail-fast "$@"
+fi
+cargo test --workspace --doc

@@ -18,7 +18,7 @@ command -v sipp >/dev/null || { echo "SIPp missing: apt-get install sip-tester" 
 cargo build --release -p sipbus >&2
 port=$(python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
 work=$(mktemp -d)
-SIPBUS_EDGE__LISTEN="[\"udp:127.0.0.1:$port\", \"tcp:127.0.0.1:$port\"]" SIPBUS_LOG__LEVEL=warn SIPBUS_EDGE__OVERLOAD__MAX_TRANSACTIONS=${MAX_TX:-100000} \
+SIPBUS_EDGE__LISTEN="[\"udp:127.0.0.1:$port\", \"tcp:127.0.0.1:$port\"]" SIPBUS_LOG__LEVEL=warn SIPBUS_EDGE__OVERLOAD__MAX_TRANSACTIONS=${MAX_TX:-500000} \
     target/release/sipbus >"$work/sipbus.log" 2>&1 &
 pid=$!
 trap 'kill $pid 2>/dev/null || true; wait $pid 2>/dev/null || true; rm -rf "$work"' EXIT

@@ -107,8 +107,10 @@ impl Default for LimitsConfig {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default)]
 pub struct OverloadConfig {
-    /// Server plus client transactions in progress before new requests get
-    /// 503.
+    /// Server transactions in progress before new requests get 503 (and,
+    /// separately, client transactions before sending fails). A non-INVITE
+    /// transaction over UDP lives 32 s after its answer (timer J), so this
+    /// bounds memory at roughly 1.5 KiB each.
     pub max_transactions: usize,
     /// Requests handed to services and not yet answered before new ones get
     /// 503.
@@ -120,7 +122,7 @@ pub struct OverloadConfig {
 impl Default for OverloadConfig {
     fn default() -> Self {
         Self {
-            max_transactions: 100_000,
+            max_transactions: 500_000,
             max_inflight_requests: 10_000,
             retry_after_s: 5,
         }

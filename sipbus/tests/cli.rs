@@ -71,3 +71,16 @@ fn taken_port_is_a_clear_error() {
     let err = String::from_utf8(out.stderr).unwrap();
     assert!(err.contains(&format!("cannot listen on udp:{addr}")), "{err}");
 }
+
+#[test]
+fn example_config_is_valid_and_documents_the_defaults() {
+    let example = concat!(env!("CARGO_MANIFEST_DIR"), "/../sipbus.example.toml");
+    let from_example = sipbus().arg("--config").arg(example).arg("--print-config").output().unwrap();
+    assert!(from_example.status.success(), "{}", String::from_utf8_lossy(&from_example.stderr));
+    let defaults = sipbus().arg("--print-config").output().unwrap();
+    assert_eq!(
+        String::from_utf8(from_example.stdout).unwrap(),
+        String::from_utf8(defaults.stdout).unwrap(),
+        "sipbus.example.toml drifted from the defaults"
+    );
+}

@@ -11,22 +11,29 @@
 mod client;
 pub mod key;
 mod server;
+mod table;
 pub mod timers;
 
 use std::collections::HashMap;
+use std::time::Duration;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 
 use bytes::Bytes;
 use sip_message::{Known, Message, Method};
 use tokio::sync::mpsc;
+use tokio::time::Instant;
 use tracing::{debug, warn};
 
 pub use client::{ClientEvent, ClientTx, Origin};
 use key::{AckKey, ClientKey, MergeKey, TxKey};
+use table::{Entry, Kind, NonInvite, ServerTable};
 pub use timers::TimerConfig;
 
 use crate::transport::{Source, Target, Transmit, TransportError, TransportKind};
+
+/// Keys come from the network: a seeded hash, but faster than SipHash.
+type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
 /// Identifies a server transaction for as long as it lives; the handle a
 /// service uses to answer "later and from elsewhere".
@@ -46,6 +53,8 @@ pub enum TxError {
     NoTransaction(ServerTxId),
     #[error("transaction {0} is busy; try again")]
     Busy(ServerTxId),
+    #[error("transaction {0} already sent its final response")]
+    AlreadyAnswered(ServerTxId),
     #[error("not a response")]
     NotAResponse,
     #[error("not a request, or a method that needs no transaction (ACK)")]
@@ -80,26 +89,13 @@ enum ServerInput {
     Cancel,
 }
 
-struct ServerSlot {
-    id: ServerTxId,
-    events: mpsc::Sender<ServerInput>,
-}
-
-#[derive(Default)]
-struct ServerTable {
-    by_key: HashMap<TxKey, ServerSlot>,
-    by_id: HashMap<ServerTxId, TxKey>,
-    merged: HashMap<MergeKey, TxKey>,
-    accepted: HashMap<AckKey, ServerTxId>,
-}
-
 pub(crate) struct Inner {
     timers: TimerConfig,
     transmit: Arc<dyn Transmit>,
     tu: OnceLock<Arc<dyn TransactionUser>>,
     max_transactions: usize,
     server: Mutex<ServerTable>,
-    client: Mutex<HashMap<ClientKey, mpsc::Sender<client::ClientInput>>>,
+    client: Mutex<Map<ClientKey, mpsc::Sender<client::ClientInput>>>,
     next_id: AtomicU64,
 }
 
@@ -154,18 +150,22 @@ pub fn random_token(prefix: &str) -> String {
 }
 
 impl TransactionLayer {
+    /// Creates the layer. Must be called inside a Tokio runtime: it starts
+    /// the task that expires non-INVITE transactions.
     pub fn new(timers: TimerConfig, transmit: Arc<dyn Transmit>, max_transactions: usize) -> Self {
-        Self {
+        let layer = Self {
             inner: Arc::new(Inner {
                 timers,
                 transmit,
                 tu: OnceLock::new(),
                 max_transactions,
                 server: Mutex::new(ServerTable::default()),
-                client: Mutex::new(HashMap::new()),
+                client: Mutex::new(Map::default()),
                 next_id: AtomicU64::new(1),
             }),
-        }
+        };
+        tokio::spawn(sweep(Arc::downgrade(&layer.inner)));
+        layer
     }
 
     /// Sets the transaction user; the first call wins.
@@ -180,7 +180,7 @@ impl TransactionLayer {
     /// Transactions in progress: (server, client).
     pub fn counts(&self) -> (usize, usize) {
         (
-            lock(&self.inner.server).by_key.len(),
+            lock(&self.inner.server).len(),
             lock(&self.inner.client).len(),
         )
     }
@@ -219,9 +219,7 @@ impl TransactionLayer {
     }
 
     fn receive_request(&self, msg: Message, source: Source) {
-        let Some(method) = msg.method().cloned() else {
-            return;
-        };
+        let Some(method) = msg.method().cloned() else { return };
         let key = match TxKey::server(&msg) {
             Ok(k) => k,
             Err(e) => {
@@ -234,26 +232,20 @@ impl TransactionLayer {
             return;
         }
         let mut table = lock(&self.inner.server);
-        if let Some(slot) = table.by_key.get(&key) {
+        if let Some((id, _)) = table.get_by_key(&key) {
             // A retransmission: the transaction answers it.
-            let _ = slot.events.try_send(ServerInput::Retransmission);
+            self.retransmission(table, id);
             return;
         }
         if method == Method::Cancel {
-            let invite = table
-                .by_key
-                .get(&TxKey::cancelled_invite(&key))
-                .map(|s| s.events.clone());
-            let cancel_tx = self.create_server(&mut table, key, None, msg.clone(), source);
+            let invite = table.get_by_key(&TxKey::cancelled_invite(&key)).and_then(|(_, e)| match &e.kind {
+                Kind::Invite(events) => Some(events.clone()),
+                Kind::NonInvite { .. } => None,
+            });
+            let cancel_tx = self.create_server(&mut table, key, None, &msg, source);
             drop(table);
             let Ok(cancel_tx) = cancel_tx else {
-                self.respond_stateless(
-                    &msg,
-                    &source,
-                    503,
-                    "Service Unavailable (overloaded)",
-                    &[("Retry-After", "5")],
-                );
+                self.respond_stateless(&msg, &source, 503, "Service Unavailable (overloaded)", &[("Retry-After", "5")]);
                 return;
             };
             let (code, reason) = match invite {
@@ -267,63 +259,65 @@ impl TransactionLayer {
             return;
         }
         let merge = MergeKey::of(&msg);
-        let merged = merge
-            .as_ref()
-            .is_some_and(|m| table.merged.get(m).is_some_and(|k| *k != key));
-        let created = self.create_server(
-            &mut table,
-            key,
-            merge.filter(|_| !merged),
-            msg.clone(),
-            source,
-        );
+        let merged = merge.as_ref().is_some_and(|m| table.merged.contains_key(m));
+        let created = self.create_server(&mut table, key, merge.filter(|_| !merged), &msg, source);
         drop(table);
         let tx = match created {
             Ok(tx) => tx,
             Err(_) => {
                 warn!(%method, "transaction table full: 503");
-                self.respond_stateless(
-                    &msg,
-                    &source,
-                    503,
-                    "Service Unavailable (overloaded)",
-                    &[("Retry-After", "5")],
-                );
+                self.respond_stateless(&msg, &source, 503, "Service Unavailable (overloaded)", &[("Retry-After", "5")]);
                 return;
             }
         };
         if merged {
-            let _ = tx.respond(msg.make_response(
-                482,
-                "Loop Detected (merged request)",
-                Some(tx.to_tag()),
-            ));
+            let _ = tx.respond(msg.make_response(482, "Loop Detected (merged request)", Some(tx.to_tag())));
             return;
         }
         match self.tu() {
             Some(tu) => tu.on_request(tx, msg, source),
             None => {
-                let _ = tx.respond(msg.make_response(
-                    503,
-                    "Service Unavailable (starting)",
-                    Some(tx.to_tag()),
-                ));
+                let _ = tx.respond(msg.make_response(503, "Service Unavailable (starting)", Some(tx.to_tag())));
+            }
+        }
+    }
+
+    /// Answers a retransmitted request: INVITE transactions do it in their
+    /// task; non-INVITE ones replay their last response from the table.
+    fn retransmission(&self, table: MutexGuard<'_, ServerTable>, id: ServerTxId) {
+        let Some(entry) = table.txs.get(&id) else { return };
+        match &entry.kind {
+            Kind::Invite(events) => {
+                let _ = events.try_send(ServerInput::Retransmission);
+            }
+            Kind::NonInvite { target, state } => {
+                let replay = match state {
+                    NonInvite::Trying => None,
+                    NonInvite::Proceeding(b) | NonInvite::Completed(b) => Some(b.clone()),
+                };
+                let target = *target;
+                drop(table);
+                if let Some(data) = replay {
+                    let _ = self.transmit(&target, data);
+                }
             }
         }
     }
 
     fn receive_ack(&self, msg: Message, source: Source, key: &TxKey) {
         let table = lock(&self.inner.server);
-        if let Some(slot) = table.by_key.get(key) {
+        if let Some((_, Entry { kind: Kind::Invite(events), .. })) = table.get_by_key(key) {
             // ACK of a non-2xx final: absorbed by its INVITE transaction.
-            let _ = slot.events.try_send(ServerInput::Ack);
+            let _ = events.try_send(ServerInput::Ack);
             return;
         }
         let accepted = AckKey::of(&msg)
-            .and_then(|k| table.accepted.get(&k).copied())
-            .and_then(|id| table.by_id.get(&id))
-            .and_then(|k| table.by_key.get(k))
-            .map(|slot| slot.events.clone());
+            .and_then(|k| table.accepted.get(&k))
+            .and_then(|id| table.txs.get(id))
+            .and_then(|e| match &e.kind {
+                Kind::Invite(events) => Some(events.clone()),
+                Kind::NonInvite { .. } => None,
+            });
         drop(table);
         if let Some(events) = accepted {
             // ACK of our 2xx: stops 2xx retransmission, and goes up too.
@@ -339,36 +333,33 @@ impl TransactionLayer {
         table: &mut ServerTable,
         key: TxKey,
         merge: Option<MergeKey>,
-        request: Message,
+        request: &Message,
         source: Source,
     ) -> Result<ServerTx, TxError> {
-        if table.by_key.len() >= self.inner.max_transactions {
+        if table.len() >= self.inner.max_transactions {
             return Err(TxError::Overloaded);
         }
         let id = ServerTxId(self.inner.next_id.fetch_add(1, Ordering::Relaxed));
-        let (events, rx) = mpsc::channel(16);
         let to_tag: Arc<str> = random_token("").into();
-        table.by_key.insert(key.clone(), ServerSlot { id, events });
-        table.by_id.insert(id, key.clone());
-        if let Some(m) = &merge {
-            table.merged.insert(m.clone(), key.clone());
-        }
-        let task = server::ServerTask {
-            inner: self.inner.clone(),
-            id,
-            key,
-            merge,
-            target: reply_target(&request, &source),
-            request,
-            rx,
-            to_tag: to_tag.clone(),
+        let target = reply_target(request, &source);
+        let kind = if request.method() == Some(&Method::Invite) {
+            let (events, rx) = mpsc::channel(16);
+            let task = server::InviteTask {
+                inner: self.inner.clone(),
+                id,
+                target,
+                request: request.clone(),
+                rx,
+                to_tag: to_tag.clone(),
+            };
+            tokio::spawn(task.run());
+            Kind::Invite(events)
+        } else {
+            table.guard_queue.push_back((Instant::now() + self.inner.timers.t1x64(), id));
+            Kind::NonInvite { target, state: NonInvite::Trying }
         };
-        tokio::spawn(task.run());
-        Ok(ServerTx {
-            id,
-            to_tag,
-            layer: self.clone(),
-        })
+        table.insert(id, Entry { key, merge, kind });
+        Ok(ServerTx { id, to_tag, layer: self.clone() })
     }
 
     /// Sends a response on a server transaction.
@@ -376,15 +367,30 @@ impl TransactionLayer {
         if response.is_request() {
             return Err(TxError::NotAResponse);
         }
-        let table = lock(&self.inner.server);
-        let slot = table
-            .by_id
-            .get(&id)
-            .and_then(|k| table.by_key.get(k))
-            .ok_or(TxError::NoTransaction(id))?;
-        slot.events
-            .try_send(ServerInput::Respond(Box::new(response)))
-            .map_err(|_| TxError::Busy(id))
+        let mut table = lock(&self.inner.server);
+        let entry = table.txs.get_mut(&id).ok_or(TxError::NoTransaction(id))?;
+        let (target, state) = match &mut entry.kind {
+            Kind::Invite(events) => {
+                return events.try_send(ServerInput::Respond(Box::new(response))).map_err(|_| TxError::Busy(id));
+            }
+            Kind::NonInvite { target, state } => (*target, state),
+        };
+        if matches!(state, NonInvite::Completed(_)) {
+            return Err(TxError::AlreadyAnswered(id));
+        }
+        let data = response.to_bytes();
+        let is_final = response.status().is_none_or(|c| c >= 200);
+        if !is_final {
+            *state = NonInvite::Proceeding(data.clone());
+        } else if target.transport.is_reliable() {
+            // Timer J is zero on reliable transports.
+            table.remove(id);
+        } else {
+            *state = NonInvite::Completed(data.clone());
+            table.completed_queue.push_back((Instant::now() + self.inner.timers.t1x64(), id));
+        }
+        drop(table);
+        Ok(self.transmit(&target, data)?)
     }
 
     /// Answers without a transaction (requests that failed validation, or
@@ -514,5 +520,24 @@ pub fn reply_target(req: &Message, source: &Source) -> Target {
         transport: TransportKind::Udp,
         remote,
         flow: None,
+    }
+}
+
+/// Expires non-INVITE server transactions (their guard and timer J) until
+/// the layer is dropped.
+async fn sweep(inner: std::sync::Weak<Inner>) {
+    // Timer J is 32 s by default; a tenth of T1 is precise enough and cheap:
+    // each tick only looks at the fronts of two queues.
+    let tick = match inner.upgrade() {
+        Some(i) => (i.timers.t1 / 10).max(Duration::from_millis(10)),
+        None => return,
+    };
+    loop {
+        tokio::time::sleep(tick).await;
+        let Some(inner) = inner.upgrade() else { return };
+        let unanswered = lock(&inner.server).expire(Instant::now());
+        if unanswered > 0 {
+            warn!(unanswered, "non-INVITE transactions ended without a final response from the application");
+        }
     }
 }

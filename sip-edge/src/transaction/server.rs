@@ -1,25 +1,24 @@
-//! Server transactions: the INVITE state machine (RFC 3261 17.2.1 with the
-//! RFC 6026 Accepted state) and the non-INVITE one (17.2.2).
+//! The INVITE server transaction (RFC 3261 17.2.1 with the RFC 6026
+//! Accepted state), one task each. Non-INVITE server transactions need no
+//! task; they live in the table (see `table.rs`).
 
 use std::future::pending;
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
-use sip_message::{Message, Method};
+use sip_message::Message;
 use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
 use tracing::{debug, warn};
 
-use super::key::{AckKey, MergeKey, TxKey};
+use super::key::AckKey;
 use super::{Inner, ServerInput, ServerTxId, lock};
 use crate::transport::Target;
 
-pub(super) struct ServerTask {
+pub(super) struct InviteTask {
     pub(super) inner: Arc<Inner>,
     pub(super) id: ServerTxId,
-    pub(super) key: TxKey,
-    pub(super) merge: Option<MergeKey>,
     pub(super) request: Message,
     pub(super) target: Target,
     pub(super) rx: mpsc::Receiver<ServerInput>,
@@ -39,15 +38,10 @@ enum Final {
     Failure(Bytes),
 }
 
-impl ServerTask {
+impl InviteTask {
     pub(super) async fn run(mut self) {
-        let is_invite = self.request.method() == Some(&Method::Invite);
-        if is_invite {
-            self.run_invite().await;
-        } else {
-            self.run_non_invite().await;
-        }
-        self.finish();
+        self.run_invite().await;
+        lock(&self.inner.server).remove(self.id);
     }
 
     fn reliable(&self) -> bool {
@@ -186,43 +180,6 @@ impl ServerTask {
             .await;
     }
 
-    async fn run_non_invite(&mut self) {
-        let timers = self.inner.timers;
-        // The client gives up after 64*T1 (timer F); so do we.
-        let guard = Instant::now() + timers.t1x64();
-        let mut last: Option<Bytes> = None;
-        let response = loop {
-            tokio::select! {
-                ev = self.rx.recv() => match ev {
-                    None => return,
-                    Some(ServerInput::Retransmission) => {
-                        if let Some(last) = &last {
-                            self.send(last.clone());
-                        }
-                    }
-                    Some(ServerInput::Respond(resp)) => {
-                        let bytes = resp.to_bytes();
-                        self.send(bytes.clone());
-                        if resp.status().is_some_and(|c| c < 200) {
-                            last = Some(bytes);
-                        } else {
-                            break bytes;
-                        }
-                    }
-                    Some(ServerInput::Ack | ServerInput::Cancel) => {}
-                },
-                _ = sleep_until(guard) => {
-                    warn!(tx = %self.id, "no final response from the application before the client gave up");
-                    return;
-                }
-            }
-        };
-        // Completed: timer J answers retransmissions with the final response.
-        self.release_request();
-        self.absorb(timers.timer_j(self.reliable()), Some(response))
-            .await;
-    }
-
     /// The Completed states only replay the final response; over UDP they
     /// last 32 s, so the request (about 1 KiB) is freed now rather than then.
     fn release_request(&mut self) {
@@ -247,19 +204,6 @@ impl ServerTask {
                     Some(_) => {}
                 },
                 _ = sleep_until(until) => return,
-            }
-        }
-    }
-
-    fn finish(&self) {
-        let mut table = lock(&self.inner.server);
-        if table.by_key.get(&self.key).is_some_and(|s| s.id == self.id) {
-            table.by_key.remove(&self.key);
-        }
-        table.by_id.remove(&self.id);
-        if let Some(m) = &self.merge {
-            if table.merged.get(m) == Some(&self.key) {
-                table.merged.remove(m);
             }
         }
     }

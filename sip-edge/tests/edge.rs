@@ -22,12 +22,14 @@ use tokio::time::timeout;
 const WAIT: Duration = Duration::from_secs(3);
 
 fn config(listen: &[&str]) -> EdgeConfig {
-    let mut c = EdgeConfig::default();
-    c.listen = listen
-        .iter()
-        .map(|l| l.parse::<ListenAddr>().unwrap())
-        .collect();
-    c.supported = vec!["path".into()];
+    let mut c = EdgeConfig {
+        listen: listen
+            .iter()
+            .map(|l| l.parse::<ListenAddr>().unwrap())
+            .collect(),
+        supported: vec!["path".into()],
+        ..EdgeConfig::default()
+    };
     c.tcp.incomplete_message_timeout_ms = 300;
     c.limits.max_body_bytes = 2000;
     c

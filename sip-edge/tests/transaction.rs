@@ -426,10 +426,10 @@ async fn accepted_2xx_retransmitted_until_ack_then_ack_goes_up() {
     );
     let ack = Message::parse(ack.to_bytes()).unwrap();
     h.layer.receive(ack, source(TransportKind::Udp));
-    assert!(
-        matches!(h.up().await, Some(Up::Ack(_))),
-        "ACK of a 2xx goes to the transaction user"
-    );
+    match h.up().await {
+        Some(Up::Ack(ack)) => assert_eq!(ack.top_via().unwrap().branch(), Some("z9hG4bKack5")),
+        other => panic!("ACK of a 2xx goes to the transaction user, got {other:?}"),
+    }
     assert!(
         h.run_for(Duration::from_secs(10)).await.is_empty(),
         "2xx retransmission stops at the ACK"

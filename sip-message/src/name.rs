@@ -32,7 +32,7 @@ macro_rules! known_headers {
             }
 
             fn from_compact(c: u8) -> Option<Known> {
-                $( $( if c == $compact as u8 { return Some(Known::$variant); } )? )*
+                $( $( if c == ($compact as u32) as u8 { return Some(Known::$variant); } )? )*
                 None
             }
 

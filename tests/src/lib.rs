@@ -2,6 +2,9 @@
 //! loopback ports, wait until it listens, stop it by pid; run SIPp
 //! scenarios against it with bounded counts and time.
 
+// Waiting on child processes is wall-clock business, not transaction time.
+#![allow(clippy::disallowed_types)]
+
 use std::io::{BufRead, BufReader};
 use std::net::{SocketAddr, TcpListener, UdpSocket};
 use std::path::{Path, PathBuf};
@@ -19,10 +22,16 @@ pub fn sipbus_bin() -> Result<PathBuf> {
     }
     let exe = std::env::current_exe()?;
     // target/<profile>/deps/<test> -> target/<profile>/sipbus
-    let dir = exe.parent().and_then(Path::parent).context("test binary has no target directory")?;
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .context("test binary has no target directory")?;
     let bin = dir.join("sipbus");
     if !bin.exists() {
-        bail!("{} not built: run the tests through the workspace (cargo nextest run --workspace)", bin.display());
+        bail!(
+            "{} not built: run the tests through the workspace (cargo nextest run --workspace)",
+            bin.display()
+        );
     }
     Ok(bin)
 }
@@ -57,7 +66,10 @@ impl Sipbus {
         let mut cmd = Command::new(sipbus_bin()?);
         cmd.arg("--target")
             .arg(target)
-            .env("SIPBUS_EDGE__LISTEN", format!("[\"udp:{sip}\", \"tcp:{sip}\"]"))
+            .env(
+                "SIPBUS_EDGE__LISTEN",
+                format!("[\"udp:{sip}\", \"tcp:{sip}\"]"),
+            )
             .env("SIPBUS_LOG__LEVEL", "info")
             .env_remove("RUST_LOG")
             .stdout(Stdio::null())
@@ -75,14 +87,21 @@ impl Sipbus {
         let start = Instant::now();
         while start.elapsed() < limit {
             if let Some(status) = self.child.try_wait()? {
-                bail!("sipbus exited with {status} before listening:\n{}", self.log_text());
+                bail!(
+                    "sipbus exited with {status} before listening:\n{}",
+                    self.log_text()
+                );
             }
             if std::net::TcpStream::connect(self.sip).is_ok() {
                 return Ok(());
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        bail!("sipbus did not listen on {} within {limit:?}:\n{}", self.sip, self.log_text())
+        bail!(
+            "sipbus did not listen on {} within {limit:?}:\n{}",
+            self.sip,
+            self.log_text()
+        )
     }
 
     pub fn log_text(&self) -> String {
@@ -96,7 +115,10 @@ impl Sipbus {
     /// Stops the process (SIGTERM, then SIGKILL after 5 s) and returns its
     /// exit status code, if it exited on its own terms.
     pub fn stop(mut self) -> Result<Option<i32>> {
-        let _ = Command::new("kill").arg("-TERM").arg(self.child.id().to_string()).status();
+        let _ = Command::new("kill")
+            .arg("-TERM")
+            .arg(self.child.id().to_string())
+            .status();
         let start = Instant::now();
         while start.elapsed() < Duration::from_secs(5) {
             if let Some(status) = self.child.try_wait()? {
@@ -119,7 +141,9 @@ impl Drop for Sipbus {
 
 /// The path of a scenario file shipped with these tests.
 pub fn scenario(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios").join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR"))
+        .join("scenarios")
+        .join(name)
 }
 
 /// Counts from a finished SIPp run.
@@ -134,20 +158,37 @@ pub struct SippResult {
 /// Runs SIPp in the foreground, bounded by `-m` and a wall-clock timeout.
 /// SIPp's own exit code is 0 only when every call succeeded.
 pub fn run_sipp(args: &[&str], limit: Duration) -> Result<SippResult> {
-    which("sipp").context("SIPp is not installed (Debian package sip-tester); scripts/test.sh installs it")?;
+    which("sipp").context(
+        "SIPp is not installed (Debian package sip-tester); scripts/test.sh installs it",
+    )?;
     // Tests run in parallel threads of one process: one file per run.
     static RUNS: AtomicU32 = AtomicU32::new(0);
     let run = RUNS.fetch_add(1, Ordering::Relaxed);
     let stat = std::env::temp_dir().join(format!("sipp-stat-{}-{run}.csv", std::process::id()));
     let mut cmd = Command::new("timeout");
-    cmd.arg("--signal=KILL").arg(limit.as_secs().to_string()).arg("sipp");
-    cmd.args(args).args(["-nostdin", "-trace_stat", "-stf"]).arg(&stat).arg("-fd").arg("1");
-    let Output { status, stdout, stderr } = cmd.output().context("running sipp")?;
+    cmd.arg("--signal=KILL")
+        .arg(limit.as_secs().to_string())
+        .arg("sipp");
+    cmd.args(args)
+        .args(["-nostdin", "-trace_stat", "-stf"])
+        .arg(&stat)
+        .arg("-fd")
+        .arg("1");
+    let Output {
+        status,
+        stdout,
+        stderr,
+    } = cmd.output().context("running sipp")?;
     let mut output = String::from_utf8_lossy(&stdout).into_owned();
     output.push_str(&String::from_utf8_lossy(&stderr));
     let (successful, failed) = last_stat_counts(&stat).unwrap_or((0, 0));
     let _ = std::fs::remove_file(&stat);
-    Ok(SippResult { exit_code: status.code(), successful, failed, output })
+    Ok(SippResult {
+        exit_code: status.code(),
+        successful,
+        failed,
+        output,
+    })
 }
 
 /// The cumulative SuccessfulCall / FailedCall counts of SIPp's last
@@ -158,7 +199,12 @@ fn last_stat_counts(path: &Path) -> Option<(u64, u64)> {
     let header: Vec<String> = lines.next()?.split(';').map(str::to_owned).collect();
     let last = lines.filter(|l| !l.trim().is_empty()).last()?;
     let fields: Vec<&str> = last.split(';').collect();
-    let col = |name: &str| header.iter().position(|h| h == name).and_then(|i| fields.get(i)?.parse().ok());
+    let col = |name: &str| {
+        header
+            .iter()
+            .position(|h| h == name)
+            .and_then(|i| fields.get(i)?.parse().ok())
+    };
     Some((col("SuccessfulCall(C)")?, col("FailedCall(C)")?))
 }
 

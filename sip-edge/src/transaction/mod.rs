@@ -15,9 +15,9 @@ mod table;
 pub mod timers;
 
 use std::collections::HashMap;
-use std::time::Duration;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::time::Duration;
 
 use bytes::Bytes;
 use sip_message::{Known, Message, Method};
@@ -206,7 +206,10 @@ impl TransactionLayer {
         let sender = lock(&self.inner.client).get(&key).cloned();
         match sender {
             Some(events) => {
-                if events.try_send(client::ClientInput::Response(Box::new(msg))).is_err() {
+                if events
+                    .try_send(client::ClientInput::Response(Box::new(msg)))
+                    .is_err()
+                {
                     debug!(branch = %key.branch, "client transaction busy: response dropped (will be retransmitted)");
                 }
             }
@@ -219,7 +222,9 @@ impl TransactionLayer {
     }
 
     fn receive_request(&self, msg: Message, source: Source) {
-        let Some(method) = msg.method().cloned() else { return };
+        let Some(method) = msg.method().cloned() else {
+            return;
+        };
         let key = match TxKey::server(&msg) {
             Ok(k) => k,
             Err(e) => {
@@ -238,14 +243,23 @@ impl TransactionLayer {
             return;
         }
         if method == Method::Cancel {
-            let invite = table.get_by_key(&TxKey::cancelled_invite(&key)).and_then(|(_, e)| match &e.kind {
-                Kind::Invite(events) => Some(events.clone()),
-                Kind::NonInvite { .. } => None,
-            });
+            let invite =
+                table
+                    .get_by_key(&TxKey::cancelled_invite(&key))
+                    .and_then(|(_, e)| match &e.kind {
+                        Kind::Invite(events) => Some(events.clone()),
+                        Kind::NonInvite { .. } => None,
+                    });
             let cancel_tx = self.create_server(&mut table, key, None, &msg, source);
             drop(table);
             let Ok(cancel_tx) = cancel_tx else {
-                self.respond_stateless(&msg, &source, 503, "Service Unavailable (overloaded)", &[("Retry-After", "5")]);
+                self.respond_stateless(
+                    &msg,
+                    &source,
+                    503,
+                    "Service Unavailable (overloaded)",
+                    &[("Retry-After", "5")],
+                );
                 return;
             };
             let (code, reason) = match invite {
@@ -266,18 +280,32 @@ impl TransactionLayer {
             Ok(tx) => tx,
             Err(_) => {
                 warn!(%method, "transaction table full: 503");
-                self.respond_stateless(&msg, &source, 503, "Service Unavailable (overloaded)", &[("Retry-After", "5")]);
+                self.respond_stateless(
+                    &msg,
+                    &source,
+                    503,
+                    "Service Unavailable (overloaded)",
+                    &[("Retry-After", "5")],
+                );
                 return;
             }
         };
         if merged {
-            let _ = tx.respond(msg.make_response(482, "Loop Detected (merged request)", Some(tx.to_tag())));
+            let _ = tx.respond(msg.make_response(
+                482,
+                "Loop Detected (merged request)",
+                Some(tx.to_tag()),
+            ));
             return;
         }
         match self.tu() {
             Some(tu) => tu.on_request(tx, msg, source),
             None => {
-                let _ = tx.respond(msg.make_response(503, "Service Unavailable (starting)", Some(tx.to_tag())));
+                let _ = tx.respond(msg.make_response(
+                    503,
+                    "Service Unavailable (starting)",
+                    Some(tx.to_tag()),
+                ));
             }
         }
     }
@@ -285,7 +313,9 @@ impl TransactionLayer {
     /// Answers a retransmitted request: INVITE transactions do it in their
     /// task; non-INVITE ones replay their last response from the table.
     fn retransmission(&self, table: MutexGuard<'_, ServerTable>, id: ServerTxId) {
-        let Some(entry) = table.txs.get(&id) else { return };
+        let Some(entry) = table.txs.get(&id) else {
+            return;
+        };
         match &entry.kind {
             Kind::Invite(events) => {
                 let _ = events.try_send(ServerInput::Retransmission);
@@ -306,7 +336,14 @@ impl TransactionLayer {
 
     fn receive_ack(&self, msg: Message, source: Source, key: &TxKey) {
         let table = lock(&self.inner.server);
-        if let Some((_, Entry { kind: Kind::Invite(events), .. })) = table.get_by_key(key) {
+        if let Some((
+            _,
+            Entry {
+                kind: Kind::Invite(events),
+                ..
+            },
+        )) = table.get_by_key(key)
+        {
             // ACK of a non-2xx final: absorbed by its INVITE transaction.
             let _ = events.try_send(ServerInput::Ack);
             return;
@@ -355,11 +392,20 @@ impl TransactionLayer {
             tokio::spawn(task.run());
             Kind::Invite(events)
         } else {
-            table.guard_queue.push_back((Instant::now() + self.inner.timers.t1x64(), id));
-            Kind::NonInvite { target, state: NonInvite::Trying }
+            table
+                .guard_queue
+                .push_back((Instant::now() + self.inner.timers.t1x64(), id));
+            Kind::NonInvite {
+                target,
+                state: NonInvite::Trying,
+            }
         };
         table.insert(id, Entry { key, merge, kind });
-        Ok(ServerTx { id, to_tag, layer: self.clone() })
+        Ok(ServerTx {
+            id,
+            to_tag,
+            layer: self.clone(),
+        })
     }
 
     /// Sends a response on a server transaction.
@@ -371,7 +417,9 @@ impl TransactionLayer {
         let entry = table.txs.get_mut(&id).ok_or(TxError::NoTransaction(id))?;
         let (target, state) = match &mut entry.kind {
             Kind::Invite(events) => {
-                return events.try_send(ServerInput::Respond(Box::new(response))).map_err(|_| TxError::Busy(id));
+                return events
+                    .try_send(ServerInput::Respond(Box::new(response)))
+                    .map_err(|_| TxError::Busy(id));
             }
             Kind::NonInvite { target, state } => (*target, state),
         };
@@ -387,7 +435,9 @@ impl TransactionLayer {
             table.remove(id);
         } else {
             *state = NonInvite::Completed(data.clone());
-            table.completed_queue.push_back((Instant::now() + self.inner.timers.t1x64(), id));
+            table
+                .completed_queue
+                .push_back((Instant::now() + self.inner.timers.t1x64(), id));
         }
         drop(table);
         Ok(self.transmit(&target, data)?)
@@ -537,7 +587,10 @@ async fn sweep(inner: std::sync::Weak<Inner>) {
         let Some(inner) = inner.upgrade() else { return };
         let unanswered = lock(&inner.server).expire(Instant::now());
         if unanswered > 0 {
-            warn!(unanswered, "non-INVITE transactions ended without a final response from the application");
+            warn!(
+                unanswered,
+                "non-INVITE transactions ended without a final response from the application"
+            );
         }
     }
 }

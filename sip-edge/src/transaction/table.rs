@@ -24,7 +24,10 @@ pub(super) enum NonInvite {
 pub(super) enum Kind {
     /// INVITE transactions run as a task (timers G, H, I, L and 100 Trying).
     Invite(mpsc::Sender<ServerInput>),
-    NonInvite { target: Target, state: NonInvite },
+    NonInvite {
+        target: Target,
+        state: NonInvite,
+    },
 }
 
 pub(super) struct Entry {
@@ -87,7 +90,16 @@ impl ServerTable {
                 break;
             }
             self.completed_queue.pop_front();
-            if matches!(self.txs.get(&id), Some(Entry { kind: Kind::NonInvite { state: NonInvite::Completed(_), .. }, .. })) {
+            if matches!(
+                self.txs.get(&id),
+                Some(Entry {
+                    kind: Kind::NonInvite {
+                        state: NonInvite::Completed(_),
+                        ..
+                    },
+                    ..
+                })
+            ) {
                 self.remove(id);
             }
         }
@@ -98,7 +110,13 @@ impl ServerTable {
             self.guard_queue.pop_front();
             if matches!(
                 self.txs.get(&id),
-                Some(Entry { kind: Kind::NonInvite { state: NonInvite::Trying | NonInvite::Proceeding(_), .. }, .. })
+                Some(Entry {
+                    kind: Kind::NonInvite {
+                        state: NonInvite::Trying | NonInvite::Proceeding(_),
+                        ..
+                    },
+                    ..
+                })
             ) {
                 self.remove(id);
                 unanswered += 1;

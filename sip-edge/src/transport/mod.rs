@@ -163,6 +163,18 @@ impl<'de> serde::Deserialize<'de> for ListenAddr {
     }
 }
 
+/// Where transports deliver what they receive: one SIP message (a UDP
+/// datagram, or a frame from a stream) with where it came from.
+pub trait Inbound: Send + Sync + 'static {
+    fn on_message(&self, data: Bytes, source: Source);
+}
+
+impl serde::Serialize for ListenAddr {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -185,17 +197,5 @@ mod tests {
                 .contains("not IP:PORT")
         );
         assert!("nonsense".parse::<ListenAddr>().is_err());
-    }
-}
-
-/// Where transports deliver what they receive: one SIP message (a UDP
-/// datagram, or a frame from a stream) with where it came from.
-pub trait Inbound: Send + Sync + 'static {
-    fn on_message(&self, data: Bytes, source: Source);
-}
-
-impl serde::Serialize for ListenAddr {
-    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
-        s.collect_str(self)
     }
 }

@@ -103,10 +103,9 @@ impl<'a> Via<'a> {
 
     /// `None`: no rport; `Some(None)`: rport asked for; `Some(Some(p))`: filled in.
     pub fn rport(&self) -> Option<Option<u16>> {
-        self.params.get("rport").map(|v| {
-            v.and_then(|p| parse_u64(p))
-                .and_then(|p| u16::try_from(p).ok())
-        })
+        self.params
+            .get("rport")
+            .map(|v| v.and_then(parse_u64).and_then(|p| u16::try_from(p).ok()))
     }
 
     pub fn maddr(&self) -> Option<&'a str> {

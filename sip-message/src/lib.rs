@@ -43,5 +43,5 @@ pub use limits::Limits;
 pub use message::{HeaderRef, Message};
 pub use method::Method;
 pub use name::{HeaderName, Known};
-pub use params::Params;
+pub use params::{ParamIter, Params};
 pub use uri::{Host, SipUri, TelUri, Uri};

@@ -5,6 +5,8 @@
 //! header section is held once as text and fields point into it, so reading a
 //! value borrows and never allocates.
 
+use std::sync::OnceLock;
+
 use bytes::Bytes;
 
 use crate::method::Method;
@@ -66,6 +68,40 @@ pub struct Message {
     /// The first problem the structural pass found but could step over;
     /// reported by [`Message::validate`].
     pub(crate) defect: Option<crate::ParseError>,
+    /// Where validation found the fields every layer reads (branch, tags,
+    /// Call-ID, CSeq), so reading them again costs no parsing. Cleared by
+    /// any change that could move them.
+    pub(crate) essentials: OnceLock<Essentials>,
+}
+
+/// A piece of a header value: which field, and the byte range in its value.
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Loc {
+    pub(crate) entry: u16,
+    pub(crate) start: u32,
+    pub(crate) end: u32,
+}
+
+impl Loc {
+    /// Where `part` (a slice of `value`) sits in field `entry`.
+    pub(crate) fn of(entry: usize, value: &str, part: &str) -> Loc {
+        let start = (part.as_ptr() as usize).saturating_sub(value.as_ptr() as usize);
+        Loc {
+            entry: entry as u16,
+            start: start as u32,
+            end: (start + part.len()) as u32,
+        }
+    }
+}
+
+#[derive(Debug, Clone, Copy)]
+pub(crate) struct Essentials {
+    pub(crate) branch: Option<Loc>,
+    pub(crate) from_tag: Option<Loc>,
+    pub(crate) to_tag: Option<Loc>,
+    pub(crate) call_id: Loc,
+    pub(crate) cseq: u32,
+    pub(crate) cseq_method: Loc,
 }
 
 /// One header field, borrowed from its message.
@@ -104,6 +140,7 @@ impl Message {
             entries: Vec::new(),
             body: Bytes::new(),
             defect: None,
+            essentials: OnceLock::new(),
         }
     }
 
@@ -120,6 +157,7 @@ impl Message {
             entries: Vec::new(),
             body: Bytes::new(),
             defect: None,
+            essentials: OnceLock::new(),
         }
     }
 
@@ -170,6 +208,7 @@ impl Message {
 
     /// Replaces the Request-URI (requests only; ignored on responses).
     pub fn set_request_uri(&mut self, new: &str) {
+        self.essentials = OnceLock::new();
         if let Start::Request { uri, .. } = &mut self.start {
             *uri = Text::Owned(new.into());
             self.start_raw = None;
@@ -231,18 +270,21 @@ impl Message {
 
     /// Appends a header field.
     pub fn push_header(&mut self, name: impl Into<HeaderName>, value: &str) {
+        self.essentials = OnceLock::new();
         let entry = owned_entry(name.into(), value);
         self.entries.push(entry);
     }
 
     /// Inserts a header field before every other one (a new top Via).
     pub fn prepend_header(&mut self, name: impl Into<HeaderName>, value: &str) {
+        self.essentials = OnceLock::new();
         let entry = owned_entry(name.into(), value);
         self.entries.insert(0, entry);
     }
 
     /// Removes every field with this name; returns how many there were.
     pub fn remove_header(&mut self, name: impl Into<HeaderName>) -> usize {
+        self.essentials = OnceLock::new();
         let name = name.into();
         let before = self.entries.len();
         let head = &self.head;
@@ -254,6 +296,7 @@ impl Message {
     /// Replaces every field with this name by one field holding `value`,
     /// placed where the first one was (or appended).
     pub fn set_header(&mut self, name: impl Into<HeaderName>, value: &str) {
+        self.essentials = OnceLock::new();
         let name = name.into();
         let head = &self.head;
         let pos = self
@@ -285,6 +328,7 @@ impl Message {
     /// Replaces the first value of the first field of a known list header
     /// (the top Via), keeping the rest of a comma-combined field as it was.
     pub fn replace_top_value(&mut self, known: Known, value: &str) -> bool {
+        self.essentials = OnceLock::new();
         let Some(i) = self.entries.iter().position(|e| e.known == Some(known)) else {
             return false;
         };
@@ -315,6 +359,7 @@ impl Message {
     /// Removes the first value of a known list header (the top Via of a
     /// response on its way back).
     pub fn remove_top_value(&mut self, known: Known) -> bool {
+        self.essentials = OnceLock::new();
         let Some(i) = self.entries.iter().position(|e| e.known == Some(known)) else {
             return false;
         };
@@ -335,6 +380,18 @@ impl Message {
             }
         }
         true
+    }
+
+    /// The text of a cached location.
+    pub(crate) fn loc(&self, l: Loc) -> &str {
+        self.entries
+            .get(usize::from(l.entry))
+            .and_then(|e| {
+                e.value
+                    .get(&self.head)
+                    .get(l.start as usize..l.end as usize)
+            })
+            .unwrap_or_default()
     }
 
     /// The body bytes, untouched.

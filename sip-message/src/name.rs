@@ -3,6 +3,7 @@
 //! lookup. Unknown names stay as received.
 
 use std::fmt;
+use std::sync::OnceLock;
 
 macro_rules! known_headers {
     ($( $variant:ident => $canonical:literal $(, $compact:literal)? ; )*) => {
@@ -12,6 +13,9 @@ macro_rules! known_headers {
         pub enum Known { $( $variant, )* }
 
         impl Known {
+            /// Every known header.
+            pub const ALL: &'static [Known] = &[ $( Known::$variant, )* ];
+
             /// The canonical spelling, as RFC 3261 and the IANA registry write it.
             pub const fn as_str(self) -> &'static str {
                 match self { $( Known::$variant => $canonical, )* }
@@ -24,7 +28,11 @@ macro_rules! known_headers {
 
             /// Looks a name up in its long or compact form, ignoring case.
             pub fn lookup(name: &str) -> Option<Known> {
-                let bytes = name.as_bytes();
+                Self::lookup_bytes(name.as_bytes())
+            }
+
+            /// [`Known::lookup`] on raw bytes.
+            pub fn lookup_bytes(bytes: &[u8]) -> Option<Known> {
                 if bytes.len() == 1 {
                     return Self::from_compact(bytes[0].to_ascii_lowercase());
                 }
@@ -36,14 +44,6 @@ macro_rules! known_headers {
                 None
             }
 
-            fn from_long(name: &[u8]) -> Option<Known> {
-                $(
-                    if name.len() == $canonical.len() && name.eq_ignore_ascii_case($canonical.as_bytes()) {
-                        return Some(Known::$variant);
-                    }
-                )*
-                None
-            }
         }
     };
     (@compact $c:literal) => { Some($c) };
@@ -121,6 +121,41 @@ known_headers! {
     RAck => "RAck";
     Replaces => "Replaces";
     Flow => "Flow-Timer";
+}
+
+/// Buckets by length and first letter: a lookup compares one or two names.
+const BUCKETS: usize = 32 * 27;
+
+fn bucket(name: &[u8]) -> Option<usize> {
+    let first = name.first()?.to_ascii_lowercase();
+    if name.len() >= 32 {
+        return None;
+    }
+    let letter = if first.is_ascii_lowercase() {
+        usize::from(first - b'a')
+    } else {
+        26
+    };
+    Some(name.len() * 27 + letter)
+}
+
+impl Known {
+    fn from_long(name: &[u8]) -> Option<Known> {
+        static TABLE: OnceLock<Vec<Vec<Known>>> = OnceLock::new();
+        let table = TABLE.get_or_init(|| {
+            let mut table = vec![Vec::new(); BUCKETS];
+            for k in Known::ALL {
+                if let Some(b) = bucket(k.as_str().as_bytes()) {
+                    table[b].push(*k);
+                }
+            }
+            table
+        });
+        table[bucket(name)?]
+            .iter()
+            .copied()
+            .find(|k| k.as_str().as_bytes().eq_ignore_ascii_case(name))
+    }
 }
 
 impl fmt::Display for Known {

@@ -1,6 +1,6 @@
 //! `;name=value` parameter lists, read on demand from the text they live in.
 
-use crate::text::{split_top_level, trim_ws};
+use crate::text::trim_ws;
 
 /// Parameters as they appear after a URI, a Via or a name-addr: the text
 /// from just after the first `;`. Names compare case-insensitively; values
@@ -25,14 +25,12 @@ impl<'a> Params<'a> {
     }
 
     /// Every `(name, value)` in order; `value` is `None` for a bare flag.
-    pub fn iter(&self) -> impl Iterator<Item = (&'a str, Option<&'a str>)> + 'a {
-        let raw = self.raw;
-        split_top_level(raw, b';')
-            .filter(move |p| !raw.is_empty() && !trim_ws(p).is_empty())
-            .map(|p| match p.split_once('=') {
-                Some((n, v)) => (trim_ws(n), Some(trim_ws(v))),
-                None => (trim_ws(p), None),
-            })
+    /// Empty elements (`;;`) are skipped.
+    pub fn iter(&self) -> ParamIter<'a> {
+        ParamIter {
+            s: self.raw,
+            pos: 0,
+        }
     }
 
     /// `Some(value)` when the parameter is present (`Some(None)` for a flag).
@@ -49,6 +47,55 @@ impl<'a> Params<'a> {
 
     pub fn contains(&self, name: &str) -> bool {
         self.get(name).is_some()
+    }
+}
+
+/// Iterator over parameters: one pass, `;` inside quoted strings ignored.
+#[derive(Debug, Clone)]
+pub struct ParamIter<'a> {
+    s: &'a str,
+    pos: usize,
+}
+
+impl<'a> Iterator for ParamIter<'a> {
+    type Item = (&'a str, Option<&'a str>);
+
+    fn next(&mut self) -> Option<Self::Item> {
+        let b = self.s.as_bytes();
+        while self.pos < b.len() {
+            let start = self.pos;
+            let mut i = start;
+            let mut eq = None;
+            let mut in_quote = false;
+            while i < b.len() {
+                let c = b[i];
+                if in_quote {
+                    if c == b'\\' {
+                        i += 2;
+                        continue;
+                    }
+                    if c == b'"' {
+                        in_quote = false;
+                    }
+                } else if c == b'"' {
+                    in_quote = true;
+                } else if c == b';' {
+                    break;
+                } else if c == b'=' && eq.is_none() {
+                    eq = Some(i);
+                }
+                i += 1;
+            }
+            let end = i.min(b.len());
+            self.pos = end + 1;
+            let name = trim_ws(self.s.get(start..eq.unwrap_or(end)).unwrap_or_default());
+            let value = eq.map(|e| trim_ws(self.s.get(e + 1..end).unwrap_or_default()));
+            if name.is_empty() && value.is_none() {
+                continue;
+            }
+            return Some((name, value));
+        }
+        None
     }
 }
 

@@ -1,20 +1,23 @@
 //! The parser, in two passes.
 //!
-//! The structural pass splits the start line and the header fields and
-//! frames the body. It fails only when nothing could be answered (no start
-//! line, not text, over a hard limit); smaller problems are kept as a defect
-//! so the edge can still build an error response from the headers.
+//! The structural pass walks the lines once: it splits the start line and
+//! the header fields, finds the blank line that ends the header section
+//! (CRLF or, leniently, bare LF), and frames the body. It fails only when
+//! nothing could be answered (no start line, not text, over a hard limit);
+//! smaller problems are kept as a defect so the edge can still build an
+//! error response from the headers.
 //!
 //! The validation pass applies RFC 3261's strict rules to what every element
 //! must understand: the start line, the mandatory headers, Content-Length,
-//! CSeq, Max-Forwards and every Via.
+//! CSeq, Max-Forwards and every Via. It remembers where the branch, the
+//! tags, Call-ID and CSeq are, so reading them later costs nothing.
 
 use bytes::Bytes;
-use memchr::{memchr, memmem};
+use memchr::{memchr, memchr_iter};
 
 use crate::error::{LimitKind, ParseError, UriError};
 use crate::limits::Limits;
-use crate::message::{Entry, Message, Start, Text};
+use crate::message::{Entry, Essentials, Loc, Message, Start, Text};
 use crate::method::Method;
 use crate::name::Known;
 use crate::text::{is_token_byte, is_ws, parse_u64, split_top_level, trim_ws};
@@ -49,25 +52,52 @@ impl Message {
                 limit: limits.max_message_bytes,
             });
         }
-        let (head_end, body_start) = find_head_end(&data).ok_or(ParseError::Incomplete)?;
-        let head: Box<str> = match std::str::from_utf8(&data[..head_end]) {
-            Ok(s) => s.into(),
-            Err(e) => {
-                return Err(ParseError::NotUtf8 {
-                    offset: e.valid_up_to(),
-                });
-            }
-        };
+        let bytes: &[u8] = &data;
+        let mut newlines = memchr_iter(b'\n', bytes);
+        let first_nl = newlines.next().ok_or(ParseError::Incomplete)?;
+        let start_end = trim_cr(bytes, first_nl);
         let mut p = Structure {
-            head: &head,
+            bytes,
             limits,
             defect: None,
             entries: Vec::with_capacity(16),
             content_length: None,
         };
-        let first_end = line_end(head.as_bytes(), 0);
-        let start = p.start_line(first_end)?;
-        p.header_fields(first_end)?;
+        let mut pending: Option<Pending> = None;
+        let mut pos = first_nl + 1;
+        let mut last_end = start_end;
+        let mut line_no = 1;
+        let (head_end, body_start) = loop {
+            let nl = newlines.next().ok_or(ParseError::Incomplete)?;
+            let end = trim_cr(bytes, nl);
+            if end == pos {
+                break (last_end, nl + 1);
+            }
+            line_no += 1;
+            if is_ws(bytes[pos]) {
+                match pending.as_mut() {
+                    Some(f) => {
+                        f.end = end;
+                        f.folded = true;
+                    }
+                    None => {
+                        p.defect.get_or_insert(ParseError::StartLine(
+                            "folded line before the first header",
+                        ));
+                    }
+                }
+            } else {
+                if let Some(f) = pending.take() {
+                    p.finish(f)?;
+                }
+                pending = p.begin(pos, end, line_no);
+            }
+            last_end = end;
+            pos = nl + 1;
+        };
+        if let Some(f) = pending.take() {
+            p.finish(f)?;
+        }
         let Structure {
             defect,
             entries,
@@ -75,6 +105,15 @@ impl Message {
             ..
         } = p;
         let mut defect = defect;
+        let head: Box<str> = match std::str::from_utf8(&bytes[..head_end]) {
+            Ok(s) => s.into(),
+            Err(e) => {
+                return Err(ParseError::NotUtf8 {
+                    offset: e.valid_up_to(),
+                });
+            }
+        };
+        let start = start_line(&head[..start_end])?;
 
         let mut body = data.slice(body_start..);
         if let Some(declared) = content_length {
@@ -93,14 +132,14 @@ impl Message {
                 limit: limits.max_body_bytes,
             });
         }
-        let start_raw = Some((0, trim_cr(head.as_bytes(), first_end) as u32));
         Ok(Message {
             head,
             start,
-            start_raw,
+            start_raw: Some((0, start_end as u32)),
             entries,
             body,
             defect,
+            essentials: Default::default(),
         })
     }
 
@@ -110,6 +149,9 @@ impl Message {
         if let Some(defect) = &self.defect {
             return Err(defect.clone());
         }
+        let fields = self.mandatory_fields()?;
+        let cseq_value = self.field(fields.cseq);
+        let cseq = CSeq::parse(cseq_value)?;
         match &self.start {
             Start::Request {
                 method,
@@ -118,8 +160,6 @@ impl Message {
             } => {
                 check_version(version.get(&self.head))?;
                 check_request_uri(uri.get(&self.head), limits)?;
-                self.check_mandatory()?;
-                let cseq = CSeq::parse(self.single(Known::CSeq)?)?;
                 if cseq.method != *method {
                     return Err(ParseError::CSeqMismatch {
                         cseq: cseq.method.as_str().into(),
@@ -127,70 +167,105 @@ impl Message {
                     });
                 }
             }
-            Start::Response { version, .. } => {
-                check_version(version.get(&self.head))?;
-                self.check_mandatory()?;
-                CSeq::parse(self.single(Known::CSeq)?)?;
-            }
+            Start::Response { version, .. } => check_version(version.get(&self.head))?,
         }
-        self.check_max_forwards()?;
-        self.check_vias(limits)?;
-        for known in [Known::From, Known::To] {
-            let addr = NameAddr::parse(self.single(known)?).map_err(|e| e.in_header(known))?;
-            if addr.uri_text.len() > limits.max_uri_len {
-                return Err(ParseError::Limit {
-                    what: LimitKind::UriLength,
-                    limit: limits.max_uri_len,
-                });
-            }
+        if let Some(mf) = fields.max_forwards {
+            parse_max_forwards(self.field(mf))?;
         }
-        Ok(())
-    }
-
-    fn check_mandatory(&self) -> Result<(), ParseError> {
-        if !self.has(Known::Via) {
-            return Err(ParseError::MissingHeader("Via"));
-        }
-        for known in [Known::From, Known::To, Known::CallId, Known::CSeq] {
-            self.single(known)?;
-        }
-        let call_id = self.single(Known::CallId)?;
+        let call_id = self.field(fields.call_id);
         if call_id.is_empty() || call_id.bytes().any(|b| b <= b' ') {
             return Err(ParseError::BadHeader {
                 header: "Call-ID",
                 reason: "empty or contains white space",
             });
         }
-        Ok(())
-    }
-
-    /// The one field of a single-valued header; two fields are refused (RFC
-    /// 4475 3.3.8), so are none.
-    fn single(&self, known: Known) -> Result<&str, ParseError> {
-        let mut fields = self.known_fields(known);
-        let first = fields
-            .next()
-            .ok_or(ParseError::MissingHeader(known.as_str()))?;
-        if fields.next().is_some() {
-            return Err(ParseError::Conflicting(known.as_str()));
-        }
-        Ok(first)
-    }
-
-    fn check_max_forwards(&self) -> Result<(), ParseError> {
-        let mut fields = self.known_fields(Known::MaxForwards);
-        if let Some(v) = fields.next() {
-            if fields.next().is_some() {
-                return Err(ParseError::Conflicting("Max-Forwards"));
+        let branch = self.check_vias(limits)?;
+        let mut tags = [None, None];
+        for (slot, (known, index)) in [(Known::From, fields.from), (Known::To, fields.to)]
+            .into_iter()
+            .enumerate()
+        {
+            let value = self.field(index);
+            let addr = NameAddr::parse(value).map_err(|e| e.in_header(known))?;
+            if addr.uri_text.len() > limits.max_uri_len {
+                return Err(ParseError::Limit {
+                    what: LimitKind::UriLength,
+                    limit: limits.max_uri_len,
+                });
             }
-            parse_max_forwards(v)?;
+            tags[slot] = addr.tag().map(|t| Loc::of(index, value, t));
         }
+        let method_text = trim_ws(cseq_value)
+            .rsplit([' ', '\t'])
+            .next()
+            .unwrap_or_default();
+        let _ = self.essentials.set(Essentials {
+            branch,
+            from_tag: tags[0],
+            to_tag: tags[1],
+            call_id: Loc::of(fields.call_id, call_id, call_id),
+            cseq: cseq.seq,
+            cseq_method: Loc::of(fields.cseq, cseq_value, method_text),
+        });
         Ok(())
     }
 
-    fn check_vias(&self, limits: &Limits) -> Result<(), ParseError> {
+    fn field(&self, index: usize) -> &str {
+        self.entries
+            .get(index)
+            .map(|e| e.value.get(&self.head))
+            .unwrap_or_default()
+    }
+
+    /// One walk over the fields: each single-valued mandatory header must be
+    /// there exactly once (RFC 4475 3.3.8), Via at least once.
+    fn mandatory_fields(&self) -> Result<Mandatory, ParseError> {
+        let mut seen: [Option<usize>; 5] = [None; 5];
+        let mut max_forwards = None;
+        let mut via = false;
+        for (i, e) in self.entries.iter().enumerate() {
+            let slot = match e.known {
+                Some(Known::From) => 0,
+                Some(Known::To) => 1,
+                Some(Known::CallId) => 2,
+                Some(Known::CSeq) => 3,
+                Some(Known::MaxForwards) => 4,
+                Some(Known::Via) => {
+                    via = true;
+                    continue;
+                }
+                _ => continue,
+            };
+            if seen[slot].replace(i).is_some() {
+                return Err(ParseError::Conflicting(MANDATORY[slot].as_str()));
+            }
+            if slot == 4 {
+                max_forwards = Some(i);
+            }
+        }
+        if !via {
+            return Err(ParseError::MissingHeader("Via"));
+        }
+        let get =
+            |slot: usize| seen[slot].ok_or(ParseError::MissingHeader(MANDATORY[slot].as_str()));
+        Ok(Mandatory {
+            from: get(0)?,
+            to: get(1)?,
+            call_id: get(2)?,
+            cseq: get(3)?,
+            max_forwards,
+        })
+    }
+
+    /// Parses every Via value; returns where the top one's branch is.
+    fn check_vias(&self, limits: &Limits) -> Result<Option<Loc>, ParseError> {
         let mut count = 0;
-        for field in self.known_fields(Known::Via) {
+        let mut branch = None;
+        for (i, e) in self.entries.iter().enumerate() {
+            if e.known != Some(Known::Via) {
+                continue;
+            }
+            let field = e.value.get(&self.head);
             for value in split_top_level(field, b',') {
                 count += 1;
                 if count > limits.max_vias {
@@ -199,11 +274,30 @@ impl Message {
                         limit: limits.max_vias,
                     });
                 }
-                Via::parse(trim_ws(value))?;
+                let via = Via::parse(value)?;
+                if count == 1 {
+                    branch = via.branch().map(|b| Loc::of(i, field, b));
+                }
             }
         }
-        Ok(())
+        Ok(branch)
     }
+}
+
+const MANDATORY: [Known; 5] = [
+    Known::From,
+    Known::To,
+    Known::CallId,
+    Known::CSeq,
+    Known::MaxForwards,
+];
+
+struct Mandatory {
+    from: usize,
+    to: usize,
+    call_id: usize,
+    cseq: usize,
+    max_forwards: Option<usize>,
 }
 
 pub(crate) fn parse_max_forwards(v: &str) -> Result<u8, ParseError> {
@@ -251,30 +345,6 @@ fn check_request_uri(uri: &str, limits: &Limits) -> Result<(), ParseError> {
     }
 }
 
-/// End of the header section and start of the body.
-fn find_head_end(data: &[u8]) -> Option<(usize, usize)> {
-    if let Some(i) = memmem::find(data, b"\r\n\r\n") {
-        return Some((i, i + 4));
-    }
-    // Lenient: bare LF line endings.
-    memmem::find(data, b"\n\n").map(|i| {
-        (
-            if i > 0 && data[i - 1] == b'\r' {
-                i - 1
-            } else {
-                i
-            },
-            i + 2,
-        )
-    })
-}
-
-/// Index of the `\n` ending the line that starts at `from` (or the end).
-#[inline]
-fn line_end(bytes: &[u8], from: usize) -> usize {
-    memchr(b'\n', &bytes[from..]).map_or(bytes.len(), |i| from + i)
-}
-
 /// `end` moved back over a `\r` that precedes it.
 #[inline]
 fn trim_cr(bytes: &[u8], end: usize) -> usize {
@@ -285,16 +355,58 @@ fn trim_cr(bytes: &[u8], end: usize) -> usize {
     }
 }
 
-struct Structure<'h> {
-    head: &'h str,
-    limits: &'h Limits,
+fn start_line(line: &str) -> Result<Start, ParseError> {
+    if line.is_empty() {
+        return Err(ParseError::StartLine("empty start line"));
+    }
+    if line.len() >= 4 && line.as_bytes()[..4].eq_ignore_ascii_case(b"SIP/") {
+        let sp = line
+            .find(' ')
+            .ok_or(ParseError::StartLine("status line has no status code"))?;
+        let after = sp + 1;
+        let code_end = line[after..].find(' ').map_or(line.len(), |i| after + i);
+        let code_text = &line[after..code_end];
+        let code = match parse_u64(code_text) {
+            Some(c) if code_text.len() == 3 && (100..=699).contains(&c) => c as u16,
+            _ => return Err(ParseError::StatusCode),
+        };
+        let reason_start = (code_end + 1).min(line.len());
+        Ok(Start::Response {
+            version: Text::Span(0, sp as u32),
+            code,
+            reason: Text::Span(reason_start as u32, line.len() as u32),
+        })
+    } else {
+        let sp1 = line
+            .find(' ')
+            .ok_or(ParseError::StartLine("request line has no spaces"))?;
+        let sp2 = line.rfind(' ').unwrap_or(sp1);
+        if sp2 == sp1 {
+            return Err(ParseError::StartLine(
+                "request line needs a method, a Request-URI and a version",
+            ));
+        }
+        let method =
+            Method::parse(&line[..sp1]).ok_or(ParseError::StartLine("method is not a token"))?;
+        Ok(Start::Request {
+            method,
+            uri: Text::Span(sp1 as u32 + 1, sp2 as u32),
+            version: Text::Span(sp2 as u32 + 1, line.len() as u32),
+        })
+    }
+}
+
+struct Structure<'b> {
+    bytes: &'b [u8],
+    limits: &'b Limits,
     defect: Option<ParseError>,
     entries: Vec<Entry>,
     content_length: Option<usize>,
 }
 
+/// A header field whose continuation lines may still follow.
 struct Pending {
-    name: (u32, u32),
+    name_end: usize,
     known: Option<Known>,
     colon: usize,
     start: usize,
@@ -303,105 +415,31 @@ struct Pending {
 }
 
 impl Structure<'_> {
-    fn start_line(&mut self, end: usize) -> Result<Start, ParseError> {
-        let bytes = self.head.as_bytes();
-        let line_end = trim_cr(bytes, end);
-        let line = &self.head[..line_end];
-        if line.is_empty() {
-            return Err(ParseError::StartLine("empty start line"));
-        }
-        if line.len() >= 4 && line.as_bytes()[..4].eq_ignore_ascii_case(b"SIP/") {
-            let sp = line
-                .find(' ')
-                .ok_or(ParseError::StartLine("status line has no status code"))?;
-            let after = sp + 1;
-            let code_end = line[after..].find(' ').map_or(line.len(), |i| after + i);
-            let code_text = &line[after..code_end];
-            let code = match parse_u64(code_text) {
-                Some(c) if code_text.len() == 3 && (100..=699).contains(&c) => c as u16,
-                _ => return Err(ParseError::StatusCode),
-            };
-            let reason_start = (code_end + 1).min(line.len());
-            Ok(Start::Response {
-                version: Text::Span(0, sp as u32),
-                code,
-                reason: Text::Span(reason_start as u32, line.len() as u32),
-            })
-        } else {
-            let sp1 = line
-                .find(' ')
-                .ok_or(ParseError::StartLine("request line has no spaces"))?;
-            let sp2 = line.rfind(' ').unwrap_or(sp1);
-            if sp2 == sp1 {
-                return Err(ParseError::StartLine(
-                    "request line needs a method, a Request-URI and a version",
-                ));
-            }
-            let method = Method::parse(&line[..sp1])
-                .ok_or(ParseError::StartLine("method is not a token"))?;
-            Ok(Start::Request {
-                method,
-                uri: Text::Span(sp1 as u32 + 1, sp2 as u32),
-                version: Text::Span(sp2 as u32 + 1, line.len() as u32),
-            })
-        }
-    }
-
-    fn header_fields(&mut self, first_end: usize) -> Result<(), ParseError> {
-        let bytes = self.head.as_bytes();
-        let mut pos = first_end + 1;
-        let mut line_no = 1;
-        let mut pending: Option<Pending> = None;
-        while pos < bytes.len() {
-            let end = line_end(bytes, pos);
-            let content_end = trim_cr(bytes, end);
-            line_no += 1;
-            if is_ws(bytes[pos]) {
-                match pending.as_mut() {
-                    Some(p) => {
-                        p.end = content_end;
-                        p.folded = true;
-                    }
-                    None => {
-                        self.defect.get_or_insert(ParseError::StartLine(
-                            "folded line before the first header",
-                        ));
-                    }
-                }
-            } else {
-                if let Some(p) = pending.take() {
-                    self.finish(p)?;
-                }
-                pending = self.begin(pos, content_end, line_no);
-            }
-            pos = end + 1;
-        }
-        if let Some(p) = pending.take() {
-            self.finish(p)?;
-        }
-        Ok(())
-    }
-
+    /// Starts a field: the name is a token, then optional white space, then
+    /// the colon — checked in one walk.
     fn begin(&mut self, start: usize, end: usize, line: usize) -> Option<Pending> {
-        let bytes = self.head.as_bytes();
-        let Some(colon) = memchr(b':', &bytes[start..end]).map(|i| start + i) else {
-            self.defect.get_or_insert(ParseError::MissingColon { line });
-            return None;
-        };
-        let mut name_end = colon;
-        while name_end > start && is_ws(bytes[name_end - 1]) {
-            name_end -= 1;
+        let b = &self.bytes[start..end];
+        let mut i = 0;
+        while i < b.len() && is_token_byte(b[i]) {
+            i += 1;
         }
-        let name = &self.head[start..name_end];
-        if name.is_empty() || !name.bytes().all(is_token_byte) {
-            self.defect
-                .get_or_insert(ParseError::BadHeaderName { line });
+        let name_end = i;
+        while i < b.len() && is_ws(b[i]) {
+            i += 1;
+        }
+        if i == b.len() || b[i] != b':' || name_end == 0 {
+            let defect = if memchr(b':', b).is_none() {
+                ParseError::MissingColon { line }
+            } else {
+                ParseError::BadHeaderName { line }
+            };
+            self.defect.get_or_insert(defect);
             return None;
         }
         Some(Pending {
-            name: (start as u32, name_end as u32),
-            known: Known::lookup(name),
-            colon,
+            name_end: start + name_end,
+            known: Known::lookup_bytes(&b[..name_end]),
+            colon: start + i,
             start,
             end,
             folded: false,
@@ -421,20 +459,35 @@ impl Structure<'_> {
                 limit: self.limits.max_header_line,
             });
         }
-        let raw_value = &self.head[p.colon + 1..p.end];
         let value = if p.folded {
-            Text::Owned(unfold(raw_value).into())
+            let raw = std::str::from_utf8(&self.bytes[p.colon + 1..p.end]).map_err(|e| {
+                ParseError::NotUtf8 {
+                    offset: p.colon + 1 + e.valid_up_to(),
+                }
+            })?;
+            Text::Owned(unfold(raw).into())
         } else {
-            let trimmed = trim_ws(raw_value);
-            let offset = trimmed.as_ptr() as usize - self.head.as_ptr() as usize;
-            Text::Span(offset as u32, (offset + trimmed.len()) as u32)
+            let (mut a, mut z) = (p.colon + 1, p.end);
+            while a < z && is_ws(self.bytes[a]) {
+                a += 1;
+            }
+            while z > a && is_ws(self.bytes[z - 1]) {
+                z -= 1;
+            }
+            Text::Span(a as u32, z as u32)
         };
         if p.known == Some(Known::ContentLength) {
-            self.content_length(value.get(self.head));
+            let text = match &value {
+                Text::Span(a, z) => {
+                    std::str::from_utf8(&self.bytes[*a as usize..*z as usize]).unwrap_or("x")
+                }
+                Text::Owned(s) => s,
+            };
+            self.content_length(text);
         }
         self.entries.push(Entry {
             known: p.known,
-            name: Text::Span(p.name.0, p.name.1),
+            name: Text::Span(p.start as u32, p.name_end as u32),
             value,
             raw: Some((p.start as u32, p.end as u32)),
         });

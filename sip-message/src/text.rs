@@ -49,7 +49,17 @@ pub fn is_ws(b: u8) -> bool {
 /// Trims spaces and tabs (after unfolding, LWS is only these) on both ends.
 #[inline]
 pub fn trim_ws(s: &str) -> &str {
-    s.trim_matches(|c| c == ' ' || c == '\t')
+    let b = s.as_bytes();
+    let mut start = 0;
+    let mut end = b.len();
+    while start < end && is_ws(b[start]) {
+        start += 1;
+    }
+    while end > start && is_ws(b[end - 1]) {
+        end -= 1;
+    }
+    // Both ends sit next to ASCII bytes, so they are char boundaries.
+    s.get(start..end).unwrap_or_default()
 }
 
 /// Splits `s` at every top-level `sep`: separators inside a quoted string
@@ -83,34 +93,37 @@ impl<'a> Iterator for SplitTopLevel<'a> {
     }
 }
 
-/// Index of the first `sep` outside quotes and angle brackets.
+/// Index of the first `sep` outside quotes and angle brackets. Jumps from
+/// one interesting byte to the next with memchr: most values have none.
 pub fn find_top_level(s: &str, sep: u8) -> Option<usize> {
     let bytes = s.as_bytes();
-    let mut in_quote = false;
-    let mut in_angle = false;
     let mut i = 0;
-    while i < bytes.len() {
-        let b = bytes[i];
-        if in_quote {
-            match b {
-                b'\\' => i += 1,
-                b'"' => in_quote = false,
-                _ => {}
+    loop {
+        i += memchr::memchr3(sep, b'"', b'<', &bytes[i..])?;
+        match bytes[i] {
+            b'"' => {
+                // Skip the quoted string, honouring backslash escapes.
+                i += 1;
+                loop {
+                    i += memchr::memchr2(b'"', b'\\', &bytes[i..])?;
+                    if bytes[i] == b'\\' {
+                        i += 2;
+                        if i >= bytes.len() {
+                            return None;
+                        }
+                    } else {
+                        i += 1;
+                        break;
+                    }
+                }
             }
-        } else if in_angle {
-            if b == b'>' {
-                in_angle = false;
-            }
-        } else if b == b'"' {
-            in_quote = true;
-        } else if b == b'<' {
-            in_angle = true;
-        } else if b == sep {
-            return Some(i);
+            b'<' => i += memchr::memchr(b'>', &bytes[i..])? + 1,
+            _ => return Some(i),
         }
-        i += 1;
+        if i >= bytes.len() {
+            return None;
+        }
     }
-    None
 }
 
 /// True when every quoted string is closed and every `<` has its `>`.

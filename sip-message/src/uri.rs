@@ -75,34 +75,44 @@ impl<'a> Uri<'a> {
     /// Parses a URI. White space and control characters are refused (RFC
     /// 4475 3.1.2.8 "lwsruri", 3.1.2.15 "badaspec").
     pub fn parse(s: &'a str) -> Result<Uri<'a>, UriError> {
-        if s.starts_with('<') {
+        let b = s.as_bytes();
+        if b.first() == Some(&b'<') {
             return Err(UriError::Bracketed);
         }
-        if s.bytes().any(|b| b <= b' ' || b == 0x7f) {
-            return Err(UriError::Whitespace);
+        // One pass: the scheme's colon, and no white space or control bytes.
+        let mut colon = None;
+        for (i, &c) in b.iter().enumerate() {
+            if c <= b' ' || c == 0x7f {
+                return Err(UriError::Whitespace);
+            }
+            if c == b':' && colon.is_none() {
+                colon = Some(i);
+            }
         }
-        let (scheme, rest) = s.split_once(':').ok_or(UriError::NoScheme)?;
+        let colon = colon.ok_or(UriError::NoScheme)?;
+        let scheme = &s[..colon];
         if !valid_scheme(scheme) {
             return Err(UriError::NoScheme);
         }
-        if scheme.eq_ignore_ascii_case("sip") {
-            SipUri::parse_after_scheme(rest, false).map(Uri::Sip)
-        } else if scheme.eq_ignore_ascii_case("sips") {
-            SipUri::parse_after_scheme(rest, true).map(Uri::Sip)
-        } else if scheme.eq_ignore_ascii_case("tel") {
-            let (number, params) = match rest.split_once(';') {
-                Some((n, p)) => (n, p),
-                None => (rest, ""),
-            };
-            if number.is_empty() {
-                return Err(UriError::EmptyHost);
+        let rest = &s[colon + 1..];
+        match scheme.len() {
+            3 if scheme.eq_ignore_ascii_case("sip") => {
+                SipUri::parse_after_scheme(rest, false).map(Uri::Sip)
             }
-            Ok(Uri::Tel(TelUri {
-                number,
-                params: Params::new(params),
-            }))
-        } else {
-            Ok(Uri::Absolute { scheme, rest })
+            4 if scheme.eq_ignore_ascii_case("sips") => {
+                SipUri::parse_after_scheme(rest, true).map(Uri::Sip)
+            }
+            3 if scheme.eq_ignore_ascii_case("tel") => {
+                let (number, params) = split_at_byte(rest, b';');
+                if number.is_empty() {
+                    return Err(UriError::EmptyHost);
+                }
+                Ok(Uri::Tel(TelUri {
+                    number,
+                    params: Params::new(params),
+                }))
+            }
+            _ => Ok(Uri::Absolute { scheme, rest }),
         }
     }
 
@@ -131,32 +141,57 @@ fn valid_scheme(s: &str) -> bool {
 
 impl<'a> SipUri<'a> {
     fn parse_after_scheme(rest: &'a str, secure: bool) -> Result<SipUri<'a>, UriError> {
+        let b = rest.as_bytes();
         // userinfo cannot hold an unescaped '@' and neither can parameters or
         // headers, so the last '@' ends the userinfo.
-        let (userinfo, hostpart) = match rest.rfind('@') {
-            Some(i) => (Some(&rest[..i]), &rest[i + 1..]),
-            None => (None, rest),
+        let at = b.iter().rposition(|&c| c == b'@');
+        let (user, password, host_start) = match at {
+            Some(at) => {
+                let userinfo = &rest[..at];
+                // A ';' in the user part belongs to the user (RFC 4475
+                // "semiuri"); a ':' starts the password.
+                let (user, password) = match userinfo.bytes().position(|c| c == b':') {
+                    Some(c) => (&userinfo[..c], Some(&userinfo[c + 1..])),
+                    None => (userinfo, None),
+                };
+                if user.is_empty() {
+                    return Err(UriError::BadChar);
+                }
+                (Some(user), password, at + 1)
+            }
+            None => (None, None, 0),
         };
-        let (user, password) = match userinfo {
-            // A ';' in the user part belongs to the user (RFC 4475 "semiuri").
-            Some(ui) => match ui.split_once(':') {
-                Some((u, p)) => (Some(u), Some(p)),
-                None => (Some(ui), None),
-            },
-            None => (None, None),
-        };
-        if user.is_some_and(str::is_empty) {
-            return Err(UriError::BadChar);
+        let hostpart = &rest[host_start..];
+        // hostport ends at the first ';' (parameters) or '?' (headers),
+        // outside an IPv6 reference.
+        let hb = hostpart.as_bytes();
+        let mut end = hb.len();
+        let mut in_v6 = false;
+        for (i, &c) in hb.iter().enumerate() {
+            match c {
+                b'[' => in_v6 = true,
+                b']' => in_v6 = false,
+                b';' | b'?' if !in_v6 => {
+                    end = i;
+                    break;
+                }
+                _ => {}
+            }
         }
-        let (hostport, headers) = match hostpart.split_once('?') {
-            Some((hp, h)) => (hp, Some(h)),
-            None => (hostpart, None),
+        let (host, port) = parse_hostport(&hostpart[..end])?;
+        let after = &hostpart[end..];
+        let (params, headers) = match after.as_bytes().first() {
+            Some(b';') => {
+                let p = &after[1..];
+                match p.bytes().position(|c| c == b'?') {
+                    Some(q) => (&p[..q], Some(&p[q + 1..])),
+                    None => (p, None),
+                }
+            }
+            // '?': headers without parameters.
+            Some(_) => ("", Some(&after[1..])),
+            None => ("", None),
         };
-        let (hostport, params) = match hostport.split_once(';') {
-            Some((hp, p)) => (hp, p),
-            None => (hostport, ""),
-        };
-        let (host, port) = parse_hostport(hostport)?;
         Ok(SipUri {
             secure,
             user,
@@ -184,51 +219,65 @@ pub fn parse_hostport(s: &str) -> Result<(Host<'_>, Option<u16>), UriError> {
     if s.is_empty() {
         return Err(UriError::EmptyHost);
     }
-    let (host, port) = if let Some(rest) = s.strip_prefix('[') {
-        let end = rest.find(']').ok_or(UriError::BadHost)?;
+    if let Some(rest) = s.strip_prefix('[') {
+        let end = rest
+            .bytes()
+            .position(|c| c == b']')
+            .ok_or(UriError::BadHost)?;
         let addr: Ipv6Addr = rest[..end].parse().map_err(|_| UriError::BadHost)?;
-        let after = &rest[end + 1..];
-        let port = match after {
+        let port = match &rest[end + 1..] {
             "" => None,
-            p => Some(p.strip_prefix(':').ok_or(UriError::BadHost)?),
+            p => Some(parse_port(p.strip_prefix(':').ok_or(UriError::BadHost)?)?),
         };
-        (Host::V6(addr), port)
-    } else {
-        let (h, p) = match s.rsplit_once(':') {
-            Some((h, p)) => (h, Some(p)),
-            None => (s, None),
-        };
-        (parse_host(h)?, p)
+        return Ok((Host::V6(addr), port));
+    }
+    let (host, port) = match s.bytes().rposition(|c| c == b':') {
+        Some(i) => (&s[..i], Some(parse_port(&s[i + 1..])?)),
+        None => (s, None),
     };
-    let port = match port {
-        None => None,
-        Some(p) => Some(parse_port(p)?),
-    };
-    Ok((host, port))
+    Ok((parse_host(host)?, port))
 }
 
-fn parse_port(p: &str) -> Result<u16, UriError> {
-    if p.is_empty() || p.len() > 5 || !p.bytes().all(|b| b.is_ascii_digit()) {
+pub(crate) fn parse_port(p: &str) -> Result<u16, UriError> {
+    if p.is_empty() || p.len() > 5 {
         return Err(UriError::BadPort);
     }
-    p.parse().map_err(|_| UriError::BadPort)
+    let mut n: u32 = 0;
+    for c in p.bytes() {
+        if !c.is_ascii_digit() {
+            return Err(UriError::BadPort);
+        }
+        n = n * 10 + u32::from(c - b'0');
+    }
+    u16::try_from(n).map_err(|_| UriError::BadPort)
 }
 
 fn parse_host(h: &str) -> Result<Host<'_>, UriError> {
     if h.is_empty() {
         return Err(UriError::EmptyHost);
     }
-    let bytes = h.as_bytes();
-    if bytes.iter().all(|b| b.is_ascii_digit() || *b == b'.') {
-        return h.parse().map(Host::V4).map_err(|_| UriError::BadHost);
+    // One pass decides between an IPv4 literal and a host name.
+    let mut numeric = true;
+    for c in h.bytes() {
+        match c {
+            b'0'..=b'9' | b'.' => {}
+            b'a'..=b'z' | b'A'..=b'Z' | b'-' | b'_' => numeric = false,
+            _ => return Err(UriError::BadHost),
+        }
     }
-    if bytes
-        .iter()
-        .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'.' | b'_'))
-    {
-        Ok(Host::Name(h))
+    if numeric {
+        h.parse().map(Host::V4).map_err(|_| UriError::BadHost)
     } else {
-        Err(UriError::BadHost)
+        Ok(Host::Name(h))
+    }
+}
+
+/// `(before, after)` the first `sep`; `after` is empty when there is none.
+#[inline]
+fn split_at_byte(s: &str, sep: u8) -> (&str, &str) {
+    match s.bytes().position(|c| c == sep) {
+        Some(i) => (&s[..i], &s[i + 1..]),
+        None => (s, ""),
     }
 }
 

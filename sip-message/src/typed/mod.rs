@@ -16,6 +16,7 @@ pub use via::Via;
 
 use crate::error::ParseError;
 use crate::message::Message;
+use crate::method::Method;
 use crate::name::Known;
 use crate::text::{parse_u64, split_top_level, trim_ws};
 
@@ -48,15 +49,50 @@ impl Message {
     }
 
     pub fn call_id(&self) -> Result<&str, ParseError> {
+        if let Some(e) = self.essentials.get() {
+            return Ok(self.loc(e.call_id));
+        }
         self.known_header(Known::CallId)
             .ok_or(ParseError::MissingHeader("Call-ID"))
     }
 
     pub fn cseq(&self) -> Result<CSeq, ParseError> {
+        if let Some(e) = self.essentials.get() {
+            if let Some(method) = Method::parse(self.loc(e.cseq_method)) {
+                return Ok(CSeq {
+                    seq: e.cseq,
+                    method,
+                });
+            }
+        }
         CSeq::parse(
             self.known_header(Known::CSeq)
                 .ok_or(ParseError::MissingHeader("CSeq"))?,
         )
+    }
+
+    /// The top Via's branch; without parsing again once validated.
+    pub fn branch(&self) -> Option<&str> {
+        match self.essentials.get() {
+            Some(e) => e.branch.map(|l| self.loc(l)),
+            None => self.top_via().ok()?.branch(),
+        }
+    }
+
+    /// The From tag; without parsing again once validated.
+    pub fn from_tag(&self) -> Option<&str> {
+        match self.essentials.get() {
+            Some(e) => e.from_tag.map(|l| self.loc(l)),
+            None => self.from_header().ok()?.tag(),
+        }
+    }
+
+    /// The To tag; without parsing again once validated.
+    pub fn to_tag(&self) -> Option<&str> {
+        match self.essentials.get() {
+            Some(e) => e.to_tag.map(|l| self.loc(l)),
+            None => self.to_header().ok()?.tag(),
+        }
     }
 
     /// `Ok(None)` when absent.

@@ -3,7 +3,7 @@
 use crate::error::ParseError;
 use crate::params::Params;
 use crate::text::{is_token_byte, is_ws, parse_u64, strip_prefix_ci, trim_ws};
-use crate::uri::{Host, parse_hostport};
+use crate::uri::{Host, parse_hostport, parse_port};
 
 /// One Via value.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -29,51 +29,34 @@ const fn bad(reason: &'static str) -> ParseError {
 
 impl<'a> Via<'a> {
     /// Parses one Via value (already split from its comma list). White space
-    /// is allowed around the `/` of sent-protocol and around parameters.
+    /// is allowed around the `/` of sent-protocol, around the `:` of sent-by
+    /// and around parameters.
     pub fn parse(s: &'a str) -> Result<Via<'a>, ParseError> {
-        let s = trim_ws(s);
-        let (protocol, rest) = token(s).ok_or(bad("missing protocol name"))?;
-        let rest = slash(rest).ok_or(bad("missing '/' in sent-protocol"))?;
-        let (version, rest) = token(rest).ok_or(bad("missing protocol version"))?;
-        let rest = slash(rest).ok_or(bad("missing '/' in sent-protocol"))?;
-        let (transport, rest) = token(rest).ok_or(bad("missing transport"))?;
-        if !rest.starts_with([' ', '\t']) {
+        let b = s.as_bytes();
+        let mut i = skip_ws(b, 0);
+        let (protocol, next) = token_at(s, i).ok_or(bad("missing protocol name"))?;
+        i = slash_at(b, next).ok_or(bad("missing '/' in sent-protocol"))?;
+        let (version, next) = token_at(s, i).ok_or(bad("missing protocol version"))?;
+        i = slash_at(b, next).ok_or(bad("missing '/' in sent-protocol"))?;
+        let (transport, next) = token_at(s, i).ok_or(bad("missing transport"))?;
+        if next >= b.len() || !is_ws(b[next]) {
             return Err(bad("missing sent-by"));
         }
-        let rest = rest.trim_start_matches([' ', '\t']);
-        let (sent_by, params) = match rest.split_once(';') {
-            Some((sb, p)) => (trim_ws(sb), p),
-            None => (trim_ws(rest), ""),
-        };
-        // RFC 3261 allows LWS around the ':' of sent-by.
+        i = skip_ws(b, next);
+        // sent-by runs to the first ';' (none can appear inside it).
+        let semi = b[i..]
+            .iter()
+            .position(|&c| c == b';')
+            .map_or(b.len(), |p| i + p);
+        let sent_by = trim_ws(&s[i..semi]);
         let (host, port) = if sent_by.bytes().any(is_ws) {
-            let compact: String = sent_by.chars().filter(|c| !c.is_whitespace()).collect();
-            let (h, p) = parse_hostport(&compact).map_err(|_| bad("invalid sent-by"))?;
-            // The host must borrow from the input: re-find it there.
-            let host = match h {
-                Host::Name(n) => {
-                    let at = sent_by.find(n).ok_or(bad("invalid sent-by"))?;
-                    Host::Name(&sent_by[at..at + n.len()])
-                }
-                Host::V4(a) => Host::V4(a),
-                Host::V6(a) => Host::V6(a),
-            };
-            (host, p)
+            parse_spaced_sent_by(sent_by)?
         } else {
             parse_hostport(sent_by).map_err(|_| bad("invalid sent-by"))?
         };
-        let has_params = rest.contains(';');
-        if has_params && crate::text::split_top_level(params, b';').any(|p| trim_ws(p).is_empty()) {
-            return Err(bad("empty parameter"));
-        }
-        let params = Params::new(params);
-        for (name, value) in params.iter() {
-            if name.is_empty() || !name.bytes().all(is_token_byte) {
-                return Err(bad("invalid parameter"));
-            }
-            if value == Some("") {
-                return Err(bad("empty parameter value"));
-            }
+        let params = if semi < b.len() { &s[semi + 1..] } else { "" };
+        if semi < b.len() {
+            check_params(params)?;
         }
         Ok(Via {
             protocol,
@@ -82,7 +65,7 @@ impl<'a> Via<'a> {
             host,
             port,
             sent_by,
-            params,
+            params: Params::new(params),
         })
     }
 
@@ -113,15 +96,92 @@ impl<'a> Via<'a> {
     }
 }
 
-fn token(s: &str) -> Option<(&str, &str)> {
-    let end = s.bytes().position(|b| !is_token_byte(b)).unwrap_or(s.len());
-    (end > 0).then(|| (&s[..end], &s[end..]))
+/// The token starting at `i` (after white space) and where it ends.
+fn token_at(s: &str, i: usize) -> Option<(&str, usize)> {
+    let b = s.as_bytes();
+    let start = skip_ws(b, i);
+    let mut end = start;
+    while end < b.len() && is_token_byte(b[end]) {
+        end += 1;
+    }
+    (end > start).then(|| (&s[start..end], end))
 }
 
-fn slash(s: &str) -> Option<&str> {
-    let s = s.trim_start_matches([' ', '\t']);
-    s.strip_prefix('/')
-        .map(|r| r.trim_start_matches([' ', '\t']))
+/// Position after a `/` (with white space around it) at `i`.
+fn slash_at(b: &[u8], i: usize) -> Option<usize> {
+    let i = skip_ws(b, i);
+    (b.get(i) == Some(&b'/')).then(|| skip_ws(b, i + 1))
+}
+
+fn skip_ws(b: &[u8], mut i: usize) -> usize {
+    while i < b.len() && is_ws(b[i]) {
+        i += 1;
+    }
+    i
+}
+
+/// `host : port` with white space around the colon (rare, but legal).
+fn parse_spaced_sent_by(sent_by: &str) -> Result<(Host<'_>, Option<u16>), ParseError> {
+    let (host, port) = match sent_by.rsplit_once(':') {
+        Some((h, p)) if !sent_by.starts_with('[') || h.ends_with(']') => {
+            (trim_ws(h), Some(trim_ws(p)))
+        }
+        _ => (sent_by, None),
+    };
+    if host.bytes().any(is_ws) || port.is_some_and(|p| p.bytes().any(is_ws)) {
+        return Err(bad("invalid sent-by"));
+    }
+    let (host, _) = parse_hostport(host).map_err(|_| bad("invalid sent-by"))?;
+    let port = match port {
+        Some(p) => Some(parse_port(p).map_err(|_| bad("invalid sent-by"))?),
+        None => None,
+    };
+    Ok((host, port))
+}
+
+/// Every parameter has a token name and, after `=`, a non-empty value; no
+/// empty elements (RFC 4475 "badinv01": `;;,;`).
+fn check_params(raw: &str) -> Result<(), ParseError> {
+    let b = raw.as_bytes();
+    let mut i = 0;
+    loop {
+        i = skip_ws(b, i);
+        let start = i;
+        while i < b.len() && is_token_byte(b[i]) {
+            i += 1;
+        }
+        if i == start {
+            return Err(bad("empty or invalid parameter"));
+        }
+        i = skip_ws(b, i);
+        if i < b.len() && b[i] == b'=' {
+            i = skip_ws(b, i + 1);
+            let vstart = i;
+            if i < b.len() && b[i] == b'"' {
+                i += 1;
+                while i < b.len() && b[i] != b'"' {
+                    i += if b[i] == b'\\' { 2 } else { 1 };
+                }
+                if i >= b.len() {
+                    return Err(bad("unterminated quoted parameter"));
+                }
+                i += 1;
+            } else {
+                while i < b.len() && b[i] != b';' && !is_ws(b[i]) {
+                    i += 1;
+                }
+            }
+            if i == vstart {
+                return Err(bad("empty parameter value"));
+            }
+            i = skip_ws(b, i);
+        }
+        match b.get(i) {
+            None => return Ok(()),
+            Some(b';') => i += 1,
+            Some(_) => return Err(bad("invalid parameter")),
+        }
+    }
 }
 
 #[cfg(test)]

@@ -114,15 +114,31 @@ impl StreamFramer {
 
 /// Finds Content-Length (or its compact form `l`) in a header section.
 fn content_length(head: &[u8]) -> Result<Option<usize>, FrameError> {
+    // A line starting with white space continues the field before it (RFC
+    // 3261 7.3.1): it is never a header of its own, but it may hold the
+    // value of a folded Content-Length.
+    let folded = |l: &&[u8]| l.first().is_some_and(|b| *b == b' ' || *b == b'\t');
     let mut found = None;
-    for line in head.split(|b| *b == b'\n').skip(1) {
+    let mut lines = head.split(|b| *b == b'\n').skip(1).peekable();
+    while let Some(line) = lines.next() {
+        if folded(&line) {
+            continue;
+        }
         let Some(colon) = line.iter().position(|b| *b == b':') else {
             continue;
         };
         let name = trim(&line[..colon]);
         if name.eq_ignore_ascii_case(b"content-length") || name.eq_ignore_ascii_case(b"l") {
-            let value = std::str::from_utf8(trim(&line[colon + 1..]))
-                .map_err(|_| FrameError::BadContentLength)?;
+            let mut value = trim(&line[colon + 1..]);
+            while let Some(more) = lines.next_if(folded) {
+                let more = trim(more);
+                if value.is_empty() {
+                    value = more;
+                } else if !more.is_empty() {
+                    return Err(FrameError::BadContentLength);
+                }
+            }
+            let value = std::str::from_utf8(value).map_err(|_| FrameError::BadContentLength)?;
             let n = parse_u64(value)
                 .and_then(|n| usize::try_from(n).ok())
                 .ok_or(FrameError::BadContentLength)?;

@@ -3,10 +3,9 @@
 //! lookup. Unknown names stay as received.
 
 use std::fmt;
-use std::sync::OnceLock;
 
 macro_rules! known_headers {
-    ($( $variant:ident => $canonical:literal $(, $compact:literal)? ; )*) => {
+    ($( $variant:ident => $canonical:literal, $lower:literal $(, $compact:literal)? ; )*) => {
         /// A header name sipbus recognises. Anything else is [`HeaderName::Other`].
         #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
         #[non_exhaustive]
@@ -39,6 +38,20 @@ macro_rules! known_headers {
                 Self::from_long(bytes)
             }
 
+            /// Lower-cases into a stack buffer and lets the compiler's
+            /// `match` on byte strings (length first, then contents) find it.
+            fn from_long(name: &[u8]) -> Option<Known> {
+                let mut buf = [0u8; 24];
+                let lower = buf.get_mut(..name.len())?;
+                for (d, s) in lower.iter_mut().zip(name) {
+                    *d = s.to_ascii_lowercase();
+                }
+                match &*lower {
+                    $( $lower => Some(Known::$variant), )*
+                    _ => None,
+                }
+            }
+
             fn from_compact(c: u8) -> Option<Known> {
                 $( $( if c == ($compact as u32) as u8 { return Some(Known::$variant); } )? )*
                 None
@@ -52,110 +65,75 @@ macro_rules! known_headers {
 
 // Ordered by how often they occur, because lookup tries them in order.
 known_headers! {
-    Via => "Via", 'v';
-    From => "From", 'f';
-    To => "To", 't';
-    CallId => "Call-ID", 'i';
-    CSeq => "CSeq";
-    Contact => "Contact", 'm';
-    MaxForwards => "Max-Forwards";
-    ContentLength => "Content-Length", 'l';
-    ContentType => "Content-Type", 'c';
-    Route => "Route";
-    RecordRoute => "Record-Route";
-    Expires => "Expires";
-    UserAgent => "User-Agent";
-    Allow => "Allow";
-    Supported => "Supported", 'k';
-    Require => "Require";
-    Authorization => "Authorization";
-    WwwAuthenticate => "WWW-Authenticate";
-    ProxyAuthorization => "Proxy-Authorization";
-    ProxyAuthenticate => "Proxy-Authenticate";
-    Event => "Event", 'o';
-    SubscriptionState => "Subscription-State";
-    AllowEvents => "Allow-Events", 'u';
-    Accept => "Accept";
-    AcceptEncoding => "Accept-Encoding";
-    AcceptLanguage => "Accept-Language";
-    AcceptContact => "Accept-Contact", 'a';
-    RejectContact => "Reject-Contact", 'j';
-    RequestDisposition => "Request-Disposition", 'd';
-    ReferredBy => "Referred-By", 'b';
-    ReferTo => "Refer-To", 'r';
-    ContentEncoding => "Content-Encoding", 'e';
-    ContentDisposition => "Content-Disposition";
-    ContentLanguage => "Content-Language";
-    Subject => "Subject", 's';
-    SessionExpires => "Session-Expires", 'x';
-    MinSe => "Min-SE";
-    Identity => "Identity", 'y';
-    IdentityInfo => "Identity-Info", 'n';
-    MinExpires => "Min-Expires";
-    SipEtag => "SIP-ETag";
-    SipIfMatch => "SIP-If-Match";
-    Unsupported => "Unsupported";
-    ProxyRequire => "Proxy-Require";
-    Reason => "Reason";
-    PAssertedIdentity => "P-Asserted-Identity";
-    PPreferredIdentity => "P-Preferred-Identity";
-    RemotePartyId => "Remote-Party-ID";
-    Privacy => "Privacy";
-    Path => "Path";
-    ServiceRoute => "Service-Route";
-    Server => "Server";
-    Warning => "Warning";
-    RetryAfter => "Retry-After";
-    Date => "Date";
-    Timestamp => "Timestamp";
-    Organization => "Organization";
-    Priority => "Priority";
-    MimeVersion => "MIME-Version";
-    AlertInfo => "Alert-Info";
-    CallInfo => "Call-Info";
-    ErrorInfo => "Error-Info";
-    InReplyTo => "In-Reply-To";
-    ReplyTo => "Reply-To";
-    AuthenticationInfo => "Authentication-Info";
-    RSeq => "RSeq";
-    RAck => "RAck";
-    Replaces => "Replaces";
-    Flow => "Flow-Timer";
-}
-
-/// Buckets by length and first letter: a lookup compares one or two names.
-const BUCKETS: usize = 32 * 27;
-
-fn bucket(name: &[u8]) -> Option<usize> {
-    let first = name.first()?.to_ascii_lowercase();
-    if name.len() >= 32 {
-        return None;
-    }
-    let letter = if first.is_ascii_lowercase() {
-        usize::from(first - b'a')
-    } else {
-        26
-    };
-    Some(name.len() * 27 + letter)
-}
-
-impl Known {
-    fn from_long(name: &[u8]) -> Option<Known> {
-        static TABLE: OnceLock<Vec<Vec<Known>>> = OnceLock::new();
-        let table = TABLE.get_or_init(|| {
-            let mut table = vec![Vec::new(); BUCKETS];
-            for k in Known::ALL {
-                if let Some(b) = bucket(k.as_str().as_bytes()) {
-                    table[b].push(*k);
-                }
-            }
-            table
-        });
-        table[bucket(name)?]
-            .iter()
-            .copied()
-            .find(|k| k.as_str().as_bytes().eq_ignore_ascii_case(name))
-    }
+    Via => "Via", b"via", 'v';
+    From => "From", b"from", 'f';
+    To => "To", b"to", 't';
+    CallId => "Call-ID", b"call-id", 'i';
+    CSeq => "CSeq", b"cseq";
+    Contact => "Contact", b"contact", 'm';
+    MaxForwards => "Max-Forwards", b"max-forwards";
+    ContentLength => "Content-Length", b"content-length", 'l';
+    ContentType => "Content-Type", b"content-type", 'c';
+    Route => "Route", b"route";
+    RecordRoute => "Record-Route", b"record-route";
+    Expires => "Expires", b"expires";
+    UserAgent => "User-Agent", b"user-agent";
+    Allow => "Allow", b"allow";
+    Supported => "Supported", b"supported", 'k';
+    Require => "Require", b"require";
+    Authorization => "Authorization", b"authorization";
+    WwwAuthenticate => "WWW-Authenticate", b"www-authenticate";
+    ProxyAuthorization => "Proxy-Authorization", b"proxy-authorization";
+    ProxyAuthenticate => "Proxy-Authenticate", b"proxy-authenticate";
+    Event => "Event", b"event", 'o';
+    SubscriptionState => "Subscription-State", b"subscription-state";
+    AllowEvents => "Allow-Events", b"allow-events", 'u';
+    Accept => "Accept", b"accept";
+    AcceptEncoding => "Accept-Encoding", b"accept-encoding";
+    AcceptLanguage => "Accept-Language", b"accept-language";
+    AcceptContact => "Accept-Contact", b"accept-contact", 'a';
+    RejectContact => "Reject-Contact", b"reject-contact", 'j';
+    RequestDisposition => "Request-Disposition", b"request-disposition", 'd';
+    ReferredBy => "Referred-By", b"referred-by", 'b';
+    ReferTo => "Refer-To", b"refer-to", 'r';
+    ContentEncoding => "Content-Encoding", b"content-encoding", 'e';
+    ContentDisposition => "Content-Disposition", b"content-disposition";
+    ContentLanguage => "Content-Language", b"content-language";
+    Subject => "Subject", b"subject", 's';
+    SessionExpires => "Session-Expires", b"session-expires", 'x';
+    MinSe => "Min-SE", b"min-se";
+    Identity => "Identity", b"identity", 'y';
+    IdentityInfo => "Identity-Info", b"identity-info", 'n';
+    MinExpires => "Min-Expires", b"min-expires";
+    SipEtag => "SIP-ETag", b"sip-etag";
+    SipIfMatch => "SIP-If-Match", b"sip-if-match";
+    Unsupported => "Unsupported", b"unsupported";
+    ProxyRequire => "Proxy-Require", b"proxy-require";
+    Reason => "Reason", b"reason";
+    PAssertedIdentity => "P-Asserted-Identity", b"p-asserted-identity";
+    PPreferredIdentity => "P-Preferred-Identity", b"p-preferred-identity";
+    RemotePartyId => "Remote-Party-ID", b"remote-party-id";
+    Privacy => "Privacy", b"privacy";
+    Path => "Path", b"path";
+    ServiceRoute => "Service-Route", b"service-route";
+    Server => "Server", b"server";
+    Warning => "Warning", b"warning";
+    RetryAfter => "Retry-After", b"retry-after";
+    Date => "Date", b"date";
+    Timestamp => "Timestamp", b"timestamp";
+    Organization => "Organization", b"organization";
+    Priority => "Priority", b"priority";
+    MimeVersion => "MIME-Version", b"mime-version";
+    AlertInfo => "Alert-Info", b"alert-info";
+    CallInfo => "Call-Info", b"call-info";
+    ErrorInfo => "Error-Info", b"error-info";
+    InReplyTo => "In-Reply-To", b"in-reply-to";
+    ReplyTo => "Reply-To", b"reply-to";
+    AuthenticationInfo => "Authentication-Info", b"authentication-info";
+    RSeq => "RSeq", b"rseq";
+    RAck => "RAck", b"rack";
+    Replaces => "Replaces", b"replaces";
+    Flow => "Flow-Timer", b"flow-timer";
 }
 
 impl fmt::Display for Known {

@@ -50,6 +50,100 @@ impl<'a> Params<'a> {
     }
 }
 
+/// Why a strict walk over parameters failed.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum ParamError {
+    /// `;;` or a leading / trailing `;` (only where empties are refused).
+    Empty,
+    BadName,
+    EmptyValue,
+    Unterminated,
+    Garbage,
+}
+
+impl ParamError {
+    pub(crate) fn reason(self) -> &'static str {
+        match self {
+            ParamError::Empty => "empty parameter",
+            ParamError::BadName => "parameter name is not a token",
+            ParamError::EmptyValue => "empty parameter value",
+            ParamError::Unterminated => "unterminated quoted parameter",
+            ParamError::Garbage => "invalid parameter",
+        }
+    }
+}
+
+/// Walks `;`-separated generic-params once, strictly (token names; after
+/// `=`, a non-empty value or quoted string), and returns the value of the
+/// parameter named `want` if present (its first occurrence).
+pub(crate) fn scan_strict<'a>(
+    raw: &'a str,
+    want: &str,
+    allow_empty: bool,
+) -> Result<Option<&'a str>, ParamError> {
+    let b = raw.as_bytes();
+    let ws = |i: &mut usize| {
+        while *i < b.len() && (b[*i] == b' ' || b[*i] == b'\t') {
+            *i += 1;
+        }
+    };
+    let mut found = None;
+    let mut i = 0;
+    loop {
+        ws(&mut i);
+        let start = i;
+        while i < b.len() && crate::text::is_token_byte(b[i]) {
+            i += 1;
+        }
+        let name_end = i;
+        if name_end == start {
+            match b.get(i) {
+                Some(b';') if allow_empty => {
+                    i += 1;
+                    continue;
+                }
+                None if allow_empty => return Ok(found),
+                None | Some(b';') => return Err(ParamError::Empty),
+                Some(_) => return Err(ParamError::BadName),
+            }
+        }
+        ws(&mut i);
+        let mut value = None;
+        if b.get(i) == Some(&b'=') {
+            i += 1;
+            ws(&mut i);
+            let vstart = i;
+            if b.get(i) == Some(&b'"') {
+                i += 1;
+                while i < b.len() && b[i] != b'"' {
+                    i += if b[i] == b'\\' { 2 } else { 1 };
+                }
+                if i >= b.len() {
+                    return Err(ParamError::Unterminated);
+                }
+                i += 1;
+            } else {
+                while i < b.len() && b[i] != b';' && b[i] != b' ' && b[i] != b'\t' {
+                    i += 1;
+                }
+            }
+            if i == vstart {
+                return Err(ParamError::EmptyValue);
+            }
+            value = raw.get(vstart..i);
+            ws(&mut i);
+        }
+        if found.is_none() && b[start..name_end].eq_ignore_ascii_case(want.as_bytes()) {
+            found = Some(value.unwrap_or_default());
+        }
+        match b.get(i) {
+            None => return Ok(found),
+            Some(b';') => i += 1,
+            Some(_) => return Err(ParamError::Garbage),
+        }
+    }
+}
+
 /// Iterator over parameters: one pass, `;` inside quoted strings ignored.
 #[derive(Debug, Clone)]
 pub struct ParamIter<'a> {

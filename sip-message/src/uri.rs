@@ -79,22 +79,20 @@ impl<'a> Uri<'a> {
         if b.first() == Some(&b'<') {
             return Err(UriError::Bracketed);
         }
-        // One pass: the scheme's colon, and no white space or control bytes.
-        let mut colon = None;
-        for (i, &c) in b.iter().enumerate() {
-            if c <= b' ' || c == 0x7f {
-                return Err(UriError::Whitespace);
-            }
-            if c == b':' && colon.is_none() {
-                colon = Some(i);
-            }
+        // scheme = ALPHA *( ALPHA / DIGIT / "+" / "-" / "." ), then ':'.
+        let mut i = 0;
+        while i < b.len() && (b[i].is_ascii_alphanumeric() || matches!(b[i], b'+' | b'-' | b'.')) {
+            i += 1;
         }
-        let colon = colon.ok_or(UriError::NoScheme)?;
-        let scheme = &s[..colon];
-        if !valid_scheme(scheme) {
-            return Err(UriError::NoScheme);
+        if i == 0 || b.get(i) != Some(&b':') || !b[0].is_ascii_alphabetic() {
+            return Err(if has_ctl(b) {
+                UriError::Whitespace
+            } else {
+                UriError::NoScheme
+            });
         }
-        let rest = &s[colon + 1..];
+        let scheme = &s[..i];
+        let rest = &s[i + 1..];
         match scheme.len() {
             3 if scheme.eq_ignore_ascii_case("sip") => {
                 SipUri::parse_after_scheme(rest, false).map(Uri::Sip)
@@ -102,6 +100,7 @@ impl<'a> Uri<'a> {
             4 if scheme.eq_ignore_ascii_case("sips") => {
                 SipUri::parse_after_scheme(rest, true).map(Uri::Sip)
             }
+            _ if has_ctl(rest.as_bytes()) => Err(UriError::Whitespace),
             3 if scheme.eq_ignore_ascii_case("tel") => {
                 let (number, params) = split_at_byte(rest, b';');
                 if number.is_empty() {
@@ -133,18 +132,66 @@ impl<'a> Uri<'a> {
     }
 }
 
-fn valid_scheme(s: &str) -> bool {
-    let mut bytes = s.bytes();
-    matches!(bytes.next(), Some(b) if b.is_ascii_alphabetic())
-        && bytes.all(|b| b.is_ascii_alphanumeric() || matches!(b, b'+' | b'-' | b'.'))
+const C_PLAIN: u8 = 0;
+const C_CTL: u8 = 1;
+const C_AT: u8 = 2;
+const C_END: u8 = 3;
+const C_COLON: u8 = 4;
+const C_OPEN: u8 = 5;
+const C_CLOSE: u8 = 6;
+
+/// Byte classes for the walk over a SIP URI.
+static URI_CLASS: [u8; 256] = {
+    let mut t = [C_PLAIN; 256];
+    let mut i = 0;
+    while i <= 32 {
+        t[i] = C_CTL;
+        i += 1;
+    }
+    t[0x7f] = C_CTL;
+    t[b'@' as usize] = C_AT;
+    t[b';' as usize] = C_END;
+    t[b'?' as usize] = C_END;
+    t[b':' as usize] = C_COLON;
+    t[b'[' as usize] = C_OPEN;
+    t[b']' as usize] = C_CLOSE;
+    t
+};
+
+/// White space or a control byte anywhere.
+fn has_ctl(b: &[u8]) -> bool {
+    b.iter().any(|&c| c <= b' ' || c == 0x7f)
 }
 
 impl<'a> SipUri<'a> {
+    /// Everything after `sip:` in one walk: the last '@' ends the userinfo
+    /// (neither userinfo, parameters nor headers may hold a bare '@'), the
+    /// first ';' or '?' after it ends hostport, the last ':' before that
+    /// (outside an IPv6 reference) starts the port.
     fn parse_after_scheme(rest: &'a str, secure: bool) -> Result<SipUri<'a>, UriError> {
         let b = rest.as_bytes();
-        // userinfo cannot hold an unescaped '@' and neither can parameters or
-        // headers, so the last '@' ends the userinfo.
-        let at = b.iter().rposition(|&c| c == b'@');
+        let mut at = None;
+        let mut host_end = None;
+        let mut port_colon = None;
+        let mut in_v6 = false;
+        for (i, &c) in b.iter().enumerate() {
+            match URI_CLASS[usize::from(c)] {
+                C_PLAIN => {}
+                C_CTL => return Err(UriError::Whitespace),
+                C_AT => {
+                    at = Some(i);
+                    host_end = None;
+                    port_colon = None;
+                    in_v6 = false;
+                }
+                _ if host_end.is_some() => {}
+                C_END if !in_v6 => host_end = Some(i),
+                C_COLON if !in_v6 => port_colon = Some(i),
+                C_OPEN => in_v6 = true,
+                C_CLOSE => in_v6 = false,
+                _ => {}
+            }
+        }
         let (user, password, host_start) = match at {
             Some(at) => {
                 let userinfo = &rest[..at];
@@ -161,25 +208,19 @@ impl<'a> SipUri<'a> {
             }
             None => (None, None, 0),
         };
-        let hostpart = &rest[host_start..];
-        // hostport ends at the first ';' (parameters) or '?' (headers),
-        // outside an IPv6 reference.
-        let hb = hostpart.as_bytes();
-        let mut end = hb.len();
-        let mut in_v6 = false;
-        for (i, &c) in hb.iter().enumerate() {
-            match c {
-                b'[' => in_v6 = true,
-                b']' => in_v6 = false,
-                b';' | b'?' if !in_v6 => {
-                    end = i;
-                    break;
-                }
-                _ => {}
+        let end = host_end.unwrap_or(b.len());
+        let (host_text, port) = match port_colon {
+            Some(c) => (&rest[host_start..c], Some(parse_port(&rest[c + 1..end])?)),
+            None => (&rest[host_start..end], None),
+        };
+        let host = match host_text.strip_prefix('[') {
+            Some(v6) => {
+                let inner = v6.strip_suffix(']').ok_or(UriError::BadHost)?;
+                Host::V6(inner.parse().map_err(|_| UriError::BadHost)?)
             }
-        }
-        let (host, port) = parse_hostport(&hostpart[..end])?;
-        let after = &hostpart[end..];
+            None => parse_host(host_text)?,
+        };
+        let after = &rest[end..];
         let (params, headers) = match after.as_bytes().first() {
             Some(b';') => {
                 let p = &after[1..];

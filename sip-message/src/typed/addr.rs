@@ -5,7 +5,7 @@ use std::borrow::Cow;
 
 use crate::error::{ParseError, UriError};
 use crate::name::Known;
-use crate::params::Params;
+use crate::params::{Params, scan_strict};
 use crate::text::{is_token_byte, is_ws, parse_u64, trim_ws, unquote};
 use crate::uri::Uri;
 
@@ -53,62 +53,89 @@ pub struct NameAddr<'a> {
     pub uri_text: &'a str,
     /// Header parameters (after `>` or after an addr-spec).
     pub params: Params<'a>,
+    /// The `tag` parameter, found while the parameters were checked.
+    pub tag: Option<&'a str>,
 }
 
 impl<'a> NameAddr<'a> {
     pub fn parse(s: &'a str) -> Result<NameAddr<'a>, AddrError> {
         let s = trim_ws(s);
-        if s.is_empty() {
+        let b = s.as_bytes();
+        if b.is_empty() {
             return Err(AddrError::Empty);
         }
-        let bytes = s.as_bytes();
-        let (display, rest) = if bytes[0] == b'"' {
+        // Find where the URI is: after a quoted display name, after a token
+        // display name, or (addr-spec) the whole value up to its parameters.
+        let (display, lt) = if b[0] == b'"' {
             let end = closing_quote(s).ok_or(AddrError::UnterminatedQuote)?;
-            let rest = s[end + 1..].trim_start_matches([' ', '\t']);
-            if !rest.starts_with('<') {
+            let mut i = end + 1;
+            while i < b.len() && is_ws(b[i]) {
+                i += 1;
+            }
+            if b.get(i) != Some(&b'<') {
                 return Err(AddrError::BadDisplayName);
             }
-            (Some(&s[..=end]), rest)
-        } else if let Some(lt) = s.find('<') {
-            let name = trim_ws(&s[..lt]);
-            if !name.bytes().all(|b| is_token_byte(b) || is_ws(b)) {
-                return Err(AddrError::BadDisplayName);
-            }
-            ((!name.is_empty()).then_some(name), &s[lt..])
+            (Some(&s[..=end]), Some(i))
         } else {
-            // addr-spec: the URI runs to the first ';' (header parameters
-            // follow) and may not contain '?' or ','.
-            let (uri_text, params) = match s.split_once(';') {
-                Some((u, p)) => (trim_ws(u), p),
-                None => (s, ""),
-            };
-            if uri_text.contains(['?', ',']) {
-                return Err(AddrError::Uri(UriError::HeadersNotAllowed));
+            let mut i = 0;
+            while i < b.len() && (is_token_byte(b[i]) || is_ws(b[i])) {
+                i += 1;
             }
-            let uri = Uri::parse(uri_text).map_err(AddrError::Uri)?;
-            let params = check_params(params)?;
-            return Ok(NameAddr {
-                display: None,
-                uri,
-                uri_text,
-                params,
-            });
+            match b.get(i) {
+                Some(b'<') => {
+                    let name = trim_ws(&s[..i]);
+                    ((!name.is_empty()).then_some(name), Some(i))
+                }
+                // Not a display name after all: an addr-spec (a URI has
+                // ':' right after its scheme token), or garbage before '<'.
+                _ if s[i..].contains('<') && !s[..i].is_empty() && b.get(i) != Some(&b':') => {
+                    return Err(AddrError::BadDisplayName);
+                }
+                _ => (None, None),
+            }
         };
-        let inner = rest.strip_prefix('<').ok_or(AddrError::BadDisplayName)?;
-        let gt = inner.find('>').ok_or(AddrError::UnterminatedAngle)?;
-        let uri_text = &inner[..gt];
+        let (uri_text, rest) = match lt {
+            Some(lt) => {
+                let gt = b[lt..]
+                    .iter()
+                    .position(|&c| c == b'>')
+                    .ok_or(AddrError::UnterminatedAngle)?
+                    + lt;
+                let mut i = gt + 1;
+                while i < b.len() && is_ws(b[i]) {
+                    i += 1;
+                }
+                let rest = match b.get(i) {
+                    None => "",
+                    Some(b';') => &s[i + 1..],
+                    Some(_) => return Err(AddrError::BadParam),
+                };
+                (&s[lt + 1..gt], rest)
+            }
+            None => {
+                // addr-spec: the URI runs to the first ';' (header
+                // parameters follow) and may not contain '?' or ','.
+                let semi = b.iter().position(|&c| c == b';');
+                let uri_text = trim_ws(&s[..semi.unwrap_or(b.len())]);
+                if uri_text.bytes().any(|c| c == b'?' || c == b',') {
+                    return Err(AddrError::Uri(UriError::HeadersNotAllowed));
+                }
+                (uri_text, semi.map_or("", |i| &s[i + 1..]))
+            }
+        };
         let uri = Uri::parse(uri_text).map_err(AddrError::Uri)?;
-        let after = trim_ws(&inner[gt + 1..]);
-        let params = match after {
-            "" => "",
-            p => p.strip_prefix(';').ok_or(AddrError::BadParam)?,
+        // Empty elements (a trailing ';') are tolerated: real phones send them.
+        let tag = if rest.is_empty() {
+            None
+        } else {
+            scan_strict(rest, "tag", true).map_err(|_| AddrError::BadParam)?
         };
-        let params = check_params(params)?;
         Ok(NameAddr {
             display,
             uri,
             uri_text,
-            params,
+            params: Params::new(rest),
+            tag,
         })
     }
 
@@ -118,18 +145,8 @@ impl<'a> NameAddr<'a> {
     }
 
     pub fn tag(&self) -> Option<&'a str> {
-        self.params.value("tag")
+        self.tag
     }
-}
-
-fn check_params(raw: &str) -> Result<Params<'_>, AddrError> {
-    let params = Params::new(raw);
-    for (name, _) in params.iter() {
-        if name.is_empty() || !name.bytes().all(is_token_byte) {
-            return Err(AddrError::BadParam);
-        }
-    }
-    Ok(params)
 }
 
 /// Index of the quote closing the quoted string that starts at 0.

@@ -1,7 +1,7 @@
 //! Via (RFC 3261 20.42, RFC 3581 rport).
 
 use crate::error::ParseError;
-use crate::params::Params;
+use crate::params::{Params, scan_strict};
 use crate::text::{is_token_byte, is_ws, parse_u64, strip_prefix_ci, trim_ws};
 use crate::uri::{Host, parse_hostport, parse_port};
 
@@ -18,6 +18,8 @@ pub struct Via<'a> {
     /// `host[:port]` as written.
     pub sent_by: &'a str,
     pub params: Params<'a>,
+    /// The `branch` parameter, found while the parameters were checked.
+    pub branch: Option<&'a str>,
 }
 
 const fn bad(reason: &'static str) -> ParseError {
@@ -55,9 +57,12 @@ impl<'a> Via<'a> {
             parse_hostport(sent_by).map_err(|_| bad("invalid sent-by"))?
         };
         let params = if semi < b.len() { &s[semi + 1..] } else { "" };
-        if semi < b.len() {
-            check_params(params)?;
-        }
+        // No empty elements here (RFC 4475 "badinv01": `;;,;`).
+        let branch = if semi < b.len() {
+            scan_strict(params, "branch", false).map_err(|e| bad(e.reason()))?
+        } else {
+            None
+        };
         Ok(Via {
             protocol,
             version,
@@ -66,11 +71,12 @@ impl<'a> Via<'a> {
             port,
             sent_by,
             params: Params::new(params),
+            branch,
         })
     }
 
     pub fn branch(&self) -> Option<&'a str> {
-        self.params.value("branch")
+        self.branch
     }
 
     /// True when the branch carries the RFC 3261 magic cookie.
@@ -137,51 +143,6 @@ fn parse_spaced_sent_by(sent_by: &str) -> Result<(Host<'_>, Option<u16>), ParseE
         None => None,
     };
     Ok((host, port))
-}
-
-/// Every parameter has a token name and, after `=`, a non-empty value; no
-/// empty elements (RFC 4475 "badinv01": `;;,;`).
-fn check_params(raw: &str) -> Result<(), ParseError> {
-    let b = raw.as_bytes();
-    let mut i = 0;
-    loop {
-        i = skip_ws(b, i);
-        let start = i;
-        while i < b.len() && is_token_byte(b[i]) {
-            i += 1;
-        }
-        if i == start {
-            return Err(bad("empty or invalid parameter"));
-        }
-        i = skip_ws(b, i);
-        if i < b.len() && b[i] == b'=' {
-            i = skip_ws(b, i + 1);
-            let vstart = i;
-            if i < b.len() && b[i] == b'"' {
-                i += 1;
-                while i < b.len() && b[i] != b'"' {
-                    i += if b[i] == b'\\' { 2 } else { 1 };
-                }
-                if i >= b.len() {
-                    return Err(bad("unterminated quoted parameter"));
-                }
-                i += 1;
-            } else {
-                while i < b.len() && b[i] != b';' && !is_ws(b[i]) {
-                    i += 1;
-                }
-            }
-            if i == vstart {
-                return Err(bad("empty parameter value"));
-            }
-            i = skip_ws(b, i);
-        }
-        match b.get(i) {
-            None => return Ok(()),
-            Some(b';') => i += 1,
-            Some(_) => return Err(bad("invalid parameter")),
-        }
-    }
 }
 
 #[cfg(test)]

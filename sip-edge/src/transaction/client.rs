@@ -84,7 +84,7 @@ pub(super) struct ClientTask {
 
 enum Outcome {
     Accepted,
-    Completed(Message),
+    Completed(Box<Message>),
     Ended,
 }
 
@@ -166,7 +166,7 @@ impl ClientTask {
                         _ => {
                             self.send_ack(&resp);
                             self.deliver(resp.clone(), Origin::Peer);
-                            break Outcome::Completed(*resp);
+                            break Outcome::Completed(resp);
                         }
                     },
                 },

@@ -25,7 +25,8 @@ pub struct EdgeConfig {
     /// UDP receive tasks per socket.
     pub udp_workers: usize,
     pub timers: TimersConfig,
-    pub limits: LimitsConfig,
+    /// `[edge.limits]`: bounds on everything a peer sends.
+    pub limits: Limits,
     pub overload: OverloadConfig,
     pub tcp: TcpConfig,
 }
@@ -47,7 +48,7 @@ impl Default for EdgeConfig {
             supported: Vec::new(),
             udp_workers: 2,
             timers: TimersConfig::default(),
-            limits: LimitsConfig::default(),
+            limits: Limits::default(),
             overload: OverloadConfig::default(),
             tcp: TcpConfig::default(),
         }
@@ -73,32 +74,6 @@ impl Default for TimersConfig {
             t2_ms: t.t2.as_millis() as u64,
             t4_ms: t.t4.as_millis() as u64,
             invite_guard_ms: t.invite_guard.as_millis() as u64,
-        }
-    }
-}
-
-/// `[edge.limits]`.
-#[derive(Debug, Clone, Deserialize, Serialize)]
-#[serde(default)]
-pub struct LimitsConfig {
-    pub max_message_bytes: usize,
-    pub max_headers: usize,
-    pub max_header_line: usize,
-    pub max_vias: usize,
-    pub max_uri_len: usize,
-    pub max_body_bytes: usize,
-}
-
-impl Default for LimitsConfig {
-    fn default() -> Self {
-        let l = Limits::default();
-        Self {
-            max_message_bytes: l.max_message_bytes,
-            max_headers: l.max_headers,
-            max_header_line: l.max_header_line,
-            max_vias: l.max_vias,
-            max_uri_len: l.max_uri_len,
-            max_body_bytes: l.max_body_bytes,
         }
     }
 }
@@ -183,8 +158,8 @@ impl EdgeConfig {
         if self.udp_workers == 0 || self.udp_workers > 64 {
             bad("udp_workers", "must be from 1 to 64");
         }
-        if self.limits.max_message_bytes < 512 {
-            bad("limits.max_message_bytes", "must be at least 512");
+        if !(512..=16 << 20).contains(&self.limits.max_message_bytes) {
+            bad("limits.max_message_bytes", "must be from 512 to 16777216");
         }
         if self.limits.max_body_bytes > self.limits.max_message_bytes {
             bad(
@@ -223,15 +198,7 @@ impl EdgeConfig {
     }
 
     pub fn message_limits(&self) -> Limits {
-        let l = &self.limits;
-        Limits {
-            max_message_bytes: l.max_message_bytes,
-            max_headers: l.max_headers,
-            max_header_line: l.max_header_line,
-            max_vias: l.max_vias,
-            max_uri_len: l.max_uri_len,
-            max_body_bytes: l.max_body_bytes,
-        }
+        self.limits.clone()
     }
 
     pub fn tcp_settings(&self) -> TcpSettings {

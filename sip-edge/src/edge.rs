@@ -77,6 +77,7 @@ pub async fn start(
         config.timer_config(),
         transports.clone(),
         config.overload.max_transactions,
+        config.overload.retry_after_s,
     );
     let mut allow: Vec<&str> = vec!["OPTIONS"];
     allow.extend(

@@ -101,7 +101,7 @@ impl Harness {
             t2: T2,
             ..TimerConfig::default()
         };
-        let layer = TransactionLayer::new(timers, Arc::new(transmit), max_transactions);
+        let layer = TransactionLayer::new(timers, Arc::new(transmit), max_transactions, 7);
         let (tx, up) = mpsc::unbounded_channel();
         layer.set_user(Arc::new(Tu(tx)));
         Self {
@@ -477,7 +477,11 @@ async fn full_table_answers_503_with_retry_after() {
     let sent = h.sent().await;
     assert_eq!(sent.len(), 1);
     assert_eq!(status(&sent[0].2), 503);
-    assert!(sent[0].2.header("Retry-After").is_some());
+    assert_eq!(
+        sent[0].2.header("Retry-After"),
+        Some("7"),
+        "the configured Retry-After"
+    );
 }
 
 #[tokio::test(start_paused = true)]

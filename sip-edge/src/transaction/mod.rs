@@ -94,6 +94,8 @@ pub(crate) struct Inner {
     transmit: Arc<dyn Transmit>,
     tu: OnceLock<Arc<dyn TransactionUser>>,
     max_transactions: usize,
+    /// Retry-After on the 503 sent when the table is full.
+    retry_after: String,
     server: Mutex<ServerTable>,
     client: Mutex<Map<ClientKey, mpsc::Sender<client::ClientInput>>>,
     next_id: AtomicU64,
@@ -152,13 +154,19 @@ pub fn random_token(prefix: &str) -> String {
 impl TransactionLayer {
     /// Creates the layer. Must be called inside a Tokio runtime: it starts
     /// the task that expires non-INVITE transactions.
-    pub fn new(timers: TimerConfig, transmit: Arc<dyn Transmit>, max_transactions: usize) -> Self {
+    pub fn new(
+        timers: TimerConfig,
+        transmit: Arc<dyn Transmit>,
+        max_transactions: usize,
+        retry_after_s: u32,
+    ) -> Self {
         let layer = Self {
             inner: Arc::new(Inner {
                 timers,
                 transmit,
                 tu: OnceLock::new(),
                 max_transactions,
+                retry_after: retry_after_s.to_string(),
                 server: Mutex::new(ServerTable::default()),
                 client: Mutex::new(Map::default()),
                 next_id: AtomicU64::new(1),
@@ -243,23 +251,13 @@ impl TransactionLayer {
             return;
         }
         if method == Method::Cancel {
-            let invite =
-                table
-                    .get_by_key(&TxKey::cancelled_invite(&key))
-                    .and_then(|(_, e)| match &e.kind {
-                        Kind::Invite(events) => Some(events.clone()),
-                        Kind::NonInvite { .. } => None,
-                    });
+            let invite = table
+                .get_by_key(&TxKey::cancelled_invite(&key))
+                .and_then(|(_, e)| e.invite_events());
             let cancel_tx = self.create_server(&mut table, key, None, &msg, source);
             drop(table);
             let Ok(cancel_tx) = cancel_tx else {
-                self.respond_stateless(
-                    &msg,
-                    &source,
-                    503,
-                    "Service Unavailable (overloaded)",
-                    &[("Retry-After", "5")],
-                );
+                self.overloaded(&msg, &source);
                 return;
             };
             let (code, reason) = match invite {
@@ -280,13 +278,7 @@ impl TransactionLayer {
             Ok(tx) => tx,
             Err(_) => {
                 warn!(%method, "transaction table full: 503");
-                self.respond_stateless(
-                    &msg,
-                    &source,
-                    503,
-                    "Service Unavailable (overloaded)",
-                    &[("Retry-After", "5")],
-                );
+                self.overloaded(&msg, &source);
                 return;
             }
         };
@@ -351,10 +343,7 @@ impl TransactionLayer {
         let accepted = AckKey::of(&msg)
             .and_then(|k| table.accepted.get(&k))
             .and_then(|id| table.txs.get(id))
-            .and_then(|e| match &e.kind {
-                Kind::Invite(events) => Some(events.clone()),
-                Kind::NonInvite { .. } => None,
-            });
+            .and_then(|e| e.invite_events());
         drop(table);
         if let Some(events) = accepted {
             // ACK of our 2xx: stops 2xx retransmission, and goes up too.
@@ -441,6 +430,17 @@ impl TransactionLayer {
         }
         drop(table);
         Ok(self.transmit(&target, data)?)
+    }
+
+    /// 503 with Retry-After, without a transaction: there is no room for one.
+    fn overloaded(&self, req: &Message, source: &Source) {
+        self.respond_stateless(
+            req,
+            source,
+            503,
+            "Service Unavailable (overloaded)",
+            &[("Retry-After", &self.inner.retry_after)],
+        );
     }
 
     /// Answers without a transaction (requests that failed validation, or

@@ -36,6 +36,16 @@ pub(super) struct Entry {
     pub(super) kind: Kind,
 }
 
+impl Entry {
+    /// The task channel of an INVITE transaction.
+    pub(super) fn invite_events(&self) -> Option<mpsc::Sender<ServerInput>> {
+        match &self.kind {
+            Kind::Invite(events) => Some(events.clone()),
+            Kind::NonInvite { .. } => None,
+        }
+    }
+}
+
 #[derive(Default)]
 pub(super) struct ServerTable {
     pub(super) by_key: Map<TxKey, ServerTxId>,

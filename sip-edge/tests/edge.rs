@@ -394,3 +394,29 @@ async fn client_transaction_over_udp_to_a_real_socket() {
     assert_eq!(ev.origin, sip_edge::Origin::Peer);
     edge.stop();
 }
+
+#[tokio::test]
+async fn tcp_response_reopens_to_sent_by_when_the_connection_is_gone() {
+    let edge = start(&config(&["tcp:127.0.0.1:0"]), Arc::new(SlowService)).await;
+    // The client's own listening port, named in its Via sent-by.
+    let client_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let sent_by = client_listener.local_addr().unwrap();
+    let mut a = TcpStream::connect(edge.addr(TransportKind::Tcp).unwrap())
+        .await
+        .unwrap();
+    let invite =
+        tcp_request("INVITE", "z9hG4bKreopen").replace("127.0.0.1:9", &sent_by.to_string());
+    a.write_all(invite.as_bytes()).await.unwrap();
+    assert_eq!(read_messages(&mut a, 1).await[0].status(), Some(100));
+    drop(a);
+    // The service answers 100 ms later; the edge must open a connection to
+    // the sent-by address to deliver it (RFC 3261 18.2.2).
+    let (mut back, _) = timeout(WAIT, client_listener.accept())
+        .await
+        .unwrap()
+        .unwrap();
+    let got = read_messages(&mut back, 1).await;
+    assert_eq!(got[0].status(), Some(486));
+    assert_eq!(got[0].branch(), Some("z9hG4bKreopen"));
+    edge.stop();
+}

@@ -553,18 +553,21 @@ impl TransactionLayer {
 /// `rport` was asked for, otherwise to the source IP (the `received`
 /// address) and the sent-by port.
 pub fn reply_target(req: &Message, source: &Source) -> Target {
+    let via_port = req.top_via().ok().map(|v| (v.port, v.rport().is_some()));
     if source.transport.is_reliable() {
+        // Over the connection it came on; if that is gone, a new one to the
+        // source IP and the sent-by port (RFC 3261 18.2.2).
+        let mut remote = source.remote;
+        remote.set_port(via_port.and_then(|(p, _)| p).unwrap_or(5060));
         return Target {
             transport: source.transport,
-            remote: source.remote,
+            remote,
             flow: source.flow,
         };
     }
     let mut remote = source.remote;
-    if let Ok(via) = req.top_via() {
-        if via.rport().is_none() {
-            remote.set_port(via.port.unwrap_or(5060));
-        }
+    if let Some((port, false)) = via_port {
+        remote.set_port(port.unwrap_or(5060));
     }
     Target {
         transport: TransportKind::Udp,

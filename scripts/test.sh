@@ -3,13 +3,16 @@
 # time), loopback socket, CLI and end-to-end SIPp tests, then doc tests.
 #
 # What the tests need and a fresh Debian machine lacks is installed first:
-# SIPp (Debian package sip-tester). Uses cargo-nextest when present,
+# SIPp (Debian package sip-tester) and Redis (redis-server, with
+# redis-cli for Cluster tests). Uses cargo-nextest when present,
 # cargo test otherwise. Extra arguments go to the test runner.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
 missing=()
 command -v sipp >/dev/null 2>&1 || missing+=(sip-tester)
+command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
+command -v redis-cli >/dev/null 2>&1 || missing+=(redis-tools)
 if ((${#missing[@]})); then
     echo "installing test prerequisites: ${missing[*]}" >&2
     sudo=""

@@ -1,0 +1,186 @@
+//! The state every sipbus service keeps: versioned records (compare-and-set,
+//! so concurrent updates of one binding, dialog or subscription are
+//! serialised by the store, not by luck), TTLs so nothing leaks, durable
+//! timers that exactly one replica claims once due (and another claims again
+//! if that replica dies before finishing), and an event log.
+//!
+//! Two implementations with the same semantics behind one type: Redis
+//! (single node or Cluster; keys carry hash tags so one record's keys share
+//! a slot) and an embedded in-memory store for all-in-one mode. One
+//! conformance suite (`tests/conformance.rs`) runs against both.
+
+#![forbid(unsafe_code)]
+
+mod memory;
+mod redis_backend;
+#[cfg(any(test, feature = "test-util"))]
+pub mod testing;
+
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+use bytes::Bytes;
+
+pub use memory::MemoryStore;
+pub use redis_backend::RedisStore;
+
+/// A record and the version it was read at.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Versioned {
+    pub value: Bytes,
+    /// Starts at 1 and grows by one with every write.
+    pub version: u64,
+}
+
+/// What a write expects to find.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Expect {
+    /// Write whatever is there.
+    Any,
+    /// Only create: fail if the record exists.
+    Absent,
+    /// Only if the record is still at this version.
+    Version(u64),
+}
+
+/// A due timer handed to one replica.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ClaimedTimer {
+    pub id: String,
+    pub payload: Bytes,
+    /// Proves this claim when completing it: a claim that outlived its
+    /// lease and was claimed again elsewhere cannot complete.
+    pub lease_until_ms: u64,
+}
+
+/// Why a store call failed.
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// The record changed (or exists, or is gone) since it was read: read
+    /// again and retry, or give up.
+    #[error("record {key} changed concurrently")]
+    Conflict { key: String },
+    /// The backend did not answer: the write may not have happened.
+    #[error("store unavailable during {op}: {source}")]
+    Unavailable {
+        op: &'static str,
+        source: redis::RedisError,
+    },
+    /// The backend answered something this code never writes.
+    #[error("store returned an unexpected reply during {op}")]
+    Protocol { op: &'static str },
+}
+
+pub type Result<T, E = StoreError> = std::result::Result<T, E>;
+
+/// One store, whichever backend.
+#[derive(Clone)]
+pub enum Store {
+    Memory(MemoryStore),
+    Redis(RedisStore),
+}
+
+impl std::fmt::Debug for Store {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Store::Memory(_) => f.write_str("Store::Memory"),
+            Store::Redis(_) => f.write_str("Store::Redis"),
+        }
+    }
+}
+
+/// Milliseconds since the Unix epoch: timers are shared between replicas,
+/// so they use wall-clock time.
+pub fn now_ms() -> u64 {
+    SystemTime::now()
+        .duration_since(UNIX_EPOCH)
+        .map_or(0, |d| d.as_millis() as u64)
+}
+
+macro_rules! dispatch {
+    ($self:ident, $s:ident => $e:expr) => {
+        match $self {
+            Store::Memory($s) => $e,
+            Store::Redis($s) => $e,
+        }
+    };
+}
+
+impl Store {
+    /// The embedded store.
+    pub fn memory() -> Store {
+        Store::Memory(MemoryStore::new())
+    }
+
+    /// Connects to Redis: `redis://host:port/db` for one node, several
+    /// comma-separated URLs for a Cluster.
+    pub async fn redis(urls: &str) -> Result<Store> {
+        RedisStore::connect(urls).await.map(Store::Redis)
+    }
+
+    pub async fn get(&self, key: &str) -> Result<Option<Versioned>> {
+        dispatch!(self, s => s.get(key).await)
+    }
+
+    /// Writes `value` if `expect` holds; returns the new version. `ttl`
+    /// bounds how long the record lives (none: until deleted).
+    pub async fn put(
+        &self,
+        key: &str,
+        value: Bytes,
+        expect: Expect,
+        ttl: Option<Duration>,
+    ) -> Result<u64> {
+        dispatch!(self, s => s.put(key, value, expect, ttl).await)
+    }
+
+    /// Deletes if `expect` holds; `false` when there was nothing to delete.
+    pub async fn delete(&self, key: &str, expect: Expect) -> Result<bool> {
+        dispatch!(self, s => s.delete(key, expect).await)
+    }
+
+    /// Schedules (or moves) a timer. Ids are unique per purpose, e.g.
+    /// `reg-expiry:{aor}:{binding}`.
+    pub async fn schedule(&self, id: &str, due_ms: u64, payload: Bytes) -> Result<()> {
+        dispatch!(self, s => s.schedule(id, due_ms, payload).await)
+    }
+
+    pub async fn cancel(&self, id: &str) -> Result<()> {
+        dispatch!(self, s => s.cancel(id).await)
+    }
+
+    /// Claims up to `max` timers due at `now_ms`, for `lease`. A claim not
+    /// completed within its lease becomes due again: the timer still fires
+    /// when its claimer dies.
+    pub async fn claim_due(
+        &self,
+        now_ms: u64,
+        lease: Duration,
+        max: usize,
+    ) -> Result<Vec<ClaimedTimer>> {
+        dispatch!(self, s => s.claim_due(now_ms, lease, max).await)
+    }
+
+    /// Ends a claimed timer for good. `false` when the claim was lost (the
+    /// lease ran out and someone else claimed it, or it was rescheduled).
+    pub async fn complete(&self, timer: &ClaimedTimer) -> Result<bool> {
+        dispatch!(self, s => s.complete(timer).await)
+    }
+
+    /// Appends an event to a bounded log (`stream`), for other services.
+    pub async fn publish(&self, stream: &str, payload: Bytes) -> Result<()> {
+        dispatch!(self, s => s.publish(stream, payload).await)
+    }
+
+    /// Events after `after` (an id from a previous read, or "0"), oldest first.
+    pub async fn read_events(
+        &self,
+        stream: &str,
+        after: &str,
+        max: usize,
+    ) -> Result<Vec<(String, Bytes)>> {
+        dispatch!(self, s => s.read_events(stream, after, max).await)
+    }
+}
+
+/// How many events a log keeps.
+pub const EVENT_LOG_LEN: usize = 10_000;

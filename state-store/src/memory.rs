@@ -1,0 +1,246 @@
+//! The embedded store: the same semantics as Redis, in one process.
+
+use std::collections::{BTreeSet, HashMap, VecDeque};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::Duration;
+
+use bytes::Bytes;
+
+use crate::{ClaimedTimer, EVENT_LOG_LEN, Expect, Result, StoreError, Versioned, now_ms};
+
+type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
+
+struct Record {
+    value: Bytes,
+    version: u64,
+    expires_ms: Option<u64>,
+}
+
+#[derive(Default)]
+struct Timers {
+    /// id -> (due, payload); `due` ordered in `queue`.
+    entries: Map<String, (u64, Bytes)>,
+    queue: BTreeSet<(u64, String)>,
+    /// id -> lease end, for claimed timers.
+    claimed: Map<String, u64>,
+}
+
+#[derive(Default)]
+struct Inner {
+    records: Map<String, Record>,
+    timers: Timers,
+    events: Map<String, (u64, VecDeque<(u64, Bytes)>)>,
+    /// One counter for every record: a record deleted and created again
+    /// never reuses a version a stale writer might still hold.
+    last_version: u64,
+}
+
+/// The in-memory store. Cheap to clone; clones share state.
+#[derive(Clone, Default)]
+pub struct MemoryStore {
+    inner: Arc<Mutex<Inner>>,
+}
+
+impl MemoryStore {
+    pub fn new() -> Self {
+        Self::default()
+    }
+
+    fn lock(&self) -> MutexGuard<'_, Inner> {
+        self.inner.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Records currently held (expired ones are dropped lazily).
+    pub fn len(&self) -> usize {
+        let now = now_ms();
+        self.lock()
+            .records
+            .values()
+            .filter(|r| r.expires_ms.is_none_or(|e| e > now))
+            .count()
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.len() == 0
+    }
+
+    pub(crate) async fn get(&self, key: &str) -> Result<Option<Versioned>> {
+        let mut inner = self.lock();
+        Ok(live(&mut inner, key).map(|r| Versioned {
+            value: r.value.clone(),
+            version: r.version,
+        }))
+    }
+
+    pub(crate) async fn put(
+        &self,
+        key: &str,
+        value: Bytes,
+        expect: Expect,
+        ttl: Option<Duration>,
+    ) -> Result<u64> {
+        let mut inner = self.lock();
+        let current = live(&mut inner, key).map(|r| r.version);
+        check(key, current, expect)?;
+        inner.last_version += 1;
+        let version = inner.last_version;
+        let expires_ms = ttl.map(|t| now_ms() + t.as_millis() as u64);
+        inner.records.insert(
+            key.to_owned(),
+            Record {
+                value,
+                version,
+                expires_ms,
+            },
+        );
+        Ok(version)
+    }
+
+    pub(crate) async fn delete(&self, key: &str, expect: Expect) -> Result<bool> {
+        let mut inner = self.lock();
+        let current = live(&mut inner, key).map(|r| r.version);
+        if expect != Expect::Any {
+            check(key, current, expect)?;
+        }
+        Ok(inner.records.remove(key).is_some())
+    }
+
+    pub(crate) async fn schedule(&self, id: &str, due_ms: u64, payload: Bytes) -> Result<()> {
+        let mut inner = self.lock();
+        let t = &mut inner.timers;
+        if let Some((old_due, _)) = t.entries.remove(id) {
+            t.queue.remove(&(old_due, id.to_owned()));
+        }
+        t.claimed.remove(id);
+        t.entries.insert(id.to_owned(), (due_ms, payload));
+        t.queue.insert((due_ms, id.to_owned()));
+        Ok(())
+    }
+
+    pub(crate) async fn cancel(&self, id: &str) -> Result<()> {
+        let mut inner = self.lock();
+        let t = &mut inner.timers;
+        if let Some((due, _)) = t.entries.remove(id) {
+            t.queue.remove(&(due, id.to_owned()));
+        }
+        t.claimed.remove(id);
+        Ok(())
+    }
+
+    pub(crate) async fn claim_due(
+        &self,
+        now: u64,
+        lease: Duration,
+        max: usize,
+    ) -> Result<Vec<ClaimedTimer>> {
+        let mut inner = self.lock();
+        let t = &mut inner.timers;
+        // Claims whose lease ran out are due again.
+        let lapsed: Vec<String> = t
+            .claimed
+            .iter()
+            .filter(|(_, until)| **until <= now)
+            .map(|(id, _)| id.clone())
+            .collect();
+        for id in lapsed {
+            t.claimed.remove(&id);
+            if let Some((due, _)) = t.entries.get(&id) {
+                t.queue.insert((*due, id));
+            }
+        }
+        let lease_until_ms = now + lease.as_millis() as u64;
+        let mut out = Vec::new();
+        while out.len() < max {
+            let Some((due, id)) = t.queue.first().cloned() else {
+                break;
+            };
+            if due > now {
+                break;
+            }
+            t.queue.remove(&(due, id.clone()));
+            t.claimed.insert(id.clone(), lease_until_ms);
+            let payload = t
+                .entries
+                .get(&id)
+                .map(|(_, p)| p.clone())
+                .unwrap_or_default();
+            out.push(ClaimedTimer {
+                id,
+                payload,
+                lease_until_ms,
+            });
+        }
+        Ok(out)
+    }
+
+    pub(crate) async fn complete(&self, timer: &ClaimedTimer) -> Result<bool> {
+        let mut inner = self.lock();
+        let t = &mut inner.timers;
+        if t.claimed.get(&timer.id) != Some(&timer.lease_until_ms) {
+            return Ok(false);
+        }
+        t.claimed.remove(&timer.id);
+        t.entries.remove(&timer.id);
+        Ok(true)
+    }
+
+    pub(crate) async fn publish(&self, stream: &str, payload: Bytes) -> Result<()> {
+        let mut inner = self.lock();
+        let (next, log) = inner.events.entry(stream.to_owned()).or_default();
+        *next += 1;
+        log.push_back((*next, payload));
+        while log.len() > EVENT_LOG_LEN {
+            log.pop_front();
+        }
+        Ok(())
+    }
+
+    pub(crate) async fn read_events(
+        &self,
+        stream: &str,
+        after: &str,
+        max: usize,
+    ) -> Result<Vec<(String, Bytes)>> {
+        let after: u64 = after.parse().unwrap_or(0);
+        let inner = self.lock();
+        Ok(inner
+            .events
+            .get(stream)
+            .map(|(_, log)| {
+                log.iter()
+                    .filter(|(id, _)| *id > after)
+                    .take(max)
+                    .map(|(id, p)| (id.to_string(), p.clone()))
+                    .collect()
+            })
+            .unwrap_or_default())
+    }
+}
+
+/// The record if it exists and has not expired (expired ones are removed).
+fn live<'a>(inner: &'a mut Inner, key: &str) -> Option<&'a Record> {
+    let now = now_ms();
+    if inner
+        .records
+        .get(key)
+        .is_some_and(|r| r.expires_ms.is_some_and(|e| e <= now))
+    {
+        inner.records.remove(key);
+    }
+    inner.records.get(key)
+}
+
+fn check(key: &str, current: Option<u64>, expect: Expect) -> Result<()> {
+    let ok = match expect {
+        Expect::Any => true,
+        Expect::Absent => current.is_none(),
+        Expect::Version(v) => current == Some(v),
+    };
+    if ok {
+        Ok(())
+    } else {
+        Err(StoreError::Conflict {
+            key: key.to_owned(),
+        })
+    }
+}

@@ -1,3 +1,5 @@
+#![allow(clippy::unwrap_used)]
+
 //! One conformance suite, run against the embedded store, a real
 //! redis-server and a real three-node Redis Cluster (both started on free
 //! loopback ports): the services may not tell the backends apart.

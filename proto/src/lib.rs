@@ -1,11 +1,13 @@
 //! The sipbus gRPC contracts, generated from the `.proto` files beside this
-//! crate. Package names are versioned (`sipbus.<area>.v1`); a breaking
-//! change gets a new version, never an edit in place.
+//! crate, and the conversion between the contract's `SipMessage` and
+//! `sip_message::Message`. Package names are versioned (`sipbus.<area>.v1`);
+//! a breaking change gets a new version, never an edit in place.
 
-#![allow(clippy::all, clippy::pedantic)]
+pub mod convert;
 
 /// `sipbus.edge.v1`: the edge API and the request handler every service
 /// implements.
+#[allow(clippy::all, clippy::pedantic)]
 pub mod edge {
     pub mod v1 {
         tonic::include_proto!("sipbus.edge.v1");
@@ -13,6 +15,7 @@ pub mod edge {
 }
 
 /// `sipbus.registrar.v1`: the location service.
+#[allow(clippy::all, clippy::pedantic)]
 pub mod registrar {
     pub mod v1 {
         tonic::include_proto!("sipbus.registrar.v1");

@@ -16,6 +16,9 @@ use crate::transport::tcp::TcpSettings;
 pub struct EdgeConfig {
     /// Where to listen: `udp:IP:PORT` / `tcp:IP:PORT`, IPv4 or `[IPv6]`.
     pub listen: Vec<ListenAddr>,
+    /// This edge instance's name, carried in every flow so services can
+    /// send back through it. Default: a random one per process.
+    pub instance: Option<String>,
     /// IP written in our Via sent-by; default: the listening IP, or the
     /// route's source address when listening on a wildcard.
     pub advertise: Option<IpAddr>,
@@ -44,6 +47,7 @@ impl Default for EdgeConfig {
                     addr: ([0, 0, 0, 0], 5060).into(),
                 },
             ],
+            instance: None,
             advertise: None,
             supported: Vec::new(),
             udp_workers: 2,

@@ -275,6 +275,18 @@ impl Message {
         self.entries.push(entry);
     }
 
+    /// Appends a header field spelled exactly as given (`v`, `VIA`,
+    /// `X-Foo`), recognising known names in any spelling.
+    pub fn push_header_as_spelled(&mut self, name: &str, value: &str) {
+        self.essentials = OnceLock::new();
+        self.entries.push(Entry {
+            known: Known::lookup(name),
+            name: Text::Owned(name.into()),
+            value: Text::Owned(value.into()),
+            raw: None,
+        });
+    }
+
     /// Inserts a header field before every other one (a new top Via).
     pub fn prepend_header(&mut self, name: impl Into<HeaderName>, value: &str) {
         self.essentials = OnceLock::new();

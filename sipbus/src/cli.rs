@@ -31,8 +31,10 @@ pub struct Cli {
     pub config: Option<PathBuf>,
 
     /// Which part of sipbus this process runs. `all` runs every service in
-    /// one process; `sip-edge` runs only the SIP edge (transports,
-    /// transactions, validation), for split deployments.
+    /// one process (embedded store unless [store] redis is set); the others
+    /// run one service each, for split deployments: `sip-edge` (transports,
+    /// transactions, validation; reaches the services listed in [bus]) and
+    /// `registrar-svc` (serves gRPC on [grpc] listen; needs [store] redis).
     #[arg(short, long, value_enum, default_value_t = Target::All, env = "SIPBUS_TARGET")]
     pub target: Target,
 
@@ -53,4 +55,6 @@ pub enum Target {
     All,
     /// Only the SIP edge.
     SipEdge,
+    /// Only the registrar (REGISTER and the location service).
+    RegistrarSvc,
 }

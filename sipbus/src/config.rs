@@ -4,6 +4,7 @@
 use std::fmt;
 use std::path::Path;
 
+use registrar_svc::RegistrarConfig;
 use serde::{Deserialize, Serialize};
 use sip_edge::EdgeConfig;
 
@@ -12,7 +13,57 @@ use sip_edge::EdgeConfig;
 #[serde(default)]
 pub struct Config {
     pub edge: EdgeConfig,
+    pub store: StoreConfig,
+    pub bus: BusConfig,
+    pub grpc: GrpcConfig,
+    pub registrar: RegistrarConfig,
     pub log: LogConfig,
+}
+
+/// `[store]`.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct StoreConfig {
+    /// Empty: the embedded in-memory store (all-in-one only). One
+    /// `redis://host:port/db` URL for a node, several comma-separated for a
+    /// Redis Cluster. Required by every split target.
+    pub redis: String,
+}
+
+/// `[bus]`: how the edge reaches the services in split mode.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct BusConfig {
+    /// registrar-svc replicas, e.g. `["http://10.0.0.5:50051"]`.
+    pub registrar: Vec<String>,
+    /// How long a service may take to answer before the phone gets 503.
+    pub deadline_ms: u64,
+    pub connect_timeout_ms: u64,
+}
+
+impl Default for BusConfig {
+    fn default() -> Self {
+        Self {
+            registrar: Vec::new(),
+            deadline_ms: 2000,
+            connect_timeout_ms: 500,
+        }
+    }
+}
+
+/// `[grpc]`: where a service target serves its contracts.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct GrpcConfig {
+    pub listen: std::net::SocketAddr,
+}
+
+impl Default for GrpcConfig {
+    fn default() -> Self {
+        Self {
+            listen: ([0, 0, 0, 0], 50051).into(),
+        }
+    }
 }
 
 /// `[log]`.
@@ -121,6 +172,9 @@ pub fn load(
     };
     if let Err(problems) = config.edge.check() {
         errors.extend(problems.into_iter().map(|p| p.to_string()));
+    }
+    if let Err(problems) = config.registrar.check() {
+        errors.extend(problems);
     }
     if tracing_subscriber::EnvFilter::try_new(&config.log.level).is_err() {
         errors.push(format!(

@@ -5,13 +5,11 @@
 mod cli;
 mod config;
 mod logging;
+mod modules;
 
 use std::process::ExitCode;
-use std::sync::Arc;
 
-use anyhow::Context;
 use clap::Parser;
-use sip_edge::NoServices;
 use tracing::info;
 
 use cli::{Cli, Target};
@@ -68,19 +66,15 @@ async fn run(target: Target, config: config::Config) -> anyhow::Result<()> {
         version = env!("CARGO_PKG_VERSION"),
         "sipbus starting"
     );
-    // Both targets run the edge; the services join `all` as they are built,
-    // and the edge then dispatches to them.
-    let edge = match target {
-        Target::All | Target::SipEdge => sip_edge::start(&config.edge, Arc::new(NoServices))
-            .await
-            .context("starting sip-edge")?,
-    };
-    for (transport, addr) in &edge.local_addrs {
-        info!(%transport, %addr, "ready");
+    let running = modules::start(target, &config).await?;
+    if let Some(edge) = &running.edge {
+        for (transport, addr) in &edge.local_addrs {
+            info!(%transport, %addr, "ready");
+        }
     }
     shutdown_signal().await;
     info!("shutting down");
-    edge.stop();
+    running.stop();
     Ok(())
 }
 

@@ -139,6 +139,15 @@ impl Drop for Sipbus {
     }
 }
 
+/// Writes a file under the temporary directory, unique to this process.
+pub fn temp_file(name: &str, text: &str) -> Result<PathBuf> {
+    let dir = std::env::temp_dir().join(format!("sipbus-e2e-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let path = dir.join(name);
+    std::fs::write(&path, text)?;
+    Ok(path)
+}
+
 /// The path of a scenario file shipped with these tests.
 pub fn scenario(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR"))

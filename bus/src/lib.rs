@@ -1,0 +1,15 @@
+//! The bus between sip-edge and the services. The edge hands each request
+//! to a [`Router`], which finds the service that owns its method and calls
+//! one replica through the `sipbus.edge.v1.RequestHandler` contract: in
+//! process (the service's own trait implementation, no socket) or over
+//! gRPC. Either way the service sees the same messages, and the caller the
+//! same errors.
+
+#![forbid(unsafe_code)]
+
+pub mod convert;
+mod pool;
+mod router;
+
+pub use pool::{Handler, HandlerPool, PoolError};
+pub use router::Router;

@@ -1,0 +1,18 @@
+//! registrar-svc: REGISTER (RFC 3261 10.3 with digest authentication, RFC
+//! 5626 instance bindings, RFC 3327 Path) and the location service other
+//! services look bindings up in. Stateless between requests: bindings,
+//! their expiry timers and change events live in the store.
+
+#![forbid(unsafe_code)]
+
+pub mod binding;
+pub mod config;
+mod events;
+mod grpc;
+mod httpdate;
+mod service;
+
+pub use config::RegistrarConfig;
+pub use events::{EVENT_STREAM, EventKind};
+pub use grpc::RegistrarService;
+pub use service::Registrar;

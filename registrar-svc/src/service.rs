@@ -1,0 +1,587 @@
+//! The registrar: REGISTER processing (RFC 3261 10.3) with digest
+//! authentication, RFC 5626 instance bindings, RFC 3327 Path, and the
+//! location service lookup. All state is in the store; any replica handles
+//! any request, and concurrent REGISTERs for one AOR are serialised by the
+//! store's compare-and-set.
+
+use std::collections::HashMap;
+use std::time::Duration;
+
+use bytes::Bytes;
+use sip_auth::{Authenticator, Secret, Verdict};
+use sip_message::typed::{ContactParams, Contacts, NameAddr};
+use sip_message::{Known, Message, Uri};
+use state_store::{Expect, Store, StoreError, now_ms};
+use tracing::{debug, warn};
+
+use crate::binding::{Binding, BindingSet, FlowRef, expiry_timer, identity, record_key};
+use crate::config::RegistrarConfig;
+use crate::events::{BindingEvent, EventKind, publish};
+use crate::httpdate::http_date;
+
+/// How often a REGISTER re-reads and retries when another replica changed
+/// the same AOR at the same moment.
+const CAS_ATTEMPTS: usize = 5;
+/// A record outlives its last binding by this much, so a late reader never
+/// sees a half-expired set vanish under it.
+const RECORD_GRACE: Duration = Duration::from_secs(60);
+
+/// The registrar service.
+pub struct Registrar {
+    config: RegistrarConfig,
+    store: Store,
+    /// One authenticator per domain (its realm).
+    auth: HashMap<String, Authenticator>,
+    users: HashMap<(String, String), Secret>,
+}
+
+/// A REGISTER answered with an error, before or after touching the store.
+struct Reject(u16, &'static str, Vec<(Known, String)>);
+
+impl Reject {
+    fn new(code: u16, reason: &'static str) -> Self {
+        Reject(code, reason, Vec::new())
+    }
+}
+
+impl From<StoreError> for Reject {
+    fn from(e: StoreError) -> Self {
+        warn!(error = %e, "store failed during REGISTER");
+        Reject(
+            503,
+            "Service Unavailable (store unavailable)",
+            vec![(Known::RetryAfter, "5".into())],
+        )
+    }
+}
+
+/// A contact of the request, resolved to what will be stored.
+struct Wanted {
+    identity: String,
+    binding: Option<Binding>,
+}
+
+impl Registrar {
+    pub fn new(config: RegistrarConfig, store: Store) -> Self {
+        let key = if config.auth.nonce_key.is_empty() {
+            // One process: a random key is as good as any.
+            (0..32).map(|_| fastrand::u8(..)).collect::<Vec<u8>>()
+        } else {
+            config.auth.nonce_key.as_bytes().to_vec()
+        };
+        let lifetime = Duration::from_secs(config.auth.nonce_lifetime_s);
+        let auth = config
+            .domains
+            .iter()
+            .map(|d| {
+                let realm = config.auth.realm.clone().unwrap_or_else(|| d.clone());
+                (
+                    d.to_ascii_lowercase(),
+                    Authenticator::new(&realm, &key, lifetime, config.auth.algorithms.clone()),
+                )
+            })
+            .collect();
+        let default_domain = config
+            .domains
+            .first()
+            .cloned()
+            .unwrap_or_default()
+            .to_ascii_lowercase();
+        let users = config
+            .users
+            .iter()
+            .map(|u| {
+                let domain = u
+                    .domain
+                    .clone()
+                    .unwrap_or_else(|| default_domain.clone())
+                    .to_ascii_lowercase();
+                let secret = match &u.password {
+                    Some(p) => Secret::Password(p.clone()),
+                    None => Secret::Ha1 {
+                        md5: u.ha1_md5.clone(),
+                        sha256: u.ha1_sha256.clone(),
+                    },
+                };
+                ((u.user.clone(), domain), secret)
+            })
+            .collect();
+        Self {
+            config,
+            store,
+            auth,
+            users,
+        }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    /// Answers a REGISTER.
+    pub async fn register(&self, req: &Message, flow: FlowRef) -> Message {
+        match self.try_register(req, flow).await {
+            Ok(resp) => resp,
+            Err(Reject(code, reason, headers)) => {
+                let mut resp = req.make_response(code, reason, Some(&tag()));
+                for (k, v) in headers {
+                    resp.push_header(k, &v);
+                }
+                resp
+            }
+        }
+    }
+
+    async fn try_register(&self, req: &Message, flow: FlowRef) -> Result<Message, Reject> {
+        let ruri = req.request_uri().unwrap_or_default();
+        let domain = match Uri::parse(ruri) {
+            Ok(Uri::Sip(u)) => u.host.to_string().to_ascii_lowercase(),
+            _ => {
+                return Err(Reject::new(
+                    416,
+                    "Unsupported URI Scheme (REGISTER needs sip: or sips:)",
+                ));
+            }
+        };
+        if !self.serves(&domain) {
+            return Err(Reject::new(404, "Not Found (domain not served here)"));
+        }
+        let to = req
+            .to_header()
+            .map_err(|_| Reject::new(400, "Bad Request (To)"))?;
+        let Uri::Sip(to_uri) = &to.uri else {
+            return Err(Reject::new(
+                404,
+                "Not Found (address-of-record must be a sip: URI)",
+            ));
+        };
+        let user = to_uri.user_decoded().ok_or(Reject::new(
+            404,
+            "Not Found (address-of-record has no user)",
+        ))?;
+        let aor_domain = to_uri.host.to_string().to_ascii_lowercase();
+        if !self.serves(&aor_domain) {
+            return Err(Reject::new(404, "Not Found (domain not served here)"));
+        }
+        let secret_key = (user.to_string(), aor_domain.clone());
+        if !self.users.contains_key(&secret_key) {
+            return Err(Reject::new(404, "Not Found (unknown user)"));
+        }
+        let aor = format!(
+            "{}:{user}@{aor_domain}",
+            if to_uri.secure { "sips" } else { "sip" }
+        );
+
+        if self.config.auth.enabled {
+            self.authenticate(req, ruri, &domain, &aor_domain, &user)?;
+        }
+
+        let now = now_ms();
+        let wanted = self.wanted(req, &aor, flow, now)?;
+        let call_id = req
+            .call_id()
+            .map_err(|_| Reject::new(400, "Bad Request (Call-ID)"))?
+            .to_owned();
+        let cseq = req
+            .cseq()
+            .map_err(|_| Reject::new(400, "Bad Request (CSeq)"))?
+            .seq;
+        let set = self
+            .update(&aor, wanted.as_deref(), &call_id, cseq, now)
+            .await?;
+
+        let mut resp = req.make_response(200, "OK", Some(&tag()));
+        for b in &set.bindings {
+            let left = b.expires_at_ms.saturating_sub(now).div_ceil(1000);
+            resp.push_header(Known::Contact, &format!("{};expires={left}", b.contact));
+        }
+        for path in req.known_fields(Known::Path) {
+            resp.push_header(Known::Path, path);
+        }
+        resp.push_header(Known::Date, &http_date(now / 1000));
+        Ok(resp)
+    }
+
+    fn serves(&self, domain: &str) -> bool {
+        self.config
+            .domains
+            .iter()
+            .any(|d| d.eq_ignore_ascii_case(domain))
+    }
+
+    fn authenticate(
+        &self,
+        req: &Message,
+        ruri: &str,
+        domain: &str,
+        aor_domain: &str,
+        user: &str,
+    ) -> Result<(), Reject> {
+        let Some(auth) = self.auth.get(domain) else {
+            return Err(Reject::new(404, "Not Found (domain not served here)"));
+        };
+        let creds = req
+            .credentials(Known::Authorization)
+            .map_err(|_| Reject::new(400, "Bad Request (Authorization)"))?;
+        let verdict = auth.verify(&creds, "REGISTER", ruri, |u| {
+            self.users
+                .get(&(u.to_owned(), aor_domain.to_owned()))
+                .cloned()
+        });
+        match verdict {
+            Verdict::Authenticated { user: who } if who == user => Ok(()),
+            Verdict::Authenticated { user: who } => {
+                debug!(%who, "authenticated user may not register this address-of-record");
+                Err(Reject::new(403, "Forbidden (not your address-of-record)"))
+            }
+            Verdict::Missing | Verdict::Stale => {
+                let stale = verdict == Verdict::Stale;
+                let headers = auth
+                    .challenges(stale)
+                    .into_iter()
+                    .map(|c| (Known::WwwAuthenticate, c))
+                    .collect();
+                Err(Reject(401, "Unauthorized", headers))
+            }
+            Verdict::Rejected(why) => {
+                debug!(reason = %why, "credentials rejected");
+                Err(Reject::new(403, "Forbidden (bad credentials)"))
+            }
+        }
+    }
+
+    /// The contacts of the request resolved to bindings (None: a query; an
+    /// empty list with `*`: remove all, marked by `Some(vec![])` with
+    /// a wildcard entry).
+    fn wanted(
+        &self,
+        req: &Message,
+        aor: &str,
+        flow: FlowRef,
+        now: u64,
+    ) -> Result<Option<Vec<Wanted>>, Reject> {
+        let header_expires = req
+            .expires()
+            .map_err(|_| Reject::new(400, "Bad Request (Expires)"))?;
+        let contacts = req
+            .contacts()
+            .map_err(|_| Reject::new(400, "Bad Request (Contact)"))?;
+        let addrs = match contacts {
+            Contacts::Star => {
+                // RFC 3261 10.3 step 6: `*` only alone and with Expires: 0.
+                if header_expires != Some(0) || req.known_values(Known::Contact).count() != 1 {
+                    return Err(Reject::new(
+                        400,
+                        "Bad Request (Contact: * needs Expires: 0 and no other Contact)",
+                    ));
+                }
+                return Ok(Some(vec![Wanted {
+                    identity: "*".into(),
+                    binding: None,
+                }]));
+            }
+            Contacts::List(addrs) if addrs.is_empty() => return Ok(None),
+            Contacts::List(addrs) => addrs,
+        };
+        let e = &self.config.expires;
+        let path: Vec<String> = req.known_values(Known::Path).map(str::to_owned).collect();
+        let call_id = req.call_id().unwrap_or_default().to_owned();
+        let cseq = req.cseq().map(|c| c.seq).unwrap_or(0);
+        let mut out = Vec::with_capacity(addrs.len());
+        for a in &addrs {
+            let expires = a.expires().or(header_expires).unwrap_or(e.default_s);
+            if expires != 0 && expires < e.min_s {
+                return Err(Reject(
+                    423,
+                    "Interval Too Brief",
+                    vec![(Known::MinExpires, e.min_s.to_string())],
+                ));
+            }
+            let expires = expires.min(e.max_s);
+            let instance = a.sip_instance().map(str::to_owned);
+            let reg_id = a.reg_id();
+            let id = identity(instance.as_deref(), reg_id, a.uri_text);
+            let binding = (expires > 0).then(|| Binding {
+                contact: without_expires(a),
+                uri: a.uri_text.to_owned(),
+                expires_at_ms: now + u64::from(expires) * 1000,
+                q: a.q().unwrap_or(1000),
+                call_id: call_id.clone(),
+                cseq,
+                instance,
+                reg_id,
+                path: path.clone(),
+                flow: flow.clone(),
+            });
+            out.push(Wanted {
+                identity: id,
+                binding,
+            });
+        }
+        let _ = aor;
+        Ok(Some(out))
+    }
+
+    /// Applies the request to the stored set with compare-and-set, retrying
+    /// when another replica wrote in between; schedules the expiry timers and
+    /// publishes what changed.
+    async fn update(
+        &self,
+        aor: &str,
+        wanted: Option<&[Wanted]>,
+        call_id: &str,
+        cseq: u32,
+        now: u64,
+    ) -> Result<BindingSet, Reject> {
+        let key = record_key(aor);
+        for _ in 0..CAS_ATTEMPTS {
+            let current = self.store.get(&key).await?;
+            let (mut set, expect) = match &current {
+                Some(v) => (decode(&key, &v.value), Expect::Version(v.version)),
+                None => (BindingSet::default(), Expect::Absent),
+            };
+            set.prune(now);
+            let Some(wanted) = wanted else {
+                return Ok(set);
+            };
+            let before = set.clone();
+            apply(&mut set, wanted, call_id, cseq)?;
+            if set.bindings.len() > self.config.max_bindings {
+                return Err(Reject::new(
+                    403,
+                    "Forbidden (too many bindings for this address-of-record)",
+                ));
+            }
+            let written = if set.bindings.is_empty() {
+                match (current.is_some(), expect) {
+                    (true, e) => self.store.delete(&key, e).await.map(|_| ()),
+                    (false, _) => Ok(()),
+                }
+            } else {
+                let ttl = set
+                    .last_expiry_ms()
+                    .map(|t| Duration::from_millis(t.saturating_sub(now)) + RECORD_GRACE);
+                let value = Bytes::from(
+                    serde_json::to_vec(&set)
+                        .map_err(|_| Reject::new(500, "Server Internal Error"))?,
+                );
+                self.store.put(&key, value, expect, ttl).await.map(|_| ())
+            };
+            match written {
+                Ok(()) => {
+                    self.after_write(aor, &before, &set).await;
+                    return Ok(set);
+                }
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(Reject(
+            500,
+            "Server Internal Error (too many concurrent updates)",
+            vec![(Known::RetryAfter, "1".into())],
+        ))
+    }
+
+    /// Timers and events for what a write changed. Failures here are logged:
+    /// the record itself is already right, and lookups prune by time.
+    async fn after_write(&self, aor: &str, before: &BindingSet, after: &BindingSet) {
+        for b in &after.bindings {
+            let old = before
+                .bindings
+                .iter()
+                .find(|o| o.identity() == b.identity());
+            let timer = expiry_timer(aor, &b.identity());
+            if let Err(e) = self
+                .store
+                .schedule(&timer, b.expires_at_ms, Bytes::from(timer.clone()))
+                .await
+            {
+                warn!(error = %e, %aor, "expiry timer not scheduled");
+            }
+            let kind = if old.is_some() {
+                EventKind::Refreshed
+            } else {
+                EventKind::Registered
+            };
+            publish(&self.store, &BindingEvent::new(kind, aor, b)).await;
+        }
+        for b in &before.bindings {
+            if !after.bindings.iter().any(|n| n.identity() == b.identity()) {
+                if let Err(e) = self.store.cancel(&expiry_timer(aor, &b.identity())).await {
+                    warn!(error = %e, %aor, "expiry timer not cancelled");
+                }
+                publish(&self.store, &BindingEvent::new(EventKind::Removed, aor, b)).await;
+            }
+        }
+    }
+
+    /// Current bindings of an AOR, highest q first.
+    pub async fn lookup(&self, aor: &str) -> Result<Vec<Binding>, StoreError> {
+        let key = record_key(aor);
+        let Some(v) = self.store.get(&key).await? else {
+            return Ok(Vec::new());
+        };
+        let mut set = decode(&key, &v.value);
+        set.prune(now_ms());
+        set.bindings.sort_by_key(|b| std::cmp::Reverse(b.q));
+        Ok(set.bindings)
+    }
+
+    /// One pass of the expiry worker: claims due timers (each goes to
+    /// exactly one replica), removes the bindings that are really expired,
+    /// publishes `expired`. Returns how many bindings expired.
+    pub async fn expire_due(&self) -> Result<usize, StoreError> {
+        let claimed = self
+            .store
+            .claim_due(now_ms(), Duration::from_secs(30), 200)
+            .await?;
+        let mut expired = 0;
+        for timer in claimed {
+            let Some((aor, id)) = timer
+                .id
+                .strip_prefix("reg-expiry:")
+                .and_then(|s| s.split_once('|'))
+            else {
+                self.store.complete(&timer).await?;
+                continue;
+            };
+            expired += self.expire_one(aor, id).await?;
+            self.store.complete(&timer).await?;
+        }
+        Ok(expired)
+    }
+
+    async fn expire_one(&self, aor: &str, id: &str) -> Result<usize, StoreError> {
+        let key = record_key(aor);
+        for _ in 0..CAS_ATTEMPTS {
+            let Some(v) = self.store.get(&key).await? else {
+                return Ok(0);
+            };
+            let mut set = decode(&key, &v.value);
+            let now = now_ms();
+            let Some(pos) = set
+                .bindings
+                .iter()
+                .position(|b| b.identity() == id && b.expires_at_ms <= now)
+            else {
+                return Ok(0);
+            };
+            let gone = set.bindings.remove(pos);
+            let written = if set.bindings.is_empty() {
+                self.store
+                    .delete(&key, Expect::Version(v.version))
+                    .await
+                    .map(|_| ())
+            } else {
+                let ttl = set
+                    .last_expiry_ms()
+                    .map(|t| Duration::from_millis(t.saturating_sub(now)) + RECORD_GRACE);
+                let value = Bytes::from(serde_json::to_vec(&set).unwrap_or_default());
+                self.store
+                    .put(&key, value, Expect::Version(v.version), ttl)
+                    .await
+                    .map(|_| ())
+            };
+            match written {
+                Ok(()) => {
+                    publish(
+                        &self.store,
+                        &BindingEvent::new(EventKind::Expired, aor, &gone),
+                    )
+                    .await;
+                    return Ok(1);
+                }
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(e) => return Err(e),
+            }
+        }
+        Ok(0)
+    }
+
+    /// Runs the expiry worker until the task is dropped.
+    pub async fn run_expiry(self: std::sync::Arc<Self>) {
+        let every = Duration::from_millis(self.config.expiry_poll_ms.max(10));
+        loop {
+            tokio::time::sleep(every).await;
+            match self.expire_due().await {
+                Ok(0) => {}
+                Ok(n) => debug!(expired = n, "bindings expired"),
+                Err(e) => warn!(error = %e, "expiry pass failed; retrying"),
+            }
+        }
+    }
+}
+
+/// RFC 3261 10.3 steps 6-7 on the stored set.
+fn apply(set: &mut BindingSet, wanted: &[Wanted], call_id: &str, cseq: u32) -> Result<(), Reject> {
+    let stale = |b: &Binding| b.call_id == call_id && cseq <= b.cseq;
+    if wanted.len() == 1 && wanted[0].identity == "*" {
+        if set.bindings.iter().any(stale) {
+            return Err(Reject::new(
+                500,
+                "Server Internal Error (CSeq not higher than a binding's)",
+            ));
+        }
+        set.bindings.clear();
+        return Ok(());
+    }
+    for w in wanted {
+        let pos = set.bindings.iter().position(|b| b.identity() == w.identity);
+        if let Some(p) = pos {
+            if stale(&set.bindings[p]) {
+                return Err(Reject::new(
+                    500,
+                    "Server Internal Error (CSeq not higher than the binding's)",
+                ));
+            }
+        }
+        match (pos, &w.binding) {
+            (Some(p), Some(b)) => set.bindings[p] = b.clone(),
+            (Some(p), None) => {
+                set.bindings.remove(p);
+            }
+            (None, Some(b)) => set.bindings.push(b.clone()),
+            (None, None) => {}
+        }
+    }
+    Ok(())
+}
+
+fn decode(key: &str, value: &[u8]) -> BindingSet {
+    serde_json::from_slice(value).unwrap_or_else(|e| {
+        warn!(%key, error = %e, "unreadable binding record treated as empty");
+        BindingSet::default()
+    })
+}
+
+/// The contact as registered, minus `expires` (the 200 states the
+/// remaining time instead).
+fn without_expires(a: &NameAddr<'_>) -> String {
+    let params: Vec<String> = a
+        .params
+        .iter()
+        .filter(|(n, _)| !n.eq_ignore_ascii_case("expires"))
+        .map(|(n, v)| match v {
+            Some(v) => format!("{n}={v}"),
+            None => n.to_owned(),
+        })
+        .collect();
+    let mut s = String::new();
+    if let Some(d) = a.display {
+        s.push_str(d);
+        s.push(' ');
+    }
+    s.push('<');
+    s.push_str(a.uri_text);
+    s.push('>');
+    for p in params {
+        s.push(';');
+        s.push_str(&p);
+    }
+    s
+}
+
+fn tag() -> String {
+    format!("{:016x}", fastrand::u64(..))
+}

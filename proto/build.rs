@@ -2,10 +2,7 @@
 //! protoc-bin-vendored crate unless PROTOC is set, so a fresh machine needs
 //! nothing installed.
 
-const PROTOS: [&str; 2] = [
-    "sipbus/edge/v1/edge.proto",
-    "sipbus/registrar/v1/registrar.proto",
-];
+const PROTOS: [&str; 2] = ["sipbus/edge/v1/edge.proto", "sipbus/registrar/v1/registrar.proto"];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut config = tonic_prost_build::Config::new();

@@ -38,27 +38,15 @@ impl Handler {
         })
     }
 
-    async fn call(
-        &self,
-        req: pb::IncomingRequest,
-        deadline: Duration,
-    ) -> Result<pb::HandleReply, tonic::Status> {
+    async fn call(&self, req: pb::IncomingRequest, deadline: Duration) -> Result<pb::HandleReply, tonic::Status> {
         let mut request = tonic::Request::new(req);
         request.set_timeout(deadline);
         match self {
-            Handler::Local(svc) => {
-                match tokio::time::timeout(deadline, svc.handle(request)).await {
-                    Ok(r) => r.map(tonic::Response::into_inner),
-                    Err(_) => Err(tonic::Status::deadline_exceeded(
-                        "local service did not answer in time",
-                    )),
-                }
-            }
-            Handler::Remote { client, .. } => client
-                .clone()
-                .handle(request)
-                .await
-                .map(tonic::Response::into_inner),
+            Handler::Local(svc) => match tokio::time::timeout(deadline, svc.handle(request)).await {
+                Ok(r) => r.map(tonic::Response::into_inner),
+                Err(_) => Err(tonic::Status::deadline_exceeded("local service did not answer in time")),
+            },
+            Handler::Remote { client, .. } => client.clone().handle(request).await.map(tonic::Response::into_inner),
         }
     }
 
@@ -80,10 +68,7 @@ pub enum PoolError {
     #[error("no replica reachable ({tried} tried): {last}")]
     Unreachable { tried: usize, last: tonic::Status },
     #[error("replica {replica} failed: {status}")]
-    Failed {
-        replica: String,
-        status: tonic::Status,
-    },
+    Failed { replica: String, status: tonic::Status },
 }
 
 /// Replicas of one service, tried round-robin.
@@ -115,9 +100,7 @@ impl HandlerPool {
             let replica = &self.replicas[(start + i) % self.replicas.len()];
             match replica.call(req.clone(), self.deadline).await {
                 Ok(reply) => return Ok(reply),
-                Err(status)
-                    if status.code() == tonic::Code::Unavailable && never_arrived(&status) =>
-                {
+                Err(status) if status.code() == tonic::Code::Unavailable && never_arrived(&status) => {
                     tracing::warn!(replica = replica.name(), %status, "replica unreachable; trying the next");
                     last = Some(status);
                 }

@@ -87,9 +87,6 @@ mod tests {
             })),
             ..Default::default()
         };
-        assert!(matches!(
-            from_proto(bad),
-            Err(ConvertError::BadStatus(1000))
-        ));
+        assert!(matches!(from_proto(bad), Err(ConvertError::BadStatus(1000))));
     }
 }

@@ -54,11 +54,7 @@ fn normalize_uri(uri: &str) -> String {
     match uri.rsplit_once('@') {
         Some((user, host)) => {
             let (scheme, user) = user.split_once(':').unwrap_or(("", user));
-            format!(
-                "{}:{user}@{}",
-                scheme.to_ascii_lowercase(),
-                host.to_ascii_lowercase()
-            )
+            format!("{}:{user}@{}", scheme.to_ascii_lowercase(), host.to_ascii_lowercase())
         }
         None => uri.to_ascii_lowercase(),
     }
@@ -111,9 +107,6 @@ mod tests {
             identity(Some("<urn:uuid:1>"), Some(2), "sip:x@y"),
             "instance:<urn:uuid:1>:2"
         );
-        assert_eq!(
-            record_key("sip:alice@example.com"),
-            "reg:{sip:alice@example.com}"
-        );
+        assert_eq!(record_key("sip:alice@example.com"), "reg:{sip:alice@example.com}");
     }
 }

@@ -142,9 +142,7 @@ impl RegistrarConfig {
                 errors.push(format!("registrar.users[{i}].user: empty"));
             }
             if u.password.is_none() && u.ha1_md5.is_none() && u.ha1_sha256.is_none() {
-                errors.push(format!(
-                    "registrar.users[{i}]: needs password, ha1_md5 or ha1_sha256"
-                ));
+                errors.push(format!("registrar.users[{i}]: needs password, ha1_md5 or ha1_sha256"));
             }
             if let Some(d) = &u.domain {
                 if !self.domains.iter().any(|x| x.eq_ignore_ascii_case(d)) {
@@ -154,10 +152,6 @@ impl RegistrarConfig {
                 }
             }
         }
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            Err(errors)
-        }
+        if errors.is_empty() { Ok(()) } else { Err(errors) }
     }
 }

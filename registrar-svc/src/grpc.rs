@@ -29,19 +29,12 @@ impl RegistrarService {
 
 #[tonic::async_trait]
 impl RequestHandler for RegistrarService {
-    async fn handle(
-        &self,
-        request: Request<pb::IncomingRequest>,
-    ) -> Result<Response<pb::HandleReply>, Status> {
+    async fn handle(&self, request: Request<pb::IncomingRequest>) -> Result<Response<pb::HandleReply>, Status> {
         let req = request.into_inner();
-        let msg = req
-            .message
-            .ok_or_else(|| Status::invalid_argument("no message"))?;
+        let msg = req.message.ok_or_else(|| Status::invalid_argument("no message"))?;
         let msg = from_proto(msg).map_err(|e| Status::invalid_argument(format!("message: {e}")))?;
         if msg.method() != Some(&Method::Register) {
-            return Err(Status::invalid_argument(
-                "registrar-svc only handles REGISTER",
-            ));
+            return Err(Status::invalid_argument("registrar-svc only handles REGISTER"));
         }
         let flow = req.flow.unwrap_or_default();
         let flow = FlowRef {
@@ -60,10 +53,7 @@ impl RequestHandler for RegistrarService {
 
 #[tonic::async_trait]
 impl RegistrarRpc for RegistrarService {
-    async fn lookup(
-        &self,
-        request: Request<rpb::LookupRequest>,
-    ) -> Result<Response<rpb::LookupReply>, Status> {
+    async fn lookup(&self, request: Request<rpb::LookupRequest>) -> Result<Response<rpb::LookupReply>, Status> {
         let aor = request.into_inner().aor;
         let bindings = self
             .inner

@@ -38,13 +38,7 @@ mod tests {
     #[test]
     fn known_dates() {
         assert_eq!(super::http_date(0), "Thu, 01 Jan 1970 00:00:00 GMT");
-        assert_eq!(
-            super::http_date(1_795_682_400),
-            "Thu, 26 Nov 2026 08:40:00 GMT"
-        );
-        assert_eq!(
-            super::http_date(951_782_400),
-            "Tue, 29 Feb 2000 00:00:00 GMT"
-        );
+        assert_eq!(super::http_date(1_795_682_400), "Thu, 26 Nov 2026 08:40:00 GMT");
+        assert_eq!(super::http_date(951_782_400), "Tue, 29 Feb 2000 00:00:00 GMT");
     }
 }

@@ -81,12 +81,7 @@ impl Registrar {
                 )
             })
             .collect();
-        let default_domain = config
-            .domains
-            .first()
-            .cloned()
-            .unwrap_or_default()
-            .to_ascii_lowercase();
+        let default_domain = config.domains.first().cloned().unwrap_or_default().to_ascii_lowercase();
         let users = config
             .users
             .iter()
@@ -146,19 +141,13 @@ impl Registrar {
         if !self.serves(&domain) {
             return Err(Reject::new(404, "Not Found (domain not served here)"));
         }
-        let to = req
-            .to_header()
-            .map_err(|_| Reject::new(400, "Bad Request (To)"))?;
+        let to = req.to_header().map_err(|_| Reject::new(400, "Bad Request (To)"))?;
         let Uri::Sip(to_uri) = &to.uri else {
-            return Err(Reject::new(
-                404,
-                "Not Found (address-of-record must be a sip: URI)",
-            ));
+            return Err(Reject::new(404, "Not Found (address-of-record must be a sip: URI)"));
         };
-        let user = to_uri.user_decoded().ok_or(Reject::new(
-            404,
-            "Not Found (address-of-record has no user)",
-        ))?;
+        let user = to_uri
+            .user_decoded()
+            .ok_or(Reject::new(404, "Not Found (address-of-record has no user)"))?;
         let aor_domain = to_uri.host.to_string().to_ascii_lowercase();
         if !self.serves(&aor_domain) {
             return Err(Reject::new(404, "Not Found (domain not served here)"));
@@ -167,10 +156,7 @@ impl Registrar {
         if !self.users.contains_key(&secret_key) {
             return Err(Reject::new(404, "Not Found (unknown user)"));
         }
-        let aor = format!(
-            "{}:{user}@{aor_domain}",
-            if to_uri.secure { "sips" } else { "sip" }
-        );
+        let aor = format!("{}:{user}@{aor_domain}", if to_uri.secure { "sips" } else { "sip" });
 
         if self.config.auth.enabled {
             self.authenticate(req, ruri, &domain, &aor_domain, &user)?;
@@ -182,18 +168,25 @@ impl Registrar {
             .call_id()
             .map_err(|_| Reject::new(400, "Bad Request (Call-ID)"))?
             .to_owned();
-        let cseq = req
-            .cseq()
-            .map_err(|_| Reject::new(400, "Bad Request (CSeq)"))?
-            .seq;
-        let set = self
-            .update(&aor, wanted.as_deref(), &call_id, cseq, now)
-            .await?;
+        let cseq = req.cseq().map_err(|_| Reject::new(400, "Bad Request (CSeq)"))?.seq;
+        let set = self.update(&aor, wanted.as_deref(), &call_id, cseq, now).await?;
 
         let mut resp = req.make_response(200, "OK", Some(&tag()));
-        for b in &set.bindings {
-            let left = b.expires_at_ms.saturating_sub(now).div_ceil(1000);
-            resp.push_header(Known::Contact, &format!("{};expires={left}", b.contact));
+        // Every current binding with its remaining time, in one Contact
+        // field (a field per binding would meet header-count limits first).
+        let contacts: Vec<String> = set
+            .bindings
+            .iter()
+            .map(|b| {
+                format!(
+                    "{};expires={}",
+                    b.contact,
+                    b.expires_at_ms.saturating_sub(now).div_ceil(1000)
+                )
+            })
+            .collect();
+        if !contacts.is_empty() {
+            resp.push_header(Known::Contact, &contacts.join(", "));
         }
         for path in req.known_fields(Known::Path) {
             resp.push_header(Known::Path, path);
@@ -203,10 +196,7 @@ impl Registrar {
     }
 
     fn serves(&self, domain: &str) -> bool {
-        self.config
-            .domains
-            .iter()
-            .any(|d| d.eq_ignore_ascii_case(domain))
+        self.config.domains.iter().any(|d| d.eq_ignore_ascii_case(domain))
     }
 
     fn authenticate(
@@ -224,9 +214,7 @@ impl Registrar {
             .credentials(Known::Authorization)
             .map_err(|_| Reject::new(400, "Bad Request (Authorization)"))?;
         let verdict = auth.verify(&creds, "REGISTER", ruri, |u| {
-            self.users
-                .get(&(u.to_owned(), aor_domain.to_owned()))
-                .cloned()
+            self.users.get(&(u.to_owned(), aor_domain.to_owned())).cloned()
         });
         match verdict {
             Verdict::Authenticated { user: who } if who == user => Ok(()),
@@ -253,19 +241,9 @@ impl Registrar {
     /// The contacts of the request resolved to bindings (None: a query; an
     /// empty list with `*`: remove all, marked by `Some(vec![])` with
     /// a wildcard entry).
-    fn wanted(
-        &self,
-        req: &Message,
-        aor: &str,
-        flow: FlowRef,
-        now: u64,
-    ) -> Result<Option<Vec<Wanted>>, Reject> {
-        let header_expires = req
-            .expires()
-            .map_err(|_| Reject::new(400, "Bad Request (Expires)"))?;
-        let contacts = req
-            .contacts()
-            .map_err(|_| Reject::new(400, "Bad Request (Contact)"))?;
+    fn wanted(&self, req: &Message, aor: &str, flow: FlowRef, now: u64) -> Result<Option<Vec<Wanted>>, Reject> {
+        let header_expires = req.expires().map_err(|_| Reject::new(400, "Bad Request (Expires)"))?;
+        let contacts = req.contacts().map_err(|_| Reject::new(400, "Bad Request (Contact)"))?;
         let addrs = match contacts {
             Contacts::Star => {
                 // RFC 3261 10.3 step 6: `*` only alone and with Expires: 0.
@@ -313,10 +291,7 @@ impl Registrar {
                 path: path.clone(),
                 flow: flow.clone(),
             });
-            out.push(Wanted {
-                identity: id,
-                binding,
-            });
+            out.push(Wanted { identity: id, binding });
         }
         let _ = aor;
         Ok(Some(out))
@@ -361,10 +336,8 @@ impl Registrar {
                 let ttl = set
                     .last_expiry_ms()
                     .map(|t| Duration::from_millis(t.saturating_sub(now)) + RECORD_GRACE);
-                let value = Bytes::from(
-                    serde_json::to_vec(&set)
-                        .map_err(|_| Reject::new(500, "Server Internal Error"))?,
-                );
+                let value =
+                    Bytes::from(serde_json::to_vec(&set).map_err(|_| Reject::new(500, "Server Internal Error"))?);
                 self.store.put(&key, value, expect, ttl).await.map(|_| ())
             };
             match written {
@@ -387,10 +360,12 @@ impl Registrar {
     /// the record itself is already right, and lookups prune by time.
     async fn after_write(&self, aor: &str, before: &BindingSet, after: &BindingSet) {
         for b in &after.bindings {
-            let old = before
-                .bindings
-                .iter()
-                .find(|o| o.identity() == b.identity());
+            let old = before.bindings.iter().find(|o| o.identity() == b.identity());
+            // Bindings this request did not touch keep their timer and say
+            // nothing.
+            if old == Some(b) {
+                continue;
+            }
             let timer = expiry_timer(aor, &b.identity());
             if let Err(e) = self
                 .store
@@ -432,17 +407,10 @@ impl Registrar {
     /// exactly one replica), removes the bindings that are really expired,
     /// publishes `expired`. Returns how many bindings expired.
     pub async fn expire_due(&self) -> Result<usize, StoreError> {
-        let claimed = self
-            .store
-            .claim_due(now_ms(), Duration::from_secs(30), 200)
-            .await?;
+        let claimed = self.store.claim_due(now_ms(), Duration::from_secs(30), 200).await?;
         let mut expired = 0;
         for timer in claimed {
-            let Some((aor, id)) = timer
-                .id
-                .strip_prefix("reg-expiry:")
-                .and_then(|s| s.split_once('|'))
-            else {
+            let Some((aor, id)) = timer.id.strip_prefix("reg-expiry:").and_then(|s| s.split_once('|')) else {
                 self.store.complete(&timer).await?;
                 continue;
             };
@@ -469,10 +437,7 @@ impl Registrar {
             };
             let gone = set.bindings.remove(pos);
             let written = if set.bindings.is_empty() {
-                self.store
-                    .delete(&key, Expect::Version(v.version))
-                    .await
-                    .map(|_| ())
+                self.store.delete(&key, Expect::Version(v.version)).await.map(|_| ())
             } else {
                 let ttl = set
                     .last_expiry_ms()
@@ -485,11 +450,7 @@ impl Registrar {
             };
             match written {
                 Ok(()) => {
-                    publish(
-                        &self.store,
-                        &BindingEvent::new(EventKind::Expired, aor, &gone),
-                    )
-                    .await;
+                    publish(&self.store, &BindingEvent::new(EventKind::Expired, aor, &gone)).await;
                     return Ok(1);
                 }
                 Err(StoreError::Conflict { .. }) => continue,

@@ -144,12 +144,7 @@ type HmacSha256 = Hmac<Sha256>;
 impl Authenticator {
     /// `key` is shared by every replica (from configuration); `algorithms`
     /// in the order challenges are offered.
-    pub fn new(
-        realm: &str,
-        key: &[u8],
-        nonce_lifetime: Duration,
-        algorithms: Vec<Algorithm>,
-    ) -> Self {
+    pub fn new(realm: &str, key: &[u8], nonce_lifetime: Duration, algorithms: Vec<Algorithm>) -> Self {
         Self {
             realm: realm.to_owned(),
             key: key.to_vec(),
@@ -238,10 +233,7 @@ impl Authenticator {
             },
         };
         let qop = get("qop");
-        if qop
-            .as_deref()
-            .is_some_and(|q| !q.eq_ignore_ascii_case("auth"))
-        {
+        if qop.as_deref().is_some_and(|q| !q.eq_ignore_ascii_case("auth")) {
             return Verdict::Rejected(Rejection::Unsupported);
         }
         let Some(issued) = self.check_nonce(&nonce) else {
@@ -263,10 +255,7 @@ impl Authenticator {
             }
             None => alg.hex(&format!("{ha1}:{nonce}:{ha2}")),
         };
-        if !constant_time_eq(
-            expected.as_bytes(),
-            response.to_ascii_lowercase().as_bytes(),
-        ) {
+        if !constant_time_eq(expected.as_bytes(), response.to_ascii_lowercase().as_bytes()) {
             return Verdict::Rejected(Rejection::WrongResponse);
         }
         if now.saturating_sub(issued) > self.nonce_lifetime.as_secs() || issued > now + 60 {
@@ -286,9 +275,7 @@ impl Authenticator {
 }
 
 fn unix_now() -> u64 {
-    SystemTime::now()
-        .duration_since(UNIX_EPOCH)
-        .map_or(0, |d| d.as_secs())
+    SystemTime::now().duration_since(UNIX_EPOCH).map_or(0, |d| d.as_secs())
 }
 
 fn to_hex(bytes: &[u8]) -> String {
@@ -360,9 +347,7 @@ mod tests {
             let creds = [AuthParams::parse(&header).unwrap()];
             assert_eq!(
                 a.verify_at(now, &creds, "REGISTER", "sip:example.com", users),
-                Verdict::Authenticated {
-                    user: "alice".into()
-                }
+                Verdict::Authenticated { user: "alice".into() }
             );
             let wrong = answer(alg, &nonce, "guess", "sip:example.com");
             let creds = [AuthParams::parse(&wrong).unwrap()];
@@ -380,10 +365,7 @@ mod tests {
         let old = nonce_of(&a.challenges_at(then, false)[0]);
         let header = answer(Algorithm::Md5, &old, "secret", "sip:example.com");
         let creds = [AuthParams::parse(&header).unwrap()];
-        assert_eq!(
-            a.verify(&creds, "REGISTER", "sip:example.com", users),
-            Verdict::Stale
-        );
+        assert_eq!(a.verify(&creds, "REGISTER", "sip:example.com", users), Verdict::Stale);
 
         let forged = format!("{:016x}{}", unix_now(), "0".repeat(32));
         let header = answer(Algorithm::Md5, &forged, "secret", "sip:example.com");
@@ -407,13 +389,8 @@ mod tests {
             Verdict::Rejected(Rejection::BadNonce)
         );
 
-        assert_eq!(
-            a.verify(&[], "REGISTER", "sip:example.com", users),
-            Verdict::Missing
-        );
-        let foreign =
-            AuthParams::parse("Digest username=\"alice\", realm=\"elsewhere\", nonce=\"x\"")
-                .unwrap();
+        assert_eq!(a.verify(&[], "REGISTER", "sip:example.com", users), Verdict::Missing);
+        let foreign = AuthParams::parse("Digest username=\"alice\", realm=\"elsewhere\", nonce=\"x\"").unwrap();
         assert_eq!(
             a.verify(&[foreign], "REGISTER", "sip:example.com", users),
             Verdict::Missing
@@ -443,9 +420,7 @@ mod tests {
         let creds = [AuthParams::parse(&header).unwrap()];
         assert_eq!(
             a.verify(&creds, "REGISTER", "sip:example.com", lookup),
-            Verdict::Authenticated {
-                user: "alice".into()
-            }
+            Verdict::Authenticated { user: "alice".into() }
         );
         // No SHA-256 HA1 stored: that algorithm cannot succeed.
         let header = answer(Algorithm::Sha256, &nonce, "secret", "sip:example.com");

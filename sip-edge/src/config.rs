@@ -166,10 +166,7 @@ impl EdgeConfig {
             bad("limits.max_message_bytes", "must be from 512 to 16777216");
         }
         if self.limits.max_body_bytes > self.limits.max_message_bytes {
-            bad(
-                "limits.max_body_bytes",
-                "must not exceed limits.max_message_bytes",
-            );
+            bad("limits.max_body_bytes", "must not exceed limits.max_message_bytes");
         }
         if self.overload.max_transactions == 0 {
             bad("overload.max_transactions", "must be greater than 0");
@@ -185,11 +182,7 @@ impl EdgeConfig {
                 bad("supported", "option tags must be tokens");
             }
         }
-        if errors.is_empty() {
-            Ok(())
-        } else {
-            Err(errors)
-        }
+        if errors.is_empty() { Ok(()) } else { Err(errors) }
     }
 
     pub fn timer_config(&self) -> TimerConfig {
@@ -208,9 +201,7 @@ impl EdgeConfig {
     pub fn tcp_settings(&self) -> TcpSettings {
         TcpSettings {
             idle_timeout: Duration::from_secs(self.tcp.idle_timeout_s),
-            incomplete_message_timeout: Duration::from_millis(
-                self.tcp.incomplete_message_timeout_ms,
-            ),
+            incomplete_message_timeout: Duration::from_millis(self.tcp.incomplete_message_timeout_ms),
             connect_timeout: Duration::from_millis(self.tcp.connect_timeout_ms),
             write_queue: self.tcp.write_queue,
             max_connections: self.tcp.max_connections,

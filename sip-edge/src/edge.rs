@@ -41,10 +41,7 @@ impl RunningEdge {
 
     /// The first bound address of a transport.
     pub fn addr(&self, transport: TransportKind) -> Option<SocketAddr> {
-        self.local_addrs
-            .iter()
-            .find(|(t, _)| *t == transport)
-            .map(|(_, a)| *a)
+        self.local_addrs.iter().find(|(t, _)| *t == transport).map(|(_, a)| *a)
     }
 
     /// Stops listening. Transactions in progress end with their timers.
@@ -68,10 +65,7 @@ struct Core {
 }
 
 /// Starts an edge with `dispatcher` behind it.
-pub async fn start(
-    config: &EdgeConfig,
-    dispatcher: Arc<dyn Dispatch>,
-) -> Result<RunningEdge, StartError> {
+pub async fn start(config: &EdgeConfig, dispatcher: Arc<dyn Dispatch>) -> Result<RunningEdge, StartError> {
     let transports = Transports::new(config.advertise, config.tcp_settings());
     let layer = TransactionLayer::new(
         config.timer_config(),
@@ -123,11 +117,7 @@ pub async fn start(
                 let listener = tcp::bind(listen.addr).map_err(bind_err)?;
                 let local = listener.local_addr().map_err(bind_err)?;
                 transports.add_tcp_listener(local);
-                tasks.push(tokio::spawn(tcp::serve(
-                    listener,
-                    local,
-                    transports.clone(),
-                )));
+                tasks.push(tokio::spawn(tcp::serve(listener, local, transports.clone())));
                 info!(%local, "listening on TCP");
                 local_addrs.push((TransportKind::Tcp, local));
             }
@@ -219,11 +209,7 @@ impl TransactionUser for Core {
             let _ = tx.respond(rejection.response(&request, tx.to_tag()));
             return;
         }
-        let in_dialog = request
-            .to_header()
-            .ok()
-            .and_then(|t| t.tag().map(|_| ()))
-            .is_some();
+        let in_dialog = request.to_header().ok().and_then(|t| t.tag().map(|_| ())).is_some();
         if method == Method::Options && !in_dialog {
             let _ = tx.respond(self.options_response(&request, tx.to_tag()));
             return;
@@ -241,19 +227,14 @@ impl TransactionUser for Core {
         }
         let Ok(permit) = self.inflight.clone().try_acquire_owned() else {
             warn!(tx = %tx.id(), %method, "too many requests in flight: 503");
-            let mut resp =
-                request.make_response(503, "Service Unavailable (overloaded)", Some(tx.to_tag()));
+            let mut resp = request.make_response(503, "Service Unavailable (overloaded)", Some(tx.to_tag()));
             resp.push_header(Known::RetryAfter, &self.retry_after);
             let _ = tx.respond(resp);
             return;
         };
         let span = info_span!("dispatch", tx = %tx.id(), %method, remote = %source.remote);
         let fut = self.dispatcher.dispatch(
-            IncomingRequest {
-                tx,
-                request,
-                source,
-            },
+            IncomingRequest { tx, request, source },
             EdgeHandle {
                 layer: self.layer.clone(),
             },

@@ -20,7 +20,5 @@ pub mod validate;
 pub use config::EdgeConfig;
 pub use dispatch::{BoxFuture, Dispatch, EdgeHandle, IncomingRequest, NoServices};
 pub use edge::{RunningEdge, StartError, start};
-pub use transaction::{
-    ClientEvent, ClientTx, Origin, ServerTx, ServerTxId, TimerConfig, TransactionLayer, TxError,
-};
+pub use transaction::{ClientEvent, ClientTx, Origin, ServerTx, ServerTxId, TimerConfig, TransactionLayer, TxError};
 pub use transport::{FlowId, ListenAddr, Source, Target, TransportKind};

@@ -37,10 +37,7 @@ pub fn check_request(req: &Message, supported: &[String]) -> Result<(), Rejectio
     match req.request_uri().map(Uri::parse) {
         Some(Ok(Uri::Sip(_) | Uri::Tel(_))) => {}
         Some(Ok(Uri::Absolute { scheme, .. })) => {
-            return Err(Rejection::new(
-                416,
-                format!("Unsupported URI Scheme ({scheme})"),
-            ));
+            return Err(Rejection::new(416, format!("Unsupported URI Scheme ({scheme})")));
         }
         _ => return Err(Rejection::new(400, "Bad Request (Request-URI)")),
     }
@@ -82,9 +79,7 @@ mod tests {
         assert_eq!(check_request(&req("INVITE", "sip:a@b", ""), &[]), Ok(()));
         assert_eq!(check_request(&req("INVITE", "tel:+123", ""), &[]), Ok(()));
         assert_eq!(
-            check_request(&req("INVITE", "unknown:x", ""), &[])
-                .unwrap_err()
-                .code,
+            check_request(&req("INVITE", "unknown:x", ""), &[]).unwrap_err().code,
             416
         );
         assert_eq!(
@@ -103,10 +98,7 @@ mod tests {
         )
         .unwrap_err();
         assert_eq!(r.code, 420);
-        assert_eq!(
-            r.headers,
-            vec![("Unsupported", "nothingwecando".to_owned())]
-        );
+        assert_eq!(r.headers, vec![("Unsupported", "nothingwecando".to_owned())]);
         assert_eq!(
             check_request(&req("CANCEL", "sip:a@b", "Require: foo\r\n"), &[]),
             Ok(())

@@ -11,8 +11,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use sip_edge::transport::ListenAddr;
 use sip_edge::{
-    BoxFuture, Dispatch, EdgeConfig, EdgeHandle, IncomingRequest, NoServices, RunningEdge, Target,
-    TransportKind,
+    BoxFuture, Dispatch, EdgeConfig, EdgeHandle, IncomingRequest, NoServices, RunningEdge, Target, TransportKind,
 };
 use sip_message::{Known, Message, Method};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -23,10 +22,7 @@ const WAIT: Duration = Duration::from_secs(3);
 
 fn config(listen: &[&str]) -> EdgeConfig {
     let mut c = EdgeConfig {
-        listen: listen
-            .iter()
-            .map(|l| l.parse::<ListenAddr>().unwrap())
-            .collect(),
+        listen: listen.iter().map(|l| l.parse::<ListenAddr>().unwrap()).collect(),
         supported: vec!["path".into()],
         ..EdgeConfig::default()
     };
@@ -76,10 +72,7 @@ impl Udp {
 
     async fn recv(&self) -> Option<Message> {
         let mut buf = vec![0u8; 65536];
-        let (n, _) = timeout(WAIT, self.sock.recv_from(&mut buf))
-            .await
-            .ok()?
-            .ok()?;
+        let (n, _) = timeout(WAIT, self.sock.recv_from(&mut buf)).await.ok()?.ok()?;
         Some(Message::parse(Bytes::copy_from_slice(&buf[..n])).unwrap())
     }
 
@@ -115,11 +108,7 @@ async fn options_and_every_rejection_over_udp() {
     );
 
     udp.send(&request("INVITE", "z9hG4bKi1", "")).await;
-    assert_eq!(
-        udp.recv().await.unwrap().status(),
-        Some(100),
-        "100 Trying first"
-    );
+    assert_eq!(udp.recv().await.unwrap().status(), Some(100), "100 Trying first");
     let r = udp.recv().await.unwrap();
     assert_eq!(r.status(), Some(405));
     assert_eq!(r.known_header(Known::Allow), Some("OPTIONS"));
@@ -134,17 +123,13 @@ async fn options_and_every_rejection_over_udp() {
             request("OPTIONS", "z9hG4bKm1", "").replace("CSeq: 1 OPTIONS", "CSeq: 1 INVITE"),
             400,
         ),
-        (
-            request("INVITE", "z9hG4bKr1", "Require: 100rel, path\r\n"),
-            420,
-        ),
+        (request("INVITE", "z9hG4bKr1", "Require: 100rel, path\r\n"), 420),
         (
             request("INVITE", "z9hG4bKh1", "").replace("Max-Forwards: 70", "Max-Forwards: 0"),
             483,
         ),
         (
-            request("INVITE", "z9hG4bKs1", "")
-                .replace("sip:service@127.0.0.1 SIP", "urn:service:sos SIP"),
+            request("INVITE", "z9hG4bKs1", "").replace("sip:service@127.0.0.1 SIP", "urn:service:sos SIP"),
             416,
         ),
         (
@@ -162,10 +147,7 @@ async fn options_and_every_rejection_over_udp() {
     for (raw, want) in cases {
         let r = udp.final_for(&raw).await;
         assert_eq!(r.status(), Some(want), "{raw}\n-> {r}");
-        assert!(
-            r.reason().is_some_and(|p| !p.is_empty()),
-            "reason phrase for {want}"
-        );
+        assert!(r.reason().is_some_and(|p| !p.is_empty()), "reason phrase for {want}");
         if want == 420 {
             assert_eq!(r.known_header(Known::Unsupported), Some("100rel"));
         }
@@ -184,12 +166,7 @@ async fn options_and_every_rejection_over_udp() {
 
 #[tokio::test]
 async fn ipv6_loopback_udp_and_tcp() {
-    let Ok(edge) = sip_edge::start(
-        &config(&["udp:[::1]:0", "tcp:[::1]:0"]),
-        Arc::new(NoServices),
-    )
-    .await
-    else {
+    let Ok(edge) = sip_edge::start(&config(&["udp:[::1]:0", "tcp:[::1]:0"]), Arc::new(NoServices)).await else {
         eprintln!("no IPv6 loopback on this machine; skipping");
         return;
     };
@@ -202,13 +179,9 @@ async fn ipv6_loopback_udp_and_tcp() {
     let mut tcp = TcpStream::connect(edge.addr(TransportKind::Tcp).unwrap())
         .await
         .unwrap();
-    tcp.write_all(
-        raw.replace("z9hG4bK6u", "z9hG4bK6t")
-            .replace("/UDP", "/TCP")
-            .as_bytes(),
-    )
-    .await
-    .unwrap();
+    tcp.write_all(raw.replace("z9hG4bK6u", "z9hG4bK6t").replace("/UDP", "/TCP").as_bytes())
+        .await
+        .unwrap();
     let got = read_messages(&mut tcp, 1).await;
     assert_eq!(got[0].status(), Some(200));
     edge.stop();
@@ -220,10 +193,7 @@ async fn read_messages(tcp: &mut TcpStream, n: usize) -> Vec<Message> {
     let mut out = Vec::new();
     let mut buf = [0u8; 4096];
     while out.len() < n {
-        let read = timeout(WAIT, tcp.read(&mut buf))
-            .await
-            .expect("timed out")
-            .unwrap();
+        let read = timeout(WAIT, tcp.read(&mut buf)).await.expect("timed out").unwrap();
         assert!(read > 0, "connection closed after {} messages", out.len());
         framer.extend(&buf[..read]);
         while let Ok(Some(frame)) = framer.next_frame() {
@@ -269,26 +239,19 @@ async fn tcp_pipelining_split_reads_keepalive_and_stalled_peer() {
     // RFC 5626 keep-alive: a double CRLF gets a single CRLF.
     a.write_all(b"\r\n\r\n").await.unwrap();
     let mut pong = [0u8; 2];
-    timeout(WAIT, a.read_exact(&mut pong))
-        .await
-        .unwrap()
-        .unwrap();
+    timeout(WAIT, a.read_exact(&mut pong)).await.unwrap().unwrap();
     assert_eq!(&pong, b"\r\n");
 
     // A peer that promises a body and never sends it is cut off after the
     // incomplete-message timeout; other connections do not notice.
     let mut stalled = TcpStream::connect(addr).await.unwrap();
-    let partial =
-        tcp_request("OPTIONS", "z9hG4bKst").replace("Content-Length: 0", "Content-Length: 100");
+    let partial = tcp_request("OPTIONS", "z9hG4bKst").replace("Content-Length: 0", "Content-Length: 100");
     stalled.write_all(partial.as_bytes()).await.unwrap();
     let mut buf = [0u8; 64];
     let closed = timeout(Duration::from_secs(2), stalled.read(&mut buf))
         .await
         .expect("stalled connection not closed");
-    assert!(
-        matches!(closed, Ok(0) | Err(_)),
-        "expected close, got {closed:?}"
-    );
+    assert!(matches!(closed, Ok(0) | Err(_)), "expected close, got {closed:?}");
     a.write_all(tcp_request("OPTIONS", "z9hG4bKp4").as_bytes())
         .await
         .unwrap();
@@ -345,10 +308,7 @@ async fn dispatch_answers_later_and_overload_gets_503() {
     udp.send(&request("ACK", "z9hG4bKd1", "")).await;
 
     let ok = udp.final_for(&request("OPTIONS", "z9hG4bKd0", "")).await;
-    assert_eq!(
-        ok.known_header(Known::Allow),
-        Some("OPTIONS, INVITE, MESSAGE")
-    );
+    assert_eq!(ok.known_header(Known::Allow), Some("OPTIONS, INVITE, MESSAGE"));
 
     udp.send(&request("MESSAGE", "z9hG4bKd2", "")).await;
     tokio::time::sleep(Duration::from_millis(100)).await;
@@ -362,26 +322,17 @@ async fn dispatch_answers_later_and_overload_gets_503() {
 async fn client_transaction_over_udp_to_a_real_socket() {
     let edge = start(&config(&["udp:127.0.0.1:0"]), Arc::new(NoServices)).await;
     let peer = UdpSocket::bind("127.0.0.1:0").await.unwrap();
-    let mut req = Message::request(
-        Method::Options,
-        &format!("sip:peer@{}", peer.local_addr().unwrap()),
-    );
+    let mut req = Message::request(Method::Options, &format!("sip:peer@{}", peer.local_addr().unwrap()));
     req.push_header(Known::From, "<sip:edge@example.com>;tag=e1");
     req.push_header(Known::To, "<sip:peer@example.com>");
     req.push_header(Known::CallId, "client-1");
     req.push_header(Known::CSeq, "1 OPTIONS");
     let mut ctx = edge
         .handle()
-        .send_request(
-            req,
-            Target::new(TransportKind::Udp, peer.local_addr().unwrap()),
-        )
+        .send_request(req, Target::new(TransportKind::Udp, peer.local_addr().unwrap()))
         .unwrap();
     let mut buf = vec![0u8; 65536];
-    let (n, from) = timeout(WAIT, peer.recv_from(&mut buf))
-        .await
-        .unwrap()
-        .unwrap();
+    let (n, from) = timeout(WAIT, peer.recv_from(&mut buf)).await.unwrap().unwrap();
     assert_eq!(from, edge.addr(TransportKind::Udp).unwrap());
     let got = Message::parse(Bytes::copy_from_slice(&buf[..n])).unwrap();
     assert!(got.top_via().unwrap().has_rfc3261_branch());
@@ -404,17 +355,13 @@ async fn tcp_response_reopens_to_sent_by_when_the_connection_is_gone() {
     let mut a = TcpStream::connect(edge.addr(TransportKind::Tcp).unwrap())
         .await
         .unwrap();
-    let invite =
-        tcp_request("INVITE", "z9hG4bKreopen").replace("127.0.0.1:9", &sent_by.to_string());
+    let invite = tcp_request("INVITE", "z9hG4bKreopen").replace("127.0.0.1:9", &sent_by.to_string());
     a.write_all(invite.as_bytes()).await.unwrap();
     assert_eq!(read_messages(&mut a, 1).await[0].status(), Some(100));
     drop(a);
     // The service answers 100 ms later; the edge must open a connection to
     // the sent-by address to deliver it (RFC 3261 18.2.2).
-    let (mut back, _) = timeout(WAIT, client_listener.accept())
-        .await
-        .unwrap()
-        .unwrap();
+    let (mut back, _) = timeout(WAIT, client_listener.accept()).await.unwrap().unwrap();
     let got = read_messages(&mut back, 1).await;
     assert_eq!(got[0].status(), Some(486));
     assert_eq!(got[0].branch(), Some("z9hG4bKreopen"));

@@ -11,9 +11,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use sip_edge::transaction::TransactionUser;
 use sip_edge::transport::memory::MemoryTransmit;
-use sip_edge::{
-    Origin, ServerTx, ServerTxId, Source, Target, TimerConfig, TransactionLayer, TransportKind,
-};
+use sip_edge::{Origin, ServerTx, ServerTxId, Source, Target, TimerConfig, TransactionLayer, TransportKind};
 use sip_message::{Message, Method};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, advance};
@@ -175,10 +173,7 @@ async fn invite_server_sends_trying_and_replays_final_on_retransmission() {
     // and does not reach the transaction user.
     h.layer.receive(invite.clone(), source(TransportKind::Udp));
     let sent = h.sent().await;
-    assert_eq!(
-        sent.iter().map(|s| status(&s.2)).collect::<Vec<_>>(),
-        vec![100]
-    );
+    assert_eq!(sent.iter().map(|s| status(&s.2)).collect::<Vec<_>>(), vec![100]);
     assert!(h.up().await.is_none());
 
     tx.respond(req.make_response(486, "Busy Here", Some(tx.to_tag())))
@@ -202,10 +197,7 @@ async fn invite_server_sends_trying_and_replays_final_on_retransmission() {
     h.layer.receive(ack, source(TransportKind::Udp));
     assert!(h.up().await.is_none(), "ACK of a non-2xx is absorbed");
     let after = h.run_for(Duration::from_secs(10)).await;
-    assert!(
-        after.is_empty(),
-        "no retransmission after the ACK: {after:?}"
-    );
+    assert!(after.is_empty(), "no retransmission after the ACK: {after:?}");
 }
 
 #[tokio::test(start_paused = true)]
@@ -224,9 +216,7 @@ async fn timer_g_retransmits_final_until_timer_h() {
     let resent = h.run_for(T1 * 64 + Duration::from_secs(1)).await;
     let times: Vec<u64> = resent.iter().map(|(at, _)| ms(*at - t0)).collect();
     // T1, 2T1, 4T1, then capped at T2 (4 s), until timer H at 64*T1 = 32 s.
-    let expected: Vec<u64> = vec![
-        500, 1500, 3500, 7500, 11500, 15500, 19500, 23500, 27500, 31500,
-    ];
+    let expected: Vec<u64> = vec![500, 1500, 3500, 7500, 11500, 15500, 19500, 23500, 27500, 31500];
     assert_eq!(times.len(), expected.len(), "{times:?}");
     for (got, want) in times.iter().zip(&expected) {
         assert!(
@@ -272,10 +262,7 @@ async fn client_non_invite_retransmits_capped_at_t2_then_408() {
     let req = outgoing(Method::Options);
     let mut ctx = h
         .layer
-        .send_request(
-            req,
-            Target::new(TransportKind::Udp, "192.0.2.20:5060".parse().unwrap()),
-        )
+        .send_request(req, Target::new(TransportKind::Udp, "192.0.2.20:5060".parse().unwrap()))
         .unwrap();
     let first = h.sent().await;
     assert_eq!(first.len(), 1);
@@ -284,9 +271,7 @@ async fn client_non_invite_retransmits_capped_at_t2_then_408() {
     let resent = h.run_for(T1 * 64 + Duration::from_millis(200)).await;
     let times: Vec<u64> = resent.iter().map(|(at, _)| ms(*at)).collect();
     // Timer E: 500, 1500, 3500, 7500, then every T2 until timer F (32 s).
-    let expected: Vec<u64> = vec![
-        500, 1500, 3500, 7500, 11500, 15500, 19500, 23500, 27500, 31500,
-    ];
+    let expected: Vec<u64> = vec![500, 1500, 3500, 7500, 11500, 15500, 19500, 23500, 27500, 31500];
     assert_eq!(times.len(), expected.len(), "{times:?}");
     for (got, want) in times.iter().zip(&expected) {
         assert!(got.abs_diff(*want) <= 50, "{times:?}");
@@ -310,11 +295,7 @@ async fn client_invite_timer_b_and_ack_for_failure() {
     assert_eq!(times.len(), 6, "{times:?}");
     assert!(times[5].abs_diff(31_500) <= 50, "{times:?}");
     let ev = ctx.next().await.unwrap();
-    assert_eq!(
-        (ev.origin, status(&ev.response)),
-        (Origin::Timeout, 408),
-        "timer B"
-    );
+    assert_eq!((ev.origin, status(&ev.response)), (Origin::Timeout, 408), "timer B");
 
     // A 486 is ACKed by the transaction, and again on retransmission.
     let mut ctx = h.layer.send_request(inv, target).unwrap();
@@ -328,17 +309,10 @@ async fn client_invite_timer_b_and_ack_for_failure() {
     assert_eq!(acks.len(), 1);
     let ack = &acks[0].2;
     assert_eq!(ack.method(), Some(&Method::Ack));
-    assert_eq!(
-        ack.top_via().unwrap().branch(),
-        sent_invite.top_via().unwrap().branch()
-    );
+    assert_eq!(ack.top_via().unwrap().branch(), sent_invite.top_via().unwrap().branch());
     assert_eq!(ack.to_header().unwrap().tag(), Some("b1"));
     h.layer.receive(busy, source(TransportKind::Udp));
-    assert_eq!(
-        h.sent().await.len(),
-        1,
-        "retransmitted final gets the ACK again"
-    );
+    assert_eq!(h.sent().await.len(), 1, "retransmitted final gets the ACK again");
 }
 
 #[tokio::test(start_paused = true)]
@@ -358,43 +332,28 @@ async fn cancel_gets_200_and_invite_487() {
         .map(|s| (status(&s.2), s.2.cseq().unwrap().method.to_string()))
         .collect();
     got.sort();
-    assert_eq!(
-        got,
-        vec![(200, "CANCEL".to_owned()), (487, "INVITE".to_owned())]
-    );
+    assert_eq!(got, vec![(200, "CANCEL".to_owned()), (487, "INVITE".to_owned())]);
     match h.up().await {
         Some(Up::Cancelled(id)) => assert_eq!(id, tx.id()),
         other => panic!("expected cancellation upward, got {other:?}"),
     }
     // A CANCEL for nothing gets 481.
-    let stray = Message::parse(
-        request("INVITE", "z9hG4bKnothing", "")
-            .make_cancel()
-            .to_bytes(),
-    )
-    .unwrap();
+    let stray = Message::parse(request("INVITE", "z9hG4bKnothing", "").make_cancel().to_bytes()).unwrap();
     h.layer.receive(stray, source(TransportKind::Udp));
     let sent = h.sent().await;
-    assert_eq!(
-        sent.iter().map(|s| status(&s.2)).collect::<Vec<_>>(),
-        vec![481]
-    );
+    assert_eq!(sent.iter().map(|s| status(&s.2)).collect::<Vec<_>>(), vec![481]);
 }
 
 #[tokio::test(start_paused = true)]
 async fn merged_request_gets_482() {
     let mut h = Harness::new(100);
-    h.layer.receive(
-        request("INVITE", "z9hG4bKfork1", ""),
-        source(TransportKind::Udp),
-    );
+    h.layer
+        .receive(request("INVITE", "z9hG4bKfork1", ""), source(TransportKind::Udp));
     assert!(matches!(h.up().await, Some(Up::Request(..))));
     h.sent().await;
     // Same From tag, Call-ID and CSeq, arriving by another path (branch).
-    h.layer.receive(
-        request("INVITE", "z9hG4bKfork2", ""),
-        source(TransportKind::Udp),
-    );
+    h.layer
+        .receive(request("INVITE", "z9hG4bKfork2", ""), source(TransportKind::Udp));
     let sent = h.sent().await;
     assert!(
         sent.iter().any(|s| status(&s.2) == 482),
@@ -413,8 +372,7 @@ async fn accepted_2xx_retransmitted_until_ack_then_ack_goes_up() {
         panic!()
     };
     h.sent().await;
-    tx.respond(req.make_response(200, "OK", Some(tx.to_tag())))
-        .unwrap();
+    tx.respond(req.make_response(200, "OK", Some(tx.to_tag()))).unwrap();
     let ok = h.sent().await.remove(0).2;
     let resent = h.run_for(Duration::from_millis(1600)).await;
     assert_eq!(resent.len(), 2, "2xx retransmitted at T1 and 2*T1");
@@ -445,8 +403,7 @@ async fn non_invite_server_replays_final_until_timer_j() {
         panic!()
     };
     assert!(h.sent().await.is_empty(), "no 100 for non-INVITE");
-    tx.respond(req.make_response(200, "OK", Some(tx.to_tag())))
-        .unwrap();
+    tx.respond(req.make_response(200, "OK", Some(tx.to_tag()))).unwrap();
     let first = h.sent().await.remove(0).2;
     h.run_for(Duration::from_secs(10)).await;
     h.layer.receive(reg.clone(), source(TransportKind::Udp));
@@ -465,10 +422,8 @@ async fn non_invite_server_replays_final_until_timer_j() {
 #[tokio::test(start_paused = true)]
 async fn full_table_answers_503_with_retry_after() {
     let mut h = Harness::new(1);
-    h.layer.receive(
-        request("REGISTER", "z9hG4bKa", ""),
-        source(TransportKind::Udp),
-    );
+    h.layer
+        .receive(request("REGISTER", "z9hG4bKa", ""), source(TransportKind::Udp));
     assert!(matches!(h.up().await, Some(Up::Request(..))));
     let mut second = request("REGISTER", "z9hG4bKb", "");
     second.set_header("Call-ID", "other-call");
@@ -477,11 +432,7 @@ async fn full_table_answers_503_with_retry_after() {
     let sent = h.sent().await;
     assert_eq!(sent.len(), 1);
     assert_eq!(status(&sent[0].2), 503);
-    assert_eq!(
-        sent[0].2.header("Retry-After"),
-        Some("7"),
-        "the configured Retry-After"
-    );
+    assert_eq!(sent[0].2.header("Retry-After"), Some("7"), "the configured Retry-After");
 }
 
 #[tokio::test(start_paused = true)]
@@ -489,10 +440,7 @@ async fn responses_follow_rport_and_sent_by() {
     let mut h = Harness::new(100);
     // Without rport: source IP, sent-by port.
     let mut req = request("REGISTER", "z9hG4bKr1", "");
-    req.replace_top_value(
-        sip_message::Known::Via,
-        "SIP/2.0/UDP 192.0.2.10:5077;branch=z9hG4bKr1",
-    );
+    req.replace_top_value(sip_message::Known::Via, "SIP/2.0/UDP 192.0.2.10:5077;branch=z9hG4bKr1");
     let req = Message::parse(req.to_bytes()).unwrap();
     let src = Source {
         remote: "192.0.2.10:40000".parse().unwrap(),
@@ -503,10 +451,7 @@ async fn responses_follow_rport_and_sent_by() {
         panic!()
     };
     tx.respond(r.make_response(200, "OK", None)).unwrap();
-    assert_eq!(
-        h.sent().await[0].1.remote,
-        "192.0.2.10:5077".parse().unwrap()
-    );
+    assert_eq!(h.sent().await[0].1.remote, "192.0.2.10:5077".parse().unwrap());
     // With rport: the source port.
     let mut req = request("REGISTER", "z9hG4bKr2", "");
     req.replace_top_value(
@@ -520,8 +465,5 @@ async fn responses_follow_rport_and_sent_by() {
         panic!()
     };
     tx.respond(r.make_response(200, "OK", None)).unwrap();
-    assert_eq!(
-        h.sent().await[0].1.remote,
-        "192.0.2.10:40000".parse().unwrap()
-    );
+    assert_eq!(h.sent().await[0].1.remote, "192.0.2.10:40000".parse().unwrap());
 }

@@ -85,11 +85,7 @@ fn line_split(data: &[u8]) -> usize {
 fn bench(c: &mut Criterion) {
     let invite = Bytes::from(format!("{INVITE}{}\r\n\r\n{SDP}", SDP.len()));
     let register = Bytes::from_static(REGISTER.as_bytes());
-    eprintln!(
-        "INVITE {} bytes, REGISTER {} bytes",
-        invite.len(),
-        register.len()
-    );
+    eprintln!("INVITE {} bytes, REGISTER {} bytes", invite.len(), register.len());
     c.bench_function("parse+access INVITE with SDP", |b| {
         b.iter(|| parse_and_access(black_box(&invite)))
     });

@@ -21,9 +21,7 @@ impl Message {
         if let Some(to) = self.known_header(Known::To) {
             let has_tag = self.to_header().map(|t| t.tag().is_some()).unwrap_or(true);
             match to_tag {
-                Some(tag) if code > 100 && !has_tag => {
-                    resp.push_header(Known::To, &format!("{to};tag={tag}"))
-                }
+                Some(tag) if code > 100 && !has_tag => resp.push_header(Known::To, &format!("{to};tag={tag}")),
                 _ => resp.push_header(Known::To, to),
             }
         }

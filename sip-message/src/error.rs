@@ -22,10 +22,7 @@ pub enum ParseError {
     #[error("header line {line} has an invalid header name")]
     BadHeaderName { line: usize },
     #[error("invalid {header} header: {reason}")]
-    BadHeader {
-        header: &'static str,
-        reason: &'static str,
-    },
+    BadHeader { header: &'static str, reason: &'static str },
     #[error("missing mandatory header {0}")]
     MissingHeader(&'static str),
     #[error("more than one {0} header with different values")]

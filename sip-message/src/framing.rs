@@ -204,15 +204,9 @@ mod tests {
         two.extend_from_slice(b"\r\n\r\n");
         two.extend_from_slice(MSG);
         f.extend(&two);
-        assert_eq!(
-            f.next_frame(),
-            Ok(Some(Frame::Message(Bytes::from_static(MSG))))
-        );
+        assert_eq!(f.next_frame(), Ok(Some(Frame::Message(Bytes::from_static(MSG)))));
         assert_eq!(f.next_frame(), Ok(Some(Frame::Ping)));
-        assert_eq!(
-            f.next_frame(),
-            Ok(Some(Frame::Message(Bytes::from_static(MSG))))
-        );
+        assert_eq!(f.next_frame(), Ok(Some(Frame::Message(Bytes::from_static(MSG)))));
         assert_eq!(f.next_frame(), Ok(None));
         for b in MSG {
             f.extend(&[*b]);
@@ -220,10 +214,7 @@ mod tests {
                 assert_eq!(f.next_frame(), Ok(None));
             }
         }
-        assert_eq!(
-            f.next_frame(),
-            Ok(Some(Frame::Message(Bytes::from_static(MSG))))
-        );
+        assert_eq!(f.next_frame(), Ok(Some(Frame::Message(Bytes::from_static(MSG)))));
     }
 
     #[test]

@@ -3,11 +3,7 @@
 
 /// Size and count limits applied by the parser and the framer.
 #[derive(Debug, Clone, PartialEq, Eq)]
-#[cfg_attr(
-    feature = "serde",
-    derive(serde::Deserialize, serde::Serialize),
-    serde(default)
-)]
+#[cfg_attr(feature = "serde", derive(serde::Deserialize, serde::Serialize), serde(default))]
 pub struct Limits {
     /// Whole message (start line + headers + body), in bytes.
     pub max_message_bytes: usize,

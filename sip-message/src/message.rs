@@ -44,16 +44,8 @@ pub(crate) struct Entry {
 
 #[derive(Debug, Clone)]
 pub(crate) enum Start {
-    Request {
-        method: Method,
-        uri: Text,
-        version: Text,
-    },
-    Response {
-        version: Text,
-        code: u16,
-        reason: Text,
-    },
+    Request { method: Method, uri: Text, version: Text },
+    Response { version: Text, code: u16, reason: Text },
 }
 
 /// A SIP request or response.
@@ -200,9 +192,7 @@ impl Message {
     /// The SIP-Version text of the start line.
     pub fn version(&self) -> &str {
         match &self.start {
-            Start::Request { version, .. } | Start::Response { version, .. } => {
-                version.get(&self.head)
-            }
+            Start::Request { version, .. } | Start::Response { version, .. } => version.get(&self.head),
         }
     }
 
@@ -300,8 +290,7 @@ impl Message {
         let name = name.into();
         let before = self.entries.len();
         let head = &self.head;
-        self.entries
-            .retain(|e| !name.matches(e.known, e.name.get(head)));
+        self.entries.retain(|e| !name.matches(e.known, e.name.get(head)));
         before - self.entries.len()
     }
 
@@ -345,8 +334,7 @@ impl Message {
             return false;
         };
         let current = self.entries[i].value.get(&self.head);
-        let rest = crate::text::find_top_level(current, b',')
-            .map(|c| trim_ws(&current[c + 1..]).to_owned());
+        let rest = crate::text::find_top_level(current, b',').map(|c| trim_ws(&current[c + 1..]).to_owned());
         let name = self.entries[i].name.get(&self.head).to_owned();
         self.entries[i] = Entry {
             known: Some(known),
@@ -398,11 +386,7 @@ impl Message {
     pub(crate) fn loc(&self, l: Loc) -> &str {
         self.entries
             .get(usize::from(l.entry))
-            .and_then(|e| {
-                e.value
-                    .get(&self.head)
-                    .get(l.start as usize..l.end as usize)
-            })
+            .and_then(|e| e.value.get(&self.head).get(l.start as usize..l.end as usize))
             .unwrap_or_default()
     }
 
@@ -427,22 +411,14 @@ impl Message {
         match self.start_raw {
             Some((a, b)) => out.extend_from_slice(self.head[a as usize..b as usize].as_bytes()),
             None => match &self.start {
-                Start::Request {
-                    method,
-                    uri,
-                    version,
-                } => {
+                Start::Request { method, uri, version } => {
                     out.extend_from_slice(method.as_str().as_bytes());
                     out.push(b' ');
                     out.extend_from_slice(uri.get(&self.head).as_bytes());
                     out.push(b' ');
                     out.extend_from_slice(version.get(&self.head).as_bytes());
                 }
-                Start::Response {
-                    version,
-                    code,
-                    reason,
-                } => {
+                Start::Response { version, code, reason } => {
                     out.extend_from_slice(version.get(&self.head).as_bytes());
                     out.push(b' ');
                     out.extend_from_slice(code.to_string().as_bytes());

@@ -89,14 +89,8 @@ mod tests {
     #[test]
     fn methods_are_case_sensitive_tokens() {
         assert_eq!(Method::parse("INVITE"), Some(Method::Invite));
-        assert_eq!(
-            Method::parse("invite"),
-            Some(Method::Extension("invite".into()))
-        );
-        assert_eq!(
-            Method::parse("NEWMETHOD").map(|m| m.is_known()),
-            Some(false)
-        );
+        assert_eq!(Method::parse("invite"), Some(Method::Extension("invite".into())));
+        assert_eq!(Method::parse("NEWMETHOD").map(|m| m.is_known()), Some(false));
         assert_eq!(Method::parse("BAD METHOD"), None);
         assert_eq!(Method::parse(""), None);
     }

@@ -233,10 +233,7 @@ mod tests {
     #[test]
     fn long_names_ignore_case() {
         assert_eq!(Known::lookup("cALL-iD"), Some(Known::CallId));
-        assert_eq!(
-            Known::lookup("www-authenticate"),
-            Some(Known::WwwAuthenticate)
-        );
+        assert_eq!(Known::lookup("www-authenticate"), Some(Known::WwwAuthenticate));
         assert_eq!(Known::lookup("X-Custom"), None);
         assert!(HeaderName::new("x-custom").matches(None, "X-CUSTOM"));
     }

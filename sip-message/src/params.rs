@@ -27,17 +27,12 @@ impl<'a> Params<'a> {
     /// Every `(name, value)` in order; `value` is `None` for a bare flag.
     /// Empty elements (`;;`) are skipped.
     pub fn iter(&self) -> ParamIter<'a> {
-        ParamIter {
-            s: self.raw,
-            pos: 0,
-        }
+        ParamIter { s: self.raw, pos: 0 }
     }
 
     /// `Some(value)` when the parameter is present (`Some(None)` for a flag).
     pub fn get(&self, name: &str) -> Option<Option<&'a str>> {
-        self.iter()
-            .find(|(n, _)| n.eq_ignore_ascii_case(name))
-            .map(|(_, v)| v)
+        self.iter().find(|(n, _)| n.eq_ignore_ascii_case(name)).map(|(_, v)| v)
     }
 
     /// The value of a present parameter that has one.
@@ -76,11 +71,7 @@ impl ParamError {
 /// Walks `;`-separated generic-params once, strictly (token names; after
 /// `=`, a non-empty value or quoted string), and returns the value of the
 /// parameter named `want` if present (its first occurrence).
-pub(crate) fn scan_strict<'a>(
-    raw: &'a str,
-    want: &str,
-    allow_empty: bool,
-) -> Result<Option<&'a str>, ParamError> {
+pub(crate) fn scan_strict<'a>(raw: &'a str, want: &str, allow_empty: bool) -> Result<Option<&'a str>, ParamError> {
     let b = raw.as_bytes();
     let ws = |i: &mut usize| {
         while *i < b.len() && (b[*i] == b' ' || b[*i] == b'\t') {

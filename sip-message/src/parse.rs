@@ -81,9 +81,8 @@ impl Message {
                         f.folded = true;
                     }
                     None => {
-                        p.defect.get_or_insert(ParseError::StartLine(
-                            "folded line before the first header",
-                        ));
+                        p.defect
+                            .get_or_insert(ParseError::StartLine("folded line before the first header"));
                     }
                 }
             } else {
@@ -153,11 +152,7 @@ impl Message {
         let cseq_value = self.field(fields.cseq);
         let cseq = CSeq::parse(cseq_value)?;
         match &self.start {
-            Start::Request {
-                method,
-                uri,
-                version,
-            } => {
+            Start::Request { method, uri, version } => {
                 check_version(version.get(&self.head))?;
                 check_request_uri(uri.get(&self.head), limits)?;
                 if cseq.method != *method {
@@ -195,10 +190,7 @@ impl Message {
             }
             tags[slot] = addr.tag().map(|t| Loc::of(index, value, t));
         }
-        let method_text = trim_ws(cseq_value)
-            .rsplit([' ', '\t'])
-            .next()
-            .unwrap_or_default();
+        let method_text = trim_ws(cseq_value).rsplit([' ', '\t']).next().unwrap_or_default();
         let _ = self.essentials.set(Essentials {
             branch,
             from_tag: tags[0],
@@ -246,8 +238,7 @@ impl Message {
         if !via {
             return Err(ParseError::MissingHeader("Via"));
         }
-        let get =
-            |slot: usize| seen[slot].ok_or(ParseError::MissingHeader(MANDATORY[slot].as_str()));
+        let get = |slot: usize| seen[slot].ok_or(ParseError::MissingHeader(MANDATORY[slot].as_str()));
         Ok(Mandatory {
             from: get(0)?,
             to: get(1)?,
@@ -284,13 +275,7 @@ impl Message {
     }
 }
 
-const MANDATORY: [Known; 5] = [
-    Known::From,
-    Known::To,
-    Known::CallId,
-    Known::CSeq,
-    Known::MaxForwards,
-];
+const MANDATORY: [Known; 5] = [Known::From, Known::To, Known::CallId, Known::CSeq, Known::MaxForwards];
 
 struct Mandatory {
     from: usize,
@@ -328,9 +313,7 @@ fn check_version(v: &str) -> Result<(), ParseError> {
 
 fn check_request_uri(uri: &str, limits: &Limits) -> Result<(), ParseError> {
     if uri.starts_with([' ', '\t']) || uri.ends_with([' ', '\t']) {
-        return Err(ParseError::StartLine(
-            "extra white space between request-line elements",
-        ));
+        return Err(ParseError::StartLine("extra white space between request-line elements"));
     }
     if uri.len() > limits.max_uri_len {
         return Err(ParseError::Limit {
@@ -386,8 +369,7 @@ fn start_line(line: &str) -> Result<Start, ParseError> {
                 "request line needs a method, a Request-URI and a version",
             ));
         }
-        let method =
-            Method::parse(&line[..sp1]).ok_or(ParseError::StartLine("method is not a token"))?;
+        let method = Method::parse(&line[..sp1]).ok_or(ParseError::StartLine("method is not a token"))?;
         Ok(Start::Request {
             method,
             uri: Text::Span(sp1 as u32 + 1, sp2 as u32),
@@ -460,10 +442,8 @@ impl Structure<'_> {
             });
         }
         let value = if p.folded {
-            let raw = std::str::from_utf8(&self.bytes[p.colon + 1..p.end]).map_err(|e| {
-                ParseError::NotUtf8 {
-                    offset: p.colon + 1 + e.valid_up_to(),
-                }
+            let raw = std::str::from_utf8(&self.bytes[p.colon + 1..p.end]).map_err(|e| ParseError::NotUtf8 {
+                offset: p.colon + 1 + e.valid_up_to(),
             })?;
             Text::Owned(unfold(raw).into())
         } else {
@@ -478,9 +458,7 @@ impl Structure<'_> {
         };
         if p.known == Some(Known::ContentLength) {
             let text = match &value {
-                Text::Span(a, z) => {
-                    std::str::from_utf8(&self.bytes[*a as usize..*z as usize]).unwrap_or("x")
-                }
+                Text::Span(a, z) => std::str::from_utf8(&self.bytes[*a as usize..*z as usize]).unwrap_or("x"),
                 Text::Owned(s) => s,
             };
             self.content_length(text);
@@ -504,8 +482,7 @@ impl Structure<'_> {
         };
         match self.content_length {
             Some(prev) if prev != n => {
-                self.defect
-                    .get_or_insert(ParseError::Conflicting("Content-Length"));
+                self.defect.get_or_insert(ParseError::Conflicting("Content-Length"));
             }
             _ => self.content_length = Some(n),
         }
@@ -539,9 +516,6 @@ mod tests {
 
     #[test]
     fn unfold_joins_with_single_space() {
-        assert_eq!(
-            unfold(" SIP/2.0 \r\n  /UDP\r\n\t192.0.2.1"),
-            "SIP/2.0 /UDP 192.0.2.1"
-        );
+        assert_eq!(unfold(" SIP/2.0 \r\n  /UDP\r\n\t192.0.2.1"), "SIP/2.0 /UDP 192.0.2.1");
     }
 }

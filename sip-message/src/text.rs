@@ -12,10 +12,7 @@ static TOKEN: [bool; 256] = {
     while i < 256 {
         let b = i as u8;
         t[i] = b.is_ascii_alphanumeric()
-            || matches!(
-                b,
-                b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~'
-            );
+            || matches!(b, b'-' | b'.' | b'!' | b'%' | b'*' | b'_' | b'+' | b'`' | b'\'' | b'~');
         i += 1;
     }
     t
@@ -39,18 +36,7 @@ pub fn is_word_byte(b: u8) -> bool {
     is_token_byte(b)
         || matches!(
             b,
-            b'(' | b')'
-                | b'<'
-                | b'>'
-                | b':'
-                | b'\\'
-                | b'"'
-                | b'/'
-                | b'['
-                | b']'
-                | b'?'
-                | b'{'
-                | b'}'
+            b'(' | b')' | b'<' | b'>' | b':' | b'\\' | b'"' | b'/' | b'[' | b']' | b'?' | b'{' | b'}'
         )
 }
 
@@ -255,9 +241,7 @@ pub fn parse_u64(s: &str) -> Option<u64> {
 
 /// Case-insensitive ASCII prefix strip.
 pub fn strip_prefix_ci<'a>(s: &'a str, prefix: &str) -> Option<&'a str> {
-    if s.len() >= prefix.len()
-        && s.as_bytes()[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes())
-    {
+    if s.len() >= prefix.len() && s.as_bytes()[..prefix.len()].eq_ignore_ascii_case(prefix.as_bytes()) {
         Some(&s[prefix.len()..])
     } else {
         None
@@ -270,8 +254,7 @@ mod tests {
 
     #[test]
     fn split_respects_quotes_and_angles() {
-        let parts: Vec<_> =
-            split_top_level(r#""a,b" <sip:x@y;a=1,2>, <sip:z>;q=0.5"#, b',').collect();
+        let parts: Vec<_> = split_top_level(r#""a,b" <sip:x@y;a=1,2>, <sip:z>;q=0.5"#, b',').collect();
         assert_eq!(parts, vec![r#""a,b" <sip:x@y;a=1,2>"#, " <sip:z>;q=0.5"]);
     }
 

@@ -94,12 +94,8 @@ impl<'a> Uri<'a> {
         let scheme = &s[..i];
         let rest = &s[i + 1..];
         match scheme.len() {
-            3 if scheme.eq_ignore_ascii_case("sip") => {
-                SipUri::parse_after_scheme(rest, false).map(Uri::Sip)
-            }
-            4 if scheme.eq_ignore_ascii_case("sips") => {
-                SipUri::parse_after_scheme(rest, true).map(Uri::Sip)
-            }
+            3 if scheme.eq_ignore_ascii_case("sip") => SipUri::parse_after_scheme(rest, false).map(Uri::Sip),
+            4 if scheme.eq_ignore_ascii_case("sips") => SipUri::parse_after_scheme(rest, true).map(Uri::Sip),
             _ if has_ctl(rest.as_bytes()) => Err(UriError::Whitespace),
             3 if scheme.eq_ignore_ascii_case("tel") => {
                 let (number, params) = split_at_byte(rest, b';');
@@ -261,10 +257,7 @@ pub fn parse_hostport(s: &str) -> Result<(Host<'_>, Option<u16>), UriError> {
         return Err(UriError::EmptyHost);
     }
     if let Some(rest) = s.strip_prefix('[') {
-        let end = rest
-            .bytes()
-            .position(|c| c == b']')
-            .ok_or(UriError::BadHost)?;
+        let end = rest.bytes().position(|c| c == b']').ok_or(UriError::BadHost)?;
         let addr: Ipv6Addr = rest[..end].parse().map_err(|_| UriError::BadHost)?;
         let port = match &rest[end + 1..] {
             "" => None,

@@ -40,13 +40,7 @@ fn streamable() -> &'static [(String, Bytes)] {
 fn exercise(m: &Message) {
     let _ = m.top_via();
     for v in m.vias().flatten() {
-        let _ = (
-            v.branch(),
-            v.received(),
-            v.rport(),
-            v.maddr(),
-            v.has_rfc3261_branch(),
-        );
+        let _ = (v.branch(), v.received(), v.rport(), v.maddr(), v.has_rfc3261_branch());
         let _ = v.host.to_string();
     }
     for a in [m.from_header(), m.to_header()].into_iter().flatten() {
@@ -55,13 +49,7 @@ fn exercise(m: &Message) {
     if let Ok(sip_message::typed::Contacts::List(list)) = m.contacts() {
         use sip_message::typed::ContactParams;
         for c in list {
-            let _ = (
-                c.expires(),
-                c.q(),
-                c.sip_instance(),
-                c.reg_id(),
-                c.display_name(),
-            );
+            let _ = (c.expires(), c.q(), c.sip_instance(), c.reg_id(), c.display_name());
         }
     }
     let _ = m.cseq();
@@ -146,10 +134,7 @@ fn interesting_byte() -> impl Strategy<Value = u8> {
 fn mutation() -> impl Strategy<Value = Mutation> {
     prop_oneof![
         (any::<usize>(), 1..=255u8).prop_map(|(pos, mask)| Mutation::Flip { pos, mask }),
-        (
-            any::<usize>(),
-            proptest::collection::vec(interesting_byte(), 1..8)
-        )
+        (any::<usize>(), proptest::collection::vec(interesting_byte(), 1..8))
             .prop_map(|(pos, bytes)| Mutation::Insert { pos, bytes }),
         (any::<usize>(), 1..64usize).prop_map(|(pos, len)| Mutation::Delete { pos, len }),
         any::<usize>().prop_map(|pos| Mutation::Truncate { pos }),
@@ -160,9 +145,7 @@ fn mutation() -> impl Strategy<Value = Mutation> {
 
 /// Lines with their terminating "\n" (the last one may have none).
 fn lines(data: &[u8]) -> Vec<Vec<u8>> {
-    data.split_inclusive(|b| *b == b'\n')
-        .map(<[u8]>::to_vec)
-        .collect()
+    data.split_inclusive(|b| *b == b'\n').map(<[u8]>::to_vec).collect()
 }
 
 fn apply(data: &mut Vec<u8>, m: &Mutation) {

@@ -14,9 +14,7 @@ use std::net::{Ipv4Addr, Ipv6Addr};
 
 use bytes::Bytes;
 use sip_message::typed::{ContactParams, Contacts, NameAddr};
-use sip_message::{
-    HeaderName, Host, Known, LimitKind, Limits, Message, Method, ParseError, SipUri, Uri, UriError,
-};
+use sip_message::{HeaderName, Host, Known, LimitKind, Limits, Message, Method, ParseError, SipUri, Uri, UriError};
 
 use common::load;
 
@@ -36,8 +34,7 @@ fn ruri(msg: &Message) -> Uri<'_> {
 }
 
 fn sip<'a>(uri: &'a Uri<'a>, file: &str) -> &'a SipUri<'a> {
-    uri.as_sip()
-        .unwrap_or_else(|| panic!("{file}: not a sip URI: {uri:?}"))
+    uri.as_sip().unwrap_or_else(|| panic!("{file}: not a sip URI: {uri:?}"))
 }
 
 fn contacts<'a>(msg: &'a Message, file: &str) -> Vec<NameAddr<'a>> {
@@ -115,11 +112,7 @@ fn wsinv_tortuous_whitespace() {
 
     let c = contacts(&m, f);
     assert_eq!(c.len(), 1, "{f}");
-    assert_eq!(
-        c[0].display_name(),
-        Some(Cow::Borrowed(r#"Quote "me" twice"#)),
-        "{f}"
-    );
+    assert_eq!(c[0].display_name(), Some(Cow::Borrowed(r#"Quote "me" twice"#)), "{f}");
     assert_eq!(c[0].q(), Some(250), "{f}");
     assert_eq!(c[0].params.value("extparam"), Some("extvalue"), "{f}");
     assert!(c[0].params.contains("flagparam"), "{f}");
@@ -128,10 +121,7 @@ fn wsinv_tortuous_whitespace() {
     assert_eq!(routes.len(), 1, "{f}");
     let r = sip(&routes[0].uri, f);
     assert_eq!(r.host, Host::Name("edge.example.org"), "{f}");
-    assert!(
-        r.params.contains("lr") && r.params.contains("bare-flag"),
-        "{f}"
-    );
+    assert!(r.params.contains("lr") && r.params.contains("bare-flag"), "{f}");
     assert_eq!(r.params.value("someparam"), Some("val"), "{f}");
 
     // Names stay as received, case and compact form included.
@@ -143,10 +133,7 @@ fn wsinv_tortuous_whitespace() {
     assert!(names.contains(&("v", Some(Known::Via))), "{f}");
     assert!(names.contains(&("m", Some(Known::Contact))), "{f}");
 
-    assert!(
-        m.content_type().unwrap().unwrap().is("application", "sdp"),
-        "{f}"
-    );
+    assert!(m.content_type().unwrap().unwrap().is("application", "sdp"), "{f}");
     assert!(m.body().starts_with(b"v=0\r\no=maude"), "{f}");
     assert_eq!(Some(m.body().len()), m.content_length(), "{f}");
 }
@@ -162,36 +149,20 @@ fn intmeth_extension_method() {
     assert_eq!(cseq.method.as_str(), name, "{f}");
     let u = ruri(&m);
     let u = sip(&u, f);
-    assert_eq!(
-        u.user,
-        Some("odd.user~(really!)&isn't+it$/strange?,/;;*"),
-        "{f}"
-    );
+    assert_eq!(u.user, Some("odd.user~(really!)&isn't+it$/strange?,/;;*"), "{f}");
     assert_eq!(u.password, Some("&has=1,pa$$~w_d.(ok)"), "{f}");
     assert_eq!(u.host, Host::Name("example.net"), "{f}");
     let via = m.top_via().unwrap();
     assert_eq!(via.transport, "TCP", "{f}");
     assert_eq!(via.branch(), Some("z9hG4bK-~'`+_*%.!x"), "{f}");
     let to = m.to_header().unwrap();
-    assert_eq!(
-        to.display_name(),
-        Some(Cow::Borrowed("Tab:\tQuote:\" Slash:\\")),
-        "{f}"
-    );
+    assert_eq!(to.display_name(), Some(Cow::Borrowed("Tab:\tQuote:\" Slash:\\")), "{f}");
     assert_eq!(to.tag(), None, "{f}");
     let from = m.from_header().unwrap();
     assert_eq!(from.display, Some("tok1~` tok2'+_ tok3*%!.-"), "{f}");
     assert_eq!(from.tag(), Some("_t~1'+`*%!-."), "{f}");
-    assert_eq!(
-        from.params.value("weird''~+*_!.-%"),
-        Some("\"still fine\""),
-        "{f}"
-    );
-    assert_eq!(
-        m.call_id(),
-        Ok("intmeth.w%QZ-!.*_+'@w`~)(><:\\/\"][?}{"),
-        "{f}"
-    );
+    assert_eq!(from.params.value("weird''~+*_!.-%"), Some("\"still fine\""), "{f}");
+    assert_eq!(m.call_id(), Ok("intmeth.w%QZ-!.*_+'@w`~)(><:\\/\"][?}{"), "{f}");
     assert_eq!(m.max_forwards(), Ok(Some(255)), "{f}");
     assert_eq!(m.header("x-ext-!.%*+_`'~"), Some("Grüße 日本"), "{f}");
     assert!(m.body().is_empty(), "{f}");
@@ -204,24 +175,12 @@ fn esc01_escaped_request_uri_user() {
     let u = ruri(&m);
     let u = sip(&u, f);
     assert_eq!(u.user, Some("sips%3Aalice%40example.org"), "{f}");
-    assert_eq!(
-        u.user_decoded().as_deref(),
-        Some("sips:alice@example.org"),
-        "{f}"
-    );
+    assert_eq!(u.user_decoded().as_deref(), Some("sips:alice@example.org"), "{f}");
     assert_eq!(u.host, Host::Name("gateway.example.net"), "{f}");
     let to = m.to_header().unwrap();
-    assert_eq!(
-        sip(&to.uri, f).user_decoded().as_deref(),
-        Some("alice"),
-        "{f}"
-    );
+    assert_eq!(sip(&to.uri, f).user_decoded().as_deref(), Some("alice"), "{f}");
     let from = m.from_header().unwrap();
-    assert_eq!(
-        sip(&from.uri, f).user_decoded().as_deref(),
-        Some("bob"),
-        "{f}"
-    );
+    assert_eq!(sip(&from.uri, f).user_decoded().as_deref(), Some("bob"), "{f}");
     assert_eq!(from.tag(), Some("esc01a"), "{f}");
     let c = contacts(&m, f);
     assert_eq!(c.len(), 1, "{f}");
@@ -247,16 +206,8 @@ fn escnull_percent_00_in_user() {
     assert_eq!(from.tag(), Some("nul8812"), "{f}");
     let c = contacts(&m, f);
     assert_eq!(c.len(), 2, "{f}");
-    assert_eq!(
-        sip(&c[0].uri, f).user_decoded().as_deref(),
-        Some("\0"),
-        "{f}"
-    );
-    assert_eq!(
-        sip(&c[1].uri, f).user_decoded().as_deref(),
-        Some("\0\0"),
-        "{f}"
-    );
+    assert_eq!(sip(&c[0].uri, f).user_decoded().as_deref(), Some("\0"), "{f}");
+    assert_eq!(sip(&c[1].uri, f).user_decoded().as_deref(), Some("\0\0"), "{f}");
     assert_eq!(m.content_length(), Some(0), "{f}");
     assert!(m.body().is_empty(), "{f}");
 }
@@ -280,16 +231,8 @@ fn esc02_percent_not_followed_by_hex() {
     let c = contacts(&m, f);
     assert_eq!(c.len(), 2, "{f}");
     assert_eq!(sip(&c[0].uri, f).user, Some("100%"), "{f}");
-    assert_eq!(
-        sip(&c[0].uri, f).user_decoded().as_deref(),
-        Some("100%"),
-        "{f}"
-    );
-    assert_eq!(
-        sip(&c[1].uri, f).user_decoded().as_deref(),
-        Some("user%4"),
-        "{f}"
-    );
+    assert_eq!(sip(&c[0].uri, f).user_decoded().as_deref(), Some("100%"), "{f}");
+    assert_eq!(sip(&c[1].uri, f).user_decoded().as_deref(), Some("user%4"), "{f}");
 }
 
 #[test]
@@ -329,11 +272,7 @@ fn longreq_long_values_and_many_vias() {
         Some("Long Name ".repeat(60).as_str()),
         "{f}"
     );
-    assert_eq!(
-        m.from_header().unwrap().tag(),
-        Some("f".repeat(1200).as_str()),
-        "{f}"
-    );
+    assert_eq!(m.from_header().unwrap().tag(), Some("f".repeat(1200).as_str()), "{f}");
     assert_eq!(m.call_id().unwrap().len(), 8 + 1800 + 12, "{f}");
     assert_eq!(m.header("X-Long-Header").map(str::len), Some(7000), "{f}");
     let c = contacts(&m, f);
@@ -366,11 +305,7 @@ fn semiuri_semicolon_in_user_part() {
     let u = ruri(&m);
     let u = sip(&u, f);
     assert_eq!(u.user, Some("user;par=u%40example.net"), "{f}");
-    assert_eq!(
-        u.user_decoded().as_deref(),
-        Some("user;par=u@example.net"),
-        "{f}"
-    );
+    assert_eq!(u.user_decoded().as_deref(), Some("user;par=u@example.net"), "{f}");
     assert_eq!(u.host, Host::Name("example.com"), "{f}");
     assert!(u.params.is_empty(), "{f}");
     assert!(!u.params.contains("par"), "{f}");
@@ -400,11 +335,7 @@ fn transports_in_via() {
     let m = valid("transports");
     let vias: Vec<_> = m.vias().collect::<Result<_, _>>().unwrap();
     let transports: Vec<_> = vias.iter().map(|v| v.transport).collect();
-    assert_eq!(
-        transports,
-        ["UDP", "TCP", "TLS", "SCTP", "WS", "FUTURE-XP"],
-        "{f}"
-    );
+    assert_eq!(transports, ["UDP", "TCP", "TLS", "SCTP", "WS", "FUTURE-XP"], "{f}");
     let ports: Vec<_> = vias.iter().map(|v| v.port).collect();
     assert_eq!(
         ports,
@@ -534,17 +465,9 @@ fn unknown_headers_kept_in_order() {
         ("X-First", "one", None),
         ("To", "<sip:bob@example.com>", Some(Known::To)),
         ("X-Second", "two, with, commas", None),
-        (
-            "From",
-            "<sip:alice@example.com>;tag=unkh",
-            Some(Known::From),
-        ),
+        ("From", "<sip:alice@example.com>;tag=unkh", Some(Known::From)),
         ("x-first", "again", None),
-        (
-            "Call-ID",
-            "unkhdr.23hd@client.example.com",
-            Some(Known::CallId),
-        ),
+        ("Call-ID", "unkhdr.23hd@client.example.com", Some(Known::CallId)),
         ("P-Odd-Header", "\"quoted ; stuff\" <sip:x@y>", None),
         ("CSeq", "12 MESSAGE", Some(Known::CSeq)),
         ("Max-Forwards", "70", Some(Known::MaxForwards)),
@@ -554,11 +477,7 @@ fn unknown_headers_kept_in_order() {
     ];
     assert_eq!(got, want, "{f}");
     let xf = HeaderName::new("X-FIRST");
-    assert_eq!(
-        m.header_fields(&xf).collect::<Vec<_>>(),
-        ["one", "again"],
-        "{f}"
-    );
+    assert_eq!(m.header_fields(&xf).collect::<Vec<_>>(), ["one", "again"], "{f}");
     assert_eq!(m.header("x-first"), Some("one"), "{f}");
     assert_eq!(&m.body()[..], b"hello bob\r\n", "{f}");
 }
@@ -607,30 +526,15 @@ fn comma_combined_via_route_contact_allow() {
     let m = valid("combined");
     let vias: Vec<_> = m.vias().collect::<Result<_, _>>().unwrap();
     let branches: Vec<_> = vias.iter().map(|v| v.branch().unwrap()).collect();
-    assert_eq!(
-        branches,
-        ["z9hG4bKcomb1", "z9hG4bKcomb2", "z9hG4bKcomb3"],
-        "{f}"
-    );
+    assert_eq!(branches, ["z9hG4bKcomb1", "z9hG4bKcomb2", "z9hG4bKcomb3"], "{f}");
     assert_eq!(vias[1].transport, "TCP", "{f}");
     assert_eq!(vias[1].port, Some(5070), "{f}");
     assert_eq!(vias[1].received(), Some("192.0.2.80"), "{f}");
 
     let routes = m.routes().unwrap();
-    let hosts: Vec<_> = routes
-        .iter()
-        .map(|r| sip(&r.uri, f).host.to_string())
-        .collect();
-    assert_eq!(
-        hosts,
-        ["p3.example.com", "p4.example.com", "p5.example.com"],
-        "{f}"
-    );
-    assert_eq!(
-        routes[1].display_name().as_deref(),
-        Some("Proxy, Four"),
-        "{f}"
-    );
+    let hosts: Vec<_> = routes.iter().map(|r| sip(&r.uri, f).host.to_string()).collect();
+    assert_eq!(hosts, ["p3.example.com", "p4.example.com", "p5.example.com"], "{f}");
+    assert_eq!(routes[1].display_name().as_deref(), Some("Proxy, Four"), "{f}");
 
     let c = contacts(&m, f);
     assert_eq!(c.len(), 3, "{f}");
@@ -643,11 +547,7 @@ fn comma_combined_via_route_contact_allow() {
     assert_eq!(c[1].display_name().as_deref(), Some("Alice Mobile"), "{f}");
     assert_eq!(sip(&c[1].uri, f).transport(), Some("tcp"), "{f}");
     assert_eq!(c[2].display, None, "{f}");
-    assert_eq!(
-        sip(&c[2].uri, f).host,
-        Host::Name("desk.example.com"),
-        "{f}"
-    );
+    assert_eq!(sip(&c[2].uri, f).host, Host::Name("desk.example.com"), "{f}");
 
     let allow: Vec<_> = m.tokens(Known::Allow).collect();
     assert_eq!(allow, ["INVITE", "ACK", "CANCEL", "BYE", "OPTIONS"], "{f}");
@@ -683,22 +583,13 @@ fn every_compact_form() {
     let compact: Vec<_> = m
         .headers()
         .filter(|h| h.name.len() == 1)
-        .map(|h| {
-            (
-                h.name,
-                h.known.unwrap_or_else(|| panic!("{f}: {} unknown", h.name)),
-            )
-        })
+        .map(|h| (h.name, h.known.unwrap_or_else(|| panic!("{f}: {} unknown", h.name))))
         .collect();
     assert_eq!(compact, expected, "{f}");
     for h in m.headers().filter(|h| h.name.len() == 1) {
         let k = h.known.unwrap();
         assert_eq!(h.canonical_name(), k.as_str(), "{f}");
-        assert_eq!(
-            k.compact().map(String::from).as_deref(),
-            Some(h.name),
-            "{f}"
-        );
+        assert_eq!(k.compact().map(String::from).as_deref(), Some(h.name), "{f}");
     }
     assert_eq!(m.top_via().unwrap().branch(), Some("z9hG4bKcompact"), "{f}");
     assert_eq!(m.from_header().unwrap().tag(), Some("cmp1"), "{f}");
@@ -716,15 +607,8 @@ fn every_compact_form() {
         ["presence", "dialog"],
         "{f}"
     );
-    assert_eq!(
-        m.known_header(Known::Subject),
-        Some("All compact forms"),
-        "{f}"
-    );
-    assert!(
-        m.content_type().unwrap().unwrap().is("text", "plain"),
-        "{f}"
-    );
+    assert_eq!(m.known_header(Known::Subject), Some("All compact forms"), "{f}");
+    assert!(m.content_type().unwrap().unwrap().is("text", "plain"), "{f}");
     assert_eq!(m.addresses(Known::ReferTo).unwrap().len(), 1, "{f}");
     assert_eq!(m.addresses(Known::ReferredBy).unwrap().len(), 1, "{f}");
     assert_eq!(&m.body()[..], b"compact body\r\n", "{f}");
@@ -740,27 +624,15 @@ fn regaut01_unknown_authorization_scheme() {
     assert_eq!(creds[0].scheme, "NoOneKnowsThisScheme", "{f}");
     assert!(!creds[0].is_digest(), "{f}");
     assert_eq!(creds[0].get("opaque-data").as_deref(), Some("here"), "{f}");
-    assert_eq!(
-        creds[0].get("more").as_deref(),
-        Some("stuff, with comma"),
-        "{f}"
-    );
+    assert_eq!(creds[0].get("more").as_deref(), Some("stuff, with comma"), "{f}");
     assert!(creds[1].is_digest(), "{f}");
     assert_eq!(creds[1].get("username").as_deref(), Some("dana"), "{f}");
-    assert_eq!(
-        creds[1].get("uri").as_deref(),
-        Some("sip:example.com"),
-        "{f}"
-    );
+    assert_eq!(creds[1].get("uri").as_deref(), Some("sip:example.com"), "{f}");
     let reasons = m.reasons().unwrap();
     assert_eq!(reasons.len(), 2, "{f}");
     assert_eq!(reasons[0].protocol, "SIP", "{f}");
     assert_eq!(reasons[0].cause(), Some(200), "{f}");
-    assert_eq!(
-        reasons[0].text().as_deref(),
-        Some("Call completed elsewhere"),
-        "{f}"
-    );
+    assert_eq!(reasons[0].text().as_deref(), Some("Call completed elsewhere"), "{f}");
     assert_eq!(reasons[1].protocol, "Q.850", "{f}");
     assert_eq!(reasons[1].cause(), Some(16), "{f}");
     let ev = m.event().unwrap().unwrap();
@@ -859,10 +731,7 @@ fn regbadct_unbracketed_contact_with_headers_is_refused_when_read() {
     ))
     .unwrap();
     let e = m.contacts().unwrap_err();
-    assert!(
-        matches!(e, ParseError::Uri(UriError::HeadersNotAllowed)),
-        "{f}: {e:?}"
-    );
+    assert!(matches!(e, ParseError::Uri(UriError::HeadersNotAllowed)), "{f}: {e:?}");
     assert_eq!(e.status(), 400, "{f}");
 }
 
@@ -916,10 +785,7 @@ fn invut_unknown_content_type() {
     let f = "valid/invut.sip";
     let m = valid("invut");
     assert!(
-        m.content_type()
-            .unwrap()
-            .unwrap()
-            .is("application", "unknownformat"),
+        m.content_type().unwrap().unwrap().is("application", "unknownformat"),
         "{f}"
     );
     assert_eq!(
@@ -937,10 +803,7 @@ fn invut_unknown_content_type() {
 fn every_invalid_corpus_file_is_refused() {
     for name in common::names("invalid") {
         let e = invalid(&name);
-        assert!(
-            matches!(e.status(), 400 | 505 | 513),
-            "invalid/{name}.sip: {e:?}"
-        );
+        assert!(matches!(e.status(), 400 | 505 | 513), "invalid/{name}.sip: {e:?}");
     }
 }
 
@@ -958,11 +821,7 @@ type InvalidCase = (&'static str, fn(&ParseError) -> bool, u16);
 fn invalid_corpus() {
     use ParseError as E;
     let cases: Vec<InvalidCase> = vec![
-        (
-            "badinv01",
-            |e| matches!(e, E::BadHeader { header: "Via", .. }),
-            400,
-        ),
+        ("badinv01", |e| matches!(e, E::BadHeader { header: "Via", .. }), 400),
         (
             "clerr",
             |e| matches!(e, E::BodyTooShort { declared: 9999, actual } if *actual < 9999),
@@ -994,11 +853,7 @@ fn invalid_corpus() {
             },
             400,
         ),
-        (
-            "cldouble",
-            |e| matches!(e, E::Conflicting("Content-Length")),
-            400,
-        ),
+        ("cldouble", |e| matches!(e, E::Conflicting("Content-Length")), 400),
         (
             "scalarlg-cseq",
             |e| matches!(e, E::BadHeader { header: "CSeq", .. }),
@@ -1040,38 +895,14 @@ fn invalid_corpus() {
             |e| matches!(e, E::BadHeader { header: "To", reason } if reason.contains("quot")),
             400,
         ),
-        (
-            "ltgtruri",
-            |e| matches!(e, E::Uri(UriError::Bracketed)),
-            400,
-        ),
-        (
-            "lwsruri",
-            |e| matches!(e, E::Uri(UriError::Whitespace)),
-            400,
-        ),
+        ("ltgtruri", |e| matches!(e, E::Uri(UriError::Bracketed)), 400),
+        ("lwsruri", |e| matches!(e, E::Uri(UriError::Whitespace)), 400),
         ("lwsstart", |e| matches!(e, E::StartLine(_)), 400),
         ("trws", |e| matches!(e, E::StartLine(_)), 400),
-        (
-            "escruri",
-            |e| matches!(e, E::Uri(UriError::HeadersNotAllowed)),
-            400,
-        ),
-        (
-            "badaspec",
-            |e| matches!(e, E::Uri(UriError::HeadersNotAllowed)),
-            400,
-        ),
-        (
-            "badaspec2",
-            |e| matches!(e, E::Uri(UriError::Whitespace)),
-            400,
-        ),
-        (
-            "baddn",
-            |e| matches!(e, E::BadHeader { header: "From", .. }),
-            400,
-        ),
+        ("escruri", |e| matches!(e, E::Uri(UriError::HeadersNotAllowed)), 400),
+        ("badaspec", |e| matches!(e, E::Uri(UriError::HeadersNotAllowed)), 400),
+        ("badaspec2", |e| matches!(e, E::Uri(UriError::Whitespace)), 400),
+        ("baddn", |e| matches!(e, E::BadHeader { header: "From", .. }), 400),
         ("badvers", |e| matches!(e, E::Version), 505),
         (
             "mismatch01",
@@ -1085,40 +916,19 @@ fn invalid_corpus() {
         ),
         ("bigcode", |e| matches!(e, E::StatusCode), 400),
         ("missing-via", |e| matches!(e, E::MissingHeader("Via")), 400),
-        (
-            "missing-from",
-            |e| matches!(e, E::MissingHeader("From")),
-            400,
-        ),
+        ("missing-from", |e| matches!(e, E::MissingHeader("From")), 400),
         ("missing-to", |e| matches!(e, E::MissingHeader("To")), 400),
-        (
-            "missing-call-id",
-            |e| matches!(e, E::MissingHeader("Call-ID")),
-            400,
-        ),
-        (
-            "missing-cseq",
-            |e| matches!(e, E::MissingHeader("CSeq")),
-            400,
-        ),
+        ("missing-call-id", |e| matches!(e, E::MissingHeader("Call-ID")), 400),
+        ("missing-cseq", |e| matches!(e, E::MissingHeader("CSeq")), 400),
         ("twoto", |e| matches!(e, E::Conflicting("To")), 400),
         ("twocallid", |e| matches!(e, E::Conflicting("Call-ID")), 400),
         ("nocolon", |e| matches!(e, E::MissingColon { line: 8 }), 400),
         // 3.1.2.5: a response with an overlarge CSeq.
-        (
-            "scalarlg",
-            |e| matches!(e, E::BadHeader { header: "CSeq", .. }),
-            400,
-        ),
+        ("scalarlg", |e| matches!(e, E::BadHeader { header: "CSeq", .. }), 400),
         // 3.3.8: several single-valued fields twice.
         (
             "multi01",
-            |e| {
-                matches!(
-                    e,
-                    E::Conflicting("CSeq" | "Call-ID" | "From" | "To" | "Max-Forwards")
-                )
-            },
+            |e| matches!(e, E::Conflicting("CSeq" | "Call-ID" | "From" | "To" | "Max-Forwards")),
             400,
         ),
     ];
@@ -1128,10 +938,7 @@ fn invalid_corpus() {
     }
     covered.sort_unstable();
     let files = common::names("invalid");
-    assert_eq!(
-        covered, files,
-        "every invalid corpus file has an expected error"
-    );
+    assert_eq!(covered, files, "every invalid corpus file has an expected error");
 }
 
 #[test]
@@ -1213,14 +1020,10 @@ fn too_many_headers() {
         ..Limits::default()
     };
     // The base has 7 fields, Content-Length included.
-    let thirteen: Vec<u8> = (0..13)
-        .flat_map(|i| format!("X-H{i}: v\r\n").into_bytes())
-        .collect();
+    let thirteen: Vec<u8> = (0..13).flat_map(|i| format!("X-H{i}: v\r\n").into_bytes()).collect();
     let m = Message::parse_with(base_with(&thirteen, b""), &limits).unwrap();
     assert_eq!(m.headers().len(), 20, "{f}");
-    let fourteen: Vec<u8> = (0..14)
-        .flat_map(|i| format!("X-H{i}: v\r\n").into_bytes())
-        .collect();
+    let fourteen: Vec<u8> = (0..14).flat_map(|i| format!("X-H{i}: v\r\n").into_bytes()).collect();
     let e = Message::parse_with(base_with(&fourteen, b""), &limits).unwrap_err();
     assert!(
         matches!(
@@ -1234,9 +1037,7 @@ fn too_many_headers() {
     );
     assert_eq!(e.status(), 513, "{f}");
     // Over the default limit as well.
-    let many: Vec<u8> = (0..200)
-        .flat_map(|i| format!("X-H{i}: v\r\n").into_bytes())
-        .collect();
+    let many: Vec<u8> = (0..200).flat_map(|i| format!("X-H{i}: v\r\n").into_bytes()).collect();
     let e = Message::parse(base_with(&many, b"")).unwrap_err();
     assert!(
         matches!(
@@ -1254,9 +1055,7 @@ fn too_many_headers() {
 fn too_many_vias() {
     let f = "viacount (built in Rust)";
     let vias: Vec<u8> = (0..33)
-        .flat_map(|i| {
-            format!("Via: SIP/2.0/UDP h{i}.example.com;branch=z9hG4bK{i}\r\n").into_bytes()
-        })
+        .flat_map(|i| format!("Via: SIP/2.0/UDP h{i}.example.com;branch=z9hG4bK{i}\r\n").into_bytes())
         .collect();
     let e = Message::parse(base_with(&vias, b"")).unwrap_err();
     assert!(
@@ -1273,9 +1072,7 @@ fn too_many_vias() {
 
 // ------------------------------------------------------ stream framing --
 
-fn frame_one(
-    bytes: &[u8],
-) -> Result<Option<sip_message::framing::Frame>, sip_message::framing::FrameError> {
+fn frame_one(bytes: &[u8]) -> Result<Option<sip_message::framing::Frame>, sip_message::framing::FrameError> {
     let mut f = sip_message::framing::StreamFramer::new(Limits::default());
     f.extend(bytes);
     f.next_frame()
@@ -1299,9 +1096,7 @@ fn wsinv_folded_content_length_frames_on_a_stream() {
     for _ in 0..2 {
         assert_eq!(
             framer.next_frame(),
-            Ok(Some(sip_message::framing::Frame::Message(Bytes::from(
-                folded.clone()
-            )))),
+            Ok(Some(sip_message::framing::Frame::Message(Bytes::from(folded.clone())))),
             "{f}"
         );
     }
@@ -1316,11 +1111,7 @@ fn folded_continuation_is_not_a_content_length_on_a_stream() {
     let f = "continuation looking like l: (built in Rust)";
     let msg = base_with(b"Subject: first line\r\n l: 9\r\n", b"abcd");
     let parsed = Message::parse(msg.clone()).unwrap();
-    assert_eq!(
-        parsed.known_header(Known::Subject),
-        Some("first line l: 9"),
-        "{f}"
-    );
+    assert_eq!(parsed.known_header(Known::Subject), Some("first line l: 9"), "{f}");
     assert_eq!(parsed.content_length(), Some(4), "{f}");
     assert_eq!(
         frame_one(&msg),

@@ -25,8 +25,7 @@ fn every_valid_case_serialises_to_its_input() {
             String::from_utf8_lossy(&out),
             String::from_utf8_lossy(&want)
         );
-        let again =
-            Message::parse(out.clone()).unwrap_or_else(|e| panic!("{label}: reparse: {e:?}"));
+        let again = Message::parse(out.clone()).unwrap_or_else(|e| panic!("{label}: reparse: {e:?}"));
         assert_eq!(fields(&again), fields(&m), "{label}: headers after reparse");
         assert_eq!(again.body(), m.body(), "{label}: body after reparse");
         assert_eq!(again.to_bytes(), out, "{label}: second serialisation");
@@ -49,10 +48,7 @@ fn set_body_recomputes_content_length_keeping_compact_name() {
         .collect();
     assert_eq!(cl, [("l", "20")], "{f}");
     let out = m.to_bytes();
-    assert!(
-        out.ends_with(b"\r\nl: 20\r\n\r\na new, longer body\r\n"),
-        "{f}"
-    );
+    assert!(out.ends_with(b"\r\nl: 20\r\n\r\na new, longer body\r\n"), "{f}");
     let again = Message::parse(out).unwrap();
     assert_eq!(&again.body()[..], b"a new, longer body\r\n", "{f}");
     assert_eq!(again.content_length(), Some(20), "{f}");
@@ -123,11 +119,7 @@ fn all_256_byte_values_survive() {
     m.set_body(Bytes::from(body.clone()));
     let again = Message::parse(m.to_bytes()).unwrap();
     assert_eq!(&again.body()[..], &body[..], "valid/unkhdr.sip + set_body");
-    assert_eq!(
-        again.content_length(),
-        Some(256),
-        "valid/unkhdr.sip + set_body"
-    );
+    assert_eq!(again.content_length(), Some(256), "valid/unkhdr.sip + set_body");
 }
 
 #[test]

@@ -114,22 +114,14 @@ const ENV_PREFIX: &str = "SIPBUS_";
 
 /// Loads the configuration from an optional file and the given environment
 /// (passed in, so tests need not touch the process environment).
-pub fn load(
-    file: Option<&Path>,
-    env: impl IntoIterator<Item = (String, String)>,
-) -> Result<Config, ConfigErrors> {
+pub fn load(file: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> Result<Config, ConfigErrors> {
     let mut errors = Vec::new();
     let mut table = match file {
         Some(path) => {
             let text = std::fs::read_to_string(path)
                 .map_err(|e| ConfigErrors(vec![format!("cannot read {}: {e}", path.display())]))?;
-            text.parse::<toml::Table>().map_err(|e| {
-                ConfigErrors(vec![format!(
-                    "{}: {}",
-                    path.display(),
-                    e.to_string().trim_end()
-                )])
-            })?
+            text.parse::<toml::Table>()
+                .map_err(|e| ConfigErrors(vec![format!("{}: {}", path.display(), e.to_string().trim_end())]))?
         }
         None => toml::Table::new(),
     };
@@ -177,10 +169,7 @@ pub fn load(
         errors.extend(problems);
     }
     if tracing_subscriber::EnvFilter::try_new(&config.log.level).is_err() {
-        errors.push(format!(
-            "log.level: `{}` is not a valid filter",
-            config.log.level
-        ));
+        errors.push(format!("log.level: `{}` is not a valid filter", config.log.level));
     }
     if errors.is_empty() {
         Ok(config)
@@ -221,10 +210,7 @@ mod tests {
     use super::*;
 
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
-        pairs
-            .iter()
-            .map(|(k, v)| (k.to_string(), v.to_string()))
-            .collect()
+        pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
 
     fn file(text: &str) -> tempfile_path::TempPath {
@@ -278,9 +264,7 @@ mod tests {
 
     #[test]
     fn every_bad_key_is_named() {
-        let f = file(
-            "[edge]\nlisten = [\"udp:127.0.0.1:5070\"]\nbogus = 1\n[edge.timers]\nt1_ms = 0\nt9 = 3\n",
-        );
+        let f = file("[edge]\nlisten = [\"udp:127.0.0.1:5070\"]\nbogus = 1\n[edge.timers]\nt1_ms = 0\nt9 = 3\n");
         let e = load(Some(&f.0), env(&[])).unwrap_err().to_string();
         assert!(e.contains("edge.bogus: unknown key"), "{e}");
         assert!(e.contains("edge.timers.t9: unknown key"), "{e}");

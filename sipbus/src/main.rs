@@ -40,10 +40,7 @@ fn main() -> ExitCode {
         }
     }
     logging::init(&config.log);
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("cannot start the runtime: {e}");
@@ -61,11 +58,7 @@ fn main() -> ExitCode {
 }
 
 async fn run(target: Target, config: config::Config) -> anyhow::Result<()> {
-    info!(
-        ?target,
-        version = env!("CARGO_PKG_VERSION"),
-        "sipbus starting"
-    );
+    info!(?target, version = env!("CARGO_PKG_VERSION"), "sipbus starting");
     let running = modules::start(target, &config).await?;
     if let Some(edge) = &running.edge {
         for (transport, addr) in &edge.local_addrs {
@@ -82,14 +75,13 @@ async fn shutdown_signal() {
     let ctrl_c = tokio::signal::ctrl_c();
     #[cfg(unix)]
     {
-        let mut term =
-            match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-                Ok(s) => s,
-                Err(_) => {
-                    let _ = ctrl_c.await;
-                    return;
-                }
-            };
+        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
+            Ok(s) => s,
+            Err(_) => {
+                let _ = ctrl_c.await;
+                return;
+            }
+        };
         tokio::select! {
             _ = ctrl_c => {}
             _ = term.recv() => {}

@@ -39,9 +39,7 @@ impl Running {
 async fn store(config: &Config, target: Target) -> anyhow::Result<Store> {
     if config.store.redis.is_empty() {
         if target != Target::All {
-            bail!(
-                "config: store.redis: required by --target {target:?} (split services share state through Redis)"
-            );
+            bail!("config: store.redis: required by --target {target:?} (split services share state through Redis)");
         }
         info!("store: embedded (in memory)");
         return Ok(Store::memory());
@@ -70,10 +68,7 @@ pub async fn start(target: Target, config: &Config) -> anyhow::Result<Running> {
             let registrar = Arc::new(Registrar::new(config.registrar.clone(), store));
             tasks.push(tokio::spawn(registrar.clone().run_expiry()));
             let svc = RegistrarService::new(registrar);
-            Some(HandlerPool::new(
-                vec![Handler::Local(Arc::new(svc))],
-                deadline,
-            ))
+            Some(HandlerPool::new(vec![Handler::Local(Arc::new(svc))], deadline))
         }
         Target::SipEdge => {
             if config.bus.registrar.is_empty() {
@@ -99,8 +94,7 @@ pub async fn start(target: Target, config: &Config) -> anyhow::Result<Running> {
                 .await
                 .with_context(|| format!("cannot listen on grpc.listen {addr}"))?;
             info!(%addr, "registrar-svc serving gRPC");
-            let incoming =
-                tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+            let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
             let server = tonic::transport::Server::builder()
                 .add_service(RequestHandlerServer::new(svc.clone()))
                 .add_service(RegistrarServer::new(svc))
@@ -116,8 +110,8 @@ pub async fn start(target: Target, config: &Config) -> anyhow::Result<Running> {
     let edge = match registrar_pool {
         Some(pool) => {
             let instance = edge_instance(config);
-            let router = Router::new(&instance, config.edge.overload.retry_after_s)
-                .route(Method::Register, Arc::new(pool));
+            let router =
+                Router::new(&instance, config.edge.overload.retry_after_s).route(Method::Register, Arc::new(pool));
             let edge = sip_edge::start(&config.edge, Arc::new(router))
                 .await
                 .context("starting sip-edge")?;

@@ -30,10 +30,7 @@ fn help_explains_every_option() {
         "SIPBUS_EDGE__TIMERS__T1_MS",
         "sip-edge",
     ] {
-        assert!(
-            help.contains(option),
-            "--help does not mention {option}:\n{help}"
-        );
+        assert!(help.contains(option), "--help does not mention {option}:\n{help}");
     }
 }
 
@@ -60,11 +57,7 @@ fn bad_config_names_each_key_and_exits_2() {
         .output()
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
-    assert!(
-        String::from_utf8(out.stderr)
-            .unwrap()
-            .contains("edge.listen")
-    );
+    assert!(String::from_utf8(out.stderr).unwrap().contains("edge.listen"));
 
     let out = sipbus()
         .arg("--config")
@@ -97,11 +90,7 @@ fn printed_config_loads_back() {
         .arg("--check-config")
         .output()
         .unwrap();
-    assert!(
-        out.status.success(),
-        "{}",
-        String::from_utf8_lossy(&out.stderr)
-    );
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
     std::fs::remove_file(path).unwrap();
 }
 
@@ -116,10 +105,7 @@ fn taken_port_is_a_clear_error() {
         .unwrap();
     assert!(!out.status.success());
     let err = String::from_utf8(out.stderr).unwrap();
-    assert!(
-        err.contains(&format!("cannot listen on udp:{addr}")),
-        "{err}"
-    );
+    assert!(err.contains(&format!("cannot listen on udp:{addr}")), "{err}");
 }
 
 #[test]

@@ -123,13 +123,7 @@ impl Store {
 
     /// Writes `value` if `expect` holds; returns the new version. `ttl`
     /// bounds how long the record lives (none: until deleted).
-    pub async fn put(
-        &self,
-        key: &str,
-        value: Bytes,
-        expect: Expect,
-        ttl: Option<Duration>,
-    ) -> Result<u64> {
+    pub async fn put(&self, key: &str, value: Bytes, expect: Expect, ttl: Option<Duration>) -> Result<u64> {
         dispatch!(self, s => s.put(key, value, expect, ttl).await)
     }
 
@@ -151,12 +145,7 @@ impl Store {
     /// Claims up to `max` timers due at `now_ms`, for `lease`. A claim not
     /// completed within its lease becomes due again: the timer still fires
     /// when its claimer dies.
-    pub async fn claim_due(
-        &self,
-        now_ms: u64,
-        lease: Duration,
-        max: usize,
-    ) -> Result<Vec<ClaimedTimer>> {
+    pub async fn claim_due(&self, now_ms: u64, lease: Duration, max: usize) -> Result<Vec<ClaimedTimer>> {
         dispatch!(self, s => s.claim_due(now_ms, lease, max).await)
     }
 
@@ -172,12 +161,7 @@ impl Store {
     }
 
     /// Events after `after` (an id from a previous read, or "0"), oldest first.
-    pub async fn read_events(
-        &self,
-        stream: &str,
-        after: &str,
-        max: usize,
-    ) -> Result<Vec<(String, Bytes)>> {
+    pub async fn read_events(&self, stream: &str, after: &str, max: usize) -> Result<Vec<(String, Bytes)>> {
         dispatch!(self, s => s.read_events(stream, after, max).await)
     }
 }

@@ -72,13 +72,7 @@ impl MemoryStore {
         }))
     }
 
-    pub(crate) async fn put(
-        &self,
-        key: &str,
-        value: Bytes,
-        expect: Expect,
-        ttl: Option<Duration>,
-    ) -> Result<u64> {
+    pub(crate) async fn put(&self, key: &str, value: Bytes, expect: Expect, ttl: Option<Duration>) -> Result<u64> {
         let mut inner = self.lock();
         let current = live(&mut inner, key).map(|r| r.version);
         check(key, current, expect)?;
@@ -127,12 +121,7 @@ impl MemoryStore {
         Ok(())
     }
 
-    pub(crate) async fn claim_due(
-        &self,
-        now: u64,
-        lease: Duration,
-        max: usize,
-    ) -> Result<Vec<ClaimedTimer>> {
+    pub(crate) async fn claim_due(&self, now: u64, lease: Duration, max: usize) -> Result<Vec<ClaimedTimer>> {
         let mut inner = self.lock();
         let t = &mut inner.timers;
         // Claims whose lease ran out are due again.
@@ -159,11 +148,7 @@ impl MemoryStore {
             }
             t.queue.remove(&(due, id.clone()));
             t.claimed.insert(id.clone(), lease_until_ms);
-            let payload = t
-                .entries
-                .get(&id)
-                .map(|(_, p)| p.clone())
-                .unwrap_or_default();
+            let payload = t.entries.get(&id).map(|(_, p)| p.clone()).unwrap_or_default();
             out.push(ClaimedTimer {
                 id,
                 payload,
@@ -195,12 +180,7 @@ impl MemoryStore {
         Ok(())
     }
 
-    pub(crate) async fn read_events(
-        &self,
-        stream: &str,
-        after: &str,
-        max: usize,
-    ) -> Result<Vec<(String, Bytes)>> {
+    pub(crate) async fn read_events(&self, stream: &str, after: &str, max: usize) -> Result<Vec<(String, Bytes)>> {
         let after: u64 = after.parse().unwrap_or(0);
         let inner = self.lock();
         Ok(inner
@@ -239,8 +219,6 @@ fn check(key: &str, current: Option<u64>, expect: Expect) -> Result<()> {
     if ok {
         Ok(())
     } else {
-        Err(StoreError::Conflict {
-            key: key.to_owned(),
-        })
+        Err(StoreError::Conflict { key: key.to_owned() })
     }
 }

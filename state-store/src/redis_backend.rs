@@ -75,28 +75,13 @@ fn unavailable(op: &'static str) -> impl FnOnce(redis::RedisError) -> StoreError
 impl RedisStore {
     /// One URL: a single node. Several, comma-separated: Cluster seed nodes.
     pub async fn connect(urls: &str) -> Result<RedisStore> {
-        let urls: Vec<&str> = urls
-            .split(',')
-            .map(str::trim)
-            .filter(|u| !u.is_empty())
-            .collect();
+        let urls: Vec<&str> = urls.split(',').map(str::trim).filter(|u| !u.is_empty()).collect();
         let conn = if urls.len() == 1 {
             let client = redis::Client::open(urls[0]).map_err(unavailable("connect"))?;
-            Conn::Single(
-                client
-                    .get_connection_manager()
-                    .await
-                    .map_err(unavailable("connect"))?,
-            )
+            Conn::Single(client.get_connection_manager().await.map_err(unavailable("connect"))?)
         } else {
-            let client =
-                redis::cluster::ClusterClient::new(urls).map_err(unavailable("connect"))?;
-            Conn::Cluster(
-                client
-                    .get_async_connection()
-                    .await
-                    .map_err(unavailable("connect"))?,
-            )
+            let client = redis::cluster::ClusterClient::new(urls).map_err(unavailable("connect"))?;
+            Conn::Cluster(client.get_async_connection().await.map_err(unavailable("connect"))?)
         };
         Ok(RedisStore {
             conn,
@@ -122,13 +107,7 @@ impl RedisStore {
         })
     }
 
-    pub(crate) async fn put(
-        &self,
-        key: &str,
-        value: Bytes,
-        expect: Expect,
-        ttl: Option<Duration>,
-    ) -> Result<u64> {
+    pub(crate) async fn put(&self, key: &str, value: Bytes, expect: Expect, ttl: Option<Duration>) -> Result<u64> {
         let mut conn = self.conn.clone();
         let ttl_ms = ttl.map_or(0, |t| t.as_millis().max(1) as u64);
         let reply: i64 = self
@@ -141,9 +120,7 @@ impl RedisStore {
             .invoke_async(&mut conn)
             .await
             .map_err(unavailable("put"))?;
-        u64::try_from(reply).map_err(|_| StoreError::Conflict {
-            key: key.to_owned(),
-        })
+        u64::try_from(reply).map_err(|_| StoreError::Conflict { key: key.to_owned() })
     }
 
     pub(crate) async fn delete(&self, key: &str, expect: Expect) -> Result<bool> {
@@ -157,9 +134,7 @@ impl RedisStore {
             .await
             .map_err(unavailable("delete"))?;
         match reply {
-            -1 => Err(StoreError::Conflict {
-                key: key.to_owned(),
-            }),
+            -1 => Err(StoreError::Conflict { key: key.to_owned() }),
             n => Ok(n > 0),
         }
     }
@@ -198,12 +173,7 @@ impl RedisStore {
         Ok(())
     }
 
-    pub(crate) async fn claim_due(
-        &self,
-        now_ms: u64,
-        lease: Duration,
-        max: usize,
-    ) -> Result<Vec<ClaimedTimer>> {
+    pub(crate) async fn claim_due(&self, now_ms: u64, lease: Duration, max: usize) -> Result<Vec<ClaimedTimer>> {
         let lease_until_ms = now_ms + lease.as_millis() as u64;
         let mut out = Vec::new();
         for shard in 0..TIMER_SHARDS {
@@ -226,8 +196,7 @@ impl RedisStore {
                 .map_err(unavailable("claim_due"))?;
             let mut it = flat.into_iter();
             while let (Some(id), Some(payload)) = (it.next(), it.next()) {
-                let id =
-                    String::from_utf8(id).map_err(|_| StoreError::Protocol { op: "claim_due" })?;
+                let id = String::from_utf8(id).map_err(|_| StoreError::Protocol { op: "claim_due" })?;
                 out.push(ClaimedTimer {
                     id,
                     payload: Bytes::from(payload),
@@ -270,12 +239,7 @@ impl RedisStore {
         Ok(())
     }
 
-    pub(crate) async fn read_events(
-        &self,
-        stream: &str,
-        after: &str,
-        max: usize,
-    ) -> Result<Vec<(String, Bytes)>> {
+    pub(crate) async fn read_events(&self, stream: &str, after: &str, max: usize) -> Result<Vec<(String, Bytes)>> {
         let mut conn = self.conn.clone();
         let start = if after == "0" || after.is_empty() {
             "-".to_owned()

@@ -19,11 +19,7 @@ fn free_port() -> std::io::Result<u16> {
 }
 
 fn temp_dir(tag: &str) -> std::io::Result<PathBuf> {
-    let dir = std::env::temp_dir().join(format!(
-        "sipbus-redis-{tag}-{}-{}",
-        std::process::id(),
-        fastrand_u64()
-    ));
+    let dir = std::env::temp_dir().join(format!("sipbus-redis-{tag}-{}-{}", std::process::id(), fastrand_u64()));
     std::fs::create_dir_all(&dir)?;
     Ok(dir)
 }
@@ -45,12 +41,7 @@ impl RedisServer {
         Self::start_in(dir, port, true, &[])
     }
 
-    fn start_in(
-        dir: PathBuf,
-        port: u16,
-        persist: bool,
-        extra: &[&str],
-    ) -> std::io::Result<RedisServer> {
+    fn start_in(dir: PathBuf, port: u16, persist: bool, extra: &[&str]) -> std::io::Result<RedisServer> {
         let child = spawn(&dir, port, persist, extra)?;
         let server = RedisServer {
             child,
@@ -76,12 +67,7 @@ impl RedisServer {
     }
 }
 
-fn spawn(
-    dir: &std::path::Path,
-    port: u16,
-    persist: bool,
-    extra: &[&str],
-) -> std::io::Result<Child> {
+fn spawn(dir: &std::path::Path, port: u16, persist: bool, extra: &[&str]) -> std::io::Result<Child> {
     Command::new("redis-server")
         .arg("--port")
         .arg(port.to_string())
@@ -153,9 +139,7 @@ impl RedisCluster {
         for n in &nodes {
             create.arg(format!("127.0.0.1:{}", n.port));
         }
-        let out = create
-            .args(["--cluster-replicas", "0", "--cluster-yes"])
-            .output()?;
+        let out = create.args(["--cluster-replicas", "0", "--cluster-yes"]).output()?;
         if !out.status.success() {
             return Err(std::io::Error::other(format!(
                 "redis-cli --cluster create failed: {}",
@@ -176,9 +160,7 @@ impl RedisCluster {
                 std::thread::sleep(Duration::from_millis(50));
             }
             if !ok {
-                return Err(std::io::Error::other(
-                    "cluster did not reach cluster_state:ok",
-                ));
+                return Err(std::io::Error::other("cluster did not reach cluster_state:ok"));
             }
         }
         Ok(RedisCluster { nodes })
@@ -186,10 +168,6 @@ impl RedisCluster {
 
     /// Seed URLs, comma-separated, as `Store::redis` takes them.
     pub fn urls(&self) -> String {
-        self.nodes
-            .iter()
-            .map(RedisServer::url)
-            .collect::<Vec<_>>()
-            .join(",")
+        self.nodes.iter().map(RedisServer::url).collect::<Vec<_>>().join(",")
     }
 }

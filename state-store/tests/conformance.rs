@@ -21,9 +21,7 @@ async fn records(store: &Store, prefix: &str) {
     assert_eq!((got.value.as_ref(), got.version), (&b"one"[..], v1));
     // Create-only fails once it exists.
     assert!(matches!(
-        store
-            .put(&key, Bytes::from_static(b"x"), Expect::Absent, None)
-            .await,
+        store.put(&key, Bytes::from_static(b"x"), Expect::Absent, None).await,
         Err(StoreError::Conflict { .. })
     ));
     // Compare-and-set: the current version wins, a stale one loses.
@@ -34,19 +32,11 @@ async fn records(store: &Store, prefix: &str) {
     assert!(v2 > v1);
     assert!(matches!(
         store
-            .put(
-                &key,
-                Bytes::from_static(b"stale"),
-                Expect::Version(v1),
-                None
-            )
+            .put(&key, Bytes::from_static(b"stale"), Expect::Version(v1), None)
             .await,
         Err(StoreError::Conflict { .. })
     ));
-    assert_eq!(
-        store.get(&key).await.unwrap().unwrap().value.as_ref(),
-        b"two"
-    );
+    assert_eq!(store.get(&key).await.unwrap().unwrap().value.as_ref(), b"two");
     // Delete with a stale version fails; with the current one succeeds.
     assert!(matches!(
         store.delete(&key, Expect::Version(v1)).await,
@@ -72,10 +62,7 @@ async fn records(store: &Store, prefix: &str) {
         .put(&key, Bytes::from(all.clone()), Expect::Any, None)
         .await
         .unwrap();
-    assert_eq!(
-        store.get(&key).await.unwrap().unwrap().value.as_ref(),
-        &all[..]
-    );
+    assert_eq!(store.get(&key).await.unwrap().unwrap().value.as_ref(), &all[..]);
 }
 
 async fn ttl(store: &Store, prefix: &str) {
@@ -91,11 +78,7 @@ async fn ttl(store: &Store, prefix: &str) {
         .unwrap();
     assert!(store.get(&key).await.unwrap().is_some());
     tokio::time::sleep(Duration::from_millis(400)).await;
-    assert_eq!(
-        store.get(&key).await.unwrap(),
-        None,
-        "expired record is gone"
-    );
+    assert_eq!(store.get(&key).await.unwrap(), None, "expired record is gone");
     // A write without TTL makes it permanent again.
     store
         .put(
@@ -120,10 +103,7 @@ async fn timers(store: &Store, prefix: &str) {
     let ids: Vec<String> = (0..40).map(|i| format!("{prefix}:timer:{i}")).collect();
     for (i, id) in ids.iter().enumerate() {
         let due = if i < 30 { now - 10 } else { now + 60_000 };
-        store
-            .schedule(id, due, Bytes::from(format!("p{i}")))
-            .await
-            .unwrap();
+        store.schedule(id, due, Bytes::from(format!("p{i}"))).await.unwrap();
     }
     // Moving a timer: the old due time no longer counts.
     store
@@ -133,10 +113,7 @@ async fn timers(store: &Store, prefix: &str) {
     store.cancel(&ids[1]).await.unwrap();
 
     // Two claimers race: each due timer goes to exactly one of them.
-    let (a, b) = tokio::join!(
-        store.claim_due(now, lease, 100),
-        store.claim_due(now, lease, 100)
-    );
+    let (a, b) = tokio::join!(store.claim_due(now, lease, 100), store.claim_due(now, lease, 100));
     let (a, b) = (a.unwrap(), b.unwrap());
     let mut claimed: Vec<&str> = a.iter().chain(&b).map(|t| t.id.as_str()).collect();
     claimed.sort();
@@ -157,11 +134,7 @@ async fn timers(store: &Store, prefix: &str) {
         assert!(store.complete(t).await.unwrap());
     }
     assert!(
-        store
-            .claim_due(now_ms(), lease, 100)
-            .await
-            .unwrap()
-            .is_empty(),
+        store.claim_due(now_ms(), lease, 100).await.unwrap().is_empty(),
         "nothing due while leased"
     );
     tokio::time::sleep(lease + Duration::from_millis(100)).await;
@@ -173,13 +146,7 @@ async fn timers(store: &Store, prefix: &str) {
     // The first claimer's late completion is refused: its claim was lost.
     assert!(!store.complete(&kept.unwrap()).await.unwrap());
     assert!(store.complete(&again[0]).await.unwrap());
-    assert!(
-        store
-            .claim_due(now_ms() + 1_000, lease, 100)
-            .await
-            .unwrap()
-            .is_empty()
-    );
+    assert!(store.claim_due(now_ms() + 1_000, lease, 100).await.unwrap().is_empty());
     for id in &ids {
         store.cancel(id).await.unwrap();
     }
@@ -188,10 +155,7 @@ async fn timers(store: &Store, prefix: &str) {
 async fn events(store: &Store, prefix: &str) {
     let stream = format!("{prefix}:events:{{e}}");
     for i in 0..5 {
-        store
-            .publish(&stream, Bytes::from(format!("ev{i}")))
-            .await
-            .unwrap();
+        store.publish(&stream, Bytes::from(format!("ev{i}"))).await.unwrap();
     }
     let first = store.read_events(&stream, "0", 3).await.unwrap();
     assert_eq!(
@@ -244,12 +208,7 @@ async fn redis_restart_with_persistence_keeps_records_and_reports_failures() {
     .unwrap();
     let store = Store::redis(&server.url()).await.unwrap();
     let v = store
-        .put(
-            "persist:{p}",
-            Bytes::from_static(b"kept"),
-            Expect::Any,
-            None,
-        )
+        .put("persist:{p}", Bytes::from_static(b"kept"), Expect::Any, None)
         .await
         .unwrap();
     server.restart().unwrap();
@@ -262,9 +221,7 @@ async fn redis_restart_with_persistence_keeps_records_and_reports_failures() {
                 got = v;
                 break;
             }
-            Err(StoreError::Unavailable { .. }) => {
-                tokio::time::sleep(Duration::from_millis(100)).await
-            }
+            Err(StoreError::Unavailable { .. }) => tokio::time::sleep(Duration::from_millis(100)).await,
             Err(e) => panic!("unexpected error {e}"),
         }
     }

@@ -57,8 +57,22 @@ pub struct Sipbus {
 
 impl Sipbus {
     /// Starts `sipbus --target <target>` listening on UDP and TCP of one
-    /// free loopback port, with extra `SIPBUS_*` variables.
+    /// free loopback port, with extra `SIPBUS_*` variables; ready once the
+    /// SIP port accepts connections.
     pub fn start(target: &str, env: &[(&str, &str)]) -> Result<Sipbus> {
+        Self::start_ready_on(target, env, None)
+    }
+
+    /// Starts a service target serving gRPC on `grpc` (ready once that port
+    /// accepts connections).
+    pub fn start_service(target: &str, env: &[(&str, &str)], grpc: SocketAddr) -> Result<Sipbus> {
+        let grpc_env = grpc.to_string();
+        let mut all: Vec<(&str, &str)> = env.to_vec();
+        all.push(("SIPBUS_GRPC__LISTEN", &grpc_env));
+        Self::start_ready_on(target, &all, Some(grpc))
+    }
+
+    fn start_ready_on(target: &str, env: &[(&str, &str)], ready: Option<SocketAddr>) -> Result<Sipbus> {
         let port = free_port()?;
         let sip: SocketAddr = ([127, 0, 0, 1], port).into();
         let log = std::env::temp_dir().join(format!("sipbus-e2e-{port}.log"));
@@ -66,10 +80,7 @@ impl Sipbus {
         let mut cmd = Command::new(sipbus_bin()?);
         cmd.arg("--target")
             .arg(target)
-            .env(
-                "SIPBUS_EDGE__LISTEN",
-                format!("[\"udp:{sip}\", \"tcp:{sip}\"]"),
-            )
+            .env("SIPBUS_EDGE__LISTEN", format!("[\"udp:{sip}\", \"tcp:{sip}\"]"))
             .env("SIPBUS_LOG__LEVEL", "info")
             .env_remove("RUST_LOG")
             .stdout(Stdio::null())
@@ -79,29 +90,40 @@ impl Sipbus {
         }
         let child = cmd.spawn().context("spawning sipbus")?;
         let mut me = Sipbus { child, sip, log };
-        me.wait_ready(Duration::from_secs(10))?;
+        me.wait_ready(ready.unwrap_or(sip), Duration::from_secs(10))?;
         Ok(me)
     }
 
-    fn wait_ready(&mut self, limit: Duration) -> Result<()> {
+    fn wait_ready(&mut self, addr: SocketAddr, limit: Duration) -> Result<()> {
         let start = Instant::now();
         while start.elapsed() < limit {
             if let Some(status) = self.child.try_wait()? {
-                bail!(
-                    "sipbus exited with {status} before listening:\n{}",
-                    self.log_text()
-                );
+                bail!("sipbus exited with {status} before listening:\n{}", self.log_text());
             }
-            if std::net::TcpStream::connect(self.sip).is_ok() {
+            if std::net::TcpStream::connect(addr).is_ok() {
                 return Ok(());
             }
             std::thread::sleep(Duration::from_millis(50));
         }
-        bail!(
-            "sipbus did not listen on {} within {limit:?}:\n{}",
-            self.sip,
-            self.log_text()
-        )
+        bail!("sipbus did not listen on {addr} within {limit:?}:\n{}", self.log_text())
+    }
+
+    /// A handle on an already running edge at `sip`, for code on another
+    /// thread that only needs its address (owns no process).
+    pub fn attach(sip: SocketAddr) -> Sipbus {
+        let child = Command::new("true").spawn().expect("`true` runs");
+        Sipbus {
+            child,
+            sip,
+            log: PathBuf::new(),
+        }
+    }
+
+    /// SIGKILL, like a crash.
+    pub fn kill(&mut self) -> Result<()> {
+        self.child.kill()?;
+        self.child.wait()?;
+        Ok(())
     }
 
     pub fn log_text(&self) -> String {
@@ -150,9 +172,7 @@ pub fn temp_file(name: &str, text: &str) -> Result<PathBuf> {
 
 /// The path of a scenario file shipped with these tests.
 pub fn scenario(name: &str) -> PathBuf {
-    Path::new(env!("CARGO_MANIFEST_DIR"))
-        .join("scenarios")
-        .join(name)
+    Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios").join(name)
 }
 
 /// Counts from a finished SIPp run.
@@ -167,27 +187,19 @@ pub struct SippResult {
 /// Runs SIPp in the foreground, bounded by `-m` and a wall-clock timeout.
 /// SIPp's own exit code is 0 only when every call succeeded.
 pub fn run_sipp(args: &[&str], limit: Duration) -> Result<SippResult> {
-    which("sipp").context(
-        "SIPp is not installed (Debian package sip-tester); scripts/test.sh installs it",
-    )?;
+    which("sipp").context("SIPp is not installed (Debian package sip-tester); scripts/test.sh installs it")?;
     // Tests run in parallel threads of one process: one file per run.
     static RUNS: AtomicU32 = AtomicU32::new(0);
     let run = RUNS.fetch_add(1, Ordering::Relaxed);
     let stat = std::env::temp_dir().join(format!("sipp-stat-{}-{run}.csv", std::process::id()));
     let mut cmd = Command::new("timeout");
-    cmd.arg("--signal=KILL")
-        .arg(limit.as_secs().to_string())
-        .arg("sipp");
+    cmd.arg("--signal=KILL").arg(limit.as_secs().to_string()).arg("sipp");
     cmd.args(args)
         .args(["-nostdin", "-trace_stat", "-stf"])
         .arg(&stat)
         .arg("-fd")
         .arg("1");
-    let Output {
-        status,
-        stdout,
-        stderr,
-    } = cmd.output().context("running sipp")?;
+    let Output { status, stdout, stderr } = cmd.output().context("running sipp")?;
     let mut output = String::from_utf8_lossy(&stdout).into_owned();
     output.push_str(&String::from_utf8_lossy(&stderr));
     let (successful, failed) = last_stat_counts(&stat).unwrap_or((0, 0));

@@ -10,10 +10,7 @@ use sipbus_tests::{Sipbus, run_sipp, scenario, temp_file};
 /// default offers SHA-256 first, RFC 8760); SHA-256 is still offered.
 pub fn registrar_env() -> Vec<(&'static str, &'static str)> {
     vec![
-        (
-            "SIPBUS_REGISTRAR__AUTH__ALGORITHMS",
-            r#"["MD5", "SHA-256"]"#,
-        ),
+        ("SIPBUS_REGISTRAR__AUTH__ALGORITHMS", r#"["MD5", "SHA-256"]"#),
         ("SIPBUS_REGISTRAR__DOMAINS", r#"["example.com"]"#),
         (
             "SIPBUS_REGISTRAR__USERS",
@@ -23,12 +20,7 @@ pub fn registrar_env() -> Vec<(&'static str, &'static str)> {
     ]
 }
 
-fn sipp(
-    sipbus: &Sipbus,
-    scenario_path: &str,
-    csv: &str,
-    extra: &[&str],
-) -> anyhow::Result<sipbus_tests::SippResult> {
+fn sipp(sipbus: &Sipbus, scenario_path: &str, csv: &str, extra: &[&str]) -> anyhow::Result<sipbus_tests::SippResult> {
     let target = sipbus.sip.to_string();
     // SIPp digests `sip:<remote address>` unless told the Request-URI's.
     let mut args = vec![
@@ -81,13 +73,7 @@ fn registration_life_over_udp_and_tcp() -> anyhow::Result<()> {
 
 /// Runs register_reject.xml expecting `status` for the given credentials
 /// and Expires.
-fn rejected(
-    sipbus: &Sipbus,
-    user: &str,
-    password: &str,
-    expires: u32,
-    status: u16,
-) -> anyhow::Result<()> {
+fn rejected(sipbus: &Sipbus, user: &str, password: &str, expires: u32, status: u16) -> anyhow::Result<()> {
     let template = std::fs::read_to_string(scenario("register_reject.xml"))?;
     let path = temp_file(
         &format!("reject-{status}.xml"),
@@ -115,9 +101,7 @@ fn too_short_wrong_password_and_unknown_user() -> anyhow::Result<()> {
     let csv = temp_file("nobody.csv", "SEQUENTIAL\nnobody;example.com\n")?;
     let r = sipp(
         &sipbus,
-        scenario("register_unknown.xml")
-            .to_str()
-            .unwrap_or_default(),
+        scenario("register_unknown.xml").to_str().unwrap_or_default(),
         csv.to_str().unwrap_or_default(),
         &[],
     )?;

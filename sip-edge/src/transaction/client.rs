@@ -92,11 +92,7 @@ impl ClientTask {
     pub(super) async fn run(mut self, invite: bool) {
         let data = self.request.to_bytes();
         if self.layer.transmit(&self.target, data.clone()).is_err() {
-            self.deliver_local(
-                503,
-                "Service Unavailable (transport error)",
-                Origin::TransportError,
-            );
+            self.deliver_local(503, "Service Unavailable (transport error)", Origin::TransportError);
         } else if invite {
             self.run_invite(data).await;
         } else {
@@ -111,11 +107,7 @@ impl ClientTask {
 
     fn deliver(&self, response: impl Into<Box<Message>>, origin: Origin) {
         let response = *response.into();
-        if self
-            .events
-            .try_send(ClientEvent { response, origin })
-            .is_err()
-        {
+        if self.events.try_send(ClientEvent { response, origin }).is_err() {
             debug!(branch = %self.key.branch, "transaction user not reading: response dropped");
         }
     }
@@ -229,12 +221,10 @@ impl ClientTask {
     /// not surfaced (the INVITE's 487 is what matters).
     fn send_cancel(&self) -> bool {
         let cancel = self.request.make_cancel();
-        match self.layer.start_client(
-            cancel,
-            self.target,
-            self.key.branch.to_string(),
-            Method::Cancel,
-        ) {
+        match self
+            .layer
+            .start_client(cancel, self.target, self.key.branch.to_string(), Method::Cancel)
+        {
             Ok(_) => true,
             Err(e) => {
                 debug!(error = %e, "CANCEL not sent");

@@ -24,20 +24,13 @@ pub enum TxKey {
 
 /// The method a transaction is keyed by: ACK belongs to the INVITE.
 fn key_method(m: &Method) -> Method {
-    if *m == Method::Ack {
-        Method::Invite
-    } else {
-        m.clone()
-    }
+    if *m == Method::Ack { Method::Invite } else { m.clone() }
 }
 
 impl TxKey {
     /// The server transaction key of a request.
     pub fn server(req: &Message) -> Result<TxKey, ParseError> {
-        let method = req
-            .method()
-            .cloned()
-            .ok_or(ParseError::StartLine("not a request"))?;
+        let method = req.method().cloned().ok_or(ParseError::StartLine("not a request"))?;
         let via = req.top_via()?;
         if via.has_rfc3261_branch() {
             return Ok(TxKey::Rfc3261 {
@@ -65,9 +58,7 @@ impl TxKey {
     pub fn cancelled_invite(cancel_key: &TxKey) -> TxKey {
         let mut key = cancel_key.clone();
         match &mut key {
-            TxKey::Rfc3261 { method, .. } | TxKey::Rfc2543 { method, .. } => {
-                *method = Method::Invite
-            }
+            TxKey::Rfc3261 { method, .. } | TxKey::Rfc2543 { method, .. } => *method = Method::Invite,
         }
         key
     }

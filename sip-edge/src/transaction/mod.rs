@@ -154,12 +154,7 @@ pub fn random_token(prefix: &str) -> String {
 impl TransactionLayer {
     /// Creates the layer. Must be called inside a Tokio runtime: it starts
     /// the task that expires non-INVITE transactions.
-    pub fn new(
-        timers: TimerConfig,
-        transmit: Arc<dyn Transmit>,
-        max_transactions: usize,
-        retry_after_s: u32,
-    ) -> Self {
+    pub fn new(timers: TimerConfig, transmit: Arc<dyn Transmit>, max_transactions: usize, retry_after_s: u32) -> Self {
         let layer = Self {
             inner: Arc::new(Inner {
                 timers,
@@ -187,10 +182,7 @@ impl TransactionLayer {
 
     /// Transactions in progress: (server, client).
     pub fn counts(&self) -> (usize, usize) {
-        (
-            lock(&self.inner.server).len(),
-            lock(&self.inner.client).len(),
-        )
+        (lock(&self.inner.server).len(), lock(&self.inner.client).len())
     }
 
     /// Hands a received, validated message to the layer.
@@ -214,10 +206,7 @@ impl TransactionLayer {
         let sender = lock(&self.inner.client).get(&key).cloned();
         match sender {
             Some(events) => {
-                if events
-                    .try_send(client::ClientInput::Response(Box::new(msg)))
-                    .is_err()
-                {
+                if events.try_send(client::ClientInput::Response(Box::new(msg))).is_err() {
                     debug!(branch = %key.branch, "client transaction busy: response dropped (will be retransmitted)");
                 }
             }
@@ -283,21 +272,13 @@ impl TransactionLayer {
             }
         };
         if merged {
-            let _ = tx.respond(msg.make_response(
-                482,
-                "Loop Detected (merged request)",
-                Some(tx.to_tag()),
-            ));
+            let _ = tx.respond(msg.make_response(482, "Loop Detected (merged request)", Some(tx.to_tag())));
             return;
         }
         match self.tu() {
             Some(tu) => tu.on_request(tx, msg, source),
             None => {
-                let _ = tx.respond(msg.make_response(
-                    503,
-                    "Service Unavailable (starting)",
-                    Some(tx.to_tag()),
-                ));
+                let _ = tx.respond(msg.make_response(503, "Service Unavailable (starting)", Some(tx.to_tag())));
             }
         }
     }
@@ -445,14 +426,7 @@ impl TransactionLayer {
 
     /// Answers without a transaction (requests that failed validation, or
     /// when no transaction can be created).
-    pub fn respond_stateless(
-        &self,
-        req: &Message,
-        source: &Source,
-        code: u16,
-        reason: &str,
-        extra: &[(&str, &str)],
-    ) {
+    pub fn respond_stateless(&self, req: &Message, source: &Source, code: u16, reason: &str, extra: &[(&str, &str)]) {
         if req.method() == Some(&Method::Ack) {
             return;
         }

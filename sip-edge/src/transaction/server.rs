@@ -55,9 +55,7 @@ impl InviteTask {
     }
 
     fn local_response(&self, code: u16, reason: &str) -> Bytes {
-        self.request
-            .make_response(code, reason, Some(&self.to_tag))
-            .to_bytes()
+        self.request.make_response(code, reason, Some(&self.to_tag)).to_bytes()
     }
 
     async fn run_invite(&mut self) {
@@ -176,8 +174,7 @@ impl InviteTask {
             }
         }
         // Confirmed: timer I absorbs ACK retransmissions.
-        self.absorb(timers.t4_unless_reliable(self.reliable()), None)
-            .await;
+        self.absorb(timers.t4_unless_reliable(self.reliable()), None).await;
     }
 
     /// The Completed states only replay the final response; over UDP they

@@ -52,10 +52,6 @@ impl TimerConfig {
 
     /// Timer J: 64*T1 on unreliable transports, 0 on reliable ones.
     pub fn timer_j(&self, reliable: bool) -> Duration {
-        if reliable {
-            Duration::ZERO
-        } else {
-            self.t1x64()
-        }
+        if reliable { Duration::ZERO } else { self.t1x64() }
     }
 }

@@ -26,9 +26,7 @@ impl Transmit for MemoryTransmit {
     fn transmit(&self, target: &Target, data: Bytes) -> Result<(), TransportError> {
         self.tx
             .send((*target, data))
-            .map_err(|_| TransportError::Closed {
-                remote: target.remote,
-            })
+            .map_err(|_| TransportError::Closed { remote: target.remote })
     }
 
     fn sent_by(&self, _target: &Target) -> SocketAddr {

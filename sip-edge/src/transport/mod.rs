@@ -133,26 +133,21 @@ impl FromStr for ListenAddr {
     type Err = String;
 
     fn from_str(s: &str) -> Result<Self, Self::Err> {
-        let (proto, addr) = s.split_once(':').ok_or_else(|| {
-            format!("`{s}`: expected TRANSPORT:IP:PORT, e.g. udp:0.0.0.0:5060 or tcp:[::]:5060")
-        })?;
+        let (proto, addr) = s
+            .split_once(':')
+            .ok_or_else(|| format!("`{s}`: expected TRANSPORT:IP:PORT, e.g. udp:0.0.0.0:5060 or tcp:[::]:5060"))?;
         let transport = TransportKind::from_token(proto)
             .ok_or_else(|| format!("`{s}`: unknown transport `{proto}` (udp or tcp)"))?;
-        let addr = addr.parse().map_err(|_| {
-            format!("`{s}`: `{addr}` is not IP:PORT (IPv6 in brackets: [::1]:5060)")
-        })?;
+        let addr = addr
+            .parse()
+            .map_err(|_| format!("`{s}`: `{addr}` is not IP:PORT (IPv6 in brackets: [::1]:5060)"))?;
         Ok(ListenAddr { transport, addr })
     }
 }
 
 impl fmt::Display for ListenAddr {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(
-            f,
-            "{}:{}",
-            self.transport.via_token().to_ascii_lowercase(),
-            self.addr
-        )
+        write!(f, "{}:{}", self.transport.via_token().to_ascii_lowercase(), self.addr)
     }
 }
 
@@ -190,12 +185,7 @@ mod tests {
                 .unwrap_err()
                 .contains("unknown transport")
         );
-        assert!(
-            "udp:1.2.3.4"
-                .parse::<ListenAddr>()
-                .unwrap_err()
-                .contains("not IP:PORT")
-        );
+        assert!("udp:1.2.3.4".parse::<ListenAddr>().unwrap_err().contains("not IP:PORT"));
         assert!("nonsense".parse::<ListenAddr>().is_err());
     }
 }

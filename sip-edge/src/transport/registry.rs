@@ -106,12 +106,7 @@ impl Transports {
         target
             .flow
             .and_then(|id| flows.by_id.get(&id))
-            .or_else(|| {
-                flows
-                    .by_remote
-                    .get(&target.remote)
-                    .and_then(|id| flows.by_id.get(id))
-            })
+            .or_else(|| flows.by_remote.get(&target.remote).and_then(|id| flows.by_id.get(id)))
             .cloned()
     }
 
@@ -125,14 +120,8 @@ impl Transports {
 
     fn listen_port(&self, transport: TransportKind, v4: bool) -> Option<SocketAddr> {
         match transport {
-            TransportKind::Udp => lock(&self.udp)
-                .iter()
-                .map(|(a, _)| *a)
-                .find(|a| a.is_ipv4() == v4),
-            TransportKind::Tcp => lock(&self.tcp_listeners)
-                .iter()
-                .copied()
-                .find(|a| a.is_ipv4() == v4),
+            TransportKind::Udp => lock(&self.udp).iter().map(|(a, _)| *a).find(|a| a.is_ipv4() == v4),
+            TransportKind::Tcp => lock(&self.tcp_listeners).iter().copied().find(|a| a.is_ipv4() == v4),
         }
     }
 }
@@ -141,12 +130,10 @@ impl Transmit for Transports {
     fn transmit(&self, target: &Target, data: Bytes) -> Result<(), TransportError> {
         match target.transport {
             TransportKind::Udp => {
-                let socket =
-                    self.udp_socket_for(&target.remote)
-                        .ok_or(TransportError::NoSocket {
-                            transport: target.transport,
-                            remote: target.remote,
-                        })?;
+                let socket = self.udp_socket_for(&target.remote).ok_or(TransportError::NoSocket {
+                    transport: target.transport,
+                    remote: target.remote,
+                })?;
                 match socket.try_send_to(&data, target.remote) {
                     Ok(_) => Ok(()),
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
@@ -162,9 +149,7 @@ impl Transmit for Transports {
                     }
                     Err(e) => {
                         debug!(remote = %target.remote, error = %e, "UDP send failed");
-                        Err(TransportError::Closed {
-                            remote: target.remote,
-                        })
+                        Err(TransportError::Closed { remote: target.remote })
                     }
                 }
             }
@@ -174,12 +159,8 @@ impl Transmit for Transports {
                     None => tcp::connect(self, target.remote)?,
                 };
                 conn.writer.try_send(data).map_err(|e| match e {
-                    mpsc::error::TrySendError::Full(_) => TransportError::QueueFull {
-                        remote: target.remote,
-                    },
-                    mpsc::error::TrySendError::Closed(_) => TransportError::Closed {
-                        remote: target.remote,
-                    },
+                    mpsc::error::TrySendError::Full(_) => TransportError::QueueFull { remote: target.remote },
+                    mpsc::error::TrySendError::Closed(_) => TransportError::Closed { remote: target.remote },
                 })
             }
         }

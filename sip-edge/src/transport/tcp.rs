@@ -48,11 +48,7 @@ impl Default for TcpSettings {
 }
 
 pub fn bind(addr: SocketAddr) -> io::Result<TcpListener> {
-    let socket = socket2::Socket::new(
-        socket2::Domain::for_address(addr),
-        socket2::Type::STREAM,
-        None,
-    )?;
+    let socket = socket2::Socket::new(socket2::Domain::for_address(addr), socket2::Type::STREAM, None)?;
     if addr.is_ipv6() {
         socket.set_only_v6(true)?;
     }
@@ -87,10 +83,7 @@ pub async fn serve(listener: TcpListener, local: SocketAddr, transports: Arc<Tra
 
 /// Opens a connection to `remote` for a message that has none; the data
 /// queues until the connection is up.
-pub(crate) fn connect(
-    transports: &Transports,
-    remote: SocketAddr,
-) -> Result<Connection, TransportError> {
+pub(crate) fn connect(transports: &Transports, remote: SocketAddr) -> Result<Connection, TransportError> {
     if transports.connection_count() >= transports.tcp.max_connections {
         return Err(TransportError::TooManyConnections);
     }
@@ -143,9 +136,7 @@ fn start(stream: TcpStream, remote: SocketAddr, local: SocketAddr, transports: A
     transports.register(id, Connection { remote, writer });
     let settings = transports.tcp.clone();
     let registry = Arc::downgrade(&transports);
-    tokio::spawn(run(
-        stream, id, remote, local, rx, settings, inbound, registry,
-    ));
+    tokio::spawn(run(stream, id, remote, local, rx, settings, inbound, registry));
 }
 
 #[allow(clippy::too_many_arguments)]

@@ -234,10 +234,7 @@ mod tests {
         assert_eq!(a.display, Some("Bob Smith"));
         let a = NameAddr::parse("sip:bob@example.com;tag=1928301774").unwrap();
         assert_eq!(a.tag(), Some("1928301774"));
-        assert_eq!(
-            a.uri.as_sip().map(|u| u.host),
-            Some(Host::Name("example.com"))
-        );
+        assert_eq!(a.uri.as_sip().map(|u| u.host), Some(Host::Name("example.com")));
         let a = NameAddr::parse("<sip:bob@example.com;transport=tcp>;expires=60;q=0.7").unwrap();
         assert_eq!(a.uri.as_sip().and_then(|u| u.transport()), Some("tcp"));
         assert_eq!(a.expires(), Some(60));
@@ -262,10 +259,7 @@ mod tests {
             NameAddr::parse("sip:user@example.com?Route=%3Csip:sip.example.com%3E"),
             Err(AddrError::Uri(UriError::HeadersNotAllowed))
         ));
-        assert_eq!(
-            NameAddr::parse("<sip:a@b"),
-            Err(AddrError::UnterminatedAngle)
-        );
+        assert_eq!(NameAddr::parse("<sip:a@b"), Err(AddrError::UnterminatedAngle));
     }
 
     #[test]

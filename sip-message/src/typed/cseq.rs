@@ -43,10 +43,7 @@ mod tests {
 
     #[test]
     fn bounds() {
-        assert_eq!(
-            CSeq::parse("2147483647 INVITE").map(|c| c.seq),
-            Ok(MAX_CSEQ)
-        );
+        assert_eq!(CSeq::parse("2147483647 INVITE").map(|c| c.seq), Ok(MAX_CSEQ));
         assert!(CSeq::parse("2147483648 INVITE").is_err());
         assert!(CSeq::parse("-1 INVITE").is_err());
         assert!(CSeq::parse("1").is_err());

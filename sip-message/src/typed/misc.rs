@@ -191,9 +191,7 @@ mod tests {
         assert_eq!(ss.state, SubState::Terminated);
         assert_eq!((ss.reason(), ss.retry_after()), (Some("timeout"), Some(30)));
         assert_eq!(
-            SubscriptionState::parse("active;expires=600")
-                .unwrap()
-                .expires(),
+            SubscriptionState::parse("active;expires=600").unwrap().expires(),
             Some(600)
         );
 

@@ -28,9 +28,7 @@ impl Message {
 
     /// The top Via value.
     pub fn top_via(&self) -> Result<Via<'_>, ParseError> {
-        self.vias()
-            .next()
-            .unwrap_or(Err(ParseError::MissingHeader("Via")))
+        self.vias().next().unwrap_or(Err(ParseError::MissingHeader("Via")))
     }
 
     pub fn from_header(&self) -> Result<NameAddr<'_>, ParseError> {
@@ -59,10 +57,7 @@ impl Message {
     pub fn cseq(&self) -> Result<CSeq, ParseError> {
         if let Some(e) = self.essentials.get() {
             if let Some(method) = Method::parse(self.loc(e.cseq_method)) {
-                return Ok(CSeq {
-                    seq: e.cseq,
-                    method,
-                });
+                return Ok(CSeq { seq: e.cseq, method });
             }
         }
         CSeq::parse(
@@ -165,9 +160,7 @@ impl Message {
     }
 
     pub fn content_type(&self) -> Result<Option<MediaType<'_>>, ParseError> {
-        self.known_header(Known::ContentType)
-            .map(MediaType::parse)
-            .transpose()
+        self.known_header(Known::ContentType).map(MediaType::parse).transpose()
     }
 
     /// The declared Content-Length (validated by the parser).
@@ -179,15 +172,11 @@ impl Message {
 
     /// Every media range of every Accept field.
     pub fn accept(&self) -> Result<Vec<MediaType<'_>>, ParseError> {
-        self.known_values(Known::Accept)
-            .map(MediaType::parse)
-            .collect()
+        self.known_values(Known::Accept).map(MediaType::parse).collect()
     }
 
     pub fn event(&self) -> Result<Option<Event<'_>>, ParseError> {
-        self.known_header(Known::Event)
-            .map(Event::parse)
-            .transpose()
+        self.known_header(Known::Event).map(Event::parse).transpose()
     }
 
     pub fn subscription_state(&self) -> Result<Option<SubscriptionState<'_>>, ParseError> {
@@ -227,8 +216,6 @@ impl Message {
 
     /// Every Reason value (RFC 3326), across fields.
     pub fn reasons(&self) -> Result<Vec<Reason<'_>>, ParseError> {
-        self.known_values(Known::Reason)
-            .map(Reason::parse)
-            .collect()
+        self.known_values(Known::Reason).map(Reason::parse).collect()
     }
 }

@@ -23,10 +23,7 @@ pub struct Via<'a> {
 }
 
 const fn bad(reason: &'static str) -> ParseError {
-    ParseError::BadHeader {
-        header: "Via",
-        reason,
-    }
+    ParseError::BadHeader { header: "Via", reason }
 }
 
 impl<'a> Via<'a> {
@@ -46,10 +43,7 @@ impl<'a> Via<'a> {
         }
         i = skip_ws(b, next);
         // sent-by runs to the first ';' (none can appear inside it).
-        let semi = b[i..]
-            .iter()
-            .position(|&c| c == b';')
-            .map_or(b.len(), |p| i + p);
+        let semi = b[i..].iter().position(|&c| c == b';').map_or(b.len(), |p| i + p);
         let sent_by = trim_ws(&s[i..semi]);
         let (host, port) = if sent_by.bytes().any(is_ws) {
             parse_spaced_sent_by(sent_by)?
@@ -81,9 +75,7 @@ impl<'a> Via<'a> {
 
     /// True when the branch carries the RFC 3261 magic cookie.
     pub fn has_rfc3261_branch(&self) -> bool {
-        self.branch()
-            .and_then(|b| strip_prefix_ci(b, "z9hG4bK"))
-            .is_some()
+        self.branch().and_then(|b| strip_prefix_ci(b, "z9hG4bK")).is_some()
     }
 
     pub fn received(&self) -> Option<&'a str> {
@@ -129,9 +121,7 @@ fn skip_ws(b: &[u8], mut i: usize) -> usize {
 /// `host : port` with white space around the colon (rare, but legal).
 fn parse_spaced_sent_by(sent_by: &str) -> Result<(Host<'_>, Option<u16>), ParseError> {
     let (host, port) = match sent_by.rsplit_once(':') {
-        Some((h, p)) if !sent_by.starts_with('[') || h.ends_with(']') => {
-            (trim_ws(h), Some(trim_ws(p)))
-        }
+        Some((h, p)) if !sent_by.starts_with('[') || h.ends_with(']') => (trim_ws(h), Some(trim_ws(p))),
         _ => (sent_by, None),
     };
     if host.bytes().any(is_ws) || port.is_some_and(|p| p.bytes().any(is_ws)) {
@@ -156,9 +146,7 @@ mod tests {
         assert_eq!(v.host, Host::V4("192.0.2.2".parse().unwrap()));
         assert_eq!(v.rport(), Some(None));
         assert_eq!(v.branch(), Some("390skdjuw"));
-        let v =
-            Via::parse("SIP/2.0/TCP [2001:db8::9]:5061 ; branch = z9hG4bKx ; received=192.0.2.9")
-                .unwrap();
+        let v = Via::parse("SIP/2.0/TCP [2001:db8::9]:5061 ; branch = z9hG4bKx ; received=192.0.2.9").unwrap();
         assert_eq!(v.port, Some(5061));
         assert!(v.has_rfc3261_branch());
         assert_eq!(v.received(), Some("192.0.2.9"));

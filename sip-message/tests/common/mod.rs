@@ -57,9 +57,7 @@ pub fn names(kind: &str) -> Vec<String> {
 /// holds every byte value, CR and LF sequences included.
 pub fn mpart01_body() -> Vec<u8> {
     let mut body = Vec::new();
-    body.extend_from_slice(
-        b"--boundary42\r\nContent-Type: text/plain\r\n\r\nsee the binary part\r\n",
-    );
+    body.extend_from_slice(b"--boundary42\r\nContent-Type: text/plain\r\n\r\nsee the binary part\r\n");
     body.extend_from_slice(
         b"--boundary42\r\nContent-Type: application/octet-stream\r\nContent-Transfer-Encoding: binary\r\n\r\n",
     );

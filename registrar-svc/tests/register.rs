@@ -1,0 +1,173 @@
+//! REGISTER processing against the embedded store: every rule of RFC 3261
+//! 10.3 the SIPp tests do not reach, one request at a time.
+
+#![allow(clippy::unwrap_used)]
+
+use bytes::Bytes;
+use registrar_svc::binding::FlowRef;
+use registrar_svc::config::UserConfig;
+use registrar_svc::{Registrar, RegistrarConfig};
+use sip_message::{Known, Message};
+use state_store::Store;
+
+fn registrar(auth: bool) -> Registrar {
+    let mut config = RegistrarConfig {
+        domains: vec!["example.com".into()],
+        ..RegistrarConfig::default()
+    };
+    config.auth.enabled = auth;
+    config.max_bindings = 3;
+    config.users = vec![UserConfig {
+        user: "alice".into(),
+        domain: None,
+        password: Some("secret".into()),
+        ha1_md5: None,
+        ha1_sha256: None,
+    }];
+    Registrar::new(config, Store::memory())
+}
+
+fn flow() -> FlowRef {
+    FlowRef {
+        transport: 1,
+        remote: "192.0.2.1:5060".into(),
+        local: "192.0.2.9:5060".into(),
+        connection: 0,
+        edge_instance: "e".into(),
+    }
+}
+
+fn register(call_id: &str, cseq: u32, extra: &str) -> Message {
+    let raw = format!(
+        "REGISTER sip:example.com SIP/2.0\r\nVia: SIP/2.0/UDP 192.0.2.1;branch=z9hG4bK{call_id}{cseq}\r\nFrom: <sip:alice@example.com>;tag=t\r\nTo: <sip:alice@example.com>\r\nCall-ID: {call_id}\r\nCSeq: {cseq} REGISTER\r\n{extra}Content-Length: 0\r\n\r\n"
+    );
+    Message::parse(Bytes::from(raw)).unwrap()
+}
+
+fn contacts(resp: &Message) -> Vec<String> {
+    resp.known_values(Known::Contact).map(str::to_owned).collect()
+}
+
+#[tokio::test]
+async fn expiry_rules() {
+    let r = registrar(false);
+    let resp = r
+        .register(
+            &register("c1", 1, "Contact: <sip:a@192.0.2.1>\r\nExpires: 10\r\n"),
+            flow(),
+        )
+        .await;
+    assert_eq!(resp.status(), Some(423));
+    assert_eq!(resp.known_header(Known::MinExpires), Some("60"));
+    // The contact parameter wins over the header; above max is shortened.
+    let resp = r
+        .register(
+            &register("c1", 2, "Contact: <sip:a@192.0.2.1>;expires=99999\r\nExpires: 10\r\n"),
+            flow(),
+        )
+        .await;
+    assert_eq!(resp.status(), Some(200));
+    assert_eq!(contacts(&resp), vec!["<sip:a@192.0.2.1>;expires=7200"]);
+    // No expiry anywhere: the default.
+    let resp = r
+        .register(&register("c1", 3, "Contact: <sip:b@192.0.2.1>\r\n"), flow())
+        .await;
+    assert!(
+        contacts(&resp).contains(&"<sip:b@192.0.2.1>;expires=3600".to_owned()),
+        "{:?}",
+        contacts(&resp)
+    );
+    assert!(resp.known_header(Known::Date).is_some());
+}
+
+#[tokio::test]
+async fn cseq_order_star_and_limits() {
+    let r = registrar(false);
+    assert_eq!(
+        r.register(&register("c1", 5, "Contact: <sip:a@192.0.2.1>\r\n"), flow())
+            .await
+            .status(),
+        Some(200)
+    );
+    // Same Call-ID, lower or equal CSeq: refused, nothing changes.
+    for cseq in [4, 5] {
+        let resp = r
+            .register(
+                &register("c1", cseq, "Contact: <sip:a@192.0.2.1>;expires=0\r\n"),
+                flow(),
+            )
+            .await;
+        assert_eq!(resp.status(), Some(500), "CSeq {cseq}");
+    }
+    assert_eq!(r.lookup("sip:alice@example.com").await.unwrap().len(), 1);
+    // Another Call-ID may replace it whatever its CSeq.
+    assert_eq!(
+        r.register(&register("c2", 1, "Contact: <sip:a@192.0.2.1>;expires=120\r\n"), flow())
+            .await
+            .status(),
+        Some(200)
+    );
+    // `*` needs Expires: 0 and no other contact.
+    assert_eq!(
+        r.register(&register("c3", 1, "Contact: *\r\n"), flow()).await.status(),
+        Some(400)
+    );
+    assert_eq!(
+        r.register(&register("c3", 2, "Contact: *, <sip:x@y>\r\nExpires: 0\r\n"), flow())
+            .await
+            .status(),
+        Some(400)
+    );
+    // Bindings per AOR are bounded (3 here).
+    let many = "Contact: <sip:p@192.0.2.1>, <sip:q@192.0.2.1>, <sip:r@192.0.2.1>\r\n";
+    assert_eq!(r.register(&register("c4", 1, many), flow()).await.status(), Some(403));
+    let resp = r
+        .register(&register("c3", 3, "Contact: *\r\nExpires: 0\r\n"), flow())
+        .await;
+    assert_eq!(resp.status(), Some(200));
+    assert!(contacts(&resp).is_empty());
+    assert!(r.lookup("sip:alice@example.com").await.unwrap().is_empty());
+}
+
+#[tokio::test]
+async fn instance_bindings_replace_and_path_is_kept() {
+    let r = registrar(false);
+    let inst = "+sip.instance=\"<urn:uuid:00000000-0000-1000-8000-000A95A0E128>\";reg-id=1";
+    let first = format!("Contact: <sip:a@192.0.2.1:5060;transport=tcp>;{inst}\r\nPath: <sip:edge.example.com;lr>\r\n");
+    assert_eq!(r.register(&register("c1", 1, &first), flow()).await.status(), Some(200));
+    // Same instance and reg-id from a new address (the phone moved): it
+    // replaces the old binding instead of adding one (RFC 5626 6).
+    let moved =
+        format!("Contact: <sip:a@198.51.100.7:6000;transport=tcp>;{inst}\r\nPath: <sip:edge.example.com;lr>\r\n");
+    let resp = r.register(&register("c2", 1, &moved), flow()).await;
+    assert_eq!(resp.status(), Some(200));
+    assert_eq!(resp.known_header(Known::Path), Some("<sip:edge.example.com;lr>"));
+    let b = r.lookup("sip:alice@example.com").await.unwrap();
+    assert_eq!(b.len(), 1);
+    assert_eq!(b[0].uri, "sip:a@198.51.100.7:6000;transport=tcp");
+    assert_eq!(b[0].reg_id, Some(1));
+    assert_eq!(b[0].path, vec!["<sip:edge.example.com;lr>"]);
+    assert_eq!(b[0].flow, flow());
+}
+
+#[tokio::test]
+async fn domains_users_and_authentication() {
+    let r = registrar(true);
+    let mut other = register("c1", 1, "Contact: <sip:a@192.0.2.1>\r\n");
+    other.set_request_uri("sip:elsewhere.org");
+    assert_eq!(r.register(&other, flow()).await.status(), Some(404));
+    let mut stranger = register("c1", 1, "Contact: <sip:a@192.0.2.1>\r\n");
+    stranger.set_header(Known::To, "<sip:mallory@example.com>");
+    assert_eq!(r.register(&stranger, flow()).await.status(), Some(404));
+    // No credentials: one challenge per algorithm, SHA-256 first.
+    let resp = r
+        .register(&register("c1", 1, "Contact: <sip:a@192.0.2.1>\r\n"), flow())
+        .await;
+    assert_eq!(resp.status(), Some(401));
+    let challenges: Vec<&str> = resp.known_fields(Known::WwwAuthenticate).collect();
+    assert_eq!(challenges.len(), 2);
+    assert!(challenges[0].contains("algorithm=SHA-256") && challenges[1].contains("algorithm=MD5"));
+    // Garbage credentials for our realm: 403.
+    let bad = "Contact: <sip:a@192.0.2.1>\r\nAuthorization: Digest username=\"alice\", realm=\"example.com\", nonce=\"00\", uri=\"sip:example.com\", response=\"00\"\r\n";
+    assert_eq!(r.register(&register("c1", 2, bad), flow()).await.status(), Some(403));
+}

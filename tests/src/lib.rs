@@ -161,6 +161,46 @@ impl Drop for Sipbus {
     }
 }
 
+/// sipbus split: one sip-edge and `replicas` registrar-svc processes over a
+/// Redis the caller runs, each process its own `sipbus --target`.
+pub struct SplitRun {
+    pub edge: Sipbus,
+    pub registrars: Vec<Sipbus>,
+}
+
+impl SplitRun {
+    /// `env` goes to every process (registrar settings); the store, gRPC
+    /// addresses, a shared nonce key and the edge's replica list are added.
+    pub fn start(redis_url: &str, env: &[(&str, &str)], replicas: usize) -> Result<SplitRun> {
+        let mut all: Vec<(&str, &str)> = env.to_vec();
+        all.push(("SIPBUS_STORE__REDIS", redis_url));
+        // Replicas must verify each other's nonces.
+        all.push(("SIPBUS_REGISTRAR__AUTH__NONCE_KEY", "shared test key"));
+        let mut registrars = Vec::new();
+        let mut addresses = Vec::new();
+        for _ in 0..replicas {
+            let grpc: SocketAddr = ([127, 0, 0, 1], free_port()?).into();
+            registrars.push(Sipbus::start_service("registrar-svc", &all, grpc)?);
+            addresses.push(format!("\"http://{grpc}\""));
+        }
+        let list = format!("[{}]", addresses.join(", "));
+        let mut edge_env = all.clone();
+        edge_env.push(("SIPBUS_BUS__REGISTRAR", &list));
+        edge_env.push(("SIPBUS_BUS__DEADLINE_MS", "1000"));
+        let edge = Sipbus::start("sip-edge", &edge_env)?;
+        Ok(SplitRun { edge, registrars })
+    }
+
+    /// Every process's log, for assertion messages.
+    pub fn logs(&self) -> String {
+        let mut s = format!("--- edge ---\n{}", self.edge.log_text());
+        for (i, r) in self.registrars.iter().enumerate() {
+            s.push_str(&format!("\n--- registrar {i} ---\n{}", r.log_text()));
+        }
+        s
+    }
+}
+
 /// Writes a file under the temporary directory, unique to this process.
 pub fn temp_file(name: &str, text: &str) -> Result<PathBuf> {
     let dir = std::env::temp_dir().join(format!("sipbus-e2e-{}", std::process::id()));

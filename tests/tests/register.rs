@@ -1,9 +1,12 @@
 //! REGISTER with digest authentication, driven by SIPp against the real
-//! binary: the whole registration life, and each refusal a phone can meet.
+//! binary: the whole registration life, and each refusal a phone can meet,
+//! against all-in-one and against split mode (two registrar replicas) over
+//! a Redis node and over a Redis Cluster.
 
 use std::time::Duration;
 
-use sipbus_tests::{Sipbus, run_sipp, scenario, temp_file};
+use sipbus_tests::{Sipbus, SplitRun, run_sipp, scenario, temp_file};
+use state_store::testing::{RedisCluster, RedisServer};
 
 /// Two users in `example.com`, a 60 s minimum expiry. SIPp answers only
 /// the first challenge and knows only MD5, so MD5 is offered first here (the
@@ -44,67 +47,111 @@ fn sipp(sipbus: &Sipbus, scenario_path: &str, csv: &str, extra: &[&str]) -> anyh
     run_sipp(&args, Duration::from_secs(40))
 }
 
-fn assert_ok(result: &sipbus_tests::SippResult, sipbus: &Sipbus, what: &str) {
+fn assert_ok(result: &sipbus_tests::SippResult, logs: &dyn Fn() -> String, what: &str) {
     assert_eq!(
         (result.exit_code, result.successful, result.failed),
         (Some(0), 1, 0),
-        "{what}: {}\n--- sipbus log ---\n{}",
+        "{what}: {}\n--- sipbus logs ---\n{}",
         result.output,
-        sipbus.log_text()
+        logs()
     );
 }
 
-#[test]
-fn registration_life_over_udp_and_tcp() -> anyhow::Result<()> {
-    let sipbus = Sipbus::start("all", &registrar_env())?;
+fn registration_life(edge: &Sipbus, logs: &dyn Fn() -> String) -> anyhow::Result<()> {
     let flow = scenario("register_flow.xml");
-    let csv = temp_file("alice.csv", "SEQUENTIAL\nalice;example.com;secret\n")?;
+    let csv = temp_file(
+        &format!("alice-{}.csv", edge.sip.port()),
+        "SEQUENTIAL\nalice;example.com;secret\n",
+    )?;
     for transport in ["u1", "t1"] {
         let r = sipp(
-            &sipbus,
+            edge,
             flow.to_str().unwrap_or_default(),
             csv.to_str().unwrap_or_default(),
             &["-t", transport, "-au", "alice", "-ap", "secret"],
         )?;
-        assert_ok(&r, &sipbus, &format!("register flow over {transport}"));
+        assert_ok(&r, logs, &format!("register flow over {transport}"));
     }
     Ok(())
 }
 
+#[test]
+fn registration_life_all_in_one() -> anyhow::Result<()> {
+    let sipbus = Sipbus::start("all", &registrar_env())?;
+    registration_life(&sipbus, &|| sipbus.log_text())
+}
+
+#[test]
+fn registration_life_split_over_redis() -> anyhow::Result<()> {
+    let redis = RedisServer::start()?;
+    let split = SplitRun::start(&redis.url(), &registrar_env(), 2)?;
+    registration_life(&split.edge, &|| split.logs())
+}
+
+#[test]
+fn registration_life_split_over_redis_cluster() -> anyhow::Result<()> {
+    let cluster = RedisCluster::start()?;
+    let split = SplitRun::start(&cluster.urls(), &registrar_env(), 2)?;
+    registration_life(&split.edge, &|| split.logs())
+}
+
 /// Runs register_reject.xml expecting `status` for the given credentials
 /// and Expires.
-fn rejected(sipbus: &Sipbus, user: &str, password: &str, expires: u32, status: u16) -> anyhow::Result<()> {
+fn rejected(
+    edge: &Sipbus,
+    logs: &dyn Fn() -> String,
+    user: &str,
+    password: &str,
+    expires: u32,
+    status: u16,
+) -> anyhow::Result<()> {
     let template = std::fs::read_to_string(scenario("register_reject.xml"))?;
+    let tag = format!("{status}-{}", edge.sip.port());
     let path = temp_file(
-        &format!("reject-{status}.xml"),
+        &format!("reject-{tag}.xml"),
         &template.replace("[status]", &status.to_string()),
     )?;
     let csv = temp_file(
-        &format!("reject-{status}.csv"),
+        &format!("reject-{tag}.csv"),
         &format!("SEQUENTIAL\n{user};example.com;{password};{expires}\n"),
     )?;
     let r = sipp(
-        sipbus,
+        edge,
         path.to_str().unwrap_or_default(),
         csv.to_str().unwrap_or_default(),
         &["-au", user, "-ap", password],
     )?;
-    assert_ok(&r, sipbus, &format!("expected {status}"));
+    assert_ok(&r, logs, &format!("expected {status}"));
+    Ok(())
+}
+
+fn refusals(edge: &Sipbus, logs: &dyn Fn() -> String) -> anyhow::Result<()> {
+    rejected(edge, logs, "bob", "hunter2", 10, 423)?;
+    rejected(edge, logs, "bob", "wrong", 300, 403)?;
+    let csv = temp_file(
+        &format!("nobody-{}.csv", edge.sip.port()),
+        "SEQUENTIAL\nnobody;example.com\n",
+    )?;
+    let unknown = scenario("register_unknown.xml");
+    let r = sipp(
+        edge,
+        unknown.to_str().unwrap_or_default(),
+        csv.to_str().unwrap_or_default(),
+        &[],
+    )?;
+    assert_ok(&r, logs, "unknown user gets 404");
     Ok(())
 }
 
 #[test]
-fn too_short_wrong_password_and_unknown_user() -> anyhow::Result<()> {
+fn too_short_wrong_password_and_unknown_user_all_in_one() -> anyhow::Result<()> {
     let sipbus = Sipbus::start("all", &registrar_env())?;
-    rejected(&sipbus, "bob", "hunter2", 10, 423)?;
-    rejected(&sipbus, "bob", "wrong", 300, 403)?;
-    let csv = temp_file("nobody.csv", "SEQUENTIAL\nnobody;example.com\n")?;
-    let r = sipp(
-        &sipbus,
-        scenario("register_unknown.xml").to_str().unwrap_or_default(),
-        csv.to_str().unwrap_or_default(),
-        &[],
-    )?;
-    assert_ok(&r, &sipbus, "unknown user gets 404");
-    Ok(())
+    refusals(&sipbus, &|| sipbus.log_text())
+}
+
+#[test]
+fn too_short_wrong_password_and_unknown_user_split() -> anyhow::Result<()> {
+    let redis = RedisServer::start()?;
+    let split = SplitRun::start(&redis.url(), &registrar_env(), 2)?;
+    refusals(&split.edge, &|| split.logs())
 }

@@ -5,22 +5,15 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use registrar_svc::binding::{BindingSet, record_key};
-use sipbus_tests::{Sipbus, SippResult, free_port, run_sipp, scenario, temp_file};
+use sipbus_tests::{SippResult, SplitRun, free_port, run_sipp, scenario, temp_file};
 use state_store::Store;
 use state_store::testing::RedisServer;
 
 /// Users who register in parallel, each its own address-of-record.
 const USERS: [&str; 5] = ["alice", "bob", "carol", "dave", "erin"];
 
-struct Split {
-    redis: RedisServer,
-    edge: Sipbus,
-    registrars: Vec<Sipbus>,
-}
-
-fn common_env(redis: &str) -> Vec<(&'static str, String)> {
+fn env() -> Vec<(&'static str, String)> {
     vec![
-        ("SIPBUS_STORE__REDIS", redis.to_owned()),
         ("SIPBUS_REGISTRAR__DOMAINS", r#"["example.com"]"#.to_owned()),
         (
             "SIPBUS_REGISTRAR__USERS",
@@ -32,36 +25,22 @@ fn common_env(redis: &str) -> Vec<(&'static str, String)> {
             ),
         ),
         ("SIPBUS_REGISTRAR__AUTH__ALGORITHMS", r#"["MD5", "SHA-256"]"#.to_owned()),
-        // Replicas verify each other's nonces.
-        ("SIPBUS_REGISTRAR__AUTH__NONCE_KEY", "shared test key".to_owned()),
         ("SIPBUS_REGISTRAR__MAX_BINDINGS", "100000".to_owned()),
         ("SIPBUS_REGISTRAR__EXPIRES__MIN_S", "1".to_owned()),
         ("SIPBUS_REGISTRAR__EXPIRY_POLL_MS", "100".to_owned()),
     ]
 }
 
-fn start_registrar(redis: &str) -> anyhow::Result<(Sipbus, SocketAddr)> {
-    let grpc: SocketAddr = ([127, 0, 0, 1], free_port()?).into();
-    let env = common_env(redis);
-    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
-    Ok((Sipbus::start_service("registrar-svc", &env, grpc)?, grpc))
+struct Split {
+    redis: RedisServer,
+    run: SplitRun,
 }
 
 fn start_split(redis: RedisServer) -> anyhow::Result<Split> {
-    let url = redis.url();
-    let (r1, g1) = start_registrar(&url)?;
-    let (r2, g2) = start_registrar(&url)?;
-    let replicas = format!("[\"http://{g1}\", \"http://{g2}\"]");
-    let env = vec![
-        ("SIPBUS_BUS__REGISTRAR", replicas.as_str()),
-        ("SIPBUS_BUS__DEADLINE_MS", "1000"),
-    ];
-    let edge = Sipbus::start("sip-edge", &env)?;
-    Ok(Split {
-        redis,
-        edge,
-        registrars: vec![r1, r2],
-    })
+    let env = env();
+    let env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    let run = SplitRun::start(&redis.url(), &env, 2)?;
+    Ok(Split { redis, run })
 }
 
 /// `calls` registrations of `user` at `rate`/s, each a new binding lasting
@@ -130,11 +109,7 @@ async fn bindings(store: &Store, user: &str) -> anyhow::Result<BindingSet> {
 }
 
 fn logs(split: &Split) -> String {
-    let mut s = format!("--- edge ---\n{}", split.edge.log_text());
-    for (i, r) in split.registrars.iter().enumerate() {
-        s.push_str(&format!("\n--- registrar {i} ---\n{}", r.log_text()));
-    }
-    s
+    split.run.logs()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -143,7 +118,7 @@ async fn two_replicas_share_bindings_and_survive_a_killed_one() -> anyhow::Resul
     let store = Store::redis(&split.redis.url()).await?;
 
     // Both replicas serve (round robin), and nonces from one verify on the other.
-    let edge = split.edge.sip;
+    let edge = split.run.edge.sip;
     let first = register_all(edge, 8, 8)?;
     for r in &first {
         assert_eq!(
@@ -159,7 +134,7 @@ async fn two_replicas_share_bindings_and_survive_a_killed_one() -> anyhow::Resul
     // Kill one replica while every user registers at a steady rate (50/s in all).
     let load = tokio::task::spawn_blocking(move || register_all(edge, 30, 10));
     tokio::time::sleep(Duration::from_millis(1000)).await;
-    split.registrars[0].kill()?;
+    split.run.registrars[0].kill()?;
     let during = load.await??;
     let failed: u64 = during.iter().map(|r| r.failed).sum();
     let succeeded: u64 = during.iter().map(|r| r.successful).sum();
@@ -192,7 +167,7 @@ async fn two_replicas_share_bindings_and_survive_a_killed_one() -> anyhow::Resul
 async fn a_short_binding_expires_once_with_two_replicas() -> anyhow::Result<()> {
     let split = start_split(RedisServer::start()?)?;
     let store = Store::redis(&split.redis.url()).await?;
-    let r = register(split.edge.sip, "alice", 1, 10, 1)?;
+    let r = register(split.run.edge.sip, "alice", 1, 10, 1)?;
     assert_eq!(
         (r.exit_code, r.successful),
         (Some(0), 1),
@@ -226,7 +201,7 @@ async fn bindings_survive_a_restart_of_a_persisting_redis() -> anyhow::Result<()
     let dir = std::env::temp_dir().join(format!("sipbus-split-persist-{}", std::process::id()));
     let redis = RedisServer::start_persistent(dir, free_port()?)?;
     let mut split = start_split(redis)?;
-    let r = register(split.edge.sip, "alice", 5, 10, 3600)?;
+    let r = register(split.run.edge.sip, "alice", 5, 10, 3600)?;
     assert_eq!(
         (r.exit_code, r.successful),
         (Some(0), 5),
@@ -245,7 +220,7 @@ async fn bindings_survive_a_restart_of_a_persisting_redis() -> anyhow::Result<()
     // right after the restart may get 503 while connections re-establish).
     let mut last = None;
     for _ in 0..10 {
-        let r = register(split.edge.sip, "alice", 1, 10, 3600)?;
+        let r = register(split.run.edge.sip, "alice", 1, 10, 3600)?;
         if r.exit_code == Some(0) {
             last = Some(r);
             break;

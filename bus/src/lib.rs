@@ -12,4 +12,5 @@ mod pool;
 mod router;
 
 pub use pool::{Handler, HandlerPool, PoolError};
+pub use proto::trace::Trace;
 pub use router::Router;

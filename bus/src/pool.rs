@@ -9,6 +9,8 @@ use proto::edge::v1::request_handler_client::RequestHandlerClient;
 use proto::edge::v1::request_handler_server::RequestHandler;
 use tonic::transport::{Channel, Endpoint};
 
+use proto::trace::Trace;
+
 /// One replica of a service.
 #[derive(Clone)]
 pub enum Handler {
@@ -38,8 +40,14 @@ impl Handler {
         })
     }
 
-    async fn call(&self, req: pb::IncomingRequest, deadline: Duration) -> Result<pb::HandleReply, tonic::Status> {
+    async fn call(
+        &self,
+        req: pb::IncomingRequest,
+        deadline: Duration,
+        trace: &Trace,
+    ) -> Result<pb::HandleReply, tonic::Status> {
         let mut request = tonic::Request::new(req);
+        trace.inject(request.metadata_mut());
         request.set_timeout(deadline);
         match self {
             Handler::Local(svc) => match tokio::time::timeout(deadline, svc.handle(request)).await {
@@ -90,7 +98,7 @@ impl HandlerPool {
     /// Calls one replica. Only a replica that could not be reached (the
     /// request never arrived) is retried on the next one: a request that
     /// may have been applied is never sent twice.
-    pub async fn call(&self, req: pb::IncomingRequest) -> Result<pb::HandleReply, PoolError> {
+    pub async fn call(&self, req: pb::IncomingRequest, trace: &Trace) -> Result<pb::HandleReply, PoolError> {
         if self.replicas.is_empty() {
             return Err(PoolError::Empty);
         }
@@ -98,7 +106,7 @@ impl HandlerPool {
         let mut last = None;
         for i in 0..self.replicas.len() {
             let replica = &self.replicas[(start + i) % self.replicas.len()];
-            match replica.call(req.clone(), self.deadline).await {
+            match replica.call(req.clone(), self.deadline, trace).await {
                 Ok(reply) => return Ok(reply),
                 Err(status) if status.code() == tonic::Code::Unavailable && never_arrived(&status) => {
                     tracing::warn!(replica = replica.name(), %status, "replica unreachable; trying the next");

@@ -7,10 +7,11 @@ use std::sync::Arc;
 use proto::edge::v1 as pb;
 use sip_edge::{BoxFuture, Dispatch, EdgeHandle, IncomingRequest};
 use sip_message::{Known, Method};
-use tracing::{Instrument, info_span, warn};
+use tracing::{Instrument, debug, info_span, warn};
 
 use crate::convert::{flow_of, from_proto, to_proto};
 use crate::pool::{HandlerPool, PoolError};
+use proto::trace::Trace;
 
 /// Routes requests by method to the service pools.
 pub struct Router {
@@ -52,12 +53,14 @@ impl Dispatch for Router {
             flow: Some(flow_of(&req.source, &self.edge_instance)),
         };
         let retry_after = self.retry_after.clone();
-        let span = info_span!("route", %method, tx = %req.tx.id());
+        // One trace per request, carried to the service in gRPC metadata.
+        let trace = Trace::new();
+        let span = info_span!("route", %method, tx = %req.tx.id(), trace_id = %trace.trace_id());
         Box::pin(
             async move {
                 let tx = req.tx;
                 let answer = match pool {
-                    Some(pool) => pool.call(incoming).await,
+                    Some(pool) => pool.call(incoming, &trace).await,
                     None => Err(PoolError::Empty),
                 };
                 let response = match answer {
@@ -85,6 +88,7 @@ impl Dispatch for Router {
                         r
                     }
                 };
+                debug!(status = response.status().unwrap_or(0), "answered");
                 if let Err(e) = tx.respond(response) {
                     warn!(error = %e, "response not sent");
                 }

@@ -4,6 +4,7 @@
 //! a breaking change gets a new version, never an edit in place.
 
 pub mod convert;
+pub mod trace;
 
 /// `sipbus.edge.v1`: the edge API and the request handler every service
 /// implements.

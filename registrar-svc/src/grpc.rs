@@ -8,8 +8,10 @@ use proto::edge::v1 as pb;
 use proto::edge::v1::request_handler_server::RequestHandler;
 use proto::registrar::v1 as rpb;
 use proto::registrar::v1::registrar_server::Registrar as RegistrarRpc;
+use proto::trace::Trace;
 use sip_message::Method;
 use tonic::{Request, Response, Status};
+use tracing::{Instrument, info_span};
 
 use crate::binding::FlowRef;
 use crate::service::Registrar;
@@ -30,7 +32,14 @@ impl RegistrarService {
 #[tonic::async_trait]
 impl RequestHandler for RegistrarService {
     async fn handle(&self, request: Request<pb::IncomingRequest>) -> Result<Response<pb::HandleReply>, Status> {
-        let req = request.into_inner();
+        let trace = Trace::extract(request.metadata()).unwrap_or_default();
+        let span = info_span!("register", trace_id = %trace.trace_id(), server_tx = request.get_ref().server_tx);
+        self.handle_request(request.into_inner()).instrument(span).await
+    }
+}
+
+impl RegistrarService {
+    async fn handle_request(&self, req: pb::IncomingRequest) -> Result<Response<pb::HandleReply>, Status> {
         let msg = req.message.ok_or_else(|| Status::invalid_argument("no message"))?;
         let msg = from_proto(msg).map_err(|e| Status::invalid_argument(format!("message: {e}")))?;
         if msg.method() != Some(&Method::Register) {
@@ -45,6 +54,7 @@ impl RequestHandler for RegistrarService {
             edge_instance: flow.edge_instance,
         };
         let response = self.inner.register(&msg, flow).await;
+        tracing::debug!(status = response.status().unwrap_or(0), "REGISTER answered");
         Ok(Response::new(pb::HandleReply {
             response: Some(to_proto(&response)),
         }))

@@ -235,3 +235,27 @@ async fn bindings_survive_a_restart_of_a_persisting_redis() -> anyhow::Result<()
     assert_eq!(bindings(&store, "alice").await?.bindings.len(), 6);
     Ok(())
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn one_trace_id_follows_a_request_from_edge_to_registrar() -> anyhow::Result<()> {
+    let redis = RedisServer::start()?;
+    let env = env();
+    let mut env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    env.push(("SIPBUS_LOG__LEVEL", "info,bus=debug,registrar_svc=debug"));
+    let run = SplitRun::start(&redis.url(), &env, 1)?;
+    let r = register(run.edge.sip, "alice", 1, 10, 3600)?;
+    assert_eq!(r.exit_code, Some(0), "{}\n{}", r.output, run.logs());
+    let trace_ids = |log: &str| -> Vec<String> {
+        log.lines()
+            .filter_map(|l| l.split("trace_id=").nth(1))
+            .map(|rest| rest.chars().take_while(char::is_ascii_hexdigit).collect())
+            .collect()
+    };
+    let edge = trace_ids(&run.edge.log_text());
+    let registrar = trace_ids(&run.registrars[0].log_text());
+    // Two REGISTERs (challenge, then credentials): two traces, each seen on both sides.
+    assert_eq!(edge.len(), 2, "{}", run.logs());
+    assert_eq!(edge, registrar, "{}", run.logs());
+    assert!(edge.iter().all(|t| t.len() == 32) && edge[0] != edge[1]);
+    Ok(())
+}

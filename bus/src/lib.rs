@@ -11,6 +11,6 @@ pub mod convert;
 mod pool;
 mod router;
 
-pub use pool::{Handler, HandlerPool, PoolError};
+pub use pool::{Handler, HandlerPool, PoolError, ReplicaSource, follow, handlers_for, resolve};
 pub use proto::trace::Trace;
 pub use router::Router;

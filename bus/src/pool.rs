@@ -1,7 +1,7 @@
 //! The replicas of one service, and how a call picks one.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::{Arc, RwLock};
 use std::time::Duration;
 
 use proto::edge::v1 as pb;
@@ -81,7 +81,8 @@ pub enum PoolError {
 
 /// Replicas of one service, tried round-robin.
 pub struct HandlerPool {
-    replicas: Vec<Handler>,
+    /// Swapped whole when discovery finds a new set of replicas.
+    replicas: RwLock<Arc<Vec<Handler>>>,
     next: AtomicUsize,
     deadline: Duration,
 }
@@ -89,23 +90,44 @@ pub struct HandlerPool {
 impl HandlerPool {
     pub fn new(replicas: Vec<Handler>, deadline: Duration) -> Self {
         Self {
-            replicas,
+            replicas: RwLock::new(Arc::new(replicas)),
             next: AtomicUsize::new(0),
             deadline,
         }
+    }
+
+    fn snapshot(&self) -> Arc<Vec<Handler>> {
+        self.replicas.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// Replaces the replica set (discovery).
+    pub fn replace(&self, replicas: Vec<Handler>) {
+        *self.replicas.write().unwrap_or_else(|e| e.into_inner()) = Arc::new(replicas);
+    }
+
+    /// The addresses of the remote replicas now in the pool.
+    pub fn addresses(&self) -> Vec<String> {
+        self.snapshot()
+            .iter()
+            .filter_map(|h| match h {
+                Handler::Remote { address, .. } => Some(address.clone()),
+                Handler::Local(_) => None,
+            })
+            .collect()
     }
 
     /// Calls one replica. Only a replica that could not be reached (the
     /// request never arrived) is retried on the next one: a request that
     /// may have been applied is never sent twice.
     pub async fn call(&self, req: pb::IncomingRequest, trace: &Trace) -> Result<pb::HandleReply, PoolError> {
-        if self.replicas.is_empty() {
+        let replicas = self.snapshot();
+        if replicas.is_empty() {
             return Err(PoolError::Empty);
         }
         let start = self.next.fetch_add(1, Ordering::Relaxed);
         let mut last = None;
-        for i in 0..self.replicas.len() {
-            let replica = &self.replicas[(start + i) % self.replicas.len()];
+        for i in 0..replicas.len() {
+            let replica = &replicas[(start + i) % replicas.len()];
             match replica.call(req.clone(), self.deadline, trace).await {
                 Ok(reply) => return Ok(reply),
                 Err(status) if status.code() == tonic::Code::Unavailable && never_arrived(&status) => {
@@ -121,9 +143,93 @@ impl HandlerPool {
             }
         }
         Err(PoolError::Unreachable {
-            tried: self.replicas.len(),
+            tried: replicas.len(),
             last: last.unwrap_or_else(|| tonic::Status::unavailable("no replica")),
         })
+    }
+}
+
+/// Where replicas come from: fixed addresses (`http://host:port`) and DNS
+/// names (`dns://name:port`) that resolve to one address per replica, as a
+/// Kubernetes headless Service does.
+#[derive(Debug, Clone)]
+pub enum ReplicaSource {
+    Static(String),
+    Dns { name: String, port: u16 },
+}
+
+impl ReplicaSource {
+    pub fn parse(entry: &str) -> Result<ReplicaSource, PoolError> {
+        let bad = |reason: &str| PoolError::BadAddress {
+            address: entry.to_owned(),
+            reason: reason.to_owned(),
+        };
+        match entry.strip_prefix("dns://") {
+            Some(rest) => {
+                let (name, port) = rest.rsplit_once(':').ok_or_else(|| bad("expected dns://name:port"))?;
+                let port = port.parse().map_err(|_| bad("port is not a number"))?;
+                Ok(ReplicaSource::Dns {
+                    name: name.to_owned(),
+                    port,
+                })
+            }
+            None if entry.starts_with("http://") || entry.starts_with("https://") => {
+                Ok(ReplicaSource::Static(entry.to_owned()))
+            }
+            None => Err(bad("expected http://host:port or dns://name:port")),
+        }
+    }
+}
+
+/// Resolves every source once: the addresses to call, sorted.
+pub async fn resolve(sources: &[ReplicaSource]) -> Vec<String> {
+    let mut out = Vec::new();
+    for s in sources {
+        match s {
+            ReplicaSource::Static(a) => out.push(a.clone()),
+            ReplicaSource::Dns { name, port } => match tokio::net::lookup_host((name.as_str(), *port)).await {
+                Ok(addrs) => out.extend(addrs.map(|a| format!("http://{a}"))),
+                Err(e) => tracing::warn!(%name, error = %e, "replica name does not resolve"),
+            },
+        }
+    }
+    out.sort();
+    out.dedup();
+    out
+}
+
+/// Builds handlers for `addresses`, keeping the existing ones (and their
+/// connections) for addresses already in the pool.
+pub fn handlers_for(pool: &HandlerPool, addresses: &[String], connect: Duration) -> Result<Vec<Handler>, PoolError> {
+    let current = pool.snapshot();
+    addresses
+        .iter()
+        .map(|a| {
+            match current
+                .iter()
+                .find(|h| matches!(h, Handler::Remote { address, .. } if address == a))
+            {
+                Some(h) => Ok(h.clone()),
+                None => Handler::remote(a, connect),
+            }
+        })
+        .collect()
+}
+
+/// Keeps `pool` in step with `sources`, re-resolving every `every`.
+pub async fn follow(pool: Arc<HandlerPool>, sources: Vec<ReplicaSource>, every: Duration, connect: Duration) {
+    loop {
+        tokio::time::sleep(every).await;
+        let addresses = resolve(&sources).await;
+        if addresses != pool.addresses() {
+            match handlers_for(&pool, &addresses, connect) {
+                Ok(h) => {
+                    tracing::info!(replicas = ?addresses, "replica set changed");
+                    pool.replace(h);
+                }
+                Err(e) => tracing::warn!(error = %e, "replica set not updated"),
+            }
+        }
     }
 }
 

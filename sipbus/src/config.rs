@@ -34,11 +34,15 @@ pub struct StoreConfig {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default)]
 pub struct BusConfig {
-    /// registrar-svc replicas, e.g. `["http://10.0.0.5:50051"]`.
+    /// registrar-svc replicas: `http://host:port` each, or `dns://name:port`
+    /// for a name that resolves to every replica (a Kubernetes headless
+    /// Service), re-resolved every `discovery_ms`.
     pub registrar: Vec<String>,
     /// How long a service may take to answer before the phone gets 503.
     pub deadline_ms: u64,
     pub connect_timeout_ms: u64,
+    /// How often DNS names in the replica lists are resolved again.
+    pub discovery_ms: u64,
 }
 
 impl Default for BusConfig {
@@ -47,6 +51,7 @@ impl Default for BusConfig {
             registrar: Vec::new(),
             deadline_ms: 2000,
             connect_timeout_ms: 500,
+            discovery_ms: 5000,
         }
     }
 }

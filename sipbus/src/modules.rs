@@ -6,7 +6,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use bus::{Handler, HandlerPool, Router};
+use bus::{Handler, HandlerPool, ReplicaSource, Router};
 use proto::edge::v1::request_handler_server::RequestHandlerServer;
 use proto::registrar::v1::registrar_server::RegistrarServer;
 use registrar_svc::{Registrar, RegistrarService};
@@ -68,21 +68,30 @@ pub async fn start(target: Target, config: &Config) -> anyhow::Result<Running> {
             let registrar = Arc::new(Registrar::new(config.registrar.clone(), store));
             tasks.push(tokio::spawn(registrar.clone().run_expiry()));
             let svc = RegistrarService::new(registrar);
-            Some(HandlerPool::new(vec![Handler::Local(Arc::new(svc))], deadline))
+            Some(Arc::new(HandlerPool::new(
+                vec![Handler::Local(Arc::new(svc))],
+                deadline,
+            )))
         }
         Target::SipEdge => {
             if config.bus.registrar.is_empty() {
                 bail!("config: bus.registrar: --target sip-edge needs the registrar-svc addresses");
             }
             let connect = Duration::from_millis(config.bus.connect_timeout_ms);
-            let replicas = config
+            let sources = config
                 .bus
                 .registrar
                 .iter()
-                .map(|a| Handler::remote(a, connect))
+                .map(|e| ReplicaSource::parse(e))
                 .collect::<Result<Vec<_>, _>>()
                 .context("config: bus.registrar")?;
-            Some(HandlerPool::new(replicas, deadline))
+            let pool = Arc::new(HandlerPool::new(Vec::new(), deadline));
+            let addresses = bus::resolve(&sources).await;
+            pool.replace(bus::handlers_for(&pool, &addresses, connect).context("config: bus.registrar")?);
+            info!(replicas = ?addresses, "registrar-svc replicas");
+            let every = Duration::from_millis(config.bus.discovery_ms);
+            tasks.push(tokio::spawn(bus::follow(pool.clone(), sources, every, connect)));
+            Some(pool)
         }
         Target::RegistrarSvc => {
             let store = store(config, target).await?;
@@ -110,8 +119,7 @@ pub async fn start(target: Target, config: &Config) -> anyhow::Result<Running> {
     let edge = match registrar_pool {
         Some(pool) => {
             let instance = edge_instance(config);
-            let router =
-                Router::new(&instance, config.edge.overload.retry_after_s).route(Method::Register, Arc::new(pool));
+            let router = Router::new(&instance, config.edge.overload.retry_after_s).route(Method::Register, pool);
             let edge = sip_edge::start(&config.edge, Arc::new(router))
                 .await
                 .context("starting sip-edge")?;

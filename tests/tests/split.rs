@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::time::Duration;
 
 use registrar_svc::binding::{BindingSet, record_key};
-use sipbus_tests::{SippResult, SplitRun, free_port, run_sipp, scenario, temp_file};
+use sipbus_tests::{Sipbus, SippResult, SplitRun, free_port, run_sipp, scenario, temp_file};
 use state_store::Store;
 use state_store::testing::RedisServer;
 
@@ -257,5 +257,32 @@ async fn one_trace_id_follows_a_request_from_edge_to_registrar() -> anyhow::Resu
     assert_eq!(edge.len(), 2, "{}", run.logs());
     assert_eq!(edge, registrar, "{}", run.logs());
     assert!(edge.iter().all(|t| t.len() == 32) && edge[0] != edge[1]);
+    Ok(())
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_edge_finds_replicas_through_a_dns_name() -> anyhow::Result<()> {
+    let redis = RedisServer::start()?;
+    let url = redis.url();
+    let env = env();
+    let mut env: Vec<(&str, &str)> = env.iter().map(|(k, v)| (*k, v.as_str())).collect();
+    env.push(("SIPBUS_STORE__REDIS", &url));
+    env.push(("SIPBUS_REGISTRAR__AUTH__NONCE_KEY", "k"));
+    let grpc: SocketAddr = ([127, 0, 0, 1], free_port()?).into();
+    let registrar = Sipbus::start_service("registrar-svc", &env, grpc)?;
+    // `localhost` resolves to the replica (and maybe to ::1, where nothing
+    // listens: the edge must step over it).
+    let by_name = format!("[\"dns://localhost:{}\"]", grpc.port());
+    env.push(("SIPBUS_BUS__REGISTRAR", &by_name));
+    let edge = Sipbus::start("sip-edge", &env)?;
+    let r = register(edge.sip, "alice", 3, 10, 3600)?;
+    assert_eq!(
+        (r.exit_code, r.successful),
+        (Some(0), 3),
+        "{}\n{}\n{}",
+        r.output,
+        edge.log_text(),
+        registrar.log_text()
+    );
     Ok(())
 }

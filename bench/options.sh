@@ -10,13 +10,15 @@
 #   bench/options.sh [udp|tcp] [seconds-per-step]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 transport="${1:-udp}"
 secs="${2:-5}"
 case "$transport" in udp) t=u1 ;; tcp) t=t1 ;; *) echo "usage: $0 [udp|tcp] [seconds]" >&2; exit 2 ;; esac
 command -v sipp >/dev/null || { echo "SIPp missing: apt-get install sip-tester" >&2; exit 2; }
 
 cargo build --release -p sipbus >&2
-port=$(python3 -c 'import socket; s=socket.socket(socket.AF_INET, socket.SOCK_DGRAM); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])')
+port=$(free_port)
 work=$(mktemp -d)
 SIPBUS_EDGE__LISTEN="[\"udp:127.0.0.1:$port\", \"tcp:127.0.0.1:$port\"]" SIPBUS_LOG__LEVEL=warn SIPBUS_EDGE__OVERLOAD__MAX_TRANSACTIONS=${MAX_TX:-500000} \
     target/release/sipbus >"$work/sipbus.log" 2>&1 &
@@ -33,13 +35,7 @@ for rate in 2000 5000 10000 15000 20000 25000 30000 40000; do
         -m "$calls" -r "$rate" -l 20000 -timeout $((secs * 4 + 10))s -recv_timeout 4000 -nostdin \
         -trace_stat -stf "$work/stat.csv" >/dev/null 2>&1 || true
     end=$(date +%s.%N)
-    read -r ok failed < <(python3 - "$work/stat.csv" <<'PY'
-import csv, sys
-rows = list(csv.reader(open(sys.argv[1]), delimiter=';'))
-h, last = rows[0], [r for r in rows[1:] if r][-1]
-print(last[h.index('SuccessfulCall(C)')], last[h.index('FailedCall(C)')])
-PY
-    )
+    read -r ok failed < <(sipp_counts "$work/stat.csv")
     rm -f "$work/stat.csv"
     achieved=$(python3 -c "print(int($ok / ($end - $start)))")
     rss=$(awk '/VmRSS/ {print $2}' /proc/$pid/status)

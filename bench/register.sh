@@ -12,6 +12,8 @@
 #   bench/register.sh [seconds-per-step]
 set -euo pipefail
 cd "$(dirname "$0")/.."
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
 secs="${1:-4}"
 for cmd in sipp redis-server kamailio python3; do
     command -v "$cmd" >/dev/null || { echo "$cmd missing (apt-get install sip-tester redis-server kamailio)" >&2; exit 2; }
@@ -27,7 +29,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 wait_port() { for _ in $(seq 100); do (echo >/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.1; done; echo "nothing listens on $1" >&2; return 1; }
 wait_udp() { sleep 0.5; }
 
@@ -58,13 +59,7 @@ ramp() {
             -t u1 -i 127.0.0.1 -m "$calls" -r "$rate" -l 30000 -timeout $((secs * 4 + 20))s -recv_timeout 4000 -nostdin \
             -trace_stat -stf "$work/stat.csv" >/dev/null 2>&1 || true
         end=$(date +%s.%N)
-        read -r ok failed < <(python3 - "$work/stat.csv" <<'PY'
-import csv, sys
-rows = list(csv.reader(open(sys.argv[1]), delimiter=';'))
-h, last = rows[0], [r for r in rows[1:] if r][-1]
-print(last[h.index('SuccessfulCall(C)')], last[h.index('FailedCall(C)')])
-PY
-        )
+        read -r ok failed < <(sipp_counts "$work/stat.csv")
         rm -f "$work/stat.csv"
         local achieved=$(python3 -c "print(int(2 * $ok / ($end - $start)))")
         printf '%-10s calls/s %-6s REGISTER/s %-7s failed %s\n' "$name" "$rate" "$achieved" "$failed"

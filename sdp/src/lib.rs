@@ -16,6 +16,7 @@
 mod attr;
 mod error;
 mod model;
+pub mod negotiate;
 
 pub use attr::{Direction, Fmtp, Rtpmap};
 pub use error::ParseError;

@@ -1,3 +1,5 @@
+#![allow(clippy::unwrap_used)]
+
 //! Offers phones send, parsed and written back byte for byte, with the
 //! typed values offer/answer reads; and the malformed ones refused.
 

@@ -8,9 +8,11 @@
 #![forbid(unsafe_code)]
 
 pub mod convert;
+mod edge_api;
 mod pool;
 mod router;
 
+pub use edge_api::EdgeApi;
 pub use pool::{Handler, HandlerPool, PoolError, ReplicaSource, follow, handlers_for, resolve};
 pub use proto::trace::Trace;
 pub use router::Router;

@@ -44,6 +44,24 @@ pub enum ConvertError {
 /// Builds a message from its contract form and validates it as the edge
 /// validates what it receives; Content-Length is recomputed.
 pub fn from_proto(m: pb::SipMessage) -> Result<Message, ConvertError> {
+    let msg = build(m)?;
+    // Round-trip through the parser: what a service sends must pass the
+    // checks the edge applies to what it receives.
+    Ok(Message::parse_with(msg.to_bytes(), &Limits::default())?)
+}
+
+/// Builds a request a service asks the edge to send. It has no Via yet
+/// (the edge's transaction layer adds its own), so it is validated only
+/// after that, by the transaction layer.
+pub fn outgoing_from_proto(m: pb::SipMessage) -> Result<Message, ConvertError> {
+    let msg = build(m)?;
+    if !msg.is_request() {
+        return Err(ConvertError::NoStartLine);
+    }
+    Ok(msg)
+}
+
+fn build(m: pb::SipMessage) -> Result<Message, ConvertError> {
     let mut msg = match m.start_line.ok_or(ConvertError::NoStartLine)? {
         pb::sip_message::StartLine::Request(r) => {
             let method = Method::parse(&r.method).ok_or(ConvertError::BadMethod(r.method))?;
@@ -61,9 +79,6 @@ pub fn from_proto(m: pb::SipMessage) -> Result<Message, ConvertError> {
         msg.push_header_as_spelled(&h.name, &h.value);
     }
     msg.set_body(m.body);
-    // Round-trip through the parser: what a service sends must pass the
-    // checks the edge applies to what it receives.
-    let msg = Message::parse_with(msg.to_bytes(), &Limits::default())?;
     Ok(msg)
 }
 

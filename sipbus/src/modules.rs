@@ -6,7 +6,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use bus::{Handler, HandlerPool, ReplicaSource, Router};
+use bus::{EdgeApi, Handler, HandlerPool, ReplicaSource, Router};
+use proto::edge::v1::edge_server::EdgeServer;
 use proto::edge::v1::request_handler_server::RequestHandlerServer;
 use proto::registrar::v1::registrar_server::RegistrarServer;
 use registrar_svc::{Registrar, RegistrarService};
@@ -59,6 +60,23 @@ fn edge_instance(config: &Config) -> String {
         .unwrap_or_else(|| format!("edge-{:08x}", fastrand::u32(..)))
 }
 
+async fn serve_edge_api(config: &Config, api: EdgeApi) -> anyhow::Result<JoinHandle<()>> {
+    let addr = config.grpc.listen;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on grpc.listen {addr} for the edge API"))?;
+    info!(%addr, "edge API serving gRPC");
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    let server = tonic::transport::Server::builder()
+        .add_service(EdgeServer::new(api))
+        .serve_with_incoming(incoming);
+    Ok(tokio::spawn(async move {
+        if let Err(e) = server.await {
+            tracing::error!(error = %e, "edge API server stopped");
+        }
+    }))
+}
+
 pub async fn start(target: Target, config: &Config) -> anyhow::Result<Running> {
     let mut tasks = Vec::new();
     let deadline = Duration::from_millis(config.bus.deadline_ms);
@@ -94,6 +112,12 @@ pub async fn start(target: Target, config: &Config) -> anyhow::Result<Running> {
             Some(pool)
         }
         Target::RegistrarSvc => {
+            if config.registrar.auth.enabled && config.registrar.auth.nonce_key.is_empty() {
+                bail!(
+                    "config: registrar.auth.nonce_key: required with --target registrar-svc \
+                     (every replica must verify the nonces the others issue)"
+                );
+            }
             let store = store(config, target).await?;
             let registrar = Arc::new(Registrar::new(config.registrar.clone(), store));
             tasks.push(tokio::spawn(registrar.clone().run_expiry()));
@@ -124,6 +148,11 @@ pub async fn start(target: Target, config: &Config) -> anyhow::Result<Running> {
                 .await
                 .context("starting sip-edge")?;
             info!(%instance, "sip-edge started");
+            if target == Target::SipEdge {
+                // Split services answer later and send requests through the
+                // edge API; in one process they use the handle directly.
+                tasks.push(serve_edge_api(config, EdgeApi::new(edge.handle(), &instance)).await?);
+            }
             Some(edge)
         }
         None => None,

@@ -52,6 +52,9 @@ pub fn free_port() -> Result<u16> {
 pub struct Sipbus {
     child: Child,
     pub sip: SocketAddr,
+    /// Where the process serves gRPC (the edge API for sip-edge, the
+    /// service contracts for service targets).
+    pub grpc: SocketAddr,
     log: PathBuf,
 }
 
@@ -75,12 +78,17 @@ impl Sipbus {
     fn start_ready_on(target: &str, env: &[(&str, &str)], ready: Option<SocketAddr>) -> Result<Sipbus> {
         let port = free_port()?;
         let sip: SocketAddr = ([127, 0, 0, 1], port).into();
+        let grpc: SocketAddr = match env.iter().find(|(k, _)| *k == "SIPBUS_GRPC__LISTEN") {
+            Some((_, v)) => v.parse()?,
+            None => ([127, 0, 0, 1], free_port()?).into(),
+        };
         let log = std::env::temp_dir().join(format!("sipbus-e2e-{port}.log"));
         let log_file = std::fs::File::create(&log)?;
         let mut cmd = Command::new(sipbus_bin()?);
         cmd.arg("--target")
             .arg(target)
             .env("SIPBUS_EDGE__LISTEN", format!("[\"udp:{sip}\", \"tcp:{sip}\"]"))
+            .env("SIPBUS_GRPC__LISTEN", grpc.to_string())
             .env("SIPBUS_LOG__LEVEL", "info")
             .env_remove("RUST_LOG")
             .stdout(Stdio::null())
@@ -89,7 +97,7 @@ impl Sipbus {
             cmd.env(k, v);
         }
         let child = cmd.spawn().context("spawning sipbus")?;
-        let mut me = Sipbus { child, sip, log };
+        let mut me = Sipbus { child, sip, grpc, log };
         me.wait_ready(ready.unwrap_or(sip), Duration::from_secs(10))?;
         Ok(me)
     }
@@ -115,6 +123,7 @@ impl Sipbus {
         Sipbus {
             child,
             sip,
+            grpc: sip,
             log: PathBuf::new(),
         }
     }

@@ -51,10 +51,12 @@ fn target_of(flow: &pb::Flow) -> Result<Target, Status> {
         .parse()
         .map_err(|_| Status::invalid_argument("flow.remote: expected ip:port"))?;
     let flow_id = (flow.connection != 0).then_some(FlowId(flow.connection));
+    let local = flow.local.parse().ok();
     Ok(Target {
         transport,
         remote,
         flow: flow_id,
+        local,
     })
 }
 

@@ -233,8 +233,11 @@ pub async fn follow(pool: Arc<HandlerPool>, sources: Vec<ReplicaSource>, every: 
     }
 }
 
-/// tonic reports a refused connection as Unavailable with a transport
-/// source; an Unavailable returned by the service itself has none.
+/// tonic reports a connection it could not open as Unavailable "tcp
+/// connect error" with the transport error as source: only then did the
+/// request certainly not reach the replica. Any other failure, even
+/// Unavailable from the service or a broken connection, may come after the
+/// request was applied.
 fn never_arrived(status: &tonic::Status) -> bool {
-    std::error::Error::source(status).is_some() || status.message().contains("connect")
+    status.message() == "tcp connect error" && std::error::Error::source(status).is_some()
 }

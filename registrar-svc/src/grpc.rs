@@ -53,7 +53,13 @@ impl RegistrarService {
             connection: flow.connection,
             edge_instance: flow.edge_instance,
         };
-        let response = self.inner.register(&msg, flow).await;
+        // Run to completion even if the caller gives up (deadline): a
+        // REGISTER stopped between its store write and its timers would
+        // leave a binding without expiry timer or event.
+        let inner = self.inner.clone();
+        let response = tokio::spawn(async move { inner.register(&msg, flow).await }.in_current_span())
+            .await
+            .map_err(|_| Status::internal("REGISTER processing failed"))?;
         tracing::debug!(status = response.status().unwrap_or(0), "REGISTER answered");
         Ok(Response::new(pb::HandleReply {
             response: Some(to_proto(&response)),

@@ -152,12 +152,13 @@ impl Registrar {
         if !self.serves(&aor_domain) {
             return Err(Reject::new(404, "Not Found (domain not served here)"));
         }
-        let secret_key = (user.to_string(), aor_domain.clone());
-        if !self.users.contains_key(&secret_key) {
+        // Unknown addresses-of-record get 404 before any challenge, as the
+        // issue asks; this tells a prober which users exist (RFC 3261 10.3
+        // would authenticate first).
+        if !self.users.contains_key(&(user.to_string(), aor_domain.clone())) {
             return Err(Reject::new(404, "Not Found (unknown user)"));
         }
         let aor = format!("{}:{user}@{aor_domain}", if to_uri.secure { "sips" } else { "sip" });
-
         if self.config.auth.enabled {
             self.authenticate(req, ruri, &domain, &aor_domain, &user)?;
         }
@@ -315,7 +316,10 @@ impl Registrar {
                 Some(v) => (decode(&key, &v.value), Expect::Version(v.version)),
                 None => (BindingSet::default(), Expect::Absent),
             };
-            set.prune(now);
+            // Bindings past their expiry that the expiry worker has not
+            // removed yet leave with this write: they get their `expired`
+            // event here, since the worker will no longer find them.
+            let lapsed = set.prune(now);
             let Some(wanted) = wanted else {
                 return Ok(set);
             };
@@ -342,6 +346,12 @@ impl Registrar {
             };
             match written {
                 Ok(()) => {
+                    for b in &lapsed {
+                        if let Err(e) = self.store.cancel(&expiry_timer(aor, &b.identity())).await {
+                            warn!(error = %e, %aor, "expiry timer not cancelled");
+                        }
+                        publish(&self.store, &BindingEvent::new(EventKind::Expired, aor, b)).await;
+                    }
                     self.after_write(aor, &before, &set).await;
                     return Ok(set);
                 }
@@ -428,13 +438,19 @@ impl Registrar {
             };
             let mut set = decode(&key, &v.value);
             let now = now_ms();
-            let Some(pos) = set
-                .bindings
-                .iter()
-                .position(|b| b.identity() == id && b.expires_at_ms <= now)
-            else {
+            let Some(pos) = set.bindings.iter().position(|b| b.identity() == id) else {
                 return Ok(0);
             };
+            if set.bindings[pos].expires_at_ms > now {
+                // Refreshed meanwhile, and its timer may have been moved in
+                // the wrong order by concurrent writers: put it where the
+                // binding says.
+                let timer = expiry_timer(aor, id);
+                self.store
+                    .schedule(&timer, set.bindings[pos].expires_at_ms, Bytes::from(timer.clone()))
+                    .await?;
+                return Ok(0);
+            }
             let gone = set.bindings.remove(pos);
             let written = if set.bindings.is_empty() {
                 self.store.delete(&key, Expect::Version(v.version)).await.map(|_| ())

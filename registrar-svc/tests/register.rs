@@ -171,3 +171,48 @@ async fn domains_users_and_authentication() {
     let bad = "Contact: <sip:a@192.0.2.1>\r\nAuthorization: Digest username=\"alice\", realm=\"example.com\", nonce=\"00\", uri=\"sip:example.com\", response=\"00\"\r\n";
     assert_eq!(r.register(&register("c1", 2, bad), flow()).await.status(), Some(403));
 }
+
+#[tokio::test]
+async fn a_lapsed_binding_removed_by_a_later_register_still_says_expired() {
+    let mut config = RegistrarConfig {
+        domains: vec!["example.com".into()],
+        ..RegistrarConfig::default()
+    };
+    config.auth.enabled = false;
+    config.expires.min_s = 1;
+    config.users = vec![UserConfig {
+        user: "alice".into(),
+        domain: None,
+        password: Some("x".into()),
+        ha1_md5: None,
+        ha1_sha256: None,
+    }];
+    let r = Registrar::new(config, Store::memory());
+    let first = r
+        .register(&register("c1", 1, "Contact: <sip:old@192.0.2.1>;expires=1\r\n"), flow())
+        .await;
+    assert_eq!(first.status(), Some(200));
+    tokio::time::sleep(std::time::Duration::from_millis(1200)).await;
+    // No expiry pass ran; this REGISTER rewrites the record without it.
+    let second = r
+        .register(&register("c2", 1, "Contact: <sip:new@192.0.2.1>\r\n"), flow())
+        .await;
+    assert_eq!(second.status(), Some(200));
+    let events = r
+        .store()
+        .read_events(registrar_svc::EVENT_STREAM, "0", 10)
+        .await
+        .unwrap();
+    let kinds: Vec<String> = events
+        .iter()
+        .map(|(_, p)| {
+            serde_json::from_slice::<serde_json::Value>(p).unwrap()["event"]
+                .as_str()
+                .unwrap()
+                .to_owned()
+        })
+        .collect();
+    assert_eq!(kinds, vec!["registered", "expired", "registered"]);
+    // And the expiry worker finds nothing more to do.
+    assert_eq!(r.expire_due().await.unwrap(), 0);
+}

@@ -226,7 +226,9 @@ impl Authenticator {
             return Verdict::Rejected(Rejection::Malformed);
         };
         let alg = match get("algorithm") {
-            None => Algorithm::Md5,
+            // RFC 7616: no algorithm means MD5, which only counts if offered.
+            None if self.algorithms.contains(&Algorithm::Md5) => Algorithm::Md5,
+            None => return Verdict::Rejected(Rejection::Unsupported),
             Some(a) => match Algorithm::from_token(&a) {
                 Some(a) if self.algorithms.contains(&a) => a,
                 _ => return Verdict::Rejected(Rejection::Unsupported),
@@ -402,6 +404,31 @@ mod tests {
         assert_eq!(
             a.verify(&creds, "REGISTER", "sip:example.com", users),
             Verdict::Rejected(Rejection::UriMismatch)
+        );
+    }
+
+    #[test]
+    fn no_algorithm_means_md5_only_when_md5_is_offered() {
+        let sha_only = Authenticator::new("example.com", b"k", Duration::from_secs(300), vec![Algorithm::Sha256]);
+        let nonce = nonce_of(&sha_only.challenges(false)[0]);
+        let header = answer(Algorithm::Md5, &nonce, "secret", "sip:example.com").replace(", algorithm=MD5", "");
+        let creds = [AuthParams::parse(&header).unwrap()];
+        assert_eq!(
+            sha_only.verify(&creds, "REGISTER", "sip:example.com", users),
+            Verdict::Rejected(Rejection::Unsupported),
+            "no downgrade to MD5"
+        );
+        let header = answer(
+            Algorithm::Md5,
+            &nonce_of(&auth().challenges(false)[0]),
+            "secret",
+            "sip:example.com",
+        )
+        .replace(", algorithm=MD5", "");
+        let creds = [AuthParams::parse(&header).unwrap()];
+        assert_eq!(
+            auth().verify(&creds, "REGISTER", "sip:example.com", users),
+            Verdict::Authenticated { user: "alice".into() }
         );
     }
 

@@ -367,3 +367,18 @@ async fn tcp_response_reopens_to_sent_by_when_the_connection_is_gone() {
     assert_eq!(got[0].branch(), Some("z9hG4bKreopen"));
     edge.stop();
 }
+
+#[tokio::test]
+async fn udp_responses_leave_from_the_socket_the_request_reached() {
+    let edge = start(&config(&["udp:127.0.0.1:0", "udp:127.0.0.1:0"]), Arc::new(NoServices)).await;
+    let second = edge.local_addrs[1].1;
+    let udp = Udp::new(second).await;
+    udp.send(&request("OPTIONS", "z9hG4bKsock2", "")).await;
+    let mut buf = vec![0u8; 65536];
+    let (_, from) = timeout(WAIT, udp.sock.recv_from(&mut buf)).await.unwrap().unwrap();
+    assert_eq!(
+        from, second,
+        "RFC 3581 4: the response comes from where the request went"
+    );
+    edge.stop();
+}

@@ -337,6 +337,9 @@ async fn cancel_gets_200_and_invite_487() {
         Some(Up::Cancelled(id)) => assert_eq!(id, tx.id()),
         other => panic!("expected cancellation upward, got {other:?}"),
     }
+    // The application's late answer is refused, not silently dropped.
+    let late = tx.respond(request("INVITE", "z9hG4bKinv4", "").make_response(200, "OK", Some(tx.to_tag())));
+    assert_eq!(late, Err(sip_edge::TxError::AlreadyAnswered(tx.id())));
     // A CANCEL for nothing gets 481.
     let stray = Message::parse(request("INVITE", "z9hG4bKnothing", "").make_cancel().to_bytes()).unwrap();
     h.layer.receive(stray, source(TransportKind::Udp));

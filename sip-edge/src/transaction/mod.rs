@@ -15,7 +15,7 @@ mod table;
 pub mod timers;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
@@ -27,7 +27,7 @@ use tracing::{debug, warn};
 
 pub use client::{ClientEvent, ClientTx, Origin};
 use key::{AckKey, ClientKey, MergeKey, TxKey};
-use table::{Entry, Kind, NonInvite, ServerTable};
+use table::{Entry, InviteInputs, Kind, NonInvite, ServerTable};
 pub use timers::TimerConfig;
 
 use crate::transport::{Source, Target, Transmit, TransportError, TransportKind};
@@ -242,7 +242,7 @@ impl TransactionLayer {
         if method == Method::Cancel {
             let invite = table
                 .get_by_key(&TxKey::cancelled_invite(&key))
-                .and_then(|(_, e)| e.invite_events());
+                .and_then(|(_, e)| e.invite_inputs());
             let cancel_tx = self.create_server(&mut table, key, None, &msg, source);
             drop(table);
             let Ok(cancel_tx) = cancel_tx else {
@@ -255,7 +255,7 @@ impl TransactionLayer {
             };
             let _ = cancel_tx.respond(msg.make_response(code, reason, Some(cancel_tx.to_tag())));
             if let Some(invite) = invite {
-                let _ = invite.try_send(ServerInput::Cancel);
+                let _ = invite.tu.send(ServerInput::Cancel);
             }
             return;
         }
@@ -290,8 +290,8 @@ impl TransactionLayer {
             return;
         };
         match &entry.kind {
-            Kind::Invite(events) => {
-                let _ = events.try_send(ServerInput::Retransmission);
+            Kind::Invite(inputs) => {
+                let _ = inputs.net.try_send(ServerInput::Retransmission);
             }
             Kind::NonInvite { target, state } => {
                 let replay = match state {
@@ -312,23 +312,23 @@ impl TransactionLayer {
         if let Some((
             _,
             Entry {
-                kind: Kind::Invite(events),
+                kind: Kind::Invite(inputs),
                 ..
             },
         )) = table.get_by_key(key)
         {
             // ACK of a non-2xx final: absorbed by its INVITE transaction.
-            let _ = events.try_send(ServerInput::Ack);
+            let _ = inputs.net.try_send(ServerInput::Ack);
             return;
         }
         let accepted = AckKey::of(&msg)
             .and_then(|k| table.accepted.get(&k))
             .and_then(|id| table.txs.get(id))
-            .and_then(|e| e.invite_events());
+            .and_then(|e| e.invite_inputs());
         drop(table);
-        if let Some(events) = accepted {
+        if let Some(inputs) = accepted {
             // ACK of our 2xx: stops 2xx retransmission, and goes up too.
-            let _ = events.try_send(ServerInput::Ack);
+            let _ = inputs.net.try_send(ServerInput::Ack);
         }
         if let Some(tu) = self.tu() {
             tu.on_ack(msg, source);
@@ -350,17 +350,21 @@ impl TransactionLayer {
         let to_tag: Arc<str> = random_token("").into();
         let target = reply_target(request, &source);
         let kind = if request.method() == Some(&Method::Invite) {
-            let (events, rx) = mpsc::channel(16);
+            let (net, rx) = mpsc::channel(16);
+            let (tu, tu_rx) = mpsc::unbounded_channel();
+            let final_class = Arc::new(AtomicU8::new(0));
             let task = server::InviteTask {
                 inner: self.inner.clone(),
                 id,
                 target,
                 request: request.clone(),
                 rx,
+                tu_rx,
+                final_class: final_class.clone(),
                 to_tag: to_tag.clone(),
             };
             tokio::spawn(task.run());
-            Kind::Invite(events)
+            Kind::Invite(InviteInputs { net, tu, final_class })
         } else {
             table
                 .guard_queue
@@ -386,10 +390,19 @@ impl TransactionLayer {
         let mut table = lock(&self.inner.server);
         let entry = table.txs.get_mut(&id).ok_or(TxError::NoTransaction(id))?;
         let (target, state) = match &mut entry.kind {
-            Kind::Invite(events) => {
-                return events
-                    .try_send(ServerInput::Respond(Box::new(response)))
-                    .map_err(|_| TxError::Busy(id));
+            Kind::Invite(inputs) => {
+                let code = response.status().unwrap_or(0);
+                match inputs.final_class.load(Ordering::Acquire) {
+                    // After a 2xx only 2xx retransmissions from the user
+                    // are still sent (RFC 6026 Accepted).
+                    2 if (200..300).contains(&code) => {}
+                    0 => {}
+                    _ => return Err(TxError::AlreadyAnswered(id)),
+                }
+                return inputs
+                    .tu
+                    .send(ServerInput::Respond(Box::new(response)))
+                    .map_err(|_| TxError::NoTransaction(id));
             }
             Kind::NonInvite { target, state } => (*target, state),
         };
@@ -537,6 +550,7 @@ pub fn reply_target(req: &Message, source: &Source) -> Target {
             transport: source.transport,
             remote,
             flow: source.flow,
+            local: Some(source.local),
         };
     }
     let mut remote = source.remote;
@@ -547,6 +561,7 @@ pub fn reply_target(req: &Message, source: &Source) -> Target {
         transport: TransportKind::Udp,
         remote,
         flow: None,
+        local: Some(source.local),
     }
 }
 

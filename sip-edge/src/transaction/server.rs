@@ -4,6 +4,7 @@
 
 use std::future::pending;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicU8, Ordering};
 use std::time::Duration;
 
 use bytes::Bytes;
@@ -21,7 +22,11 @@ pub(super) struct InviteTask {
     pub(super) id: ServerTxId,
     pub(super) request: Message,
     pub(super) target: Target,
+    /// Network events (bounded; may drop).
     pub(super) rx: mpsc::Receiver<ServerInput>,
+    /// The transaction user's responses and CANCELs (never dropped).
+    pub(super) tu_rx: mpsc::UnboundedReceiver<ServerInput>,
+    pub(super) final_class: Arc<AtomicU8>,
     pub(super) to_tag: Arc<str>,
 }
 
@@ -42,6 +47,15 @@ impl InviteTask {
     pub(super) async fn run(mut self) {
         self.run_invite().await;
         lock(&self.inner.server).remove(self.id);
+    }
+
+    /// The next input, the transaction user's first.
+    async fn next_input(&mut self) -> Option<ServerInput> {
+        tokio::select! {
+            biased;
+            Some(ev) = self.tu_rx.recv() => Some(ev),
+            ev = self.rx.recv() => ev,
+        }
     }
 
     fn reliable(&self) -> bool {
@@ -67,36 +81,49 @@ impl InviteTask {
         let guard = Instant::now() + timers.invite_guard;
         let fin = loop {
             tokio::select! {
-                ev = self.rx.recv() => match ev {
-                    None => return,
-                    Some(ServerInput::Retransmission) => self.send(last.clone()),
-                    Some(ServerInput::Respond(resp)) => {
-                        let code = resp.status().unwrap_or(500);
-                        let bytes = resp.to_bytes();
-                        self.send(bytes.clone());
-                        match code {
-                            100..=199 => last = bytes,
-                            200..=299 => break Final::Success(bytes),
-                            _ => break Final::Failure(bytes),
+                            ev = self.next_input() => match ev {
+                                None => return,
+                                Some(ServerInput::Retransmission) => self.send(last.clone()),
+                                Some(ServerInput::Respond(resp)) => {
+                                    let code = resp.status().unwrap_or(500);
+                                    let bytes = resp.to_bytes();
+                                    if code >= 200 {
+                                        let class = if code < 300 { 2 } else { 3 };
+                                        self.final_class.store(class, Ordering::Release);
+                                    }
+                                    if (200..300).contains(&code) {
+                                        // Indexed before it leaves, so an ACK that races
+                                        // the send still finds this transaction.
+                                        if let Some(k) = AckKey::of(&self.request) {
+                                            lock(&self.inner.server).accepted.insert(k, self.id);
+                                        }
+                                    }
+                                    self.send(bytes.clone());
+                                    match code {
+                                        100..=199 => last = bytes,
+                                        200..=299 => break Final::Success(bytes),
+                                        _ => break Final::Failure(bytes),
+                                    }
+                                }
+                                Some(ServerInput::Cancel) => {
+                                    self.final_class.store(3, Ordering::Release);
+                                    let bytes = self.local_response(487, "Request Terminated");
+                                    self.send(bytes.clone());
+                                    if let Some(tu) = self.inner.tu.get() {
+                                        tu.on_cancelled(self.id);
+                                    }
+                                    break Final::Failure(bytes);
+                                }
+                                Some(ServerInput::Ack) => {}
+                            },
+                            _ = sleep_until(guard) => {
+                                warn!(tx = %self.id, "no final response from the application in time: 500");
+            self.final_class.store(3, Ordering::Release);
+                                                    let bytes = self.local_response(500, "Server Internal Error (no final response in time)");
+                                self.send(bytes.clone());
+                                break Final::Failure(bytes);
+                            }
                         }
-                    }
-                    Some(ServerInput::Cancel) => {
-                        let bytes = self.local_response(487, "Request Terminated");
-                        self.send(bytes.clone());
-                        if let Some(tu) = self.inner.tu.get() {
-                            tu.on_cancelled(self.id);
-                        }
-                        break Final::Failure(bytes);
-                    }
-                    Some(ServerInput::Ack) => {}
-                },
-                _ = sleep_until(guard) => {
-                    warn!(tx = %self.id, "no final response from the application in time: 500");
-                    let bytes = self.local_response(500, "Server Internal Error (no final response in time)");
-                    self.send(bytes.clone());
-                    break Final::Failure(bytes);
-                }
-            }
         };
         match fin {
             Final::Success(bytes) => self.accepted(bytes).await,
@@ -108,16 +135,14 @@ impl InviteTask {
     /// only) until its ACK arrives; timer L ends the transaction.
     async fn accepted(&mut self, mut response: Bytes) {
         let timers = self.inner.timers;
+        // Indexed in `run_invite`, before the 2xx was sent.
         let ack_key = AckKey::of(&self.request);
-        if let Some(k) = &ack_key {
-            lock(&self.inner.server).accepted.insert(k.clone(), self.id);
-        }
         let timer_l = Instant::now() + timers.t1x64();
         let mut interval = timers.t1;
         let mut resend_at = (!self.reliable()).then(|| Instant::now() + interval);
         loop {
             tokio::select! {
-                ev = self.rx.recv() => match ev {
+                ev = self.next_input() => match ev {
                     None => break,
                     Some(ServerInput::Retransmission) => self.send(response.clone()),
                     Some(ServerInput::Respond(resp)) => {
@@ -155,7 +180,7 @@ impl InviteTask {
         let mut timer_g = (!self.reliable()).then(|| Instant::now() + interval);
         loop {
             tokio::select! {
-                ev = self.rx.recv() => match ev {
+                ev = self.next_input() => match ev {
                     None => return,
                     Some(ServerInput::Retransmission) => self.send(response.clone()),
                     Some(ServerInput::Ack) => break,
@@ -191,7 +216,7 @@ impl InviteTask {
         let until = Instant::now() + duration;
         loop {
             tokio::select! {
-                ev = self.rx.recv() => match ev {
+                ev = self.next_input() => match ev {
                     None => return,
                     Some(ServerInput::Retransmission) => {
                         if let Some(r) = &response {

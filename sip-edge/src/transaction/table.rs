@@ -3,6 +3,8 @@
 //! transactions.
 
 use std::collections::VecDeque;
+use std::sync::Arc;
+use std::sync::atomic::AtomicU8;
 
 use bytes::Bytes;
 use tokio::sync::mpsc;
@@ -21,9 +23,21 @@ pub(super) enum NonInvite {
     Completed(Bytes),
 }
 
+/// The ways into an INVITE transaction's task. Network events (request
+/// retransmissions, ACKs) go through a bounded queue and may be dropped
+/// when it is full, as the network may drop them; the transaction user's
+/// responses and CANCELs go through their own queue and are never lost.
+#[derive(Clone)]
+pub(super) struct InviteInputs {
+    pub(super) net: mpsc::Sender<ServerInput>,
+    pub(super) tu: mpsc::UnboundedSender<ServerInput>,
+    /// 0: no final response yet; 2: a 2xx went out; 3: a failure went out.
+    pub(super) final_class: Arc<AtomicU8>,
+}
+
 pub(super) enum Kind {
     /// INVITE transactions run as a task (timers G, H, I, L and 100 Trying).
-    Invite(mpsc::Sender<ServerInput>),
+    Invite(InviteInputs),
     NonInvite {
         target: Target,
         state: NonInvite,
@@ -37,10 +51,10 @@ pub(super) struct Entry {
 }
 
 impl Entry {
-    /// The task channel of an INVITE transaction.
-    pub(super) fn invite_events(&self) -> Option<mpsc::Sender<ServerInput>> {
+    /// The inputs of an INVITE transaction's task.
+    pub(super) fn invite_inputs(&self) -> Option<InviteInputs> {
         match &self.kind {
-            Kind::Invite(events) => Some(events.clone()),
+            Kind::Invite(inputs) => Some(inputs.clone()),
             Kind::NonInvite { .. } => None,
         }
     }

@@ -85,6 +85,9 @@ pub struct Target {
     /// Prefer this connection; when it is gone, streams connect anew to
     /// `remote` (RFC 3261 18.2.2).
     pub flow: Option<FlowId>,
+    /// For UDP: send from the socket bound to this address (responses leave
+    /// from where the request arrived, RFC 3581 4).
+    pub local: Option<SocketAddr>,
 }
 
 impl Target {
@@ -93,6 +96,7 @@ impl Target {
             transport,
             remote,
             flow: None,
+            local: None,
         }
     }
 }

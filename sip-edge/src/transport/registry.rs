@@ -36,6 +36,8 @@ pub struct Transports {
     pub(crate) tcp: TcpSettings,
     /// Where messages read from connections we open go.
     inbound: OnceLock<Arc<dyn Inbound>>,
+    /// Bounds UDP sends waiting for the socket to become writable.
+    udp_waits: Arc<tokio::sync::Semaphore>,
     me: std::sync::Weak<Transports>,
 }
 
@@ -54,6 +56,7 @@ impl Transports {
             advertise,
             tcp,
             inbound: OnceLock::new(),
+            udp_waits: Arc::new(tokio::sync::Semaphore::new(4096)),
         })
     }
 
@@ -110,11 +113,13 @@ impl Transports {
             .cloned()
     }
 
-    fn udp_socket_for(&self, remote: &SocketAddr) -> Option<Arc<UdpSocket>> {
+    /// The UDP socket to send from: the one bound to `local` when given
+    /// (and still there), else the first of the remote's address family.
+    fn udp_socket_for(&self, remote: &SocketAddr, local: Option<SocketAddr>) -> Option<Arc<UdpSocket>> {
         let sockets = lock(&self.udp);
-        sockets
-            .iter()
-            .find(|(local, _)| local.is_ipv4() == remote.is_ipv4())
+        local
+            .and_then(|l| sockets.iter().find(|(a, _)| *a == l))
+            .or_else(|| sockets.iter().find(|(a, _)| a.is_ipv4() == remote.is_ipv4()))
             .map(|(_, s)| s.clone())
     }
 
@@ -130,20 +135,30 @@ impl Transmit for Transports {
     fn transmit(&self, target: &Target, data: Bytes) -> Result<(), TransportError> {
         match target.transport {
             TransportKind::Udp => {
-                let socket = self.udp_socket_for(&target.remote).ok_or(TransportError::NoSocket {
-                    transport: target.transport,
-                    remote: target.remote,
-                })?;
+                let socket = self
+                    .udp_socket_for(&target.remote, target.local)
+                    .ok_or(TransportError::NoSocket {
+                        transport: target.transport,
+                        remote: target.remote,
+                    })?;
                 match socket.try_send_to(&data, target.remote) {
                     Ok(_) => Ok(()),
                     Err(e) if e.kind() == std::io::ErrorKind::WouldBlock => {
-                        // The socket buffer is full: wait for it off this
-                        // task rather than drop a response.
+                        // Not writable right now (a full buffer, or tokio has
+                        // not seen the socket writable yet): wait for it off
+                        // this task, with a bounded number of such waits;
+                        // past that the packet is dropped, as UDP may, and
+                        // the transaction layer retransmits.
+                        let Ok(permit) = self.udp_waits.clone().try_acquire_owned() else {
+                            debug!(remote = %target.remote, "UDP send backlog full: packet dropped");
+                            return Err(TransportError::QueueFull { remote: target.remote });
+                        };
                         let remote = target.remote;
                         tokio::spawn(async move {
                             if let Err(e) = socket.send_to(&data, remote).await {
                                 debug!(%remote, error = %e, "UDP send failed");
                             }
+                            drop(permit);
                         });
                         Ok(())
                     }

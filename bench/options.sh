@@ -41,6 +41,6 @@ for rate in 2000 5000 10000 15000 20000 25000 30000 40000; do
     rss=$(awk '/VmRSS/ {print $2}' /proc/$pid/status)
     printf '%-10s %-10s %-12s %-8s %s\n' "$rate" "$calls" "$achieved" "$failed" "$rss"
     if [ "$failed" -ne 0 ] || [ "$ok" -ne "$calls" ]; then break; fi
-    best=$achieved
+    if [ "$achieved" -gt "$best" ]; then best=$achieved; fi
 done
 echo "sustained with zero failures over $transport: $best OPTIONS/s"

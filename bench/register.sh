@@ -64,7 +64,7 @@ ramp() {
         local achieved=$(python3 -c "print(int(2 * $ok / ($end - $start)))")
         printf '%-10s calls/s %-6s REGISTER/s %-7s failed %s\n' "$name" "$rate" "$achieved" "$failed"
         if [ "$failed" -ne 0 ] || [ "$ok" -ne "$calls" ]; then break; fi
-        best=$achieved
+        if [ "$achieved" -gt "$best" ]; then best=$achieved; fi
     done
 }
 

@@ -2,7 +2,6 @@
 //! 18.3), keep-alives (RFC 5626 3.5.1) and datagram classification.
 
 use bytes::{Buf, Bytes, BytesMut};
-use memchr::memmem;
 
 use crate::limits::Limits;
 use crate::text::parse_u64;
@@ -82,7 +81,7 @@ impl StreamFramer {
             return Ok(Some(Frame::Pong));
         }
         let from = self.scanned.saturating_sub(3);
-        let Some(end) = memmem::find(&self.buf[from..], b"\r\n\r\n").map(|i| from + i) else {
+        let Some((end, body_start)) = blank_line(&self.buf, from) else {
             if self.buf.len() > self.limits.max_message_bytes {
                 return Err(FrameError::TooLarge {
                     limit: self.limits.max_message_bytes,
@@ -97,7 +96,7 @@ impl StreamFramer {
                 limit: self.limits.max_body_bytes,
             });
         }
-        let total = end + 4 + body_len;
+        let total = body_start + body_len;
         if total > self.limits.max_message_bytes {
             return Err(FrameError::TooLarge {
                 limit: self.limits.max_message_bytes,
@@ -110,6 +109,21 @@ impl StreamFramer {
         self.scanned = 0;
         Ok(Some(Frame::Message(self.buf.split_to(total).freeze())))
     }
+}
+
+/// The first empty line at or after `from`, where the parser also ends the
+/// header section: CRLF CRLF, or leniently a bare LF. Returns the end of the
+/// header section and the start of the body.
+fn blank_line(buf: &[u8], from: usize) -> Option<(usize, usize)> {
+    for nl in memchr::memchr_iter(b'\n', &buf[from..]).map(|i| from + i) {
+        let line_end = if nl > 0 && buf[nl - 1] == b'\r' { nl - 1 } else { nl };
+        match buf.get(nl + 1) {
+            Some(b'\n') => return Some((line_end, nl + 2)),
+            Some(b'\r') if buf.get(nl + 2) == Some(&b'\n') => return Some((line_end, nl + 3)),
+            _ => {}
+        }
+    }
+    None
 }
 
 /// Finds Content-Length (or its compact form `l`) in a header section.
@@ -239,5 +253,26 @@ mod tests {
         assert_eq!(classify_datagram(b"\r\n\r\n"), Datagram::KeepAlive);
         assert_eq!(classify_datagram(&[0, 1, 0, 0]), Datagram::NotSip);
         assert_eq!(classify_datagram(MSG), Datagram::Sip);
+    }
+}
+
+#[cfg(test)]
+mod bare_lf_tests {
+    use super::*;
+
+    #[test]
+    fn the_framer_ends_headers_where_the_parser_does() {
+        // A bare-LF blank line ends the header section for both.
+        let msg = b"OPTIONS sip:a@b SIP/2.0\nVia: SIP/2.0/TCP h;branch=z9hG4bK1\nl: 2\n\nhi";
+        let mut f = StreamFramer::new(Limits::default());
+        f.extend(msg);
+        f.extend(b"OPTIONS");
+        assert_eq!(f.next_frame(), Ok(Some(Frame::Message(Bytes::from_static(msg)))));
+        assert_eq!(f.next_frame(), Ok(None));
+        // CRLF inside a line, LF alone for the blank one.
+        let mixed = b"OPTIONS sip:a@b SIP/2.0\r\nl: 0\r\n\n";
+        let mut f = StreamFramer::new(Limits::default());
+        f.extend(mixed);
+        assert_eq!(f.next_frame(), Ok(Some(Frame::Message(Bytes::from_static(mixed)))));
     }
 }

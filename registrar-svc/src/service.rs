@@ -164,7 +164,7 @@ impl Registrar {
         }
 
         let now = now_ms();
-        let wanted = self.wanted(req, &aor, flow, now)?;
+        let wanted = self.wanted(req, flow, now)?;
         let call_id = req
             .call_id()
             .map_err(|_| Reject::new(400, "Bad Request (Call-ID)"))?
@@ -239,10 +239,9 @@ impl Registrar {
         }
     }
 
-    /// The contacts of the request resolved to bindings (None: a query; an
-    /// empty list with `*`: remove all, marked by `Some(vec![])` with
-    /// a wildcard entry).
-    fn wanted(&self, req: &Message, aor: &str, flow: FlowRef, now: u64) -> Result<Option<Vec<Wanted>>, Reject> {
+    /// The contacts of the request resolved to bindings: `None` for a query
+    /// (no Contact), a single `*` entry to remove every binding.
+    fn wanted(&self, req: &Message, flow: FlowRef, now: u64) -> Result<Option<Vec<Wanted>>, Reject> {
         let header_expires = req.expires().map_err(|_| Reject::new(400, "Bad Request (Expires)"))?;
         let contacts = req.contacts().map_err(|_| Reject::new(400, "Bad Request (Contact)"))?;
         let addrs = match contacts {
@@ -294,7 +293,6 @@ impl Registrar {
             });
             out.push(Wanted { identity: id, binding });
         }
-        let _ = aor;
         Ok(Some(out))
     }
 

@@ -17,6 +17,13 @@ pub mod transaction;
 pub mod transport;
 pub mod validate;
 
+/// Locks a table. A panic while a lock was held must not leave the edge
+/// with a poisoned lock forever; every table stays consistent per
+/// operation.
+pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
 pub use config::EdgeConfig;
 pub use dispatch::{BoxFuture, Dispatch, EdgeHandle, IncomingRequest, NoServices};
 pub use edge::{RunningEdge, StartError, start};

@@ -116,18 +116,6 @@ impl Sipbus {
         bail!("sipbus did not listen on {addr} within {limit:?}:\n{}", self.log_text())
     }
 
-    /// A handle on an already running edge at `sip`, for code on another
-    /// thread that only needs its address (owns no process).
-    pub fn attach(sip: SocketAddr) -> Sipbus {
-        let child = Command::new("true").spawn().expect("`true` runs");
-        Sipbus {
-            child,
-            sip,
-            grpc: sip,
-            log: PathBuf::new(),
-        }
-    }
-
     /// SIGKILL, like a crash.
     pub fn kill(&mut self) -> Result<()> {
         self.child.kill()?;

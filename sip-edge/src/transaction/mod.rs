@@ -30,6 +30,7 @@ use key::{AckKey, ClientKey, MergeKey, TxKey};
 use table::{Entry, InviteInputs, Kind, NonInvite, ServerTable};
 pub use timers::TimerConfig;
 
+use crate::lock;
 use crate::transport::{Source, Target, Transmit, TransportError, TransportKind};
 
 /// Keys come from the network: a seeded hash, but faster than SipHash.
@@ -135,12 +136,6 @@ impl std::fmt::Debug for ServerTx {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
         f.debug_struct("ServerTx").field("id", &self.id).finish()
     }
-}
-
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    // A panic while holding a table lock must not take the edge down with
-    // poisoned locks forever; the tables stay consistent per operation.
-    m.lock().unwrap_or_else(|e| e.into_inner())
 }
 
 /// A random token for branches and tags.

@@ -199,7 +199,7 @@ impl InviteTask {
             }
         }
         // Confirmed: timer I absorbs ACK retransmissions.
-        self.absorb(timers.t4_unless_reliable(self.reliable()), None).await;
+        self.absorb(timers.t4_unless_reliable(self.reliable())).await;
     }
 
     /// The Completed states only replay the final response; over UDP they
@@ -208,23 +208,16 @@ impl InviteTask {
         self.request = Message::response(500, "");
     }
 
-    /// Waits `duration`, answering retransmissions with `response`.
-    async fn absorb(&mut self, duration: Duration, response: Option<Bytes>) {
+    /// Confirmed (timer I): swallows further ACKs and retransmissions for
+    /// `duration`.
+    async fn absorb(&mut self, duration: Duration) {
         if duration.is_zero() {
             return;
         }
         let until = Instant::now() + duration;
         loop {
             tokio::select! {
-                ev = self.next_input() => match ev {
-                    None => return,
-                    Some(ServerInput::Retransmission) => {
-                        if let Some(r) = &response {
-                            self.send(r.clone());
-                        }
-                    }
-                    Some(_) => {}
-                },
+                ev = self.next_input() => if ev.is_none() { return },
                 _ = sleep_until(until) => return,
             }
         }

@@ -3,7 +3,7 @@
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr, UdpSocket as StdUdpSocket};
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
+use std::sync::{Arc, Mutex, OnceLock};
 
 use bytes::Bytes;
 use tokio::net::UdpSocket;
@@ -12,6 +12,7 @@ use tracing::debug;
 
 use super::tcp::{self, TcpSettings};
 use super::{FlowId, Inbound, Target, Transmit, TransportError, TransportKind};
+use crate::lock;
 
 /// A live stream connection's write side.
 #[derive(Clone)]
@@ -41,10 +42,6 @@ pub struct Transports {
     me: std::sync::Weak<Transports>,
 }
 
-fn lock<T>(m: &Mutex<T>) -> MutexGuard<'_, T> {
-    m.lock().unwrap_or_else(|e| e.into_inner())
-}
-
 impl Transports {
     pub fn new(advertise: Option<IpAddr>, tcp: TcpSettings) -> Arc<Self> {
         Arc::new_cyclic(|me| Self {
@@ -60,6 +57,8 @@ impl Transports {
         })
     }
 
+    /// Connections hold only a weak reference, so they never keep a stopped
+    /// edge alive.
     pub(crate) fn weak_self(&self) -> std::sync::Weak<Transports> {
         self.me.clone()
     }

@@ -95,7 +95,7 @@ pub(crate) fn connect(transports: &Transports, remote: SocketAddr) -> Result<Con
     let conn = Connection { remote, writer };
     transports.register(id, conn.clone());
     let settings = transports.tcp.clone();
-    let registry = transports_handle(transports);
+    let registry = transports.weak_self();
     tokio::spawn(async move {
         let stream = match timeout(settings.connect_timeout, TcpStream::connect(remote)).await {
             Ok(Ok(s)) => s,
@@ -119,12 +119,6 @@ pub(crate) fn connect(transports: &Transports, remote: SocketAddr) -> Result<Con
         run(stream, id, remote, local, rx, settings, inbound, registry).await;
     });
     Ok(conn)
-}
-
-/// Connections keep only a weak reference to the registry so they never
-/// keep a stopped edge alive.
-fn transports_handle(transports: &Transports) -> std::sync::Weak<Transports> {
-    transports.weak_self()
 }
 
 fn start(stream: TcpStream, remote: SocketAddr, local: SocketAddr, transports: Arc<Transports>) {

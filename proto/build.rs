@@ -2,7 +2,12 @@
 //! protoc-bin-vendored crate unless PROTOC is set, so a fresh machine needs
 //! nothing installed.
 
-const PROTOS: [&str; 2] = ["sipbus/edge/v1/edge.proto", "sipbus/registrar/v1/registrar.proto"];
+const PROTOS: [&str; 4] = [
+    "sipbus/edge/v1/edge.proto",
+    "sipbus/registrar/v1/registrar.proto",
+    "sipbus/sdp/v1/sdp.proto",
+    "sipbus/session/v1/supplement.proto",
+];
 
 fn main() -> Result<(), Box<dyn std::error::Error>> {
     let mut config = tonic_prost_build::Config::new();

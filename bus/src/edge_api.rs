@@ -3,20 +3,49 @@
 //! request through a client transaction and read its responses as a stream.
 //! In all-in-one mode services use the same `EdgeHandle` in process.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
 
 use proto::convert::{from_proto, outgoing_from_proto, to_proto};
 use proto::edge::v1 as pb;
 use proto::edge::v1::edge_server::Edge;
-use sip_edge::{EdgeHandle, FlowId, Origin, ServerTxId, Target, TransportKind, TxError};
+use sip_edge::{Canceller, EdgeHandle, FlowId, Origin, ServerTxId, Target, TransportKind, TxError};
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::{Request, Response, Status};
 
 /// The gRPC face of one edge instance.
+#[derive(Clone)]
 pub struct EdgeApi {
     handle: EdgeHandle,
     instance: String,
+    clients: Arc<ClientTable>,
+}
+
+/// INVITE client transactions in progress, by the id handed to the service,
+/// so a later Edge.Cancel finds them.
+#[derive(Default)]
+struct ClientTable {
+    next: AtomicU64,
+    live: Mutex<HashMap<u64, Canceller>>,
+}
+
+impl ClientTable {
+    fn insert(&self, canceller: Canceller) -> u64 {
+        let id = self.next.fetch_add(1, Ordering::Relaxed) + 1;
+        self.live.lock().unwrap_or_else(|e| e.into_inner()).insert(id, canceller);
+        id
+    }
+
+    fn remove(&self, id: u64) {
+        self.live.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
+    }
+
+    fn get(&self, id: u64) -> Option<Canceller> {
+        self.live.lock().unwrap_or_else(|e| e.into_inner()).get(&id).cloned()
+    }
 }
 
 impl EdgeApi {
@@ -24,7 +53,13 @@ impl EdgeApi {
         Self {
             handle,
             instance: instance.to_owned(),
+            clients: Arc::default(),
         }
+    }
+
+    /// The edge instance name this API serves.
+    pub fn instance(&self) -> &str {
+        &self.instance
     }
 }
 
@@ -95,19 +130,68 @@ impl Edge for EdgeApi {
         let message = req.request.ok_or_else(|| Status::invalid_argument("no request"))?;
         let message = outgoing_from_proto(message).map_err(|e| Status::invalid_argument(format!("request: {e}")))?;
         let mut tx = self.handle.send_request(message, target).map_err(status_of)?;
+        let client_tx = self.clients.insert(tx.canceller());
         let (out, rx) = mpsc::channel(8);
+        let first = pb::ClientResponse {
+            response: None,
+            local: false,
+            client_tx,
+        };
+        let _ = out.try_send(Ok(first));
+        let clients = self.clients.clone();
         tokio::spawn(async move {
             while let Some(event) = tx.next().await {
                 let local = event.origin != Origin::Peer;
                 let item = pb::ClientResponse {
                     response: Some(to_proto(&event.response)),
                     local,
+                    client_tx,
                 };
                 if out.send(Ok(item)).await.is_err() {
                     break;
                 }
             }
+            clients.remove(client_tx);
         });
         Ok(Response::new(ReceiverStream::new(rx)))
     }
+
+    async fn send_ack(&self, request: Request<pb::SendAckRequest>) -> Result<Response<pb::SendAckReply>, Status> {
+        let req = request.into_inner();
+        let flow = req.flow.ok_or_else(|| Status::invalid_argument("no flow"))?;
+        let target = target_of(&flow)?;
+        let message = req.request.ok_or_else(|| Status::invalid_argument("no request"))?;
+        let message = outgoing_from_proto(message).map_err(|e| Status::invalid_argument(format!("ack: {e}")))?;
+        self.handle.send_ack(message, target).map_err(status_of)?;
+        Ok(Response::new(pb::SendAckReply {}))
+    }
+
+    async fn cancel(&self, request: Request<pb::CancelRequest>) -> Result<Response<pb::CancelReply>, Status> {
+        let req = request.into_inner();
+        if req.edge_instance != self.instance {
+            return Err(Status::failed_precondition(format!(
+                "client transaction of edge `{}` sent to edge `{}`",
+                req.edge_instance, self.instance
+            )));
+        }
+        let mut headers = Vec::with_capacity(req.headers.len());
+        for h in req.headers {
+            if !is_token(&h.name) || h.value.contains(['\r', '\n']) {
+                return Err(Status::invalid_argument(format!("header `{}`: not a valid header field", h.name)));
+            }
+            headers.push((h.name, h.value));
+        }
+        // A transaction that already ended has nothing left to cancel.
+        if let Some(canceller) = self.clients.get(req.client_tx) {
+            canceller.cancel(headers);
+        }
+        Ok(Response::new(pb::CancelReply {}))
+    }
+}
+
+/// RFC 3261 25.1 `token`, the grammar of a header field name.
+fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b))
 }

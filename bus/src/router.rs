@@ -5,7 +5,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 
 use proto::edge::v1 as pb;
-use sip_edge::{BoxFuture, Dispatch, EdgeHandle, IncomingRequest};
+use sip_edge::{BoxFuture, Dispatch, EdgeHandle, IncomingRequest, ServerTxId, Source};
 use sip_message::{Known, Method};
 use tracing::{Instrument, debug, info_span, warn};
 
@@ -39,9 +39,45 @@ impl Router {
     }
 }
 
+impl Router {
+    /// Hands a notice (an ACK of a 2xx, or a CANCEL that matched an INVITE
+    /// transaction) to the service that owns INVITE. Nothing is answered:
+    /// the edge already did what SIP requires.
+    fn notify(&self, message: sip_message::Message, source: Option<&Source>, server_tx: u64) {
+        let Some(pool) = self.routes.get(&Method::Invite).cloned() else {
+            return;
+        };
+        let notice = pb::IncomingRequest {
+            server_tx,
+            message: Some(to_proto(&message)),
+            flow: source.map(|s| flow_of(s, &self.edge_instance)),
+        };
+        let trace = Trace::new();
+        let method = message.method().cloned().unwrap_or(Method::Ack);
+        let span = info_span!("notify", %method, trace_id = %trace.trace_id());
+        tokio::spawn(
+            async move {
+                if let Err(e) = pool.call(notice, &trace).await {
+                    warn!(error = %e, "notice not delivered");
+                }
+            }
+            .instrument(span),
+        );
+    }
+}
+
 impl Dispatch for Router {
     fn allow(&self) -> &[Method] {
         &self.allow
+    }
+
+    fn ack(&self, ack: sip_message::Message, source: Source) {
+        self.notify(ack, Some(&source), 0);
+    }
+
+    fn cancelled(&self, tx: ServerTxId, cancel: sip_message::Message) {
+        // The INVITE's flow is what matters, and the service has it.
+        self.notify(cancel, None, tx.0);
     }
 
     fn dispatch(&self, req: IncomingRequest, _edge: EdgeHandle) -> BoxFuture {

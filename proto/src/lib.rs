@@ -22,3 +22,21 @@ pub mod registrar {
         tonic::include_proto!("sipbus.registrar.v1");
     }
 }
+
+/// `sipbus.sdp.v1`: offer/answer (sdp-svc) and the SDP handler extension
+/// point.
+#[allow(clippy::all, clippy::pedantic)]
+pub mod sdp {
+    pub mod v1 {
+        tonic::include_proto!("sipbus.sdp.v1");
+    }
+}
+
+/// `sipbus.session.v1`: the session supplement extension point.
+#[allow(clippy::all, clippy::pedantic)]
+pub mod session {
+    pub mod v1 {
+        // The generated code names `super::super::super::edge::v1` types.
+        tonic::include_proto!("sipbus.session.v1");
+    }
+}

@@ -35,8 +35,8 @@ pub trait Dispatch: Send + Sync + 'static {
     fn dispatch(&self, request: IncomingRequest, edge: EdgeHandle) -> BoxFuture;
     /// An ACK for a 2xx, or any ACK no transaction absorbed.
     fn ack(&self, _ack: Message, _source: Source) {}
-    /// An INVITE was cancelled; 487 has been sent.
-    fn cancelled(&self, _tx: ServerTxId) {}
+    /// An INVITE was cancelled by `cancel`; 487 has been sent.
+    fn cancelled(&self, _tx: ServerTxId, _cancel: Message) {}
 }
 
 /// Until services exist: nothing is allowed beyond what the edge answers
@@ -89,7 +89,7 @@ impl<D: Dispatch> Dispatch for Arc<D> {
     fn ack(&self, ack: Message, source: Source) {
         (**self).ack(ack, source)
     }
-    fn cancelled(&self, tx: ServerTxId) {
-        (**self).cancelled(tx)
+    fn cancelled(&self, tx: ServerTxId, cancel: Message) {
+        (**self).cancelled(tx, cancel)
     }
 }

@@ -252,8 +252,8 @@ impl TransactionUser for Core {
         self.dispatcher.ack(ack, source);
     }
 
-    fn on_cancelled(&self, tx: ServerTxId) {
-        self.dispatcher.cancelled(tx);
+    fn on_cancelled(&self, tx: ServerTxId, cancel: Message) {
+        self.dispatcher.cancelled(tx, cancel);
     }
 }
 

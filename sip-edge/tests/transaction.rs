@@ -79,7 +79,8 @@ impl TransactionUser for Tu {
     fn on_ack(&self, ack: Message, _source: Source) {
         let _ = self.0.send(Up::Ack(ack));
     }
-    fn on_cancelled(&self, tx: ServerTxId) {
+    fn on_cancelled(&self, tx: ServerTxId, cancel: Message) {
+        assert_eq!(cancel.method(), Some(&Method::Cancel));
         let _ = self.0.send(Up::Cancelled(tx));
     }
 }

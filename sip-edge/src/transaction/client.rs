@@ -14,7 +14,8 @@ use crate::transport::Target;
 
 pub(super) enum ClientInput {
     Response(Box<Message>),
-    Cancel,
+    /// Extra header fields for the CANCEL (Reason, RFC 3326).
+    Cancel(Vec<(String, String)>),
 }
 
 /// Where a response handed to the transaction user came from.
@@ -69,7 +70,23 @@ impl ClientTx {
     /// Cancels an INVITE: the CANCEL goes out once a provisional response
     /// has arrived (RFC 3261 9.1), and not at all after a final one.
     pub fn cancel(&self) {
-        let _ = self.control.try_send(ClientInput::Cancel);
+        self.canceller().cancel(Vec::new());
+    }
+
+    /// A handle that cancels this transaction from elsewhere.
+    pub fn canceller(&self) -> Canceller {
+        Canceller(self.control.clone())
+    }
+}
+
+/// Cancels one INVITE client transaction; see [`ClientTx::cancel`].
+#[derive(Clone)]
+pub struct Canceller(mpsc::Sender<ClientInput>);
+
+impl Canceller {
+    /// Cancels, adding `headers` (such as Reason) to the CANCEL.
+    pub fn cancel(&self, headers: Vec<(String, String)>) {
+        let _ = self.0.try_send(ClientInput::Cancel(headers));
     }
 }
 
@@ -131,14 +148,16 @@ impl ClientTask {
         let mut proceeding = false;
         let mut cancel_wanted = false;
         let mut cancel_sent = false;
+        let mut cancel_headers = Vec::new();
         let outcome = loop {
             tokio::select! {
                 ev = self.rx.recv() => match ev {
                     None => break Outcome::Ended,
-                    Some(ClientInput::Cancel) => {
+                    Some(ClientInput::Cancel(headers)) => {
                         cancel_wanted = true;
+                        cancel_headers = headers;
                         if proceeding && !cancel_sent {
-                            cancel_sent = self.send_cancel();
+                            cancel_sent = self.send_cancel(&cancel_headers);
                         }
                     }
                     Some(ClientInput::Response(resp)) => match resp.status().unwrap_or(0) {
@@ -147,7 +166,7 @@ impl ClientTask {
                             timer_a = None;
                             deadline = Instant::now() + timers.invite_guard;
                             if cancel_wanted && !cancel_sent {
-                                cancel_sent = self.send_cancel();
+                                cancel_sent = self.send_cancel(&cancel_headers);
                             }
                             self.deliver(resp, Origin::Peer);
                         }
@@ -169,7 +188,7 @@ impl ClientTask {
                 }
                 _ = sleep_until(deadline) => {
                     if proceeding && !cancel_sent {
-                        self.send_cancel();
+                        self.send_cancel(&cancel_headers);
                     }
                     self.deliver_local(408, "Request Timeout", Origin::Timeout);
                     break Outcome::Ended;
@@ -219,8 +238,11 @@ impl ClientTask {
 
     /// Starts the CANCEL's own non-INVITE transaction; its responses are
     /// not surfaced (the INVITE's 487 is what matters).
-    fn send_cancel(&self) -> bool {
-        let cancel = self.request.make_cancel();
+    fn send_cancel(&self, headers: &[(String, String)]) -> bool {
+        let mut cancel = self.request.make_cancel();
+        for (name, value) in headers {
+            cancel.push_header_as_spelled(name, value);
+        }
         match self
             .layer
             .start_client(cancel, self.target, self.key.branch.to_string(), Method::Cancel)
@@ -243,7 +265,7 @@ impl ClientTask {
             tokio::select! {
                 ev = self.rx.recv() => match ev {
                     None => return,
-                    Some(ClientInput::Cancel) => {}
+                    Some(ClientInput::Cancel(_)) => {}
                     Some(ClientInput::Response(resp)) => {
                         let code = resp.status().unwrap_or(0);
                         self.deliver(resp, Origin::Peer);

@@ -25,7 +25,7 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
-pub use client::{ClientEvent, ClientTx, Origin};
+pub use client::{Canceller, ClientEvent, ClientTx, Origin};
 use key::{AckKey, ClientKey, MergeKey, TxKey};
 use table::{Entry, InviteInputs, Kind, NonInvite, ServerTable};
 pub use timers::TimerConfig;
@@ -75,8 +75,8 @@ pub trait TransactionUser: Send + Sync + 'static {
     fn on_request(&self, tx: ServerTx, request: Message, source: Source);
     /// An ACK no transaction absorbed: the ACK of a 2xx, or a stray one.
     fn on_ack(&self, ack: Message, source: Source);
-    /// An INVITE was cancelled; the layer already answered 487.
-    fn on_cancelled(&self, tx: ServerTxId);
+    /// An INVITE was cancelled by `cancel`; the layer already answered 487.
+    fn on_cancelled(&self, tx: ServerTxId, cancel: Message);
     /// A response no client transaction matches (a 2xx retransmission after
     /// the transaction ended, or noise).
     fn on_stray_response(&self, _response: Message, _source: Source) {}
@@ -87,7 +87,7 @@ enum ServerInput {
     Retransmission,
     Respond(Box<Message>),
     Ack,
-    Cancel,
+    Cancel(Box<Message>),
 }
 
 pub(crate) struct Inner {
@@ -250,7 +250,7 @@ impl TransactionLayer {
             };
             let _ = cancel_tx.respond(msg.make_response(code, reason, Some(cancel_tx.to_tag())));
             if let Some(invite) = invite {
-                let _ = invite.tu.send(ServerInput::Cancel);
+                let _ = invite.tu.send(ServerInput::Cancel(Box::new(msg)));
             }
             return;
         }

@@ -105,12 +105,12 @@ impl InviteTask {
                                         _ => break Final::Failure(bytes),
                                     }
                                 }
-                                Some(ServerInput::Cancel) => {
+                                Some(ServerInput::Cancel(cancel)) => {
                                     self.final_class.store(3, Ordering::Release);
                                     let bytes = self.local_response(487, "Request Terminated");
                                     self.send(bytes.clone());
                                     if let Some(tu) = self.inner.tu.get() {
-                                        tu.on_cancelled(self.id);
+                                        tu.on_cancelled(self.id, *cancel);
                                     }
                                     break Final::Failure(bytes);
                                 }
@@ -152,7 +152,7 @@ impl InviteTask {
                         }
                     }
                     Some(ServerInput::Ack) => resend_at = None,
-                    Some(ServerInput::Cancel) => {}
+                    Some(ServerInput::Cancel(_)) => {}
                 },
                 _ = timer(resend_at) => {
                     self.send(response.clone());
@@ -185,7 +185,7 @@ impl InviteTask {
                     Some(ServerInput::Retransmission) => self.send(response.clone()),
                     Some(ServerInput::Ack) => break,
                     Some(ServerInput::Respond(_)) => debug!(tx = %self.id, "response after the final one: ignored"),
-                    Some(ServerInput::Cancel) => {}
+                    Some(ServerInput::Cancel(_)) => {}
                 },
                 _ = timer(timer_g) => {
                     self.send(response.clone());

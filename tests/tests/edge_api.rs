@@ -133,9 +133,16 @@ async fn services_answer_later_and_send_requests_through_the_edge_api() -> anyho
         })
         .await?
         .into_inner();
+    // The first item names the client transaction; the responses follow.
+    let named = tokio::time::timeout(Duration::from_secs(5), stream.message())
+        .await??
+        .expect("the client transaction");
+    assert!(named.response.is_none());
+    assert_ne!(named.client_tx, 0);
     let first = tokio::time::timeout(Duration::from_secs(5), stream.message())
         .await??
         .expect("a response");
+    assert_eq!(first.client_tx, named.client_tx);
     let response = from_proto(first.response.expect("response"))?;
     assert_eq!(response.status(), Some(200), "{}", edge.log_text());
     assert!(!first.local);

@@ -133,7 +133,8 @@ impl Store {
     }
 
     /// Schedules (or moves) a timer. Ids are unique per purpose, e.g.
-    /// `reg-expiry:{aor}:{binding}`.
+    /// `reg-expiry:{aor}:{binding}`; the text before the first `:` names the
+    /// timer's queue (see [`Store::claim_due`]).
     pub async fn schedule(&self, id: &str, due_ms: u64, payload: Bytes) -> Result<()> {
         dispatch!(self, s => s.schedule(id, due_ms, payload).await)
     }
@@ -142,11 +143,12 @@ impl Store {
         dispatch!(self, s => s.cancel(id).await)
     }
 
-    /// Claims up to `max` timers due at `now_ms`, for `lease`. A claim not
-    /// completed within its lease becomes due again: the timer still fires
-    /// when its claimer dies.
-    pub async fn claim_due(&self, now_ms: u64, lease: Duration, max: usize) -> Result<Vec<ClaimedTimer>> {
-        dispatch!(self, s => s.claim_due(now_ms, lease, max).await)
+    /// Claims up to `max` timers of `queue` due at `now_ms`, for `lease`. A
+    /// claim not completed within its lease becomes due again: the timer
+    /// still fires when its claimer dies. Services sharing a store claim
+    /// only their own queue's timers.
+    pub async fn claim_due(&self, queue: &str, now_ms: u64, lease: Duration, max: usize) -> Result<Vec<ClaimedTimer>> {
+        dispatch!(self, s => s.claim_due(queue, now_ms, lease, max).await)
     }
 
     /// Ends a claimed timer for good. `false` when the claim was lost (the
@@ -168,3 +170,8 @@ impl Store {
 
 /// How many events a log keeps.
 pub const EVENT_LOG_LEN: usize = 10_000;
+
+/// The queue a timer id belongs to: its text up to the first `:`.
+pub(crate) fn queue_of(id: &str) -> &str {
+    id.split_once(':').map_or(id, |(q, _)| q)
+}

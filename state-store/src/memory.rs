@@ -28,7 +28,8 @@ struct Timers {
 #[derive(Default)]
 struct Inner {
     records: Map<String, Record>,
-    timers: Timers,
+    /// By queue.
+    timers: Map<String, Timers>,
     events: Map<String, (u64, VecDeque<(u64, Bytes)>)>,
     /// One counter for every record: a record deleted and created again
     /// never reuses a version a stale writer might still hold.
@@ -101,7 +102,7 @@ impl MemoryStore {
 
     pub(crate) async fn schedule(&self, id: &str, due_ms: u64, payload: Bytes) -> Result<()> {
         let mut inner = self.lock();
-        let t = &mut inner.timers;
+        let t = inner.timers.entry(crate::queue_of(id).to_owned()).or_default();
         if let Some((old_due, _)) = t.entries.remove(id) {
             t.queue.remove(&(old_due, id.to_owned()));
         }
@@ -113,7 +114,9 @@ impl MemoryStore {
 
     pub(crate) async fn cancel(&self, id: &str) -> Result<()> {
         let mut inner = self.lock();
-        let t = &mut inner.timers;
+        let Some(t) = inner.timers.get_mut(crate::queue_of(id)) else {
+            return Ok(());
+        };
         if let Some((due, _)) = t.entries.remove(id) {
             t.queue.remove(&(due, id.to_owned()));
         }
@@ -121,9 +124,11 @@ impl MemoryStore {
         Ok(())
     }
 
-    pub(crate) async fn claim_due(&self, now: u64, lease: Duration, max: usize) -> Result<Vec<ClaimedTimer>> {
+    pub(crate) async fn claim_due(&self, queue: &str, now: u64, lease: Duration, max: usize) -> Result<Vec<ClaimedTimer>> {
         let mut inner = self.lock();
-        let t = &mut inner.timers;
+        let Some(t) = inner.timers.get_mut(queue) else {
+            return Ok(Vec::new());
+        };
         // Claims whose lease ran out are due again.
         let lapsed: Vec<String> = t
             .claimed
@@ -160,7 +165,9 @@ impl MemoryStore {
 
     pub(crate) async fn complete(&self, timer: &ClaimedTimer) -> Result<bool> {
         let mut inner = self.lock();
-        let t = &mut inner.timers;
+        let Some(t) = inner.timers.get_mut(crate::queue_of(&timer.id)) else {
+            return Ok(false);
+        };
         if t.claimed.get(&timer.id) != Some(&timer.lease_until_ms) {
             return Ok(false);
         }

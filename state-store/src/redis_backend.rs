@@ -141,7 +141,7 @@ impl RedisStore {
 
     pub(crate) async fn schedule(&self, id: &str, due_ms: u64, payload: Bytes) -> Result<()> {
         let mut conn = self.conn.clone();
-        let [due, claimed, payloads] = shard_keys(shard_of(id));
+        let [due, claimed, payloads] = shard_keys(crate::queue_of(id), shard_of(id));
         let _: i64 = self
             .scripts
             .schedule
@@ -159,7 +159,7 @@ impl RedisStore {
 
     pub(crate) async fn cancel(&self, id: &str) -> Result<()> {
         let mut conn = self.conn.clone();
-        let [due, claimed, payloads] = shard_keys(shard_of(id));
+        let [due, claimed, payloads] = shard_keys(crate::queue_of(id), shard_of(id));
         let _: i64 = self
             .scripts
             .cancel
@@ -173,7 +173,7 @@ impl RedisStore {
         Ok(())
     }
 
-    pub(crate) async fn claim_due(&self, now_ms: u64, lease: Duration, max: usize) -> Result<Vec<ClaimedTimer>> {
+    pub(crate) async fn claim_due(&self, queue: &str, now_ms: u64, lease: Duration, max: usize) -> Result<Vec<ClaimedTimer>> {
         let lease_until_ms = now_ms + lease.as_millis() as u64;
         let mut out = Vec::new();
         for shard in 0..TIMER_SHARDS {
@@ -181,7 +181,7 @@ impl RedisStore {
                 break;
             }
             let mut conn = self.conn.clone();
-            let [due, claimed, payloads] = shard_keys(shard);
+            let [due, claimed, payloads] = shard_keys(queue, shard);
             let flat: Vec<Vec<u8>> = self
                 .scripts
                 .claim
@@ -209,7 +209,7 @@ impl RedisStore {
 
     pub(crate) async fn complete(&self, timer: &ClaimedTimer) -> Result<bool> {
         let mut conn = self.conn.clone();
-        let [_, claimed, payloads] = shard_keys(shard_of(&timer.id));
+        let [_, claimed, payloads] = shard_keys(crate::queue_of(&timer.id), shard_of(&timer.id));
         let done: i64 = self
             .scripts
             .complete
@@ -287,11 +287,13 @@ fn shard_of(id: &str) -> u64 {
     h.finish() % TIMER_SHARDS
 }
 
-fn shard_keys(shard: u64) -> [String; 3] {
+fn shard_keys(queue: &str, shard: u64) -> [String; 3] {
+    // One hash tag per queue and shard: the three keys a script touches
+    // share a Cluster slot.
     [
-        format!("sipbus:timers:{{t{shard}}}:due"),
-        format!("sipbus:timers:{{t{shard}}}:claimed"),
-        format!("sipbus:timers:{{t{shard}}}:payload"),
+        format!("sipbus:timers:{{{queue}:t{shard}}}:due"),
+        format!("sipbus:timers:{{{queue}:t{shard}}}:claimed"),
+        format!("sipbus:timers:{{{queue}:t{shard}}}:payload"),
     ]
 }
 

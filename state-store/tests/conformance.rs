@@ -112,8 +112,12 @@ async fn timers(store: &Store, prefix: &str) {
         .unwrap();
     store.cancel(&ids[1]).await.unwrap();
 
+    // Another queue's claimer sees none of them.
+    let other = format!("{prefix}-other");
+    assert!(store.claim_due(&other, now, lease, 100).await.unwrap().is_empty());
+
     // Two claimers race: each due timer goes to exactly one of them.
-    let (a, b) = tokio::join!(store.claim_due(now, lease, 100), store.claim_due(now, lease, 100));
+    let (a, b) = tokio::join!(store.claim_due(prefix, now, lease, 100), store.claim_due(prefix, now, lease, 100));
     let (a, b) = (a.unwrap(), b.unwrap());
     let mut claimed: Vec<&str> = a.iter().chain(&b).map(|t| t.id.as_str()).collect();
     claimed.sort();
@@ -134,11 +138,11 @@ async fn timers(store: &Store, prefix: &str) {
         assert!(store.complete(t).await.unwrap());
     }
     assert!(
-        store.claim_due(now_ms(), lease, 100).await.unwrap().is_empty(),
+        store.claim_due(prefix, now_ms(), lease, 100).await.unwrap().is_empty(),
         "nothing due while leased"
     );
     tokio::time::sleep(lease + Duration::from_millis(100)).await;
-    let again = store.claim_due(now_ms(), lease, 100).await.unwrap();
+    let again = store.claim_due(prefix, now_ms(), lease, 100).await.unwrap();
     assert_eq!(
         again.iter().map(|t| t.id.as_str()).collect::<Vec<_>>(),
         vec![ids[7].as_str()]
@@ -146,7 +150,7 @@ async fn timers(store: &Store, prefix: &str) {
     // The first claimer's late completion is refused: its claim was lost.
     assert!(!store.complete(&kept.unwrap()).await.unwrap());
     assert!(store.complete(&again[0]).await.unwrap());
-    assert!(store.claim_due(now_ms() + 1_000, lease, 100).await.unwrap().is_empty());
+    assert!(store.claim_due(prefix, now_ms() + 1_000, lease, 100).await.unwrap().is_empty());
     for id in &ids {
         store.cancel(id).await.unwrap();
     }

@@ -14,6 +14,8 @@ pub enum ParseError {
     NoVersion,
     #[error("line {line}: invalid m= line ({reason})")]
     BadMedia { line: usize, reason: &'static str },
+    #[error("a media section must start with its m= line and hold only one")]
+    NotOneSection,
     #[error("more than {limit} {what}")]
     Limit { what: &'static str, limit: usize },
 }

@@ -64,6 +64,21 @@ pub struct MediaLine<'a> {
     pub formats: Vec<&'a str>,
 }
 
+impl std::fmt::Display for MediaLine<'_> {
+    /// The `m=` value, for rewriting a port or the format list.
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "{} {}", self.media, self.port)?;
+        if let Some(n) = self.port_count {
+            write!(f, "/{n}")?;
+        }
+        write!(f, " {}", self.proto)?;
+        for fmt in &self.formats {
+            write!(f, " {fmt}")?;
+        }
+        Ok(())
+    }
+}
+
 /// One media section: its `m=` line and the lines after it.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct Media {
@@ -117,40 +132,12 @@ impl Sdp {
         }
         let mut session = Vec::new();
         let mut media: Vec<Media> = Vec::new();
-        let mut rest = text;
-        let mut number = 0;
-        while !rest.is_empty() {
-            number += 1;
-            if number > limits.max_lines {
-                return Err(ParseError::Limit {
-                    what: "lines",
-                    limit: limits.max_lines,
-                });
-            }
-            let (raw, ending, next) = match rest.find('\n') {
-                Some(i) => {
-                    let crlf = i > 0 && rest.as_bytes()[i - 1] == b'\r';
-                    (&rest[..if crlf { i - 1 } else { i }], Some(crlf), &rest[i + 1..])
-                }
-                None => (rest, None, ""),
-            };
-            rest = next;
-            let mut chars = raw.chars();
-            let (Some(kind), Some('=')) = (chars.next(), chars.next()) else {
-                return Err(ParseError::BadLine { line: number });
-            };
-            if !kind.is_ascii_alphabetic() {
-                return Err(ParseError::BadLine { line: number });
-            }
-            let line = Line {
-                kind,
-                value: raw[2..].to_owned(),
-                ending,
-            };
-            if number == 1 && (kind != 'v' || line.value.trim() != "0") {
+        for item in lines(text, limits) {
+            let (number, line) = item?;
+            if number == 1 && (line.kind != 'v' || line.value.trim() != "0") {
                 return Err(ParseError::NoVersion);
             }
-            if kind == 'm' {
+            if line.kind == 'm' {
                 parse_media_line(&line.value).map_err(|reason| ParseError::BadMedia { line: number, reason })?;
                 if media.len() >= limits.max_media {
                     return Err(ParseError::Limit {
@@ -212,6 +199,49 @@ impl Sdp {
 }
 
 impl Media {
+    /// Parses one media section on its own (`m=` first, no session-level
+    /// lines), as SDP handlers exchange them. A trailing line ending is
+    /// optional.
+    pub fn parse(input: &str, limits: &Limits) -> Result<Media, ParseError> {
+        if input.len() > limits.max_bytes {
+            return Err(ParseError::Limit {
+                what: "bytes",
+                limit: limits.max_bytes,
+            });
+        }
+        if input.is_empty() {
+            return Err(ParseError::Empty);
+        }
+        let mut out: Vec<Line> = Vec::new();
+        for item in lines(input, limits) {
+            let (number, line) = item?;
+            match (number, line.kind) {
+                (1, 'm') => {
+                    parse_media_line(&line.value).map_err(|reason| ParseError::BadMedia { line: number, reason })?;
+                }
+                (1, _) | (_, 'm') => return Err(ParseError::NotOneSection),
+                _ => {}
+            }
+            out.push(line);
+        }
+        Ok(Media { lines: out })
+    }
+
+    /// The section's lines joined by CRLF, without a final line ending
+    /// (the form SDP handlers exchange).
+    pub fn to_text(&self) -> String {
+        let mut out = String::new();
+        for (i, line) in self.lines.iter().enumerate() {
+            if i > 0 {
+                out.push_str("\r\n");
+            }
+            out.push(line.kind);
+            out.push('=');
+            out.push_str(&line.value);
+        }
+        out
+    }
+
     /// The `m=` line's fields (validated when parsed).
     pub fn media_line(&self) -> Option<MediaLine<'_>> {
         parse_media_line(&self.lines.first()?.value).ok()
@@ -266,6 +296,53 @@ fn direction_in(lines: &[Line]) -> Option<Direction> {
         .iter()
         .filter_map(Line::attribute)
         .find_map(|(n, v)| if v.is_none() { Direction::from_name(n) } else { None })
+}
+
+/// Splits `text` into numbered lines (from 1), enforcing `max_lines` and
+/// the `<letter>=<value>` shape; shared by whole descriptions and single
+/// sections so both refuse the same inputs.
+fn lines<'a>(text: &'a str, limits: &'a Limits) -> impl Iterator<Item = Result<(usize, Line), ParseError>> + 'a {
+    let mut rest = text;
+    let mut number = 0;
+    let mut failed = false;
+    std::iter::from_fn(move || {
+        if rest.is_empty() || failed {
+            return None;
+        }
+        number += 1;
+        if number > limits.max_lines {
+            failed = true;
+            return Some(Err(ParseError::Limit {
+                what: "lines",
+                limit: limits.max_lines,
+            }));
+        }
+        let (raw, ending, next) = match rest.find('\n') {
+            Some(i) => {
+                let crlf = i > 0 && rest.as_bytes()[i - 1] == b'\r';
+                (&rest[..if crlf { i - 1 } else { i }], Some(crlf), &rest[i + 1..])
+            }
+            None => (rest, None, ""),
+        };
+        rest = next;
+        let mut chars = raw.chars();
+        let (Some(kind), Some('=')) = (chars.next(), chars.next()) else {
+            failed = true;
+            return Some(Err(ParseError::BadLine { line: number }));
+        };
+        if !kind.is_ascii_alphabetic() {
+            failed = true;
+            return Some(Err(ParseError::BadLine { line: number }));
+        }
+        Some(Ok((
+            number,
+            Line {
+                kind,
+                value: raw[2..].to_owned(),
+                ending,
+            },
+        )))
+    })
 }
 
 /// `<media> <port>[/<count>] <proto> <fmt>...`.

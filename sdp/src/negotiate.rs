@@ -149,6 +149,24 @@ fn static_payload(pt: u8) -> Option<(&'static str, u32)> {
     })
 }
 
+/// Each offered format with what it names: payload type, encoding, clock
+/// rate, channels. Formats that are neither mapped nor static are left out.
+fn describe(offered: &Media) -> Vec<(u8, String, u32, Option<u8>)> {
+    let Some(ml) = offered.media_line() else {
+        return Vec::new();
+    };
+    ml.formats
+        .iter()
+        .filter_map(|f| {
+            let pt: u8 = f.parse().ok()?;
+            match offered.rtpmaps().find(|r| r.payload_type == pt) {
+                Some(r) => Some((pt, r.encoding.to_owned(), r.clock_rate, r.channels)),
+                None => static_payload(pt).map(|(n, rate)| (pt, n.to_owned(), rate, None)),
+            }
+        })
+        .collect()
+}
+
 /// Which codecs an endpoint may use, in preference order, and whether
 /// RFC 4733 telephone-events are kept.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -158,6 +176,37 @@ pub struct RtpPolicy {
 }
 
 impl RtpPolicy {
+    /// The offered payload types this policy allows, in the offer's order
+    /// (an offer passed on keeps the offerer's preference): every format
+    /// naming an allowed codec, and telephone-event at the clock rate of an
+    /// allowed codec when enabled. Empty when the stream is not RTP or no
+    /// codec is allowed (telephone-event alone is not a codec).
+    pub fn allowed_formats(&self, offered: &Media) -> Vec<u8> {
+        if !offered.media_line().is_some_and(|ml| ml.proto.contains("RTP")) {
+            return Vec::new();
+        }
+        let described = describe(offered);
+        let is_codec =
+            |name: &str, rate: u32, channels: Option<u8>| self.codecs.iter().any(|c| c.matches(name, rate, channels));
+        let rates: Vec<u32> = described
+            .iter()
+            .filter(|(_, n, r, c)| is_codec(n, *r, *c))
+            .map(|d| d.2)
+            .collect();
+        if rates.is_empty() {
+            return Vec::new();
+        }
+        let mut out: Vec<u8> = Vec::new();
+        for (pt, name, rate, channels) in &described {
+            let keep = is_codec(name, *rate, *channels)
+                || (self.telephone_event && name.eq_ignore_ascii_case("telephone-event") && rates.contains(rate));
+            if keep && !out.contains(pt) {
+                out.push(*pt);
+            }
+        }
+        out
+    }
+
     /// The answer section to an offered RTP stream, or `None` when no codec
     /// is acceptable. Payload type numbers, rtpmap and fmtp come from the
     /// offer; formats are listed in the policy's preference order;
@@ -168,18 +217,7 @@ impl RtpPolicy {
         if !ml.proto.contains("RTP") {
             return None;
         }
-        // Each offered format with what it names.
-        let described: Vec<(u8, String, u32, Option<u8>)> = ml
-            .formats
-            .iter()
-            .filter_map(|f| {
-                let pt: u8 = f.parse().ok()?;
-                match offered.rtpmaps().find(|r| r.payload_type == pt) {
-                    Some(r) => Some((pt, r.encoding.to_owned(), r.clock_rate, r.channels)),
-                    None => static_payload(pt).map(|(n, rate)| (pt, n.to_owned(), rate, None)),
-                }
-            })
-            .collect();
+        let described = describe(offered);
         let mut chosen: Vec<&(u8, String, u32, Option<u8>)> = Vec::new();
         for codec in &self.codecs {
             if let Some(d) = described

@@ -32,3 +32,14 @@ proptest! {
         exercise(&BASE.as_bytes()[..cut]);
     }
 }
+
+proptest! {
+    #![proptest_config(ProptestConfig::with_cases(256))]
+
+    #[test]
+    fn random_section(text in "[a-z=0-9 /:\r\n-]{0,200}") {
+        if let Ok(m) = sdp::Media::parse(&text, &sdp::Limits::default()) {
+            let _ = (m.media_line(), m.rtpmaps().count(), m.to_text());
+        }
+    }
+}

@@ -1,0 +1,729 @@
+//! A new call: where it goes, the forked B-leg INVITEs, and what the
+//! caller hears while they ring. The replica that received the INVITE
+//! drives the branches (it holds their response streams); everything it
+//! decides is written to the store first, so CANCEL, ACK, BYE and the
+//! no-answer timer can be handled by any replica.
+
+use std::sync::Arc;
+
+use proto::convert::from_proto;
+use proto::edge::v1 as pb;
+use sip_message::{Known, Message, Method, Uri};
+use state_store::now_ms;
+use tokio::sync::mpsc;
+use tracing::{debug, info, warn};
+
+use crate::compose::{self, contact, set_sdp, without_tag};
+use crate::config::NonLocal;
+use crate::events::{self, DialogState};
+use crate::media::{self, MediaError, Offered};
+use crate::service::{Core, end_setup, no_answer_timer};
+use crate::state::{B_CALL_ID_PREFIX, Branch, FlowRec, Leg, Media, Phase, Session, Side};
+use crate::{random_id, random_tag};
+
+/// One place to ring.
+struct Plan {
+    uri: String,
+    flow: FlowRec,
+    /// RFC 3327 Path of the binding: the Route of requests to it.
+    path: Vec<String>,
+}
+
+/// A SIP answer that ends the setup before any branch exists.
+struct Refusal {
+    code: u16,
+    reason: String,
+    /// A Warning header value (RFC 3261 20.43), for rejected offers.
+    warning: Option<String>,
+}
+
+impl Refusal {
+    fn new(code: u16, reason: impl Into<String>) -> Self {
+        Refusal {
+            code,
+            reason: reason.into(),
+            warning: None,
+        }
+    }
+}
+
+pub(crate) async fn invite(core: Arc<Core>, tx: u64, flow: pb::Flow, req: Message) {
+    let a_tag = random_tag();
+    let mut s = match prepare(&core, tx, &flow, &req, &a_tag).await {
+        Ok(s) => s,
+        Err(Refusal { code, reason, .. }) => {
+            info!(code, %reason, "call refused");
+            let resp = req.make_response(code, &reason, Some(&a_tag));
+            core.respond(&flow.edge_instance, tx, &resp).await;
+            return;
+        }
+    };
+    let plans = match route(&core, &req, &flow).await {
+        Ok(p) => p,
+        Err(r) => {
+            info!(code = r.code, reason = %r.reason, "call not routed");
+            return fail_setup(&core, &mut s, r).await;
+        }
+    };
+    if let Err(r) = offer_initial(&core, &mut s, &req).await {
+        return fail_setup(&core, &mut s, r).await;
+    }
+    if let Err(Refusal { code, reason, .. }) = start(&core, &mut s).await {
+        let resp = req.make_response(code, &reason, Some(&a_tag));
+        core.respond(&flow.edge_instance, tx, &resp).await;
+        return;
+    }
+    drive(core, s, req, plans).await;
+}
+
+/// The session as it starts, with the caller's leg; supplements begin and
+/// hear the INVITE.
+async fn prepare(core: &Core, tx: u64, flow: &pb::Flow, req: &Message, a_tag: &str) -> Result<Session, Refusal> {
+    let bad = |what: &str| Refusal::new(400, format!("Bad Request ({what})"));
+    let from = req.known_header(Known::From).ok_or_else(|| bad("From"))?;
+    let to = req.known_header(Known::To).ok_or_else(|| bad("To"))?;
+    let from_tag = req.from_tag().ok_or_else(|| bad("From without tag"))?.to_owned();
+    let call_id = req.call_id().map_err(|_| bad("Call-ID"))?.to_owned();
+    let cseq = req.cseq().map_err(|_| bad("CSeq"))?.seq;
+    let target = match req.contacts() {
+        Ok(sip_message::typed::Contacts::List(l)) if !l.is_empty() => l[0].uri_text.to_owned(),
+        _ => return Err(bad("INVITE without a Contact URI")),
+    };
+    let route_set: Vec<String> = req.known_values(Known::RecordRoute).map(str::to_owned).collect();
+    let mut head = req.clone();
+    head.set_body(bytes::Bytes::new());
+    let a_request = String::from_utf8(head.to_bytes().to_vec()).map_err(|_| bad("not UTF-8"))?;
+    let id = random_id();
+    let ruri = req.request_uri().unwrap_or("").to_owned();
+    let a_flow = FlowRec::from(flow);
+    let mut s = Session {
+        id: id.clone(),
+        phase: Phase::Trying,
+        caller: from_uri(from),
+        callee: ruri,
+        endpoint: String::new(),
+        a: Leg {
+            call_id,
+            local_tag: a_tag.to_owned(),
+            remote_tag: from_tag,
+            local_uri: without_tag(to),
+            remote_uri: without_tag(from),
+            remote_target: target,
+            route_set,
+            local_cseq: 0,
+            remote_cseq: cseq,
+            flow: a_flow,
+        },
+        b: Leg {
+            call_id: format!("{B_CALL_ID_PREFIX}{id}"),
+            local_tag: random_tag(),
+            remote_tag: String::new(),
+            local_uri: without_tag(from),
+            remote_uri: without_tag(to),
+            remote_target: String::new(),
+            route_set: Vec::new(),
+            local_cseq: 1,
+            remote_cseq: 0,
+            flow: FlowRec::default(),
+        },
+        a_request,
+        a_edge: flow.edge_instance.clone(),
+        a_server_tx: tx,
+        a_invite_cseq: cseq,
+        b_invite_cseq: 1,
+        branches: Vec::new(),
+        a_acked: false,
+        ack_pending: None,
+        media: Media {
+            origin_a: u64::from(fastrand::u32(..)),
+            origin_b: u64::from(fastrand::u32(..)),
+            ..Media::default()
+        },
+        pending: None,
+        chain: core.supplements.chain(),
+        data: Default::default(),
+        started_ms: now_ms(),
+    };
+    core.supplements.begin(&mut s).await;
+    if let Err(stop) = core.supplements.incoming_request(&mut s, Side::A, req).await {
+        let resp = stop.0;
+        return Err(Refusal::new(
+            resp.status().unwrap_or(500),
+            resp.reason().unwrap_or("").to_owned(),
+        ));
+    }
+    Ok(s)
+}
+
+fn from_uri(value: &str) -> String {
+    sip_message::typed::NameAddr::parse(value)
+        .map(|n| n.uri_text.to_owned())
+        .unwrap_or_else(|_| value.to_owned())
+}
+
+/// Where the call goes: the bindings of a local address-of-record, or the
+/// outbound target for other domains.
+async fn route(core: &Core, req: &Message, flow: &pb::Flow) -> Result<Vec<Plan>, Refusal> {
+    let ruri = req.request_uri().unwrap_or("");
+    let Ok(Uri::Sip(uri)) = Uri::parse(ruri) else {
+        return Err(Refusal::new(416, "Unsupported URI Scheme"));
+    };
+    let host = uri.host.to_string().to_ascii_lowercase();
+    // A request addressed to the edge's own IP is for our first domain.
+    let to_me = uri
+        .host
+        .ip()
+        .is_some_and(|ip| flow.local.parse::<std::net::SocketAddr>().is_ok_and(|l| l.ip() == ip));
+    let domain = if core.directory.serves(&host) {
+        host
+    } else if to_me && let Some(d) = core.directory.domains.first() {
+        d.to_ascii_lowercase()
+    } else {
+        return outbound(core, ruri);
+    };
+    let user = uri
+        .user_decoded()
+        .ok_or_else(|| Refusal::new(404, "Not Found (no user part)"))?
+        .into_owned();
+    if !core.directory.users.contains(&(user.clone(), domain.clone())) {
+        return Err(Refusal::new(404, "Not Found (unknown user)"));
+    }
+    let aor = format!("sip:{user}@{domain}");
+    let bindings = core.locations.lookup(&aor).await.map_err(|e| {
+        warn!(error = %e, "registrar lookup failed");
+        Refusal::new(503, "Service Unavailable (location service)")
+    })?;
+    let plans: Vec<Plan> = bindings
+        .into_iter()
+        .filter_map(plan_of)
+        .take(core.config.max_branches.max(1))
+        .collect();
+    if plans.is_empty() {
+        return Err(Refusal::new(480, "Temporarily Unavailable (not registered)"));
+    }
+    Ok(plans)
+}
+
+fn outbound(core: &Core, ruri: &str) -> Result<Vec<Plan>, Refusal> {
+    match core.config.non_local {
+        NonLocal::Reject403 => Err(Refusal::new(403, "Forbidden (domain not served here)")),
+        NonLocal::Reject404 => Err(Refusal::new(404, "Not Found (domain not served here)")),
+        NonLocal::Outbound => {
+            let flow = flow_to(&core.config.outbound, "").ok_or_else(|| {
+                warn!(outbound = %core.config.outbound, "session.outbound is not sip:ip:port");
+                Refusal::new(503, "Service Unavailable (no outbound route)")
+            })?;
+            Ok(vec![Plan {
+                uri: ruri.to_owned(),
+                flow,
+                path: Vec::new(),
+            }])
+        }
+    }
+}
+
+/// The flow to a SIP URI with an IP host.
+fn flow_to(uri: &str, local: &str) -> Option<FlowRec> {
+    let Ok(Uri::Sip(u)) = Uri::parse(uri) else {
+        return None;
+    };
+    let ip = u.host.ip()?;
+    let tcp = u.transport().is_some_and(|t| t.eq_ignore_ascii_case("tcp"));
+    let port = u.port.unwrap_or(5060);
+    Some(FlowRec {
+        transport: if tcp {
+            pb::Transport::Tcp as i32
+        } else {
+            pb::Transport::Udp as i32
+        },
+        remote: std::net::SocketAddr::new(ip, port).to_string(),
+        local: local.to_owned(),
+        connection: 0,
+        edge_instance: String::new(),
+    })
+}
+
+/// How to reach one binding: over its registration flow when it asked for
+/// that (RFC 5626 reg-id) or registered over a connection, else to its
+/// Contact from the edge socket it registered through.
+fn plan_of(b: proto::registrar::v1::Binding) -> Option<Plan> {
+    let reg_flow = b.flow.unwrap_or_default();
+    let flow = if b.reg_id != 0 || reg_flow.connection != 0 {
+        FlowRec::from(&reg_flow)
+    } else {
+        let mut f = flow_to(&b.uri, &reg_flow.local)?;
+        f.edge_instance = reg_flow.edge_instance;
+        f
+    };
+    Some(Plan {
+        uri: b.uri,
+        flow,
+        path: b.path,
+    })
+}
+
+/// Offer/answer for the caller's INVITE: its offer goes through sdp-svc
+/// now; an INVITE without SDP is a late offer.
+async fn offer_initial(core: &Core, s: &mut Session, req: &Message) -> Result<(), Refusal> {
+    let Some(body) = compose::sdp_of(req) else {
+        if !req.body().is_empty() {
+            return Err(Refusal::new(415, "Unsupported Media Type (only application/sdp)"));
+        }
+        s.media.late_offer = true;
+        return Ok(());
+    };
+    match media::offer(&core.sdp, s, Side::A, body, true).await {
+        Ok(Offered::Forward { sdp, handlers }) => {
+            s.media.offer = body.to_owned();
+            s.media.forwarded = sdp.clone();
+            s.media.handlers = handlers;
+            s.media.offerer = Some(Side::A);
+            s.media.last_to_b = sdp;
+            Ok(())
+        }
+        Ok(Offered::Reject { status, warning }) => Err(Refusal {
+            code: status,
+            reason: if status == 488 {
+                "Not Acceptable Here"
+            } else {
+                "Media Negotiation Failed"
+            }
+            .to_owned(),
+            warning: (!warning.is_empty()).then_some(warning),
+        }),
+        Err(MediaError::Invalid(why)) => Err(Refusal::new(488, format!("Not Acceptable Here (SDP: {why})"))),
+        Err(e @ MediaError::Unavailable(_)) => {
+            warn!(error = %e, "offer not negotiated");
+            Err(Refusal::new(503, "Service Unavailable (media negotiation)"))
+        }
+    }
+}
+
+/// Stores the new session, arms its no-answer timer, tells the world.
+async fn start(core: &Core, s: &mut Session) -> Result<(), Refusal> {
+    if let Err(e) = core.sessions.create(s).await {
+        warn!(error = %e, "session not stored");
+        return Err(Refusal::new(503, "Service Unavailable (session store)"));
+    }
+    let due = now_ms() + core.config.no_answer_s.saturating_mul(1000);
+    if let Err(e) = core
+        .sessions
+        .store()
+        .schedule(&no_answer_timer(&s.id), due, bytes::Bytes::from(s.id.clone()))
+        .await
+    {
+        warn!(error = %e, "no-answer timer not armed");
+    }
+    events::publish(core.sessions.store(), s, Side::A, DialogState::Trying, None).await;
+    Ok(())
+}
+
+/// Answers the caller with an error and ends a session that was not stored
+/// yet (or is still setting up).
+async fn fail_setup(core: &Core, s: &mut Session, r: Refusal) {
+    if let Some(invite) = s.a_invite() {
+        let mut resp = invite.make_response(r.code, &r.reason, Some(&s.a.local_tag));
+        if let Some(w) = &r.warning {
+            resp.push_header_as_spelled("Warning", w);
+        }
+        core.supplements.outgoing(s, Side::A, &mut resp).await;
+        core.respond(&s.a_edge, s.a_server_tx, &resp).await;
+    }
+    core.supplements.end(s).await;
+    debug!(code = r.code, reason = %r.reason, "setup failed");
+}
+
+/// The B-leg INVITE, before the binding's Request-URI and Route.
+fn b_invite(s: &Session, req: &Message, contact_host: &str) -> Message {
+    let mut m = Message::request(Method::Invite, "sip:placeholder@invalid");
+    m.push_header(Known::From, &format!("{};tag={}", s.b.local_uri, s.b.local_tag));
+    m.push_header(Known::To, &s.b.remote_uri);
+    m.push_header(Known::CallId, &s.b.call_id);
+    m.push_header(Known::CSeq, &format!("{} INVITE", s.b_invite_cseq));
+    let mf = req
+        .known_header(Known::MaxForwards)
+        .and_then(|v| v.trim().parse::<u32>().ok())
+        .map_or(70, |n| n.saturating_sub(1));
+    m.push_header(Known::MaxForwards, &mf.to_string());
+    m.push_header(Known::Contact, &contact(&s.id, &s.a.flow, contact_host));
+    m.push_header(
+        Known::Allow,
+        "INVITE, ACK, CANCEL, BYE, UPDATE, INFO, MESSAGE, REFER, NOTIFY, OPTIONS",
+    );
+    if !s.media.forwarded.is_empty() {
+        set_sdp(&mut m, &s.media.forwarded);
+    }
+    m
+}
+
+/// Sends the branches and relays what they answer until the call is
+/// answered, fails, or is cancelled (by anyone).
+async fn drive(core: Arc<Core>, mut s: Session, req: Message, plans: Vec<Plan>) {
+    let mut template = b_invite(&s, &req, &core.config.contact_host);
+    core.supplements.outgoing(&mut s, Side::B, &mut template).await;
+    if let Some(f) = template.known_header(Known::From) {
+        s.b.local_uri = without_tag(f);
+    }
+    let (tx, mut rx) = mpsc::channel::<(usize, pb::ClientResponse)>(64);
+    let mut sent = Vec::new();
+    for plan in plans {
+        let mut invite = template.clone();
+        invite.set_request_uri(&plan.uri);
+        for p in &plan.path {
+            invite.push_header(Known::Route, p);
+        }
+        if !core.config.contact_host.is_empty() || !plan.flow.local.is_empty() {
+            invite.set_header(Known::Contact, &contact(&s.id, &plan.flow, &core.config.contact_host));
+        }
+        let edge = core.edges.instance_for(&plan.flow.to_proto()).to_owned();
+        match core.edges.send_request(&edge, &invite, plan.flow.to_proto()).await {
+            Ok((client_tx, mut stream)) => {
+                let idx = sent.len();
+                sent.push((invite, plan.flow.clone()));
+                s.branches.push(Branch {
+                    client_tx,
+                    edge,
+                    target: plan.uri,
+                    flow: plan.flow,
+                    done: false,
+                });
+                let tx = tx.clone();
+                tokio::spawn(async move {
+                    while let Some(item) = stream.next().await {
+                        if tx.send((idx, item)).await.is_err() {
+                            break;
+                        }
+                    }
+                });
+            }
+            Err(e) => warn!(error = %e, target = %plan.uri, "branch not sent"),
+        }
+    }
+    drop(tx);
+    let branches = s.branches.clone();
+    let b_local_uri = s.b.local_uri.clone();
+    let data = s.data.clone();
+    let stored = core
+        .sessions
+        .update(&s.id, |st| {
+            st.branches = branches.clone();
+            st.b.local_uri = b_local_uri.clone();
+            st.data = data.clone();
+            Some(())
+        })
+        .await;
+    if s.branches.is_empty() {
+        if let Some(mut ended) = end_setup(&core, &s.id).await {
+            core.respond_invite(&mut ended, 480, "Temporarily Unavailable (no branch reachable)")
+                .await;
+            core.finish(&ended, "error").await;
+        }
+        return;
+    }
+    if let Err(e) = stored {
+        warn!(error = %e, "branches not stored: CANCEL from another replica cannot reach them");
+    }
+    let mut outcome = Outcome::default();
+    while let Some((idx, item)) = rx.recv().await {
+        let Some(resp) = item.response else { continue };
+        let Ok(resp) = from_proto(resp) else {
+            warn!("branch sent a response that does not parse");
+            continue;
+        };
+        let code = resp.status().unwrap_or(0);
+        let Some((invite, flow)) = sent.get(idx) else { continue };
+        match code {
+            100 => {}
+            101..=199 => provisional(&core, &s.id, idx, &resp).await,
+            200..=299 => answered(&core, &s.id, idx, &resp, invite, flow, &mut outcome).await,
+            _ => {
+                outcome.failed(idx, resp);
+                if outcome.all_failed(sent.len()) {
+                    all_failed(&core, &s.id, &outcome).await;
+                }
+            }
+        }
+    }
+}
+
+#[derive(Default)]
+struct Outcome {
+    /// Final error responses, by branch.
+    failures: Vec<(usize, Message)>,
+    winner: Option<usize>,
+}
+
+impl Outcome {
+    fn failed(&mut self, idx: usize, resp: Message) {
+        if !self.failures.iter().any(|(i, _)| *i == idx) {
+            self.failures.push((idx, resp));
+        }
+    }
+
+    fn all_failed(&self, branches: usize) -> bool {
+        self.winner.is_none() && self.failures.len() == branches
+    }
+
+    /// RFC 3261 16.7 step 6, simplified: a 6xx wins, else the lowest class,
+    /// first come first.
+    fn best(&self) -> Option<&Message> {
+        let rank = |m: &Message| {
+            let c = m.status().unwrap_or(500);
+            if c >= 600 { 0 } else { c / 100 }
+        };
+        self.failures.iter().map(|(_, m)| m).min_by_key(|m| rank(m))
+    }
+}
+
+/// 18x from a branch: the caller hears it (with the early answer when the
+/// branch sent SDP).
+async fn provisional(core: &Core, id: &str, idx: usize, resp: &Message) {
+    let early_sdp = compose::sdp_of(resp).map(str::to_owned);
+    let Ok(Some((mut s, first))) = core
+        .sessions
+        .update(id, |s| {
+            if !matches!(s.phase, Phase::Trying | Phase::Early) {
+                return None;
+            }
+            let first = s.phase == Phase::Trying;
+            s.phase = Phase::Early;
+            Some(first)
+        })
+        .await
+    else {
+        return;
+    };
+    core.supplements.incoming_response(&mut s, Side::B, resp).await;
+    let Some(invite) = s.a_invite() else { return };
+    let code = resp.status().unwrap_or(180);
+    let mut out = invite.make_response(code, resp.reason().unwrap_or("Ringing"), Some(&s.a.local_tag));
+    out.push_header(Known::Contact, &contact(&s.id, &s.a.flow, &core.config.contact_host));
+    if let Some(answer) = early_sdp.filter(|_| !s.media.late_offer)
+        && let Ok(answered) = media::answer(&core.sdp, &s, Side::A, &answer).await
+    {
+        set_sdp(&mut out, &answered);
+        let _ = core
+            .sessions
+            .update(id, |st| {
+                st.media.answer = answer.clone();
+                st.media.answered = answered.clone();
+                st.media.last_to_a = answered.clone();
+                Some(())
+            })
+            .await;
+    }
+    core.supplements.outgoing(&mut s, Side::A, &mut out).await;
+    core.respond(&s.a_edge, s.a_server_tx, &out).await;
+    if first {
+        events::publish_both(core.sessions.store(), &s, DialogState::Early, None).await;
+    }
+    debug!(branch = idx, code, "provisional relayed");
+}
+
+/// A 2xx from a branch. The first one wins the call; any other (a second
+/// branch, or one after the call ended) is ACKed and hung up at once
+/// (RFC 3261 13.2.2.4).
+async fn answered(
+    core: &Core,
+    id: &str,
+    idx: usize,
+    resp: &Message,
+    invite: &Message,
+    flow: &FlowRec,
+    outcome: &mut Outcome,
+) {
+    if outcome.winner == Some(idx) {
+        // A retransmission: our ACK was lost, or the caller's has not come.
+        if let Ok(Some((s, _))) = core.sessions.load(id).await
+            && s.a_acked
+        {
+            crate::dialog::ack_b(core, &s).await;
+        }
+        return;
+    }
+    let to_tag = resp.to_tag().unwrap_or("").to_owned();
+    let target = match resp.contacts() {
+        Ok(sip_message::typed::Contacts::List(l)) if !l.is_empty() => l[0].uri_text.to_owned(),
+        _ => String::new(),
+    };
+    let mut route_set: Vec<String> = resp.known_values(Known::RecordRoute).map(str::to_owned).collect();
+    route_set.reverse();
+    let body = compose::sdp_of(resp).map(str::to_owned);
+    let won = if target.is_empty() || to_tag.is_empty() {
+        warn!("2xx without Contact or To tag: hung up");
+        None
+    } else {
+        core.sessions
+            .update(id, |s| {
+                if !matches!(s.phase, Phase::Trying | Phase::Early) {
+                    return None;
+                }
+                s.phase = Phase::Confirmed;
+                s.b.remote_tag = to_tag.clone();
+                s.b.remote_target = target.clone();
+                s.b.route_set = route_set.clone();
+                s.b.flow = flow.clone();
+                s.b.remote_uri = resp.known_header(Known::To).map(without_tag).unwrap_or_default();
+                if let Some(b) = s.branches.get_mut(idx) {
+                    b.done = true;
+                }
+                Some(())
+            })
+            .await
+            .ok()
+            .flatten()
+    };
+    let Some((mut s, ())) = won else {
+        hang_up_stray(core, invite, resp, flow).await;
+        return;
+    };
+    outcome.winner = Some(idx);
+    core.supplements.incoming_response(&mut s, Side::B, resp).await;
+    // The caller's 200: with the answer, or with B's offer (late offer).
+    let sdp_for_a = match (body, s.media.late_offer) {
+        (Some(offer), true) => match media::offer(&core.sdp, &s, Side::B, &offer, true).await {
+            Ok(Offered::Forward { sdp, handlers }) => {
+                s.media.offer = offer;
+                s.media.forwarded = sdp.clone();
+                s.media.handlers = handlers;
+                s.media.offerer = Some(Side::B);
+                s.media.last_to_a = sdp.clone();
+                Some(sdp)
+            }
+            _ => None,
+        },
+        (Some(answer), false) => match media::answer(&core.sdp, &s, Side::A, &answer).await {
+            Ok(answered) => {
+                s.media.answer = answer;
+                s.media.answered = answered.clone();
+                s.media.last_to_a = answered.clone();
+                Some(answered)
+            }
+            Err(e) => {
+                warn!(error = %e, "answer not negotiated");
+                None
+            }
+        },
+        (None, _) => (!s.media.answered.is_empty()).then(|| s.media.answered.clone()),
+    };
+    let Some(a_invite) = s.a_invite() else { return };
+    let mut ok = a_invite.make_response(200, "OK", Some(&s.a.local_tag));
+    ok.push_header(Known::Contact, &contact(&s.id, &s.a.flow, &core.config.contact_host));
+    ok.push_header(
+        Known::Allow,
+        "INVITE, ACK, CANCEL, BYE, UPDATE, INFO, MESSAGE, REFER, NOTIFY, OPTIONS",
+    );
+    if let Some(sdp) = &sdp_for_a {
+        set_sdp(&mut ok, sdp);
+    }
+    core.supplements.outgoing(&mut s, Side::A, &mut ok).await;
+    let media_now = s.media.clone();
+    let data = s.data.clone();
+    let _ = core
+        .sessions
+        .update(id, |st| {
+            st.media = media_now.clone();
+            st.data = data.clone();
+            Some(())
+        })
+        .await;
+    core.respond(&s.a_edge, s.a_server_tx, &ok).await;
+    core.cancel_branches(&mut s, Some(idx)).await;
+    if let Err(e) = core.sessions.store().cancel(&no_answer_timer(id)).await {
+        debug!(error = %e, "no-answer timer not cancelled");
+    }
+    events::publish_both(core.sessions.store(), &s, DialogState::Confirmed, None).await;
+    info!(branch = idx, "call answered");
+}
+
+/// ACK and BYE for a 2xx nobody wants.
+async fn hang_up_stray(core: &Core, invite: &Message, resp: &Message, flow: &FlowRec) {
+    let target = match resp.contacts() {
+        Ok(sip_message::typed::Contacts::List(l)) if !l.is_empty() => l[0].uri_text.to_owned(),
+        _ => return,
+    };
+    let leg = Leg {
+        call_id: invite.call_id().unwrap_or("").to_owned(),
+        local_tag: invite.from_tag().unwrap_or("").to_owned(),
+        remote_tag: resp.to_tag().unwrap_or("").to_owned(),
+        local_uri: invite.known_header(Known::From).map(without_tag).unwrap_or_default(),
+        remote_uri: resp.known_header(Known::To).map(without_tag).unwrap_or_default(),
+        remote_target: target,
+        route_set: {
+            let mut r: Vec<String> = resp.known_values(Known::RecordRoute).map(str::to_owned).collect();
+            r.reverse();
+            r
+        },
+        local_cseq: invite.cseq().map(|c| c.seq).unwrap_or(1),
+        remote_cseq: 0,
+        flow: flow.clone(),
+    };
+    let edge = core.edges.instance_for(&flow.to_proto()).to_owned();
+    let ack = compose::in_dialog(&leg, Method::Ack, leg.local_cseq, "");
+    if let Err(e) = core.edges.send_ack(&edge, &ack, flow.to_proto()).await {
+        warn!(error = %e, "ACK of an unwanted 2xx not sent");
+    }
+    let mut bye = compose::in_dialog(&leg, Method::Bye, leg.local_cseq + 1, "");
+    bye.push_header_as_spelled("Reason", crate::supplement::reason::COMPLETED_ELSEWHERE);
+    match core.edges.send_request(&edge, &bye, flow.to_proto()).await {
+        Ok((_, mut stream)) => {
+            tokio::spawn(async move { while stream.next().await.is_some() {} });
+        }
+        Err(e) => warn!(error = %e, "BYE of an unwanted 2xx not sent"),
+    }
+}
+
+/// Every branch failed: the caller gets the best of their answers.
+async fn all_failed(core: &Core, id: &str, outcome: &Outcome) {
+    let Some(best) = outcome.best() else { return };
+    let Some(mut s) = end_setup(core, id).await else { return };
+    core.supplements.incoming_response(&mut s, Side::B, best).await;
+    let (code, reason) = map_failure(best);
+    let Some(invite) = s.a_invite() else { return };
+    let mut resp = invite.make_response(code, &reason, Some(&s.a.local_tag));
+    if (300..400).contains(&code) {
+        for c in best.known_fields(Known::Contact) {
+            resp.push_header(Known::Contact, c);
+        }
+    }
+    for name in ["Retry-After", "Warning"] {
+        if let Some(v) = best.header(name) {
+            resp.push_header_as_spelled(name, v);
+        }
+    }
+    core.supplements.outgoing(&mut s, Side::A, &mut resp).await;
+    core.respond(&s.a_edge, s.a_server_tx, &resp).await;
+    info!(code, "call failed");
+    core.finish(&s, "rejected").await;
+}
+
+/// The caller's answer for a callee's failure: relayed, except what only
+/// makes sense on the callee's hop.
+fn map_failure(resp: &Message) -> (u16, String) {
+    let code = resp.status().unwrap_or(500);
+    let reason = resp.reason().unwrap_or("").to_owned();
+    match code {
+        // Credentials the caller cannot give, and a callee's overload that
+        // must not read as ours (RFC 3261 16.7 says the same of 503).
+        401 | 407 | 503 => (480, "Temporarily Unavailable".to_owned()),
+        408 => (480, "Temporarily Unavailable (no response)".to_owned()),
+        _ => (
+            code,
+            if reason.is_empty() {
+                "Call Failed".to_owned()
+            } else {
+                reason
+            },
+        ),
+    }
+}
+
+/// The no-answer timer fired (on whichever replica claimed it).
+pub(crate) async fn no_answer(core: &Core, id: &str) {
+    let Some(mut s) = end_setup(core, id).await else { return };
+    info!(session = id, "no answer: cancelling");
+    core.cancel_branches(&mut s, None).await;
+    core.respond_invite(&mut s, 480, "Temporarily Unavailable (no answer)")
+        .await;
+    core.finish(&s, "timeout").await;
+}

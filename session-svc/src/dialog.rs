@@ -1,0 +1,427 @@
+//! Requests inside a call, on any replica: ACK and CANCEL notices, BYE,
+//! offers (re-INVITE, UPDATE) with glare, and everything else relayed to
+//! the other leg with its final response relayed back.
+
+use proto::convert::from_proto;
+use proto::edge::v1 as pb;
+use sip_message::{Known, Message, Method};
+use tracing::{debug, info, warn};
+
+use crate::compose::{self, contact, set_sdp};
+use crate::events::{self, DialogState};
+use crate::media::{self, MediaError, Offered};
+use crate::service::{Core, end_setup};
+use crate::state::{Pending, Phase, Session, Side};
+
+/// The ACK of a 2xx. The caller's ACK for the call's 2xx is relayed to the
+/// callee (with the answer, for a late offer); ACKs of re-INVITEs were sent
+/// on the other leg when their 2xx arrived.
+pub(crate) async fn ack(core: &Core, ack: Message) {
+    let Ok(call_id) = ack.call_id() else { return };
+    let Ok(Some((s, _))) = core.sessions.find(call_id).await else {
+        debug!("ACK for no known session");
+        return;
+    };
+    let side = s.side_of(call_id, ack.from_tag().unwrap_or(""), ack.to_tag().unwrap_or(""));
+    let cseq = ack.cseq().map(|c| c.seq).unwrap_or(0);
+    if side != Some(Side::A) || cseq != s.a_invite_cseq || s.phase != Phase::Confirmed {
+        return;
+    }
+    let late_answer = if s.media.late_offer && !s.a_acked {
+        match compose::sdp_of(&ack) {
+            Some(answer) => match media::answer(&core.sdp, &s, Side::B, answer).await {
+                Ok(a) => Some((answer.to_owned(), a)),
+                Err(e) => {
+                    warn!(error = %e, "answer in ACK not negotiated");
+                    None
+                }
+            },
+            None => None,
+        }
+    } else {
+        None
+    };
+    let Ok(Some((s, ()))) = core
+        .sessions
+        .update(&s.id, |st| {
+            st.a_acked = true;
+            if let Some((answer, answered)) = &late_answer {
+                st.media.answer = answer.clone();
+                st.media.answered = answered.clone();
+                st.media.last_to_b = answered.clone();
+            }
+            Some(())
+        })
+        .await
+    else {
+        return;
+    };
+    ack_b(core, &s).await;
+}
+
+/// Sends (or sends again) the callee's ACK for the call's 2xx.
+pub(crate) async fn ack_b(core: &Core, s: &Session) {
+    let mut ack = compose::in_dialog(&s.b, Method::Ack, s.b_invite_cseq, "");
+    if s.media.late_offer && !s.media.last_to_b.is_empty() {
+        set_sdp(&mut ack, &s.media.last_to_b);
+    }
+    let edge = core.edges.instance_for(&s.b.flow.to_proto()).to_owned();
+    if let Err(e) = core.edges.send_ack(&edge, &ack, s.b.flow.to_proto()).await {
+        warn!(error = %e, "ACK to the callee not sent");
+    }
+}
+
+/// The caller cancelled; the edge already answered 200 and 487.
+pub(crate) async fn cancelled(core: &Core, cancel: Message) {
+    let Ok(call_id) = cancel.call_id() else { return };
+    let Ok(Some((s, _))) = core.sessions.find(call_id).await else {
+        return;
+    };
+    if s.a.call_id != call_id || Some(s.a.remote_tag.as_str()) != cancel.from_tag() {
+        return;
+    }
+    let Some(mut s) = end_setup(core, &s.id).await else {
+        return;
+    };
+    let _ = core.supplements.incoming_request(&mut s, Side::A, &cancel).await;
+    core.cancel_branches(&mut s, None).await;
+    info!(session = %s.id, "call cancelled by the caller");
+    core.finish(&s, "cancelled").await;
+}
+
+/// Any other request with a To tag.
+pub(crate) async fn request(core: &Core, tx: u64, flow: pb::Flow, req: Message) {
+    let edge = flow.edge_instance.clone();
+    let reply = |code: u16, reason: &str| req.make_response(code, reason, None);
+    let (Ok(call_id), Some(from_tag), Some(to_tag), Ok(cseq)) =
+        (req.call_id(), req.from_tag(), req.to_tag(), req.cseq())
+    else {
+        core.respond(&edge, tx, &reply(400, "Bad Request (dialog identifiers)"))
+            .await;
+        return;
+    };
+    let found = match core.sessions.find(call_id).await {
+        Ok(f) => f,
+        Err(e) => {
+            warn!(error = %e, "session not loaded");
+            core.respond(&edge, tx, &reply(503, "Service Unavailable (session store)"))
+                .await;
+            return;
+        }
+    };
+    let Some((s, _)) = found else {
+        core.respond(&edge, tx, &reply(481, "Call/Transaction Does Not Exist"))
+            .await;
+        return;
+    };
+    let Some(side) = s.side_of(call_id, from_tag, to_tag) else {
+        core.respond(&edge, tx, &reply(481, "Call/Transaction Does Not Exist (tags)"))
+            .await;
+        return;
+    };
+    let method = req.method().cloned().unwrap_or(Method::Options);
+    if cseq.seq <= s.leg(side).remote_cseq && !(side == Side::A && cseq.seq == s.a_invite_cseq && method == Method::Bye)
+    {
+        // RFC 3261 12.2.2: lower than the last one is an error.
+        if cseq.seq < s.leg(side).remote_cseq {
+            core.respond(&edge, tx, &reply(500, "Server Internal Error (CSeq out of order)"))
+                .await;
+            return;
+        }
+    }
+    match method {
+        Method::Bye => bye(core, tx, &edge, s, side, req).await,
+        _ if s.phase == Phase::Ended => {
+            core.respond(&edge, tx, &reply(481, "Call/Transaction Does Not Exist (ended)"))
+                .await;
+        }
+        _ if s.phase != Phase::Confirmed => {
+            // Early-dialog requests other than BYE are not relayed yet.
+            core.respond(&edge, tx, &reply(491, "Request Pending (call not answered yet)"))
+                .await;
+        }
+        _ => relay(core, tx, &edge, s, side, req).await,
+    }
+}
+
+/// BYE from either side: 200 at once, BYE on the other leg, session over.
+/// A caller's BYE on an early dialog ends the setup like a CANCEL.
+async fn bye(core: &Core, tx: u64, edge: &str, s: Session, side: Side, req: Message) {
+    let ok = req.make_response(200, "OK", None);
+    if matches!(s.phase, Phase::Trying | Phase::Early) && side == Side::A {
+        core.respond(edge, tx, &ok).await;
+        if let Some(mut s) = end_setup(core, &s.id).await {
+            let _ = core.supplements.incoming_request(&mut s, Side::A, &req).await;
+            core.cancel_branches(&mut s, None).await;
+            core.respond_invite(&mut s, 487, "Request Terminated").await;
+            core.finish(&s, "cancelled").await;
+        }
+        return;
+    }
+    let cseq = req.cseq().map(|c| c.seq).unwrap_or(0);
+    let other = side.other();
+    let ended = core
+        .sessions
+        .update(&s.id, |st| {
+            if st.phase != Phase::Confirmed {
+                return None;
+            }
+            st.phase = Phase::Ended;
+            st.leg_mut(side).remote_cseq = cseq;
+            st.leg_mut(other).local_cseq += 1;
+            Some(st.leg(other).local_cseq)
+        })
+        .await;
+    let (mut s, cseq_out) = match ended {
+        Ok(Some(r)) => r,
+        Ok(None) => {
+            core.respond(
+                edge,
+                tx,
+                &req.make_response(481, "Call/Transaction Does Not Exist (ended)", None),
+            )
+            .await;
+            return;
+        }
+        Err(e) => {
+            warn!(error = %e, "BYE not applied");
+            core.respond(
+                edge,
+                tx,
+                &req.make_response(500, "Server Internal Error (session store)", None),
+            )
+            .await;
+            return;
+        }
+    };
+    let mut ok = ok;
+    let _ = core.supplements.incoming_request(&mut s, side, &req).await;
+    core.supplements.outgoing(&mut s, side, &mut ok).await;
+    core.respond(edge, tx, &ok).await;
+    let mut out = compose::in_dialog(s.leg(other), Method::Bye, cseq_out, "");
+    core.supplements.outgoing(&mut s, other, &mut out).await;
+    let flow = s.leg(other).flow.to_proto();
+    let out_edge = core.edges.instance_for(&flow).to_owned();
+    match core.edges.send_request(&out_edge, &out, flow).await {
+        Ok((_, mut stream)) => {
+            // The BYE's outcome changes nothing here; the stream is drained
+            // so the edge can finish the transaction.
+            tokio::spawn(async move { while stream.next().await.is_some() {} });
+        }
+        Err(e) => warn!(error = %e, "BYE to the other leg not sent"),
+    }
+    info!(session = %s.id, by = ?side, "call ended");
+    let by = match side {
+        Side::A => "a",
+        Side::B => "b",
+    };
+    events::publish(
+        core.sessions.store(),
+        &s,
+        side,
+        DialogState::Terminated,
+        Some("local-bye"),
+    )
+    .await;
+    events::publish(
+        core.sessions.store(),
+        &s,
+        other,
+        DialogState::Terminated,
+        Some("remote-bye"),
+    )
+    .await;
+    core.supplements.end(&s).await;
+    media::end(&core.sdp, &s).await;
+    if let Err(e) = core.sessions.remove(&s).await {
+        warn!(error = %e, by, "ended session not removed (its TTL will)");
+    }
+}
+
+/// Relays a request to the other leg and its final response back. An
+/// offer (re-INVITE, UPDATE) while another is pending is glare: 491.
+async fn relay(core: &Core, tx: u64, edge: &str, s: Session, side: Side, req: Message) {
+    let method = req.method().cloned().unwrap_or(Method::Options);
+    let offer_method = matches!(method, Method::Invite | Method::Update);
+    let cseq_in = req.cseq().map(|c| c.seq).unwrap_or(0);
+    let other = side.other();
+    let claimed = core
+        .sessions
+        .update(&s.id, |st| {
+            if st.phase != Phase::Confirmed {
+                return None;
+            }
+            if offer_method && st.pending.is_some() {
+                return Some(None);
+            }
+            st.leg_mut(side).remote_cseq = cseq_in;
+            st.leg_mut(other).local_cseq += 1;
+            let cseq_out = st.leg(other).local_cseq;
+            if offer_method {
+                st.pending = Some(Pending {
+                    from: side,
+                    method: method.to_string(),
+                    cseq_out,
+                    cseq_in,
+                });
+            }
+            Some(Some(cseq_out))
+        })
+        .await;
+    let (mut s, cseq_out) = match claimed {
+        Ok(Some((s, Some(c)))) => (s, c),
+        Ok(Some((_, None))) => {
+            core.respond(edge, tx, &req.make_response(491, "Request Pending", None))
+                .await;
+            return;
+        }
+        Ok(None) => {
+            core.respond(
+                edge,
+                tx,
+                &req.make_response(481, "Call/Transaction Does Not Exist", None),
+            )
+            .await;
+            return;
+        }
+        Err(e) => {
+            warn!(error = %e, "request not applied");
+            core.respond(
+                edge,
+                tx,
+                &req.make_response(500, "Server Internal Error (session store)", None),
+            )
+            .await;
+            return;
+        }
+    };
+    let resp = relay_claimed(core, &mut s, side, &req, cseq_out).await;
+    if offer_method {
+        let media_now = s.media.clone();
+        let data = s.data.clone();
+        let _ = core
+            .sessions
+            .update(&s.id, |st| {
+                st.pending = None;
+                st.media = media_now.clone();
+                st.data = data.clone();
+                Some(())
+            })
+            .await;
+    }
+    core.respond(edge, tx, &resp).await;
+}
+
+/// Sends the relayed request and turns the other leg's final response into
+/// the response for `side`.
+async fn relay_claimed(core: &Core, s: &mut Session, side: Side, req: &Message, cseq_out: u32) -> Message {
+    let method = req.method().cloned().unwrap_or(Method::Options);
+    let other = side.other();
+    if let Err(stop) = core.supplements.incoming_request(s, side, req).await {
+        return stop.0;
+    }
+    let mut out = compose::in_dialog(
+        s.leg(other),
+        method.clone(),
+        cseq_out,
+        &contact(&s.id, &s.leg(other).flow, &core.config.contact_host),
+    );
+    compose::relay_headers(req, &mut out);
+    let offer = compose::sdp_of(req).map(str::to_owned);
+    match (&offer, matches!(method, Method::Invite | Method::Update)) {
+        (Some(body), true) => match media::offer(&core.sdp, s, side, body, false).await {
+            Ok(Offered::Forward { sdp, handlers }) => {
+                s.media.offer = body.clone();
+                s.media.forwarded = sdp.clone();
+                s.media.handlers = handlers;
+                s.media.offerer = Some(side);
+                match other {
+                    Side::A => s.media.last_to_a = sdp.clone(),
+                    Side::B => s.media.last_to_b = sdp.clone(),
+                }
+                set_sdp(&mut out, &sdp);
+            }
+            Ok(Offered::Reject { status, warning }) => {
+                let mut r = req.make_response(status, "Not Acceptable Here", None);
+                if !warning.is_empty() {
+                    r.push_header_as_spelled("Warning", &warning);
+                }
+                return r;
+            }
+            Err(MediaError::Invalid(why)) => {
+                return req.make_response(488, &format!("Not Acceptable Here (SDP: {why})"), None);
+            }
+            Err(e) => {
+                warn!(error = %e, "re-offer not negotiated");
+                return req.make_response(500, "Server Internal Error (media negotiation)", None);
+            }
+        },
+        _ => compose::copy_body(req, &mut out),
+    }
+    core.supplements.outgoing(s, other, &mut out).await;
+    let flow = s.leg(other).flow.to_proto();
+    let out_edge = core.edges.instance_for(&flow).to_owned();
+    let mut stream = match core.edges.send_request(&out_edge, &out, flow.clone()).await {
+        Ok((_, stream)) => stream,
+        Err(e) => {
+            warn!(error = %e, "request not relayed");
+            return req.make_response(503, "Service Unavailable (other leg unreachable)", None);
+        }
+    };
+    let fin = loop {
+        let Some(item) = stream.next().await else {
+            return req.make_response(408, "Request Timeout", None);
+        };
+        let Some(Ok(r)) = item.response.map(from_proto) else {
+            continue;
+        };
+        if r.status().unwrap_or(0) >= 200 {
+            break r;
+        }
+    };
+    // The stream of an INVITE stays open for 2xx retransmissions; they are
+    // answered with the same ACK below, once (the edge absorbs the rest).
+    tokio::spawn(async move { while stream.next().await.is_some() {} });
+    core.supplements.incoming_response(s, other, &fin).await;
+    let code = fin.status().unwrap_or(500);
+    let mut resp = req.make_response(code, fin.reason().unwrap_or(""), None);
+    if method == Method::Invite && (200..300).contains(&code) {
+        // The ACK of the other leg's 2xx goes now: the legs are separate
+        // dialogs, and the sender's ACK needs nothing from it.
+        let ack = compose::in_dialog(s.leg(other), Method::Ack, cseq_out, "");
+        if let Err(e) = core.edges.send_ack(&out_edge, &ack, flow).await {
+            warn!(error = %e, "ACK of a re-INVITE not sent");
+        }
+    }
+    if (200..300).contains(&code) && matches!(method, Method::Invite | Method::Update) {
+        resp.push_header(
+            Known::Contact,
+            &contact(&s.id, &s.leg(side).flow, &core.config.contact_host),
+        );
+        if let Some(answer) = compose::sdp_of(&fin)
+            && offer.is_some()
+        {
+            match media::answer(&core.sdp, s, side, answer).await {
+                Ok(answered) => {
+                    s.media.answer = answer.to_owned();
+                    s.media.answered = answered.clone();
+                    match side {
+                        Side::A => s.media.last_to_a = answered.clone(),
+                        Side::B => s.media.last_to_b = answered.clone(),
+                    }
+                    set_sdp(&mut resp, &answered);
+                }
+                Err(e) => warn!(error = %e, "re-answer not negotiated"),
+            }
+        }
+    } else {
+        compose::copy_body(&fin, &mut resp);
+    }
+    for name in ["Retry-After", "Warning"] {
+        if let Some(v) = fin.header(name) {
+            resp.push_header_as_spelled(name, v);
+        }
+    }
+    core.supplements.outgoing(s, side, &mut resp).await;
+    resp
+}

@@ -1,0 +1,259 @@
+//! session-svc behind the contract: every request of a call arrives as a
+//! `RequestHandler.Handle` on any replica; the work is spawned and answered
+//! through the edge API, so a long call setup never holds the bus.
+
+use std::collections::HashSet;
+use std::sync::Arc;
+use std::time::Duration;
+
+use proto::convert::from_proto;
+use proto::edge::v1 as pb;
+use proto::edge::v1::request_handler_server::RequestHandler;
+use proto::trace::Trace;
+use sip_message::{Message, Method};
+use state_store::now_ms;
+use tonic::{Request, Response, Status};
+use tracing::{Instrument, debug, info_span, warn};
+
+use crate::config::SessionConfig;
+use crate::events::{self, DialogState};
+use crate::links::{Edges, Locations, Negotiators};
+use crate::state::{Phase, Session, Sessions, Side};
+use crate::supplement::Supplements;
+use crate::{call, dialog, media};
+
+/// The timer queue of no-answer timers (`noanswer:<session>`).
+pub const NO_ANSWER_QUEUE: &str = "noanswer";
+
+/// Who is ours: the registrar's domains and users.
+pub struct Directory {
+    pub domains: Vec<String>,
+    pub users: HashSet<(String, String)>,
+}
+
+impl Directory {
+    pub fn serves(&self, domain: &str) -> bool {
+        self.domains.iter().any(|d| d.eq_ignore_ascii_case(domain))
+    }
+}
+
+/// Everything a session-svc replica works with.
+pub struct Core {
+    pub(crate) config: SessionConfig,
+    pub(crate) sessions: Sessions,
+    pub(crate) edges: Edges,
+    pub(crate) locations: Locations,
+    pub(crate) sdp: Negotiators,
+    pub(crate) supplements: Supplements,
+    pub(crate) directory: Directory,
+}
+
+impl Core {
+    pub fn new(
+        config: SessionConfig,
+        store: state_store::Store,
+        edges: Edges,
+        locations: Locations,
+        sdp: Negotiators,
+        supplements: Supplements,
+        directory: Directory,
+    ) -> Self {
+        let ttl = Duration::from_secs(config.max_idle_s.max(60));
+        Self {
+            sessions: Sessions::new(store, ttl),
+            config,
+            edges,
+            locations,
+            sdp,
+            supplements,
+            directory,
+        }
+    }
+
+    pub(crate) async fn respond(&self, instance: &str, tx: u64, resp: &Message) {
+        if let Err(e) = self.edges.respond(instance, tx, resp).await {
+            warn!(error = %e, status = resp.status().unwrap_or(0), "response not sent");
+        }
+    }
+
+    /// Answers the caller's INVITE from a replica that may not have seen it:
+    /// the request is kept with the session.
+    pub(crate) async fn respond_invite(&self, s: &mut Session, code: u16, reason: &str) {
+        let Some(invite) = s.a_invite() else {
+            warn!(session = %s.id, "stored INVITE does not parse");
+            return;
+        };
+        let mut resp = invite.make_response(code, reason, Some(&s.a.local_tag));
+        self.supplements.outgoing(s, Side::A, &mut resp).await;
+        self.respond(&s.a_edge, s.a_server_tx, &resp).await;
+    }
+
+    /// The work every ending does once, by whichever replica moved the
+    /// session to `Ended`: supplements and handlers hear it, events go
+    /// out, the record and its timer go.
+    pub(crate) async fn finish(&self, s: &Session, reason: &str) {
+        events::publish_both(self.sessions.store(), s, DialogState::Terminated, Some(reason)).await;
+        self.supplements.end(s).await;
+        media::end(&self.sdp, s).await;
+        let store = self.sessions.store();
+        if let Err(e) = store.cancel(&no_answer_timer(&s.id)).await {
+            debug!(error = %e, "no-answer timer not cancelled");
+        }
+        if let Err(e) = self.sessions.remove(s).await {
+            warn!(session = %s.id, error = %e, "ended session not removed (its TTL will)");
+        }
+    }
+
+    /// Cancels every branch still ringing, with the CANCEL headers the
+    /// supplements choose (Reason).
+    pub(crate) async fn cancel_branches(&self, s: &mut Session, except: Option<usize>) {
+        let branches: Vec<_> = s
+            .branches
+            .iter()
+            .enumerate()
+            .filter(|(i, b)| !b.done && Some(*i) != except)
+            .map(|(_, b)| b.clone())
+            .collect();
+        if branches.is_empty() {
+            return;
+        }
+        let mut pseudo = crate::compose::in_dialog(&s.b, Method::Cancel, s.b_invite_cseq, "");
+        let base = pseudo.headers().len();
+        self.supplements.outgoing(s, Side::B, &mut pseudo).await;
+        let extra: Vec<(String, String)> = pseudo
+            .headers()
+            .skip(base)
+            .map(|h| (h.name.to_owned(), h.value.to_owned()))
+            .collect();
+        for b in branches {
+            if let Err(e) = self.edges.cancel(&b.edge, b.client_tx, &extra).await {
+                warn!(error = %e, target = %b.target, "branch not cancelled");
+            }
+        }
+    }
+
+    /// Fires due no-answer timers; each goes to exactly one replica, and
+    /// comes back to another if this one dies before completing it.
+    pub async fn run_timers(self: Arc<Self>) {
+        let every = Duration::from_millis(self.config.timer_poll_ms.max(10));
+        loop {
+            tokio::time::sleep(every).await;
+            let claimed = match self
+                .sessions
+                .store()
+                .claim_due(NO_ANSWER_QUEUE, now_ms(), Duration::from_secs(10), 64)
+                .await
+            {
+                Ok(c) => c,
+                Err(e) => {
+                    warn!(error = %e, "no-answer timers not claimed");
+                    continue;
+                }
+            };
+            for timer in claimed {
+                if let Ok(id) = std::str::from_utf8(&timer.payload) {
+                    call::no_answer(&self, id).await;
+                }
+                if let Err(e) = self.sessions.store().complete(&timer).await {
+                    warn!(error = %e, "no-answer timer not completed");
+                }
+            }
+        }
+    }
+}
+
+pub fn no_answer_timer(id: &str) -> String {
+    format!("{NO_ANSWER_QUEUE}:{id}")
+}
+
+/// The `RequestHandler` session-svc serves (in process or over gRPC).
+#[derive(Clone)]
+pub struct SessionService {
+    core: Arc<Core>,
+}
+
+impl SessionService {
+    pub fn new(core: Arc<Core>) -> Self {
+        Self { core }
+    }
+
+    /// Methods the edge routes here.
+    pub fn methods() -> Vec<Method> {
+        vec![
+            Method::Invite,
+            Method::Bye,
+            Method::Update,
+            Method::Info,
+            Method::Message,
+            Method::Refer,
+            Method::Notify,
+        ]
+    }
+}
+
+#[tonic::async_trait]
+impl RequestHandler for SessionService {
+    async fn handle(&self, request: Request<pb::IncomingRequest>) -> Result<Response<pb::HandleReply>, Status> {
+        let trace = Trace::extract(request.metadata()).unwrap_or_default();
+        let req = request.into_inner();
+        let msg = req.message.ok_or_else(|| Status::invalid_argument("no message"))?;
+        let msg = from_proto(msg).map_err(|e| Status::invalid_argument(format!("message: {e}")))?;
+        let method = msg
+            .method()
+            .cloned()
+            .ok_or_else(|| Status::invalid_argument("not a request"))?;
+        let call_id = msg.call_id().unwrap_or("").to_owned();
+        let span = info_span!("session", %method, %call_id, trace_id = %trace.trace_id(), server_tx = req.server_tx);
+        let core = self.core.clone();
+        let flow = req.flow.unwrap_or_default();
+        let tx = req.server_tx;
+        match method {
+            Method::Ack => {
+                tokio::spawn(async move { dialog::ack(&core, msg).await }.instrument(span));
+            }
+            Method::Cancel => {
+                tokio::spawn(async move { dialog::cancelled(&core, msg).await }.instrument(span));
+            }
+            Method::Invite if msg.to_tag().is_none() => {
+                tokio::spawn(call::invite(core, tx, flow, msg).instrument(span));
+            }
+            _ if msg.to_tag().is_none() => {
+                let resp = msg.make_response(
+                    481,
+                    "Call/Transaction Does Not Exist (no dialog)",
+                    Some(&crate::random_tag()),
+                );
+                return Ok(Response::new(pb::HandleReply {
+                    response: Some(proto::convert::to_proto(&resp)),
+                }));
+            }
+            _ => {
+                tokio::spawn(async move { dialog::request(&core, tx, flow, msg).await }.instrument(span));
+            }
+        }
+        Ok(Response::new(pb::HandleReply { response: None }))
+    }
+}
+
+/// Ends a session that is still setting up (CANCEL, early BYE, no answer):
+/// `None` when it had already ended or was answered.
+pub(crate) async fn end_setup(core: &Core, id: &str) -> Option<Session> {
+    match core
+        .sessions
+        .update(id, |s| {
+            if matches!(s.phase, Phase::Trying | Phase::Early) {
+                s.phase = Phase::Ended;
+                Some(())
+            } else {
+                None
+            }
+        })
+        .await
+    {
+        Ok(r) => r.map(|(s, ())| s),
+        Err(e) => {
+            warn!(session = id, error = %e, "session not ended");
+            None
+        }
+    }
+}

@@ -1,0 +1,335 @@
+//! A call as the store keeps it: both legs, the forked branches, the
+//! negotiated SDP and the supplements' data. Any replica loads it, changes
+//! it under a version check, and writes it back; nothing lives only in a
+//! replica's memory once a request has been answered.
+
+use std::collections::BTreeMap;
+use std::time::Duration;
+
+use bytes::Bytes;
+use proto::edge::v1 as pb;
+use serde::{Deserialize, Serialize};
+use state_store::{Expect, Store, StoreError};
+
+/// Calls whose B-leg Call-ID we chose carry the session id after this
+/// prefix, so a request on the B-leg needs no index lookup.
+pub const B_CALL_ID_PREFIX: &str = "sb-";
+
+/// Times a read-modify-write is retried when another replica wrote first.
+const CAS_ATTEMPTS: usize = 16;
+
+/// Where a call is.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Phase {
+    /// INVITE received, branches sent, nothing heard yet.
+    Trying,
+    /// A provisional with a tag was relayed to the caller.
+    Early,
+    /// A branch answered 2xx and the caller got it.
+    Confirmed,
+    /// Over: BYE, CANCEL, failure or no answer.
+    Ended,
+}
+
+/// A flow as the edge describes it (`sipbus.edge.v1.Flow`).
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct FlowRec {
+    pub transport: i32,
+    pub remote: String,
+    pub local: String,
+    pub connection: u64,
+    pub edge_instance: String,
+}
+
+impl From<&pb::Flow> for FlowRec {
+    fn from(f: &pb::Flow) -> Self {
+        Self {
+            transport: f.transport,
+            remote: f.remote.clone(),
+            local: f.local.clone(),
+            connection: f.connection,
+            edge_instance: f.edge_instance.clone(),
+        }
+    }
+}
+
+impl FlowRec {
+    pub fn to_proto(&self) -> pb::Flow {
+        pb::Flow {
+            transport: self.transport,
+            remote: self.remote.clone(),
+            local: self.local.clone(),
+            connection: self.connection,
+            edge_instance: self.edge_instance.clone(),
+        }
+    }
+
+    pub fn is_tcp(&self) -> bool {
+        self.transport == pb::Transport::Tcp as i32
+    }
+}
+
+/// One side of the back-to-back user agent, from sipbus's point of view.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Leg {
+    pub call_id: String,
+    /// sipbus's tag on this leg.
+    pub local_tag: String,
+    /// The peer's tag; empty on the B-leg until a branch answers.
+    pub remote_tag: String,
+    /// The header values (URI with display name, no tag) of sipbus's side
+    /// and the peer's side, as From / To of requests sipbus sends.
+    pub local_uri: String,
+    pub remote_uri: String,
+    /// The peer's Contact URI: the Request-URI of requests to it.
+    pub remote_target: String,
+    /// Route header values for requests to it.
+    pub route_set: Vec<String>,
+    /// The CSeq of sipbus's last request on this leg.
+    pub local_cseq: u32,
+    /// The highest CSeq seen from the peer.
+    pub remote_cseq: u32,
+    /// How to reach the peer.
+    pub flow: FlowRec,
+}
+
+/// One forked B-leg INVITE.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Branch {
+    /// Its client transaction on `edge`.
+    pub client_tx: u64,
+    pub edge: String,
+    pub target: String,
+    pub flow: FlowRec,
+    /// Got its final response.
+    pub done: bool,
+}
+
+/// The SDP of the session (text: the sdp model is UTF-8).
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct Media {
+    /// The last offer / answer exchange: as received from the offerer, as
+    /// forwarded, as the other leg answered, and the answer sent back.
+    pub offer: String,
+    pub forwarded: String,
+    pub answer: String,
+    pub answered: String,
+    /// Which leg made that offer.
+    pub offerer: Option<Side>,
+    /// Handler per m= index.
+    pub handlers: Vec<String>,
+    /// The last description sent on each leg (for o= versions).
+    pub last_to_a: String,
+    pub last_to_b: String,
+    /// The caller's initial INVITE had no SDP: the offer comes in the 2xx
+    /// and the answer in the ACK (RFC 3261 13.2.1).
+    pub late_offer: bool,
+    /// The o= session ids sipbus uses on each leg.
+    pub origin_a: u64,
+    pub origin_b: u64,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+pub enum Side {
+    A,
+    B,
+}
+
+impl Side {
+    pub fn other(self) -> Side {
+        match self {
+            Side::A => Side::B,
+            Side::B => Side::A,
+        }
+    }
+}
+
+/// A request relayed from one leg to the other, still waiting for its final
+/// response (re-INVITE / UPDATE: another offer now is glare, 491).
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Pending {
+    pub from: Side,
+    pub method: String,
+    /// Its CSeq on the other leg, for the ACK of a re-INVITE.
+    pub cseq_out: u32,
+    /// Its CSeq on the leg it came from.
+    pub cseq_in: u32,
+}
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Session {
+    pub id: String,
+    pub phase: Phase,
+    pub caller: String,
+    pub callee: String,
+    pub endpoint: String,
+    pub a: Leg,
+    pub b: Leg,
+    /// The caller's INVITE without its body, so any replica can answer it.
+    pub a_request: String,
+    /// The caller's INVITE transaction.
+    pub a_edge: String,
+    pub a_server_tx: u64,
+    pub a_invite_cseq: u32,
+    /// The CSeq of the B-leg INVITE sipbus sent (all branches share it).
+    pub b_invite_cseq: u32,
+    pub branches: Vec<Branch>,
+    /// The caller's ACK for the 2xx arrived.
+    pub a_acked: bool,
+    /// The B-leg re-INVITE whose 2xx still needs the caller's ACK relayed.
+    pub ack_pending: Option<u32>,
+    pub media: Media,
+    pub pending: Option<Pending>,
+    /// Supplement names, in the order this session runs them.
+    pub chain: Vec<String>,
+    /// Supplement name → its named values.
+    pub data: BTreeMap<String, BTreeMap<String, Vec<u8>>>,
+    pub started_ms: u64,
+}
+
+impl Session {
+    pub fn leg(&self, side: Side) -> &Leg {
+        match side {
+            Side::A => &self.a,
+            Side::B => &self.b,
+        }
+    }
+
+    pub fn leg_mut(&mut self, side: Side) -> &mut Leg {
+        match side {
+            Side::A => &mut self.a,
+            Side::B => &mut self.b,
+        }
+    }
+
+    /// The caller's INVITE (without body), to answer it from any replica.
+    pub fn a_invite(&self) -> Option<sip_message::Message> {
+        sip_message::Message::parse(Bytes::from(self.a_request.clone())).ok()
+    }
+
+    /// Which leg a message with this Call-ID and these tags belongs to:
+    /// `from_tag` is the peer's tag, `to_tag` sipbus's.
+    pub fn side_of(&self, call_id: &str, from_tag: &str, to_tag: &str) -> Option<Side> {
+        [Side::A, Side::B].into_iter().find(|s| {
+            let l = self.leg(*s);
+            l.call_id == call_id && l.remote_tag == from_tag && l.local_tag == to_tag
+        })
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum StateError {
+    #[error(transparent)]
+    Store(#[from] StoreError),
+    #[error("session record {key} is not valid JSON: {source}")]
+    Corrupt { key: String, source: serde_json::Error },
+    #[error("session {0} changed {CAS_ATTEMPTS} times while being updated")]
+    Contended(String),
+}
+
+pub fn session_key(id: &str) -> String {
+    format!("sess:{id}")
+}
+
+fn leg_key(call_id: &str) -> String {
+    format!("leg:{call_id}")
+}
+
+/// The session store.
+#[derive(Clone)]
+pub struct Sessions {
+    store: Store,
+    ttl: Duration,
+}
+
+impl Sessions {
+    pub fn new(store: Store, ttl: Duration) -> Self {
+        Self { store, ttl }
+    }
+
+    pub fn store(&self) -> &Store {
+        &self.store
+    }
+
+    fn encode(s: &Session) -> Bytes {
+        // Serialising plain data to JSON cannot fail.
+        Bytes::from(serde_json::to_vec(s).unwrap_or_default())
+    }
+
+    /// Stores a new session and the index from the caller's Call-ID.
+    pub async fn create(&self, s: &Session) -> Result<(), StateError> {
+        self.store
+            .put(&session_key(&s.id), Self::encode(s), Expect::Absent, Some(self.ttl))
+            .await?;
+        self.store
+            .put(
+                &leg_key(&s.a.call_id),
+                Bytes::from(s.id.clone()),
+                Expect::Any,
+                Some(self.ttl),
+            )
+            .await?;
+        Ok(())
+    }
+
+    pub async fn load(&self, id: &str) -> Result<Option<(Session, u64)>, StateError> {
+        let key = session_key(id);
+        let Some(v) = self.store.get(&key).await? else {
+            return Ok(None);
+        };
+        let s = serde_json::from_slice(&v.value).map_err(|source| StateError::Corrupt { key, source })?;
+        Ok(Some((s, v.version)))
+    }
+
+    /// The session a Call-ID belongs to (either leg).
+    pub async fn find(&self, call_id: &str) -> Result<Option<(Session, u64)>, StateError> {
+        if let Some(id) = call_id.strip_prefix(B_CALL_ID_PREFIX) {
+            return self.load(id).await;
+        }
+        let Some(v) = self.store.get(&leg_key(call_id)).await? else {
+            return Ok(None);
+        };
+        match std::str::from_utf8(&v.value) {
+            Ok(id) => self.load(id).await,
+            Err(_) => Ok(None),
+        }
+    }
+
+    /// Applies `change` under a version check, reloading and retrying when
+    /// another replica wrote in between. `change` returns `None` to leave
+    /// the record alone. Returns the session as written (or as found) and
+    /// what `change` returned.
+    pub async fn update<R>(
+        &self,
+        id: &str,
+        mut change: impl FnMut(&mut Session) -> Option<R>,
+    ) -> Result<Option<(Session, R)>, StateError> {
+        let key = session_key(id);
+        for _ in 0..CAS_ATTEMPTS {
+            let Some((mut s, version)) = self.load(id).await? else {
+                return Ok(None);
+            };
+            let Some(r) = change(&mut s) else {
+                return Ok(None);
+            };
+            match self
+                .store
+                .put(&key, Self::encode(&s), Expect::Version(version), Some(self.ttl))
+                .await
+            {
+                Ok(_) => return Ok(Some((s, r))),
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(e) => return Err(e.into()),
+            }
+        }
+        Err(StateError::Contended(id.to_owned()))
+    }
+
+    /// Removes an ended session (and its index). Late retransmissions are
+    /// answered by the edge's transactions; anything newer gets 481.
+    pub async fn remove(&self, s: &Session) -> Result<(), StateError> {
+        self.store.delete(&session_key(&s.id), Expect::Any).await?;
+        self.store.delete(&leg_key(&s.a.call_id), Expect::Any).await?;
+        Ok(())
+    }
+}

@@ -1,0 +1,421 @@
+//! Session supplements: the chain a session runs at each event. The
+//! interface is the generated `SessionSupplement` trait of
+//! `proto/sipbus/session/v1/supplement.proto`, whose comments are the
+//! semantics; built-ins implement it in process, external supplements are
+//! reached through [`external::External`], which implements it too.
+
+pub mod callerid;
+pub mod external;
+pub mod reason;
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use proto::convert::{from_proto, to_proto};
+use proto::session::v1 as spb;
+use proto::session::v1::session_supplement_server::SessionSupplement;
+use sip_message::{Known, Message, Method};
+use tonic::{Request, Status};
+use tracing::warn;
+
+use crate::config::{OnFailure, SessionConfig};
+use crate::state::{Session, Side};
+
+/// One configured supplement.
+pub struct Registered {
+    pub name: String,
+    /// Empty: every method.
+    methods: Vec<Method>,
+    priority: i32,
+    imp: Arc<dyn SessionSupplement>,
+    /// External ones: the deadline of each call.
+    timeout: Option<Duration>,
+    on_failure: OnFailure,
+    reject_status: u16,
+}
+
+impl Registered {
+    fn hears(&self, method: Option<&Method>) -> bool {
+        self.methods.is_empty() || method.is_some_and(|m| self.methods.contains(m))
+    }
+
+    async fn call<T, R, F>(
+        &self,
+        msg: T,
+        f: impl FnOnce(Arc<dyn SessionSupplement>, Request<T>) -> F,
+    ) -> Result<R, Status>
+    where
+        F: Future<Output = Result<tonic::Response<R>, Status>>,
+    {
+        let mut req = Request::new(msg);
+        let fut = f(self.imp.clone(), {
+            if let Some(t) = self.timeout {
+                req.set_timeout(t);
+            }
+            req
+        });
+        let r = match self.timeout {
+            Some(t) => match tokio::time::timeout(t, fut).await {
+                Ok(r) => r,
+                Err(_) => Err(Status::deadline_exceeded("supplement did not answer in time")),
+            },
+            None => fut.await,
+        };
+        r.map(tonic::Response::into_inner)
+    }
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum SupplementConfigError {
+    #[error("session.supplements[{index}] `{name}`: {reason}")]
+    Invalid { index: usize, name: String, reason: String },
+}
+
+/// Every configured supplement, ordered by priority (stable).
+pub struct Supplements {
+    list: Vec<Registered>,
+}
+
+/// A supplement stopped a request with this response.
+pub struct Stop(pub Message);
+
+impl Supplements {
+    pub fn from_config(config: &SessionConfig) -> Result<Self, SupplementConfigError> {
+        let mut list = Vec::new();
+        for (index, c) in config.supplements.iter().enumerate() {
+            let invalid = |reason: String| SupplementConfigError::Invalid {
+                index,
+                name: c.name.clone(),
+                reason,
+            };
+            let methods = c
+                .methods
+                .iter()
+                .map(|m| Method::parse(m).ok_or_else(|| invalid(format!("`{m}` is not a method"))))
+                .collect::<Result<Vec<_>, _>>()?;
+            let (imp, timeout): (Arc<dyn SessionSupplement>, _) = if c.url.is_empty() {
+                let imp: Arc<dyn SessionSupplement> = match c.name.as_str() {
+                    "caller-id" => Arc::new(callerid::CallerId::new(config.identity.clone())),
+                    "reason" => Arc::new(reason::ReasonRelay),
+                    other => {
+                        return Err(invalid(format!(
+                            "no built-in supplement `{other}` (built-ins: caller-id, reason; external ones need url)"
+                        )));
+                    }
+                };
+                (imp, None)
+            } else {
+                let ext = external::External::new(&c.url).map_err(|e| invalid(e.to_string()))?;
+                (Arc::new(ext), Some(Duration::from_millis(c.timeout_ms.max(1))))
+            };
+            if !(300..700).contains(&c.reject_status) {
+                return Err(invalid(format!("reject_status {} is not 300-699", c.reject_status)));
+            }
+            list.push(Registered {
+                name: c.name.clone(),
+                methods,
+                priority: c.priority,
+                imp,
+                timeout,
+                on_failure: c.on_failure,
+                reject_status: c.reject_status,
+            });
+        }
+        list.sort_by_key(|r| r.priority);
+        Ok(Self { list })
+    }
+
+    /// The chain a new session keeps for its whole life.
+    pub fn chain(&self) -> Vec<String> {
+        self.list.iter().map(|r| r.name.clone()).collect()
+    }
+
+    fn of<'a>(&'a self, s: &'a Session) -> impl Iterator<Item = &'a Registered> + 'a {
+        // In the session's order; a supplement removed from the
+        // configuration since the session began is skipped.
+        s.chain.iter().filter_map(|n| self.list.iter().find(|r| &r.name == n))
+    }
+
+    fn failed(&self, r: &Registered, hook: &str, status: &Status) {
+        warn!(supplement = %r.name, hook, %status, "supplement failed");
+    }
+
+    pub async fn begin(&self, s: &mut Session) {
+        let info = info(s);
+        for r in self.of(&s.clone()) {
+            let msg = spb::BeginRequest {
+                session: Some(info.clone()),
+                data: Some(datastore(s, &r.name)),
+            };
+            match r.call(msg, |imp, req| async move { imp.begin(req).await }).await {
+                Ok(reply) => keep(s, &r.name, reply.data),
+                Err(status) => self.failed(r, "begin", &status),
+            }
+        }
+    }
+
+    pub async fn end(&self, s: &Session) {
+        let info = info(s);
+        for r in self.of(s) {
+            let msg = spb::EndRequest {
+                session: Some(info.clone()),
+                data: Some(datastore(s, &r.name)),
+            };
+            if let Err(status) = r.call(msg, |imp, req| async move { imp.end(req).await }).await {
+                self.failed(r, "end", &status);
+            }
+        }
+    }
+
+    /// Runs the chain on a request that arrived on `side`; `Err(Stop)` when
+    /// a supplement (or a failure policy) answered it.
+    pub async fn incoming_request(&self, s: &mut Session, side: Side, req: &Message) -> Result<(), Stop> {
+        let info = info(s);
+        let wire = to_proto(req);
+        for r in self.of(&s.clone()) {
+            if !r.hears(req.method()) {
+                continue;
+            }
+            let msg = spb::RequestEvent {
+                session: Some(info.clone()),
+                leg: leg(side) as i32,
+                request: Some(wire.clone()),
+                data: Some(datastore(s, &r.name)),
+            };
+            match r.call(msg, |imp, q| async move { imp.incoming_request(q).await }).await {
+                Ok(v) => {
+                    keep(s, &r.name, v.data);
+                    if let Some(stop) = v.stop {
+                        return Err(Stop(stop_response(req, stop)));
+                    }
+                }
+                Err(status) => {
+                    self.failed(r, "incoming_request", &status);
+                    if r.on_failure == OnFailure::Reject {
+                        let text = format!("Service Unavailable (supplement {} failed)", r.name);
+                        let reason = if r.reject_status == 503 {
+                            text.as_str()
+                        } else {
+                            "Supplement Failed"
+                        };
+                        return Err(Stop(req.make_response(r.reject_status, reason, None)));
+                    }
+                }
+            }
+        }
+        Ok(())
+    }
+
+    pub async fn incoming_response(&self, s: &mut Session, side: Side, resp: &Message) {
+        let info = info(s);
+        let wire = to_proto(resp);
+        let method = resp.cseq().ok().map(|c| c.method);
+        for r in self.of(&s.clone()) {
+            if !r.hears(method.as_ref()) {
+                continue;
+            }
+            let msg = spb::ResponseEvent {
+                session: Some(info.clone()),
+                leg: leg(side) as i32,
+                response: Some(wire.clone()),
+                data: Some(datastore(s, &r.name)),
+            };
+            match r
+                .call(msg, |imp, q| async move { imp.incoming_response(q).await })
+                .await
+            {
+                Ok(v) => keep(s, &r.name, v.data),
+                Err(status) => self.failed(r, "incoming_response", &status),
+            }
+        }
+    }
+
+    /// Runs the outgoing hooks on a message about to leave on `side`.
+    pub async fn outgoing(&self, s: &mut Session, side: Side, out: &mut Message) {
+        let info = info(s);
+        let request = out.is_request();
+        let method = if request {
+            out.method().cloned()
+        } else {
+            out.cseq().ok().map(|c| c.method)
+        };
+        for r in self.of(&s.clone()) {
+            if !r.hears(method.as_ref()) {
+                continue;
+            }
+            let msg = spb::OutgoingEvent {
+                session: Some(info.clone()),
+                leg: leg(side) as i32,
+                message: Some(to_proto(out)),
+                data: Some(datastore(s, &r.name)),
+            };
+            let reply = if request {
+                r.call(msg, |imp, q| async move { imp.outgoing_request(q).await }).await
+            } else {
+                r.call(msg, |imp, q| async move { imp.outgoing_response(q).await })
+                    .await
+            };
+            match reply {
+                Ok(v) => {
+                    keep(s, &r.name, v.data);
+                    for e in v.edits {
+                        if let Err(why) = apply_edit(out, &e) {
+                            warn!(supplement = %r.name, header = %e.name, why, "header edit refused");
+                        }
+                    }
+                }
+                Err(status) => self.failed(r, "outgoing", &status),
+            }
+        }
+    }
+}
+
+fn leg(side: Side) -> spb::Leg {
+    match side {
+        Side::A => spb::Leg::A,
+        Side::B => spb::Leg::B,
+    }
+}
+
+fn info(s: &Session) -> spb::Session {
+    spb::Session {
+        id: s.id.clone(),
+        caller: s.caller.clone(),
+        callee: s.callee.clone(),
+        endpoint: s.endpoint.clone(),
+    }
+}
+
+fn datastore(s: &Session, name: &str) -> spb::Datastore {
+    spb::Datastore {
+        values: s
+            .data
+            .get(name)
+            .map(|m| {
+                m.iter()
+                    .map(|(k, v)| (k.clone(), bytes::Bytes::from(v.clone())))
+                    .collect()
+            })
+            .unwrap_or_default(),
+    }
+}
+
+/// Bounds on what one supplement may keep per session.
+const MAX_VALUES: usize = 64;
+const MAX_VALUE_BYTES: usize = 4096;
+
+fn keep(s: &mut Session, name: &str, data: Option<spb::Datastore>) {
+    let Some(d) = data else { return };
+    let values: BTreeMap<String, Vec<u8>> = d
+        .values
+        .into_iter()
+        .filter(|(k, v)| k.len() <= 256 && v.len() <= MAX_VALUE_BYTES)
+        .take(MAX_VALUES)
+        .map(|(k, v)| (k, v.to_vec()))
+        .collect();
+    s.data.insert(name.to_owned(), values);
+}
+
+/// Header fields sipbus owns: supplements may not edit them (the dialog
+/// and the transaction depend on them). From is the exception on an
+/// initial INVITE: its tag is kept (RFC 3323 anonymity needs a new From).
+const PROTECTED: [Known; 7] = [
+    Known::Via,
+    Known::CallId,
+    Known::CSeq,
+    Known::To,
+    Known::ContentLength,
+    Known::MaxForwards,
+    Known::Route,
+];
+
+fn is_token(s: &str) -> bool {
+    !s.is_empty()
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b))
+}
+
+fn apply_edit(m: &mut Message, e: &spb::HeaderEdit) -> Result<(), &'static str> {
+    if !is_token(&e.name) {
+        return Err("not a header name");
+    }
+    if e.value.contains(['\r', '\n']) || e.value.len() > 4096 {
+        return Err("value has a line break or is too long");
+    }
+    let known = Known::lookup(&e.name);
+    if known.is_some_and(|k| PROTECTED.contains(&k)) {
+        return Err("sipbus owns this header");
+    }
+    let op = spb::header_edit::Op::try_from(e.op).unwrap_or(spb::header_edit::Op::Unspecified);
+    if known == Some(Known::From) {
+        // Only the display name and URI change; the tag stays.
+        if op != spb::header_edit::Op::Replace {
+            return Err("From can only be replaced");
+        }
+        let tag = m.from_tag().map(str::to_owned);
+        let value = match tag {
+            Some(t) => format!("{};tag={t}", e.value),
+            None => e.value.clone(),
+        };
+        m.set_header(Known::From, &value);
+        return Ok(());
+    }
+    match op {
+        spb::header_edit::Op::Add => m.push_header_as_spelled(&e.name, &e.value),
+        spb::header_edit::Op::Replace => {
+            m.remove_header(e.name.as_str());
+            m.push_header_as_spelled(&e.name, &e.value);
+        }
+        spb::header_edit::Op::Remove => {
+            m.remove_header(e.name.as_str());
+        }
+        spb::header_edit::Op::Unspecified => return Err("no operation"),
+    }
+    Ok(())
+}
+
+/// The response a supplement chose, completed from the request (Via, From,
+/// To, Call-ID, CSeq come from it; the supplement's other headers and body
+/// are kept).
+fn stop_response(req: &Message, stop: proto::edge::v1::SipMessage) -> Message {
+    let (code, reason) = match &stop.start_line {
+        Some(proto::edge::v1::sip_message::StartLine::Status(s)) if (300..700).contains(&s.code) => {
+            (s.code as u16, s.reason.clone())
+        }
+        _ => (
+            500,
+            "Server Internal Error (supplement sent no valid status)".to_owned(),
+        ),
+    };
+    let mut resp = req.make_response(code, &reason, None);
+    for h in &stop.headers {
+        let known = Known::lookup(&h.name);
+        if known.is_some_and(|k| PROTECTED.contains(&k) || k == Known::From) || !is_token(&h.name) {
+            continue;
+        }
+        if h.value.contains(['\r', '\n']) {
+            continue;
+        }
+        resp.push_header_as_spelled(&h.name, &h.value);
+    }
+    if !stop.body.is_empty() {
+        resp.set_body(stop.body);
+    }
+    resp
+}
+
+/// Reads a message a built-in received over the contract.
+pub(crate) fn message_of(m: Option<proto::edge::v1::SipMessage>) -> Result<Message, Status> {
+    let m = m.ok_or_else(|| Status::invalid_argument("no message"))?;
+    from_proto(m).map_err(|e| Status::invalid_argument(format!("message: {e}")))
+}
+
+/// An edit, for built-ins.
+pub(crate) fn edit(op: spb::header_edit::Op, name: &str, value: &str) -> spb::HeaderEdit {
+    spb::HeaderEdit {
+        op: op as i32,
+        name: name.to_owned(),
+        value: value.to_owned(),
+    }
+}

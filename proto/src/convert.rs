@@ -61,6 +61,12 @@ pub fn outgoing_from_proto(m: pb::SipMessage) -> Result<Message, ConvertError> {
     Ok(msg)
 }
 
+/// A message still being composed (an outgoing request has no Via until
+/// the edge adds its own), as supplements see it: built, not validated.
+pub fn draft_from_proto(m: pb::SipMessage) -> Result<Message, ConvertError> {
+    build(m)
+}
+
 fn build(m: pb::SipMessage) -> Result<Message, ConvertError> {
     let mut msg = match m.start_line.ok_or(ConvertError::NoStartLine)? {
         pb::sip_message::StartLine::Request(r) => {

@@ -33,8 +33,9 @@ pub struct Cli {
     /// Which part of sipbus this process runs. `all` runs every service in
     /// one process (embedded store unless [store] redis is set); the others
     /// run one service each, for split deployments: `sip-edge` (transports,
-    /// transactions, validation; reaches the services listed in [bus]) and
-    /// `registrar-svc` (serves gRPC on [grpc] listen; needs [store] redis).
+    /// transactions, validation; reaches the services listed in [bus]),
+    /// `registrar-svc` and `session-svc` (serve gRPC on [grpc] listen; need
+    /// [store] redis) and `sdp-svc` (serves gRPC on [grpc] listen).
     #[arg(short, long, value_enum, default_value_t = Target::All, env = "SIPBUS_TARGET")]
     pub target: Target,
 
@@ -57,4 +58,8 @@ pub enum Target {
     SipEdge,
     /// Only the registrar (REGISTER and the location service).
     RegistrarSvc,
+    /// Only calls (the back-to-back user agent and session supplements).
+    SessionSvc,
+    /// Only offer/answer and the SDP handlers.
+    SdpSvc,
 }

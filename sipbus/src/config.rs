@@ -4,8 +4,12 @@
 use std::fmt;
 use std::path::Path;
 
+use std::collections::BTreeMap;
+
 use registrar_svc::RegistrarConfig;
+use sdp_svc::SdpConfig;
 use serde::{Deserialize, Serialize};
+use session_svc::SessionConfig;
 use sip_edge::EdgeConfig;
 
 /// The whole file.
@@ -17,6 +21,8 @@ pub struct Config {
     pub bus: BusConfig,
     pub grpc: GrpcConfig,
     pub registrar: RegistrarConfig,
+    pub session: SessionConfig,
+    pub sdp: SdpConfig,
     pub log: LogConfig,
 }
 
@@ -38,6 +44,13 @@ pub struct BusConfig {
     /// for a name that resolves to every replica (a Kubernetes headless
     /// Service), re-resolved every `discovery_ms`.
     pub registrar: Vec<String>,
+    /// session-svc replicas (for sip-edge), same forms as `registrar`.
+    pub session: Vec<String>,
+    /// sdp-svc replicas (for session-svc): `http://host:port` each.
+    pub sdp: Vec<String>,
+    /// The edge API of each sip-edge instance, by `edge.instance` name
+    /// (for session-svc): `{ edge-1 = "http://10.0.0.5:50051" }`.
+    pub edges: BTreeMap<String, String>,
     /// How long a service may take to answer before the phone gets 503.
     pub deadline_ms: u64,
     pub connect_timeout_ms: u64,
@@ -49,6 +62,9 @@ impl Default for BusConfig {
     fn default() -> Self {
         Self {
             registrar: Vec::new(),
+            session: Vec::new(),
+            sdp: Vec::new(),
+            edges: BTreeMap::new(),
             deadline_ms: 2000,
             connect_timeout_ms: 500,
             discovery_ms: 5000,

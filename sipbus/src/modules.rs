@@ -10,7 +10,10 @@ use bus::{EdgeApi, Handler, HandlerPool, ReplicaSource, Router};
 use proto::edge::v1::edge_server::EdgeServer;
 use proto::edge::v1::request_handler_server::RequestHandlerServer;
 use proto::registrar::v1::registrar_server::RegistrarServer;
+use proto::sdp::v1::sdp_negotiator_server::SdpNegotiatorServer;
 use registrar_svc::{Registrar, RegistrarService};
+use sdp_svc::Negotiator;
+use session_svc::{Core, Directory, Edges, LocalEdge, Locations, Negotiators, SessionService, Supplements};
 use sip_edge::RunningEdge;
 use sip_message::Method;
 use state_store::Store;
@@ -40,7 +43,7 @@ impl Running {
 async fn store(config: &Config, target: Target) -> anyhow::Result<Store> {
     if config.store.redis.is_empty() {
         if target != Target::All {
-            bail!("config: store.redis: required by --target {target:?} (split services share state through Redis)");
+            split_store_required(config, target)?;
         }
         info!("store: embedded (in memory)");
         return Ok(Store::memory());
@@ -77,39 +80,154 @@ async fn serve_edge_api(config: &Config, api: EdgeApi) -> anyhow::Result<JoinHan
     }))
 }
 
+/// The replicas of one service the edge (or a service) calls over gRPC,
+/// followed through DNS when named so.
+async fn remote_pool(
+    config: &Config,
+    key: &str,
+    replicas: &[String],
+    tasks: &mut Vec<JoinHandle<()>>,
+) -> anyhow::Result<Arc<HandlerPool>> {
+    let deadline = Duration::from_millis(config.bus.deadline_ms);
+    let connect = Duration::from_millis(config.bus.connect_timeout_ms);
+    let sources = replicas
+        .iter()
+        .map(|e| ReplicaSource::parse(e))
+        .collect::<Result<Vec<_>, _>>()
+        .with_context(|| format!("config: {key}"))?;
+    let pool = Arc::new(HandlerPool::new(Vec::new(), deadline));
+    let addresses = bus::resolve(&sources).await;
+    pool.replace(bus::handlers_for(&pool, &addresses, connect).with_context(|| format!("config: {key}"))?);
+    info!(replicas = ?addresses, "{key} replicas");
+    let every = Duration::from_millis(config.bus.discovery_ms);
+    tasks.push(tokio::spawn(bus::follow(pool.clone(), sources, every, connect)));
+    Ok(pool)
+}
+
+fn directory(config: &Config) -> Directory {
+    let domains: Vec<String> = config
+        .registrar
+        .domains
+        .iter()
+        .map(|d| d.to_ascii_lowercase())
+        .collect();
+    let first = domains.first().cloned().unwrap_or_default();
+    let users = config
+        .registrar
+        .users
+        .iter()
+        .map(|u| {
+            (
+                u.user.clone(),
+                u.domain.clone().unwrap_or_else(|| first.clone()).to_ascii_lowercase(),
+            )
+        })
+        .collect();
+    Directory { domains, users }
+}
+
+fn negotiator(config: &Config) -> anyhow::Result<Negotiator> {
+    Negotiator::from_config(&config.sdp).context("config: sdp")
+}
+
+async fn serve(
+    addr: std::net::SocketAddr,
+    what: &str,
+    router: tonic::transport::server::Router,
+) -> anyhow::Result<JoinHandle<()>> {
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on grpc.listen {addr}"))?;
+    info!(%addr, "{what} serving gRPC");
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    let what = what.to_owned();
+    Ok(tokio::spawn(async move {
+        if let Err(e) = router.serve_with_incoming(incoming).await {
+            tracing::error!(error = %e, "{what}: gRPC server stopped");
+        }
+    }))
+}
+
+fn split_store_required(config: &Config, target: Target) -> anyhow::Result<()> {
+    if config.store.redis.is_empty() {
+        bail!("config: store.redis: required by --target {target:?} (split services share state through Redis)");
+    }
+    Ok(())
+}
+
 pub async fn start(target: Target, config: &Config) -> anyhow::Result<Running> {
     let mut tasks = Vec::new();
     let deadline = Duration::from_millis(config.bus.deadline_ms);
-    let registrar_pool = match target {
+    let supplements = || Supplements::from_config(&config.session).context("config: session.supplements");
+    match target {
         Target::All => {
             let store = store(config, target).await?;
-            let registrar = Arc::new(Registrar::new(config.registrar.clone(), store));
+            let registrar = Arc::new(Registrar::new(config.registrar.clone(), store.clone()));
             tasks.push(tokio::spawn(registrar.clone().run_expiry()));
-            let svc = RegistrarService::new(registrar);
-            Some(Arc::new(HandlerPool::new(
-                vec![Handler::Local(Arc::new(svc))],
+            let registrar_svc = RegistrarService::new(registrar);
+            let registrar_pool = Arc::new(HandlerPool::new(
+                vec![Handler::Local(Arc::new(registrar_svc.clone()))],
                 deadline,
-            )))
+            ));
+            // session-svc needs the edge's API and the edge needs
+            // session-svc's handler: the pool is filled once both exist.
+            let session_pool = Arc::new(HandlerPool::new(Vec::new(), deadline));
+            let instance = edge_instance(config);
+            let mut router =
+                Router::new(&instance, config.edge.overload.retry_after_s).route(Method::Register, registrar_pool);
+            for m in SessionService::methods() {
+                router = router.route(m, session_pool.clone());
+            }
+            let supplements = supplements()?;
+            let sdp = Negotiators::Local(Arc::new(negotiator(config)?));
+            let edge = sip_edge::start(&config.edge, Arc::new(router))
+                .await
+                .context("starting sip-edge")?;
+            let api: LocalEdge = Arc::new(EdgeApi::new(edge.handle(), &instance));
+            let core = Arc::new(Core::new(
+                config.session.clone(),
+                store,
+                Edges::local(&instance, api),
+                Locations::Local(Arc::new(registrar_svc)),
+                sdp,
+                supplements,
+                directory(config),
+            ));
+            tasks.push(tokio::spawn(core.clone().run_timers()));
+            session_pool.replace(vec![Handler::Local(Arc::new(SessionService::new(core)))]);
+            info!(%instance, "sip-edge started with every service in process");
+            Ok(Running {
+                edge: Some(edge),
+                tasks,
+            })
         }
         Target::SipEdge => {
-            if config.bus.registrar.is_empty() {
-                bail!("config: bus.registrar: --target sip-edge needs the registrar-svc addresses");
+            if config.bus.registrar.is_empty() && config.bus.session.is_empty() {
+                bail!("config: bus.registrar, bus.session: --target sip-edge needs at least one service's addresses");
             }
-            let connect = Duration::from_millis(config.bus.connect_timeout_ms);
-            let sources = config
-                .bus
-                .registrar
-                .iter()
-                .map(|e| ReplicaSource::parse(e))
-                .collect::<Result<Vec<_>, _>>()
-                .context("config: bus.registrar")?;
-            let pool = Arc::new(HandlerPool::new(Vec::new(), deadline));
-            let addresses = bus::resolve(&sources).await;
-            pool.replace(bus::handlers_for(&pool, &addresses, connect).context("config: bus.registrar")?);
-            info!(replicas = ?addresses, "registrar-svc replicas");
-            let every = Duration::from_millis(config.bus.discovery_ms);
-            tasks.push(tokio::spawn(bus::follow(pool.clone(), sources, every, connect)));
-            Some(pool)
+            let instance = edge_instance(config);
+            let mut router = Router::new(&instance, config.edge.overload.retry_after_s);
+            if !config.bus.registrar.is_empty() {
+                let pool = remote_pool(config, "bus.registrar", &config.bus.registrar, &mut tasks).await?;
+                router = router.route(Method::Register, pool);
+            }
+            if !config.bus.session.is_empty() {
+                let pool = remote_pool(config, "bus.session", &config.bus.session, &mut tasks).await?;
+                for m in SessionService::methods() {
+                    router = router.route(m, pool.clone());
+                }
+            }
+            let edge = sip_edge::start(&config.edge, Arc::new(router))
+                .await
+                .context("starting sip-edge")?;
+            info!(%instance, "sip-edge started");
+            // Split services answer later and send requests through the
+            // edge API.
+            tasks.push(serve_edge_api(config, EdgeApi::new(edge.handle(), &instance)).await?);
+            Ok(Running {
+                edge: Some(edge),
+                tasks,
+            })
         }
         Target::RegistrarSvc => {
             if config.registrar.auth.enabled && config.registrar.auth.nonce_key.is_empty() {
@@ -122,40 +240,44 @@ pub async fn start(target: Target, config: &Config) -> anyhow::Result<Running> {
             let registrar = Arc::new(Registrar::new(config.registrar.clone(), store));
             tasks.push(tokio::spawn(registrar.clone().run_expiry()));
             let svc = RegistrarService::new(registrar);
-            let addr = config.grpc.listen;
-            let listener = tokio::net::TcpListener::bind(addr)
-                .await
-                .with_context(|| format!("cannot listen on grpc.listen {addr}"))?;
-            info!(%addr, "registrar-svc serving gRPC");
-            let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
-            let server = tonic::transport::Server::builder()
+            let router = tonic::transport::Server::builder()
                 .add_service(RequestHandlerServer::new(svc.clone()))
-                .add_service(RegistrarServer::new(svc))
-                .serve_with_incoming(incoming);
-            tasks.push(tokio::spawn(async move {
-                if let Err(e) = server.await {
-                    tracing::error!(error = %e, "gRPC server stopped");
-                }
-            }));
-            None
+                .add_service(RegistrarServer::new(svc));
+            tasks.push(serve(config.grpc.listen, "registrar-svc", router).await?);
+            Ok(Running { edge: None, tasks })
         }
-    };
-    let edge = match registrar_pool {
-        Some(pool) => {
-            let instance = edge_instance(config);
-            let router = Router::new(&instance, config.edge.overload.retry_after_s).route(Method::Register, pool);
-            let edge = sip_edge::start(&config.edge, Arc::new(router))
-                .await
-                .context("starting sip-edge")?;
-            info!(%instance, "sip-edge started");
-            if target == Target::SipEdge {
-                // Split services answer later and send requests through the
-                // edge API; in one process they use the handle directly.
-                tasks.push(serve_edge_api(config, EdgeApi::new(edge.handle(), &instance)).await?);
+        Target::SessionSvc => {
+            split_store_required(config, target)?;
+            if config.bus.edges.is_empty() {
+                bail!("config: bus.edges: --target session-svc needs each edge instance's API address");
             }
-            Some(edge)
+            if config.bus.registrar.is_empty() {
+                bail!("config: bus.registrar: --target session-svc needs registrar-svc addresses (location lookups)");
+            }
+            if config.bus.sdp.is_empty() {
+                bail!("config: bus.sdp: --target session-svc needs sdp-svc addresses");
+            }
+            let store = store(config, target).await?;
+            let edges: Vec<(String, String)> = config.bus.edges.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
+            let core = Arc::new(Core::new(
+                config.session.clone(),
+                store,
+                Edges::remote(&edges).context("config: bus.edges")?,
+                Locations::remote(&config.bus.registrar).context("config: bus.registrar")?,
+                Negotiators::remote(&config.bus.sdp).context("config: bus.sdp")?,
+                supplements()?,
+                directory(config),
+            ));
+            tasks.push(tokio::spawn(core.clone().run_timers()));
+            let router =
+                tonic::transport::Server::builder().add_service(RequestHandlerServer::new(SessionService::new(core)));
+            tasks.push(serve(config.grpc.listen, "session-svc", router).await?);
+            Ok(Running { edge: None, tasks })
         }
-        None => None,
-    };
-    Ok(Running { edge, tasks })
+        Target::SdpSvc => {
+            let router = tonic::transport::Server::builder().add_service(SdpNegotiatorServer::new(negotiator(config)?));
+            tasks.push(serve(config.grpc.listen, "sdp-svc", router).await?);
+            Ok(Running { edge: None, tasks })
+        }
+    }
 }

@@ -273,3 +273,134 @@ fn which(prog: &str) -> Result<PathBuf> {
         .find(|p| p.is_file())
         .with_context(|| format!("{prog} not found in PATH"))
 }
+
+/// Split mode for calls: an edge, a registrar-svc, session-svc and sdp-svc
+/// replicas, all on one store.
+pub struct CallSplit {
+    pub edge: Sipbus,
+    pub registrar: Sipbus,
+    pub sessions: Vec<Sipbus>,
+    pub sdps: Vec<Sipbus>,
+}
+
+impl CallSplit {
+    /// `env` goes to every process (registrar users, session settings).
+    pub fn start(redis_url: &str, env: &[(&str, &str)], sessions: usize, sdps: usize) -> Result<CallSplit> {
+        let mut all: Vec<(&str, &str)> = env.to_vec();
+        all.push(("SIPBUS_STORE__REDIS", redis_url));
+        all.push(("SIPBUS_REGISTRAR__AUTH__NONCE_KEY", "shared test key"));
+        let quoted = |addrs: &[SocketAddr]| {
+            let list: Vec<String> = addrs.iter().map(|a| format!("\"http://{a}\"")).collect();
+            format!("[{}]", list.join(", "))
+        };
+        let registrar_grpc: SocketAddr = ([127, 0, 0, 1], free_port()?).into();
+        let registrar = Sipbus::start_service("registrar-svc", &all, registrar_grpc)?;
+        let registrar_list = quoted(&[registrar_grpc]);
+        let mut sdps_running = Vec::new();
+        let mut sdp_addrs = Vec::new();
+        for _ in 0..sdps {
+            let grpc: SocketAddr = ([127, 0, 0, 1], free_port()?).into();
+            sdps_running.push(Sipbus::start_service("sdp-svc", &all, grpc)?);
+            sdp_addrs.push(grpc);
+        }
+        let sdp_list = quoted(&sdp_addrs);
+        let edge_grpc: SocketAddr = ([127, 0, 0, 1], free_port()?).into();
+        let edges = format!("{{ edge1 = \"http://{edge_grpc}\" }}");
+        let mut session_env = all.clone();
+        session_env.push(("SIPBUS_BUS__EDGES", &edges));
+        session_env.push(("SIPBUS_BUS__REGISTRAR", &registrar_list));
+        session_env.push(("SIPBUS_BUS__SDP", &sdp_list));
+        let mut sessions_running = Vec::new();
+        let mut session_addrs = Vec::new();
+        for _ in 0..sessions {
+            let grpc: SocketAddr = ([127, 0, 0, 1], free_port()?).into();
+            sessions_running.push(Sipbus::start_service("session-svc", &session_env, grpc)?);
+            session_addrs.push(grpc);
+        }
+        let session_list = quoted(&session_addrs);
+        let edge_grpc_text = edge_grpc.to_string();
+        let mut edge_env = all.clone();
+        edge_env.push(("SIPBUS_EDGE__INSTANCE", "edge1"));
+        edge_env.push(("SIPBUS_GRPC__LISTEN", &edge_grpc_text));
+        edge_env.push(("SIPBUS_BUS__REGISTRAR", &registrar_list));
+        edge_env.push(("SIPBUS_BUS__SESSION", &session_list));
+        edge_env.push(("SIPBUS_BUS__DEADLINE_MS", "1000"));
+        let edge = Sipbus::start("sip-edge", &edge_env)?;
+        Ok(CallSplit {
+            edge,
+            registrar,
+            sessions: sessions_running,
+            sdps: sdps_running,
+        })
+    }
+
+    pub fn logs(&self) -> String {
+        let mut s = format!("--- edge ---\n{}", self.edge.log_text());
+        s.push_str(&format!("\n--- registrar ---\n{}", self.registrar.log_text()));
+        for (i, r) in self.sessions.iter().enumerate() {
+            s.push_str(&format!("\n--- session-svc {i} ---\n{}", r.log_text()));
+        }
+        for (i, r) in self.sdps.iter().enumerate() {
+            s.push_str(&format!("\n--- sdp-svc {i} ---\n{}", r.log_text()));
+        }
+        s
+    }
+}
+
+/// A SIPp run in the background (a callee waiting for calls).
+pub struct Background(std::thread::JoinHandle<Result<SippResult>>);
+
+impl Background {
+    pub fn start(args: Vec<String>, limit: Duration) -> Background {
+        Background(std::thread::spawn(move || {
+            let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+            run_sipp(&refs, limit)
+        }))
+    }
+
+    /// Waits for it to end (it is bounded by its own limit).
+    pub fn finish(self) -> Result<SippResult> {
+        self.0.join().map_err(|_| anyhow::anyhow!("sipp thread panicked"))?
+    }
+}
+
+/// Registers `user@example.com` (digest, password `secret`) with a Contact
+/// at 127.0.0.1:`port`, from that port, so a callee SIPp started on it
+/// afterwards receives the calls.
+pub fn register_contact(server: SocketAddr, user: &str, port: u16) -> Result<()> {
+    let csv = temp_file(
+        &format!("reg-{user}-{port}.csv"),
+        &format!("SEQUENTIAL\n{user};example.com;3600;{port}\n"),
+    )?;
+    let target = server.to_string();
+    let port_text = port.to_string();
+    let path = scenario("register_once.xml");
+    let r = run_sipp(
+        &[
+            &target,
+            "-sf",
+            path.to_str().unwrap_or_default(),
+            "-inf",
+            csv.to_str().unwrap_or_default(),
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &port_text,
+            "-m",
+            "1",
+            "-au",
+            user,
+            "-ap",
+            "secret",
+            "-auth_uri",
+            "example.com",
+            "-timeout",
+            "10s",
+        ],
+        Duration::from_secs(20),
+    )?;
+    if r.exit_code != Some(0) {
+        bail!("registering {user} at port {port} failed:\n{}", r.output);
+    }
+    Ok(())
+}

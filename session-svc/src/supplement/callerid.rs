@@ -14,7 +14,7 @@ use sip_message::typed::NameAddr;
 use sip_message::{Message, Method, Uri};
 use tonic::{Request, Response, Status};
 
-use super::{edit, message_of};
+use super::{draft_of, edit, message_of};
 use crate::config::IdentityTrust;
 
 pub const ANONYMOUS: &str = "\"Anonymous\" <sip:anonymous@anonymous.invalid>";
@@ -129,7 +129,7 @@ impl SessionSupplement for CallerId {
 
     async fn outgoing_request(&self, r: Request<spb::OutgoingEvent>) -> Result<Response<spb::OutgoingReply>, Status> {
         let ev = r.into_inner();
-        let req = message_of(ev.message)?;
+        let req = draft_of(ev.message)?;
         let mut edits = Vec::new();
         if ev.leg == spb::Leg::B as i32 && initial_invite(&req) {
             let (_, callee) = endpoints(&ev.session);
@@ -164,7 +164,7 @@ impl SessionSupplement for CallerId {
 
     async fn outgoing_response(&self, r: Request<spb::OutgoingEvent>) -> Result<Response<spb::OutgoingReply>, Status> {
         let ev = r.into_inner();
-        let resp = message_of(ev.message)?;
+        let resp = draft_of(ev.message)?;
         let mut edits = Vec::new();
         let to_invite = resp.cseq().is_ok_and(|c| c.method == Method::Invite);
         let code = resp.status().unwrap_or(0);

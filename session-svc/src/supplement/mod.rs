@@ -12,7 +12,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use proto::convert::{from_proto, to_proto};
+use proto::convert::{draft_from_proto, from_proto, to_proto};
 use proto::session::v1 as spb;
 use proto::session::v1::session_supplement_server::SessionSupplement;
 use sip_message::{Known, Message, Method};
@@ -409,6 +409,12 @@ fn stop_response(req: &Message, stop: proto::edge::v1::SipMessage) -> Message {
 pub(crate) fn message_of(m: Option<proto::edge::v1::SipMessage>) -> Result<Message, Status> {
     let m = m.ok_or_else(|| Status::invalid_argument("no message"))?;
     from_proto(m).map_err(|e| Status::invalid_argument(format!("message: {e}")))
+}
+
+/// Reads a message about to be sent (no Via yet).
+pub(crate) fn draft_of(m: Option<proto::edge::v1::SipMessage>) -> Result<Message, Status> {
+    let m = m.ok_or_else(|| Status::invalid_argument("no message"))?;
+    draft_from_proto(m).map_err(|e| Status::invalid_argument(format!("message: {e}")))
 }
 
 /// An edit, for built-ins.

@@ -8,7 +8,7 @@ use proto::session::v1::session_supplement_server::SessionSupplement;
 use sip_message::{Message, Method};
 use tonic::{Request, Response, Status};
 
-use super::{edit, message_of};
+use super::{draft_of, edit, message_of};
 
 pub const COMPLETED_ELSEWHERE: &str = "SIP;cause=200;text=\"Call completed elsewhere\"";
 
@@ -70,7 +70,7 @@ impl SessionSupplement for ReasonRelay {
 
     async fn outgoing_request(&self, r: Request<spb::OutgoingEvent>) -> Result<Response<spb::OutgoingReply>, Status> {
         let ev = r.into_inner();
-        let req = message_of(ev.message)?;
+        let req = draft_of(ev.message)?;
         let mut edits = Vec::new();
         match req.method() {
             Some(Method::Cancel) if get(&ev.data, "answered").is_some() => {
@@ -88,7 +88,7 @@ impl SessionSupplement for ReasonRelay {
 
     async fn outgoing_response(&self, r: Request<spb::OutgoingEvent>) -> Result<Response<spb::OutgoingReply>, Status> {
         let ev = r.into_inner();
-        let resp = message_of(ev.message)?;
+        let resp = draft_of(ev.message)?;
         let mut edits = Vec::new();
         let invite = resp.cseq().is_ok_and(|c| c.method == Method::Invite);
         if invite

@@ -1,0 +1,240 @@
+//! Calls through sipbus with SIPp as caller and SIPp as callee (registered
+//! through the registrar), against all-in-one and against split mode (an
+//! edge, a registrar-svc, two session-svc and two sdp-svc replicas on one
+//! Redis): basic call, callee hang-up, busy, caller CANCEL, no answer,
+//! hold and resume, 488, unknown and unregistered users, two bindings
+//! ringing in parallel, and a session-svc replica killed mid-call.
+#![allow(clippy::unwrap_used)]
+// Real processes on real sockets: wall-clock time is what counts here.
+#![allow(clippy::disallowed_types)]
+
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use sipbus_tests::{
+    Background, CallSplit, Sipbus, SippResult, free_port, register_contact, run_sipp, scenario, temp_file,
+};
+use state_store::testing::RedisServer;
+
+/// Callee users each get their own AOR, so no test rings another's
+/// leftover bindings.
+pub fn call_env() -> Vec<(&'static str, &'static str)> {
+    vec![
+        ("SIPBUS_REGISTRAR__AUTH__ALGORITHMS", r#"["MD5", "SHA-256"]"#),
+        ("SIPBUS_REGISTRAR__DOMAINS", r#"["example.com"]"#),
+        (
+            "SIPBUS_REGISTRAR__USERS",
+            r#"[{user = "alice", password = "secret"}, {user = "basic", password = "secret"},
+                {user = "byer", password = "secret"}, {user = "busy", password = "secret"},
+                {user = "cancel", password = "secret"}, {user = "noanswer", password = "secret"},
+                {user = "hold", password = "secret"}, {user = "fork", password = "secret"},
+                {user = "carol", password = "secret"}, {user = "survivor", password = "secret"}]"#,
+        ),
+        ("SIPBUS_SESSION__NO_ANSWER_S", "2"),
+    ]
+}
+
+fn path(name: &str) -> String {
+    scenario(name).to_str().unwrap_or_default().to_owned()
+}
+
+/// A callee SIPp on `port` taking one call with `scenario`.
+fn callee(scenario_name: &str, port: u16, extra: &[&str]) -> Background {
+    let mut args: Vec<String> = [
+        "-sf",
+        &path(scenario_name),
+        "-i",
+        "127.0.0.1",
+        "-p",
+        &port.to_string(),
+        "-m",
+        "1",
+        "-timeout",
+        "40s",
+        "-timeout_error",
+    ]
+    .iter()
+    .map(|s| s.to_string())
+    .collect();
+    args.extend(extra.iter().map(|s| s.to_string()));
+    let bg = Background::start(args, Duration::from_secs(50));
+    // SIPp binds its port before reading the scenario's first message.
+    std::thread::sleep(Duration::from_millis(300));
+    bg
+}
+
+/// The caller: one call from alice to `user` with `scenario`.
+fn caller(server: SocketAddr, scenario_path: &str, user: &str, extra: &[&str]) -> anyhow::Result<SippResult> {
+    let target = server.to_string();
+    let port = free_port()?.to_string();
+    let mut args = vec![
+        target.as_str(),
+        "-sf",
+        scenario_path,
+        "-s",
+        user,
+        "-key",
+        "domain",
+        "example.com",
+        "-i",
+        "127.0.0.1",
+        "-p",
+        &port,
+        "-m",
+        "1",
+        "-timeout",
+        "40s",
+        "-timeout_error",
+    ];
+    args.extend_from_slice(extra);
+    run_sipp(&args, Duration::from_secs(50))
+}
+
+fn check(r: &SippResult, what: &str, logs: &dyn Fn() -> String) {
+    assert_eq!(
+        (r.exit_code, r.failed),
+        (Some(0), 0),
+        "{what}: {}\n--- sipbus logs ---\n{}",
+        r.output,
+        logs()
+    );
+    assert!(r.successful >= 1, "{what}: no successful call: {}", r.output);
+}
+
+/// A caller expecting `status` from sipbus.
+fn refused(server: SocketAddr, user: &str, status: u16, offer_codec_only: Option<&str>) -> anyhow::Result<SippResult> {
+    let template = std::fs::read_to_string(scenario("call_uac_reject.xml"))?;
+    let mut text = template.replace("[status]", &status.to_string());
+    if let Some(pt) = offer_codec_only {
+        // An offer whose only codec no policy allows.
+        text = text
+            .replace("RTP/AVP 0 8 101", &format!("RTP/AVP {pt}"))
+            .lines()
+            .filter(|l| !l.trim_start().starts_with("a=rtpmap:") && !l.trim_start().starts_with("a=fmtp:"))
+            .collect::<Vec<_>>()
+            .join("\n");
+    }
+    let file = temp_file(&format!("reject-{status}-{user}-{}.xml", server.port()), &text)?;
+    caller(server, file.to_str().unwrap_or_default(), user, &[])
+}
+
+/// One call with a callee scenario and a caller scenario.
+fn pair(server: SocketAddr, user: &str, uas: &str, uac: &str, logs: &dyn Fn() -> String) -> anyhow::Result<()> {
+    let port = free_port()?;
+    register_contact(server, user, port)?;
+    let b = callee(uas, port, &[]);
+    let a = caller(server, &path(uac), user, &[])?;
+    check(&a, &format!("{uac} (caller)"), logs);
+    check(&b.finish()?, &format!("{uas} (callee)"), logs);
+    Ok(())
+}
+
+fn battery(server: SocketAddr, logs: &dyn Fn() -> String) -> anyhow::Result<()> {
+    pair(server, "basic", "call_uas.xml", "call_uac.xml", logs)?;
+    pair(server, "byer", "call_uas_bye.xml", "call_uac_callee_bye.xml", logs)?;
+    pair(server, "hold", "call_uas_hold.xml", "call_uac_hold.xml", logs)?;
+    pair(server, "cancel", "uas_noanswer.xml", "call_uac_cancel.xml", logs)?;
+
+    // Busy: the callee's 486 reaches the caller.
+    let port = free_port()?;
+    register_contact(server, "busy", port)?;
+    let b = callee("uas_busy.xml", port, &[]);
+    check(&refused(server, "busy", 486, None)?, "busy (caller)", logs);
+    check(&b.finish()?, "busy (callee)", logs);
+
+    // No answer: after session.no_answer_s the callee is cancelled and the
+    // caller gets 480.
+    let port = free_port()?;
+    register_contact(server, "noanswer", port)?;
+    let b = callee("uas_noanswer.xml", port, &[]);
+    let started = Instant::now();
+    check(&refused(server, "noanswer", 480, None)?, "no answer (caller)", logs);
+    assert!(
+        started.elapsed() >= Duration::from_secs(2),
+        "480 before the no-answer timer"
+    );
+    check(&b.finish()?, "no answer (callee, cancelled)", logs);
+
+    // Refusals sipbus makes itself.
+    check(&refused(server, "nobody", 404, None)?, "unknown user", logs);
+    check(&refused(server, "carol", 480, None)?, "not registered", logs);
+    check(&refused(server, "basic", 488, Some("18"))?, "no acceptable codec", logs);
+
+    // Two bindings ring in parallel; the second answers, the first is
+    // cancelled with "Call completed elsewhere".
+    let (p1, p2) = (free_port()?, free_port()?);
+    register_contact(server, "fork", p1)?;
+    register_contact(server, "fork", p2)?;
+    let trace = temp_file(&format!("fork-{}.msg", server.port()), "")?;
+    let trace_text = trace.to_str().unwrap_or_default().to_owned();
+    let ringing = callee("uas_noanswer.xml", p1, &["-trace_msg", "-message_file", &trace_text]);
+    let answering = callee("call_uas.xml", p2, &[]);
+    check(
+        &caller(server, &path("call_uac.xml"), "fork", &[])?,
+        "fork (caller)",
+        logs,
+    );
+    check(&answering.finish()?, "fork (answering callee)", logs);
+    check(&ringing.finish()?, "fork (cancelled callee)", logs);
+    let seen = std::fs::read_to_string(&trace)?;
+    assert!(
+        seen.contains("Reason: SIP;cause=200;text=\"Call completed elsewhere\""),
+        "the losing branch's CANCEL carries Reason: {seen}"
+    );
+    Ok(())
+}
+
+#[test]
+fn calls_all_in_one() -> anyhow::Result<()> {
+    let sipbus = Sipbus::start("all", &call_env())?;
+    battery(sipbus.sip, &|| sipbus.log_text())
+}
+
+#[test]
+fn calls_split_over_redis() -> anyhow::Result<()> {
+    let redis = RedisServer::start()?;
+    let split = CallSplit::start(&redis.url(), &call_env(), 2, 2)?;
+    battery(split.edge.sip, &|| split.logs())
+}
+
+/// The replica that set up a call is SIGKILLed while the call is up; the
+/// caller's BYE, later, is handled by the other one from the store.
+#[test]
+fn bye_survives_the_death_of_the_replica_that_set_up_the_call() -> anyhow::Result<()> {
+    let redis = RedisServer::start()?;
+    let mut split = CallSplit::start(&redis.url(), &call_env(), 2, 2)?;
+    let server = split.edge.sip;
+    let port = free_port()?;
+    register_contact(server, "survivor", port)?;
+    let b = callee("call_uas.xml", port, &[]);
+    let uac = path("call_uac.xml");
+    let a = std::thread::spawn(move || caller(server, &uac, "survivor", &["-d", "4000"]));
+    let start = Instant::now();
+    let owner = loop {
+        if let Some(i) = split
+            .sessions
+            .iter()
+            .position(|s| s.log_text().contains("call answered"))
+        {
+            break i;
+        }
+        assert!(
+            start.elapsed() < Duration::from_secs(10),
+            "call not answered:\n{}",
+            split.logs()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    };
+    split.sessions[owner].kill()?;
+    let a = a.join().map_err(|_| anyhow::anyhow!("caller thread panicked"))??;
+    let logs = || split.logs();
+    check(&a, "caller after the kill", &logs);
+    check(&b.finish()?, "callee after the kill", &logs);
+    let survivor = &split.sessions[1 - owner];
+    assert!(
+        survivor.log_text().contains("call ended"),
+        "the BYE was handled by the surviving replica:\n{}",
+        split.logs()
+    );
+    Ok(())
+}

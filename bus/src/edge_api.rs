@@ -35,7 +35,10 @@ struct ClientTable {
 impl ClientTable {
     fn insert(&self, canceller: Canceller) -> u64 {
         let id = self.next.fetch_add(1, Ordering::Relaxed) + 1;
-        self.live.lock().unwrap_or_else(|e| e.into_inner()).insert(id, canceller);
+        self.live
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .insert(id, canceller);
         id
     }
 
@@ -177,7 +180,10 @@ impl Edge for EdgeApi {
         let mut headers = Vec::with_capacity(req.headers.len());
         for h in req.headers {
             if !is_token(&h.name) || h.value.contains(['\r', '\n']) {
-                return Err(Status::invalid_argument(format!("header `{}`: not a valid header field", h.name)));
+                return Err(Status::invalid_argument(format!(
+                    "header `{}`: not a valid header field",
+                    h.name
+                )));
             }
             headers.push((h.name, h.value));
         }

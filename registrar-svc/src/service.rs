@@ -415,7 +415,10 @@ impl Registrar {
     /// exactly one replica), removes the bindings that are really expired,
     /// publishes `expired`. Returns how many bindings expired.
     pub async fn expire_due(&self) -> Result<usize, StoreError> {
-        let claimed = self.store.claim_due("reg-expiry", now_ms(), Duration::from_secs(30), 200).await?;
+        let claimed = self
+            .store
+            .claim_due("reg-expiry", now_ms(), Duration::from_secs(30), 200)
+            .await?;
         let mut expired = 0;
         for timer in claimed {
             let Some((aor, id)) = timer.id.strip_prefix("reg-expiry:").and_then(|s| s.split_once('|')) else {

@@ -27,5 +27,7 @@ pub(crate) fn lock<T>(m: &std::sync::Mutex<T>) -> std::sync::MutexGuard<'_, T> {
 pub use config::EdgeConfig;
 pub use dispatch::{BoxFuture, Dispatch, EdgeHandle, IncomingRequest, NoServices};
 pub use edge::{RunningEdge, StartError, start};
-pub use transaction::{Canceller, ClientEvent, ClientTx, Origin, ServerTx, ServerTxId, TimerConfig, TransactionLayer, TxError};
+pub use transaction::{
+    Canceller, ClientEvent, ClientTx, Origin, ServerTx, ServerTxId, TimerConfig, TransactionLayer, TxError,
+};
 pub use transport::{FlowId, ListenAddr, Source, Target, TransportKind};

@@ -124,7 +124,13 @@ impl MemoryStore {
         Ok(())
     }
 
-    pub(crate) async fn claim_due(&self, queue: &str, now: u64, lease: Duration, max: usize) -> Result<Vec<ClaimedTimer>> {
+    pub(crate) async fn claim_due(
+        &self,
+        queue: &str,
+        now: u64,
+        lease: Duration,
+        max: usize,
+    ) -> Result<Vec<ClaimedTimer>> {
         let mut inner = self.lock();
         let Some(t) = inner.timers.get_mut(queue) else {
             return Ok(Vec::new());

@@ -173,7 +173,13 @@ impl RedisStore {
         Ok(())
     }
 
-    pub(crate) async fn claim_due(&self, queue: &str, now_ms: u64, lease: Duration, max: usize) -> Result<Vec<ClaimedTimer>> {
+    pub(crate) async fn claim_due(
+        &self,
+        queue: &str,
+        now_ms: u64,
+        lease: Duration,
+        max: usize,
+    ) -> Result<Vec<ClaimedTimer>> {
         let lease_until_ms = now_ms + lease.as_millis() as u64;
         let mut out = Vec::new();
         for shard in 0..TIMER_SHARDS {

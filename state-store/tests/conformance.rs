@@ -117,7 +117,10 @@ async fn timers(store: &Store, prefix: &str) {
     assert!(store.claim_due(&other, now, lease, 100).await.unwrap().is_empty());
 
     // Two claimers race: each due timer goes to exactly one of them.
-    let (a, b) = tokio::join!(store.claim_due(prefix, now, lease, 100), store.claim_due(prefix, now, lease, 100));
+    let (a, b) = tokio::join!(
+        store.claim_due(prefix, now, lease, 100),
+        store.claim_due(prefix, now, lease, 100)
+    );
     let (a, b) = (a.unwrap(), b.unwrap());
     let mut claimed: Vec<&str> = a.iter().chain(&b).map(|t| t.id.as_str()).collect();
     claimed.sort();
@@ -150,7 +153,13 @@ async fn timers(store: &Store, prefix: &str) {
     // The first claimer's late completion is refused: its claim was lost.
     assert!(!store.complete(&kept.unwrap()).await.unwrap());
     assert!(store.complete(&again[0]).await.unwrap());
-    assert!(store.claim_due(prefix, now_ms() + 1_000, lease, 100).await.unwrap().is_empty());
+    assert!(
+        store
+            .claim_due(prefix, now_ms() + 1_000, lease, 100)
+            .await
+            .unwrap()
+            .is_empty()
+    );
     for id in &ids {
         store.cancel(id).await.unwrap();
     }

@@ -33,8 +33,9 @@ struct Plan {
 struct Refusal {
     code: u16,
     reason: String,
-    /// A Warning header value (RFC 3261 20.43), for rejected offers.
-    warning: Option<String>,
+    /// Header fields for the answer: a Warning (RFC 3261 20.43) for a
+    /// rejected offer, the challenges of a 407.
+    headers: Vec<(&'static str, String)>,
 }
 
 impl Refusal {
@@ -42,19 +43,73 @@ impl Refusal {
         Refusal {
             code,
             reason: reason.into(),
-            warning: None,
+            headers: Vec::new(),
+        }
+    }
+
+    fn response(&self, req: &Message, tag: &str) -> Message {
+        let mut resp = req.make_response(self.code, &self.reason, Some(tag));
+        for (name, value) in &self.headers {
+            resp.push_header_as_spelled(name, value);
+        }
+        resp
+    }
+}
+
+/// RFC 3261 22.3 for a new call: the caller proves who it is to sipbus (a
+/// proxy-style 407 challenge, so a phone's registrar credentials work).
+/// Returns the authenticated user, or "" when calls are not authenticated.
+fn authenticate(core: &Core, req: &Message) -> Result<String, Refusal> {
+    let Some(auth) = core.directory.auth.as_ref().filter(|_| core.config.authenticate) else {
+        return Ok(String::new());
+    };
+    let creds = req
+        .credentials(Known::ProxyAuthorization)
+        .map_err(|_| Refusal::new(400, "Bad Request (Proxy-Authorization)"))?;
+    // Users are looked up in the caller's domain when it is ours.
+    let from_domain = req
+        .from_header()
+        .ok()
+        .and_then(|f| f.uri.as_sip().map(|u| u.host.to_string().to_ascii_lowercase()))
+        .filter(|d| core.directory.serves(d))
+        .or_else(|| core.directory.domains.first().cloned())
+        .unwrap_or_default();
+    let ruri = req.request_uri().unwrap_or("");
+    let verdict = auth.verify(&creds, "INVITE", ruri, |u| {
+        core.directory.users.get(&(u.to_owned(), from_domain.clone())).cloned()
+    });
+    match verdict {
+        sip_auth::Verdict::Authenticated { user } => Ok(user),
+        sip_auth::Verdict::Missing | sip_auth::Verdict::Stale => {
+            let stale = verdict == sip_auth::Verdict::Stale;
+            Err(Refusal {
+                code: 407,
+                reason: "Proxy Authentication Required".into(),
+                headers: auth
+                    .challenges(stale)
+                    .into_iter()
+                    .map(|c| ("Proxy-Authenticate", c))
+                    .collect(),
+            })
+        }
+        sip_auth::Verdict::Rejected(why) => {
+            debug!(reason = %why, "call credentials rejected");
+            Err(Refusal::new(403, "Forbidden (bad credentials)"))
         }
     }
 }
 
 pub(crate) async fn invite(core: Arc<Core>, tx: u64, flow: pb::Flow, req: Message) {
     let a_tag = random_tag();
-    let mut s = match prepare(&core, tx, &flow, &req, &a_tag).await {
+    let prepared = match authenticate(&core, &req) {
+        Ok(endpoint) => prepare(&core, tx, &flow, &req, &a_tag, endpoint).await,
+        Err(r) => Err(r),
+    };
+    let mut s = match prepared {
         Ok(s) => s,
-        Err(Refusal { code, reason, .. }) => {
-            info!(code, %reason, "call refused");
-            let resp = req.make_response(code, &reason, Some(&a_tag));
-            core.respond(&flow.edge_instance, tx, &resp).await;
+        Err(r) => {
+            info!(code = r.code, reason = %r.reason, "call refused");
+            core.respond(&flow.edge_instance, tx, &r.response(&req, &a_tag)).await;
             return;
         }
     };
@@ -78,7 +133,14 @@ pub(crate) async fn invite(core: Arc<Core>, tx: u64, flow: pb::Flow, req: Messag
 
 /// The session as it starts, with the caller's leg; supplements begin and
 /// hear the INVITE.
-async fn prepare(core: &Core, tx: u64, flow: &pb::Flow, req: &Message, a_tag: &str) -> Result<Session, Refusal> {
+async fn prepare(
+    core: &Core,
+    tx: u64,
+    flow: &pb::Flow,
+    req: &Message,
+    a_tag: &str,
+    endpoint: String,
+) -> Result<Session, Refusal> {
     let bad = |what: &str| Refusal::new(400, format!("Bad Request ({what})"));
     let from = req.known_header(Known::From).ok_or_else(|| bad("From"))?;
     let to = req.known_header(Known::To).ok_or_else(|| bad("To"))?;
@@ -101,7 +163,7 @@ async fn prepare(core: &Core, tx: u64, flow: &pb::Flow, req: &Message, a_tag: &s
         phase: Phase::Trying,
         caller: from_uri(from),
         callee: ruri,
-        endpoint: String::new(),
+        endpoint,
         a: Leg {
             call_id,
             local_tag: a_tag.to_owned(),
@@ -185,7 +247,7 @@ async fn route(core: &Core, req: &Message, flow: &pb::Flow) -> Result<Vec<Plan>,
         .user_decoded()
         .ok_or_else(|| Refusal::new(404, "Not Found (no user part)"))?
         .into_owned();
-    if !core.directory.users.contains(&(user.clone(), domain.clone())) {
+    if !core.directory.knows(&user, &domain) {
         return Err(Refusal::new(404, "Not Found (unknown user)"));
     }
     let aor = format!("sip:{user}@{domain}");
@@ -289,7 +351,11 @@ async fn offer_initial(core: &Core, s: &mut Session, req: &Message) -> Result<()
                 "Media Negotiation Failed"
             }
             .to_owned(),
-            warning: (!warning.is_empty()).then_some(warning),
+            headers: if warning.is_empty() {
+                Vec::new()
+            } else {
+                vec![("Warning", warning)]
+            },
         }),
         Err(MediaError::Invalid(why)) => Err(Refusal::new(488, format!("Not Acceptable Here (SDP: {why})"))),
         Err(e @ MediaError::Unavailable(_)) => {
@@ -322,10 +388,7 @@ async fn start(core: &Core, s: &mut Session) -> Result<(), Refusal> {
 /// yet (or is still setting up).
 async fn fail_setup(core: &Core, s: &mut Session, r: Refusal) {
     if let Some(invite) = s.a_invite() {
-        let mut resp = invite.make_response(r.code, &r.reason, Some(&s.a.local_tag));
-        if let Some(w) = &r.warning {
-            resp.push_header_as_spelled("Warning", w);
-        }
+        let mut resp = r.response(&invite, &s.a.local_tag);
         core.supplements.outgoing(s, Side::A, &mut resp).await;
         core.respond(&s.a_edge, s.a_server_tx, &resp).await;
     }

@@ -7,6 +7,10 @@ use serde::{Deserialize, Serialize};
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
 pub struct SessionConfig {
+    /// Challenge every new INVITE (407) with the registrar's users, realm
+    /// and nonce key (`[registrar.auth]`); the authenticated user is the
+    /// call's endpoint. Off only for tests and trusted networks.
+    pub authenticate: bool,
     /// Seconds a call may ring before every branch is cancelled and the
     /// caller gets 480.
     pub no_answer_s: u64,
@@ -34,6 +38,7 @@ pub struct SessionConfig {
 impl Default for SessionConfig {
     fn default() -> Self {
         Self {
+            authenticate: true,
             no_answer_s: 60,
             max_branches: 10,
             non_local: NonLocal::Reject404,

@@ -2,7 +2,7 @@
 //! `RequestHandler.Handle` on any replica; the work is spawned and answered
 //! through the edge API, so a long call setup never holds the bus.
 
-use std::collections::HashSet;
+use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -25,13 +25,22 @@ use crate::{call, dialog, media};
 /// The timer queue of no-answer timers (`noanswer:<session>`).
 pub const NO_ANSWER_QUEUE: &str = "noanswer";
 
-/// Who is ours: the registrar's domains and users.
+/// Who is ours: the registrar's domains and users, and how callers prove
+/// who they are.
 pub struct Directory {
     pub domains: Vec<String>,
-    pub users: HashSet<(String, String)>,
+    /// (user, domain) → secret.
+    pub users: HashMap<(String, String), sip_auth::Secret>,
+    /// The digest challenger of calls (realm and nonce key shared with
+    /// every replica); `None`: calls are not authenticated.
+    pub auth: Option<sip_auth::Authenticator>,
 }
 
 impl Directory {
+    pub fn knows(&self, user: &str, domain: &str) -> bool {
+        self.users.contains_key(&(user.to_owned(), domain.to_owned()))
+    }
+
     pub fn serves(&self, domain: &str) -> bool {
         self.domains.iter().any(|d| d.eq_ignore_ascii_case(domain))
     }

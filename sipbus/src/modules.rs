@@ -14,6 +14,7 @@ use proto::sdp::v1::sdp_negotiator_server::SdpNegotiatorServer;
 use registrar_svc::{Registrar, RegistrarService};
 use sdp_svc::Negotiator;
 use session_svc::{Core, Directory, Edges, LocalEdge, Locations, Negotiators, SessionService, Supplements};
+use sip_auth::{Authenticator, Secret};
 use sip_edge::RunningEdge;
 use sip_message::Method;
 use state_store::Store;
@@ -104,6 +105,7 @@ async fn remote_pool(
     Ok(pool)
 }
 
+/// The users and domains calls are checked against: the registrar's.
 fn directory(config: &Config) -> Directory {
     let domains: Vec<String> = config
         .registrar
@@ -117,13 +119,34 @@ fn directory(config: &Config) -> Directory {
         .users
         .iter()
         .map(|u| {
-            (
-                u.user.clone(),
-                u.domain.clone().unwrap_or_else(|| first.clone()).to_ascii_lowercase(),
-            )
+            let domain = u.domain.clone().unwrap_or_else(|| first.clone()).to_ascii_lowercase();
+            let secret = match &u.password {
+                Some(p) => Secret::Password(p.clone()),
+                None => Secret::Ha1 {
+                    md5: u.ha1_md5.clone(),
+                    sha256: u.ha1_sha256.clone(),
+                },
+            };
+            ((u.user.clone(), domain), secret)
         })
         .collect();
-    Directory { domains, users }
+    let a = &config.registrar.auth;
+    let auth = config.session.authenticate.then(|| {
+        let key = if a.nonce_key.is_empty() {
+            // One process: a random key is as good as any.
+            (0..32).map(|_| fastrand::u8(..)).collect::<Vec<u8>>()
+        } else {
+            a.nonce_key.as_bytes().to_vec()
+        };
+        let realm = a.realm.clone().unwrap_or_else(|| first.clone());
+        Authenticator::new(
+            &realm,
+            &key,
+            Duration::from_secs(a.nonce_lifetime_s),
+            a.algorithms.clone(),
+        )
+    });
+    Directory { domains, users, auth }
 }
 
 fn negotiator(config: &Config) -> anyhow::Result<Negotiator> {
@@ -256,6 +279,12 @@ pub async fn start(target: Target, config: &Config) -> anyhow::Result<Running> {
             }
             if config.bus.sdp.is_empty() {
                 bail!("config: bus.sdp: --target session-svc needs sdp-svc addresses");
+            }
+            if config.session.authenticate && config.registrar.auth.nonce_key.is_empty() {
+                bail!(
+                    "config: registrar.auth.nonce_key: required with --target session-svc when \
+                     session.authenticate is on (every replica must verify the nonces the others issue)"
+                );
             }
             let store = store(config, target).await?;
             let edges: Vec<(String, String)> = config.bus.edges.iter().map(|(k, v)| (k.clone(), v.clone())).collect();

@@ -31,6 +31,9 @@ pub fn call_env() -> Vec<(&'static str, &'static str)> {
                 {user = "carol", password = "secret"}, {user = "survivor", password = "secret"}]"#,
         ),
         ("SIPBUS_SESSION__NO_ANSWER_S", "2"),
+        // The battery's callers do not authenticate; calls_need_credentials
+        // covers the 407 path.
+        ("SIPBUS_SESSION__AUTHENTICATE", "false"),
     ]
 }
 
@@ -235,5 +238,60 @@ fn bye_survives_the_death_of_the_replica_that_set_up_the_call() -> anyhow::Resul
         "the BYE was handled by the surviving replica:\n{}",
         split.logs()
     );
+    Ok(())
+}
+
+/// With session.authenticate on (the default), a call needs the caller's
+/// credentials (407, then Proxy-Authorization); bad ones get 403; and the
+/// callee sees the identity the caller proved, not the From it wrote.
+#[test]
+fn calls_need_credentials() -> anyhow::Result<()> {
+    let env: Vec<_> = call_env()
+        .into_iter()
+        .filter(|(k, _)| *k != "SIPBUS_SESSION__AUTHENTICATE")
+        .collect();
+    let sipbus = Sipbus::start("all", &env)?;
+    let logs = || sipbus.log_text();
+    let server = sipbus.sip;
+
+    let port = free_port()?;
+    register_contact(server, "basic", port)?;
+    let trace = temp_file(&format!("auth-{}.msg", server.port()), "")?;
+    let trace_text = trace.to_str().unwrap_or_default().to_owned();
+    let b = callee("call_uas.xml", port, &["-trace_msg", "-message_file", &trace_text]);
+    // SIPp digests `sip:<remote address>` unless told the Request-URI.
+    let credentials = [
+        "-key",
+        "from_user",
+        "mallory",
+        "-au",
+        "alice",
+        "-ap",
+        "secret",
+        "-auth_uri",
+        "basic@example.com",
+    ];
+    let a = caller(server, &path("call_uac_auth.xml"), "basic", &credentials)?;
+    check(&a, "authenticated caller", &logs);
+    check(&b.finish()?, "callee of the authenticated caller", &logs);
+    let seen = std::fs::read_to_string(&trace)?;
+    assert!(
+        seen.contains("P-Asserted-Identity: <sip:alice@example.com>"),
+        "the asserted identity is the authenticated user's: {seen}"
+    );
+
+    let wrong = [
+        "-key",
+        "from_user",
+        "alice",
+        "-au",
+        "alice",
+        "-ap",
+        "wrong",
+        "-auth_uri",
+        "basic@example.com",
+    ];
+    let r = caller(server, &path("call_uac_auth_reject.xml"), "basic", &wrong)?;
+    check(&r, "bad credentials get 403", &logs);
     Ok(())
 }

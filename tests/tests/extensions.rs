@@ -251,6 +251,7 @@ fn external_supplement_and_sdp_handler_with_failure_policies() -> anyhow::Result
             r#"[{user = "alice", password = "secret"}, {user = "ext", password = "secret"}, {user = "blocked", password = "secret"}]"#,
         ),
     ];
+    env.push(("SIPBUS_SESSION__AUTHENTICATE", "false"));
     env.push(("SIPBUS_SESSION__SUPPLEMENTS", &supplements));
     env.push(("SIPBUS_SDP__HANDLERS", &handlers));
     let sipbus = Sipbus::start("all", &env)?;

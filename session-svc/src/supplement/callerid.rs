@@ -66,6 +66,21 @@ fn identity_of(value: &str) -> Option<String> {
     })
 }
 
+/// `"display" <sip:user@host>` for the authenticated `user`, with the
+/// display name and host of the From.
+fn authenticated_identity(from: &str, user: &str) -> Option<String> {
+    let na = NameAddr::parse(from).ok()?;
+    let host = match &na.uri {
+        Uri::Sip(u) => u.host.to_string(),
+        _ => return None,
+    };
+    let uri = format!("sip:{user}@{host}");
+    Some(match na.display_name() {
+        Some(d) if !d.is_empty() => format!("\"{}\" <{uri}>", d.replace('"', "")),
+        _ => format!("<{uri}>"),
+    })
+}
+
 fn get(d: &Option<spb::Datastore>, k: &str) -> Option<String> {
     d.as_ref()?
         .values
@@ -106,7 +121,15 @@ impl SessionSupplement for CallerId {
         let pai = req.header("P-Asserted-Identity").and_then(identity_of);
         let rpid_raw = req.header("Remote-Party-ID");
         let rpid = rpid_raw.and_then(identity_of);
-        let from = req.known_header(sip_message::Known::From).and_then(identity_of);
+        let from_value = req.known_header(sip_message::Known::From).unwrap_or("");
+        // An authenticated caller is who it proved to be, whatever its From
+        // says; an unauthenticated one is its From.
+        let authenticated = ev
+            .session
+            .as_ref()
+            .filter(|s| !s.endpoint.is_empty())
+            .and_then(|s| authenticated_identity(from_value, &s.endpoint));
+        let from = authenticated.or_else(|| identity_of(from_value));
         let asserted = if trust.trust_inbound { pai.or(rpid) } else { None }.or(from);
         let mut privacy = req.header("Privacy").unwrap_or("").trim().to_ascii_lowercase();
         if privacy.is_empty() && trust.trust_inbound && rpid_raw.is_some_and(|v| v.contains("privacy=full")) {

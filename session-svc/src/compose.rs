@@ -20,9 +20,11 @@ pub fn contact(id: &str, flow: &FlowRec, contact_host: &str) -> String {
 
 /// A header value (name-addr with parameters) without its `tag`.
 pub fn without_tag(value: &str) -> String {
-    // Parameters follow the closing `>` (or the URI when there is none); a
-    // tag inside the URI's own parameters is not a header tag.
-    let split = value.rfind('>').map_or(0, |i| i + 1);
+    // Parameters follow the closing `>`, or, without brackets, the first
+    // `;` (RFC 3261 20.10); a tag inside a bracketed URI is not a header tag.
+    let split = value
+        .rfind('>')
+        .map_or_else(|| value.find(';').unwrap_or(value.len()), |i| i + 1);
     let (head, params) = value.split_at(split);
     let kept: Vec<&str> = params
         .split(';')

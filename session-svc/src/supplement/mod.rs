@@ -425,3 +425,240 @@ pub(crate) fn edit(op: spb::header_edit::Op, name: &str, value: &str) -> spb::He
         value: value.to_owned(),
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use std::sync::Mutex;
+
+    use proto::session::v1::header_edit::Op;
+    use tonic::Response;
+
+    use super::*;
+    use crate::state::{Leg, Media, Phase};
+
+    /// Records what it heard in a shared log; optionally stops INVITEs;
+    /// counts its calls in its datastore.
+    struct Probe {
+        name: &'static str,
+        log: Arc<Mutex<Vec<String>>>,
+        stop_invites: bool,
+    }
+
+    fn counted(data: Option<spb::Datastore>) -> spb::Datastore {
+        let mut d = data.unwrap_or_default();
+        let n = d
+            .values
+            .get("calls")
+            .and_then(|v| std::str::from_utf8(v).ok()?.parse::<u32>().ok())
+            .unwrap_or(0);
+        d.values.insert("calls".into(), (n + 1).to_string().into_bytes().into());
+        d
+    }
+
+    #[tonic::async_trait]
+    impl SessionSupplement for Probe {
+        async fn begin(&self, r: Request<spb::BeginRequest>) -> Result<tonic::Response<spb::BeginReply>, Status> {
+            self.log.lock().unwrap().push(format!("{}:begin", self.name));
+            Ok(Response::new(spb::BeginReply {
+                data: Some(counted(r.into_inner().data)),
+            }))
+        }
+        async fn end(&self, _r: Request<spb::EndRequest>) -> Result<tonic::Response<spb::EndReply>, Status> {
+            Ok(Response::new(spb::EndReply {}))
+        }
+        async fn incoming_request(
+            &self,
+            r: Request<spb::RequestEvent>,
+        ) -> Result<tonic::Response<spb::RequestVerdict>, Status> {
+            self.log.lock().unwrap().push(format!("{}:request", self.name));
+            let stop = self
+                .stop_invites
+                .then(|| to_proto(&Message::response(403, "Forbidden (probe)")));
+            Ok(Response::new(spb::RequestVerdict {
+                stop,
+                data: Some(counted(r.into_inner().data)),
+            }))
+        }
+        async fn incoming_response(
+            &self,
+            _r: Request<spb::ResponseEvent>,
+        ) -> Result<tonic::Response<spb::ResponseReply>, Status> {
+            Ok(Response::new(spb::ResponseReply { data: None }))
+        }
+        async fn outgoing_request(
+            &self,
+            _r: Request<spb::OutgoingEvent>,
+        ) -> Result<tonic::Response<spb::OutgoingReply>, Status> {
+            self.log.lock().unwrap().push(format!("{}:outgoing", self.name));
+            Ok(Response::new(spb::OutgoingReply {
+                edits: vec![
+                    edit(Op::Replace, "X-Probe", self.name),
+                    edit(Op::Replace, "Call-ID", "hijacked"),
+                    edit(Op::Add, "Bad Name", "x"),
+                    edit(Op::Replace, "From", "\"Anonymous\" <sip:anonymous@anonymous.invalid>"),
+                ],
+                data: None,
+            }))
+        }
+        async fn outgoing_response(
+            &self,
+            _r: Request<spb::OutgoingEvent>,
+        ) -> Result<tonic::Response<spb::OutgoingReply>, Status> {
+            Ok(Response::new(spb::OutgoingReply::default()))
+        }
+    }
+
+    fn registered(name: &'static str, priority: i32, methods: Vec<Method>, imp: Probe) -> Registered {
+        Registered {
+            name: name.to_owned(),
+            methods,
+            priority,
+            imp: Arc::new(imp),
+            timeout: None,
+            on_failure: OnFailure::Skip,
+            reject_status: 503,
+        }
+    }
+
+    fn session(chain: Vec<String>) -> Session {
+        Session {
+            id: "s1".into(),
+            phase: Phase::Trying,
+            caller: "sip:alice@example.com".into(),
+            callee: "sip:bob@example.com".into(),
+            endpoint: String::new(),
+            a: Leg::default(),
+            b: Leg::default(),
+            a_request: String::new(),
+            a_edge: String::new(),
+            a_server_tx: 0,
+            a_invite_cseq: 1,
+            b_invite_cseq: 1,
+            branches: Vec::new(),
+            a_acked: false,
+            ack_pending: None,
+            media: Media::default(),
+            pending: None,
+            chain,
+            data: Default::default(),
+            started_ms: 0,
+        }
+    }
+
+    fn invite() -> Message {
+        let text = "INVITE sip:bob@example.com SIP/2.0\r\nVia: SIP/2.0/UDP 10.0.0.1;branch=z9hG4bK1\r\n\
+                    From: <sip:alice@example.com>;tag=a1\r\nTo: <sip:bob@example.com>\r\nCall-ID: c1\r\n\
+                    CSeq: 1 INVITE\r\nMax-Forwards: 70\r\nContent-Length: 0\r\n\r\n";
+        Message::parse(bytes::Bytes::from(text)).unwrap()
+    }
+
+    fn probes(stop_second: bool) -> (Supplements, Arc<Mutex<Vec<String>>>) {
+        let log = Arc::new(Mutex::new(Vec::new()));
+        let probe = |name, stop| Probe {
+            name,
+            log: log.clone(),
+            stop_invites: stop,
+        };
+        let mut list = vec![
+            registered("late", 200, Vec::new(), probe("late", false)),
+            registered("first", 10, Vec::new(), probe("first", false)),
+            registered("second", 10, vec![Method::Invite], probe("second", stop_second)),
+            registered("bye-only", 5, vec![Method::Bye], probe("bye-only", false)),
+        ];
+        list.sort_by_key(|r| r.priority);
+        (Supplements { list }, log)
+    }
+
+    #[tokio::test]
+    async fn chain_runs_by_priority_then_configuration_order_with_method_filters() {
+        let (sups, log) = probes(false);
+        let mut s = session(sups.chain());
+        sups.begin(&mut s).await;
+        assert!(sups.incoming_request(&mut s, Side::A, &invite()).await.is_ok());
+        let heard: Vec<String> = log.lock().unwrap().clone();
+        assert_eq!(
+            heard,
+            [
+                "bye-only:begin",
+                "first:begin",
+                "second:begin",
+                "late:begin",
+                // bye-only does not hear INVITE.
+                "first:request",
+                "second:request",
+                "late:request",
+            ]
+        );
+        // Each kept its own count: begin and the request.
+        assert_eq!(s.data["first"]["calls"], b"2");
+        assert_eq!(s.data["bye-only"]["calls"], b"1");
+    }
+
+    #[tokio::test]
+    async fn a_stop_ends_the_chain_with_the_supplements_response() {
+        let (sups, log) = probes(true);
+        let mut s = session(sups.chain());
+        let Err(Stop(resp)) = sups.incoming_request(&mut s, Side::A, &invite()).await else {
+            panic!("the chain was not stopped");
+        };
+        assert_eq!(resp.status(), Some(403));
+        assert_eq!(resp.call_id().unwrap(), "c1", "completed from the request");
+        assert!(!log.lock().unwrap().contains(&"late:request".to_owned()));
+    }
+
+    #[tokio::test]
+    async fn the_chain_is_the_sessions_not_the_configurations() {
+        let (sups, log) = probes(false);
+        // A session that started when only `late` was configured.
+        let mut s = session(vec!["late".into(), "gone".into()]);
+        sups.begin(&mut s).await;
+        assert_eq!(log.lock().unwrap().clone(), ["late:begin"]);
+    }
+
+    #[tokio::test]
+    async fn outgoing_edits_apply_but_never_to_headers_sipbus_owns() {
+        let (sups, _) = probes(false);
+        let mut s = session(vec!["first".into(), "late".into()]);
+        let mut out = invite();
+        sups.outgoing(&mut s, Side::B, &mut out).await;
+        // REPLACE twice leaves one value: the last writer's.
+        assert_eq!(out.header_fields(&"X-Probe".into()).collect::<Vec<_>>(), ["late"]);
+        assert_eq!(out.call_id().unwrap(), "c1");
+        assert!(out.header("Bad Name").is_none());
+        // From may change, its tag may not.
+        assert_eq!(
+            out.known_header(Known::From),
+            Some("\"Anonymous\" <sip:anonymous@anonymous.invalid>;tag=a1")
+        );
+        // Idempotent: running the hooks again changes nothing.
+        let once = out.to_bytes();
+        sups.outgoing(&mut s, Side::B, &mut out).await;
+        assert_eq!(out.to_bytes(), once);
+    }
+
+    #[tokio::test]
+    async fn a_failing_external_supplement_applies_its_policy() {
+        let ext = |policy| Registered {
+            name: "ext".into(),
+            methods: Vec::new(),
+            priority: 1,
+            // Nothing listens on port 9 of loopback.
+            imp: Arc::new(external::External::new("http://127.0.0.1:9").unwrap()),
+            timeout: Some(Duration::from_millis(300)),
+            on_failure: policy,
+            reject_status: 503,
+        };
+        let skip = Supplements {
+            list: vec![ext(OnFailure::Skip)],
+        };
+        let mut s = session(skip.chain());
+        assert!(skip.incoming_request(&mut s, Side::A, &invite()).await.is_ok());
+        let reject = Supplements {
+            list: vec![ext(OnFailure::Reject)],
+        };
+        let Err(Stop(resp)) = reject.incoming_request(&mut s, Side::A, &invite()).await else {
+            panic!("reject policy did not answer");
+        };
+        assert_eq!(resp.status(), Some(503));
+    }
+}

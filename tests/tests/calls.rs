@@ -196,7 +196,51 @@ fn calls_all_in_one() -> anyhow::Result<()> {
 fn calls_split_over_redis() -> anyhow::Result<()> {
     let redis = RedisServer::start()?;
     let split = CallSplit::start(&redis.url(), &call_env(), 2, 2)?;
-    battery(split.edge.sip, &|| split.logs())
+    battery(split.edge.sip, &|| split.logs())?;
+
+    // Every leg's dialog states went to the store's event log (for BLF).
+    let rt = tokio::runtime::Runtime::new()?;
+    let events = rt.block_on(async {
+        let store = state_store::Store::redis(&redis.url()).await?;
+        store.read_events("sipbus:dialog:events", "0", 10_000).await
+    })?;
+    let parsed: Vec<serde_json::Value> = events
+        .iter()
+        .filter_map(|(_, payload)| serde_json::from_slice(payload).ok())
+        .collect();
+    assert_eq!(parsed.len(), events.len(), "every event is JSON");
+    let basic: Vec<(String, String)> = parsed
+        .iter()
+        .filter(|e| {
+            e["party"].as_str().is_some_and(|p| p.contains("basic"))
+                || e["peer"].as_str().is_some_and(|p| p.contains("basic"))
+        })
+        .map(|e| {
+            (
+                e["leg"].as_str().unwrap_or("").to_owned(),
+                e["state"].as_str().unwrap_or("").to_owned(),
+            )
+        })
+        .collect();
+    for wanted in [
+        ("a", "trying"),
+        ("a", "early"),
+        ("b", "early"),
+        ("a", "confirmed"),
+        ("b", "confirmed"),
+        ("a", "terminated"),
+        ("b", "terminated"),
+    ] {
+        assert!(
+            basic.iter().any(|(l, st)| l == wanted.0 && st == wanted.1),
+            "no {wanted:?} event for the basic call: {basic:?}"
+        );
+    }
+    let cancelled = parsed
+        .iter()
+        .any(|e| e["state"] == "terminated" && e["reason"] == "cancelled" && e["direction"] == "initiator");
+    assert!(cancelled, "the cancelled call's caller leg ended as cancelled");
+    Ok(())
 }
 
 /// The replica that set up a call is SIGKILLed while the call is up; the

@@ -28,7 +28,8 @@ pub fn call_env() -> Vec<(&'static str, &'static str)> {
                 {user = "byer", password = "secret"}, {user = "busy", password = "secret"},
                 {user = "cancel", password = "secret"}, {user = "noanswer", password = "secret"},
                 {user = "hold", password = "secret"}, {user = "fork", password = "secret"},
-                {user = "carol", password = "secret"}, {user = "survivor", password = "secret"}]"#,
+                {user = "carol", password = "secret"}, {user = "survivor", password = "secret"},
+                {user = "info", password = "secret"}]"#,
         ),
         ("SIPBUS_SESSION__NO_ANSWER_S", "2"),
         // The battery's callers do not authenticate; calls_need_credentials
@@ -127,6 +128,7 @@ fn battery(server: SocketAddr, logs: &dyn Fn() -> String) -> anyhow::Result<()> 
     pair(server, "basic", "call_uas.xml", "call_uac.xml", logs)?;
     pair(server, "byer", "call_uas_bye.xml", "call_uac_callee_bye.xml", logs)?;
     pair(server, "hold", "call_uas_hold.xml", "call_uac_hold.xml", logs)?;
+    pair(server, "info", "call_uas_info.xml", "call_uac_info.xml", logs)?;
     pair(server, "cancel", "uas_noanswer.xml", "call_uac_cancel.xml", logs)?;
 
     // Busy: the callee's 486 reaches the caller.

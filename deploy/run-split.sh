@@ -1,12 +1,14 @@
 #!/usr/bin/env bash
-# Runs sipbus split locally, as it runs on Kubernetes: Redis, one sip-edge
-# and two registrar-svc replicas, each its own process, gRPC between them.
+# Runs sipbus split locally, as it runs on Kubernetes: Redis, one sip-edge,
+# two registrar-svc, two session-svc and two sdp-svc replicas, each its own
+# process, gRPC between them.
 #
 #   deploy/run-split.sh          start everything, wait; Ctrl-C stops it all
 #   deploy/run-split.sh stop     stop what a previous run left (by pid)
 #
-# Ports (loopback): SIP 5060 (UDP+TCP), Redis 6390, registrar-svc 50061
-# and 50062. Logs and pids go to deploy/local/run/.
+# Ports (loopback): SIP 5060 (UDP+TCP), Redis 6390, edge API 50060,
+# registrar-svc 50061-50062, session-svc 50071-50072, sdp-svc 50081-50082.
+# Logs and pids go to deploy/local/run/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 run=deploy/local/run
@@ -47,16 +49,37 @@ for i in 1 2; do
     wait_port "5006$i"
 done
 
-SIPBUS_EDGE__LISTEN='["udp:127.0.0.1:5060", "tcp:127.0.0.1:5060"]' SIPBUS_EDGE__INSTANCE=edge-1 \
+for i in 1 2; do
+    SIPBUS_GRPC__LISTEN="127.0.0.1:5008$i" \
+        "$bin" --config "$config" --target sdp-svc >"$run/sdp-$i.log" 2>&1 &
+    echo $! >"$run/sdp-$i.pid"
+    wait_port "5008$i"
+done
+
+for i in 1 2; do
+    SIPBUS_STORE__REDIS=redis://127.0.0.1:6390/ SIPBUS_GRPC__LISTEN="127.0.0.1:5007$i" \
+        SIPBUS_BUS__EDGES='{ edge1 = "http://127.0.0.1:50060" }' \
+        SIPBUS_BUS__REGISTRAR='["http://127.0.0.1:50061", "http://127.0.0.1:50062"]' \
+        SIPBUS_BUS__SDP='["http://127.0.0.1:50081", "http://127.0.0.1:50082"]' \
+        "$bin" --config "$config" --target session-svc >"$run/session-$i.log" 2>&1 &
+    echo $! >"$run/session-$i.pid"
+    wait_port "5007$i"
+done
+
+SIPBUS_EDGE__LISTEN='["udp:127.0.0.1:5060", "tcp:127.0.0.1:5060"]' SIPBUS_EDGE__INSTANCE=edge1 \
+    SIPBUS_GRPC__LISTEN=127.0.0.1:50060 \
     SIPBUS_BUS__REGISTRAR='["http://127.0.0.1:50061", "http://127.0.0.1:50062"]' \
+    SIPBUS_BUS__SESSION='["http://127.0.0.1:50071", "http://127.0.0.1:50072"]' \
     "$bin" --config "$config" --target sip-edge >"$run/edge.log" 2>&1 &
 echo $! >"$run/edge.pid"
 wait_port 5060
 
 cat <<MSG
-sipbus split is up: SIP on 127.0.0.1:5060, registrar-svc on :50061 and :50062, Redis on :6390.
-Register a phone as alice@localhost (password alice-secret) or bob@localhost (bob-secret).
-Kill a registrar (kill \$(cat $run/registrar-1.pid)) and registrations go on through the other.
+sipbus split is up: SIP on 127.0.0.1:5060, registrar-svc on :50061-2, session-svc on :50071-2,
+sdp-svc on :50081-2, Redis on :6390.
+Register two phones as alice@localhost (password alice-secret) and bob@localhost (bob-secret)
+and call one from the other (both authenticate with their registration credentials).
+Kill a registrar or a session-svc (kill \$(cat $run/session-1.pid)) and calls go on through the other.
 Logs: $run/*.log. Ctrl-C stops everything.
 MSG
 wait

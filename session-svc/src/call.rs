@@ -21,6 +21,10 @@ use crate::service::{Core, end_setup, no_answer_timer};
 use crate::state::{B_CALL_ID_PREFIX, Branch, FlowRec, Leg, Media, Phase, Session, Side};
 use crate::{random_id, random_tag};
 
+/// The session as last written by this replica, with its version: the next
+/// write needs no read unless another replica wrote since.
+type Current = Option<(Session, u64)>;
+
 /// One place to ring.
 struct Plan {
     uri: String,
@@ -100,7 +104,9 @@ fn authenticate(core: &Core, req: &Message) -> Result<String, Refusal> {
 }
 
 pub(crate) async fn invite(core: Arc<Core>, tx: u64, flow: pb::Flow, req: Message) {
-    let a_tag = random_tag();
+    // The session id is also sipbus's tag on the caller's leg: the
+    // caller's requests in the call name their session.
+    let a_tag = random_id();
     let prepared = match authenticate(&core, &req) {
         Ok(endpoint) => prepare(&core, tx, &flow, &req, &a_tag, endpoint).await,
         Err(r) => Err(r),
@@ -123,12 +129,14 @@ pub(crate) async fn invite(core: Arc<Core>, tx: u64, flow: pb::Flow, req: Messag
     if let Err(r) = offer_initial(&core, &mut s, &req).await {
         return fail_setup(&core, &mut s, r).await;
     }
-    if let Err(Refusal { code, reason, .. }) = start(&core, &mut s).await {
-        let resp = req.make_response(code, &reason, Some(&a_tag));
-        core.respond(&flow.edge_instance, tx, &resp).await;
-        return;
-    }
-    drive(core, s, req, plans).await;
+    let version = match start(&core, &mut s).await {
+        Ok(v) => v,
+        Err(r) => {
+            core.respond(&flow.edge_instance, tx, &r.response(&req, &a_tag)).await;
+            return;
+        }
+    };
+    drive(core, s, version, req, plans).await;
 }
 
 /// The session as it starts, with the caller's leg; supplements begin and
@@ -155,7 +163,7 @@ async fn prepare(
     let mut head = req.clone();
     head.set_body(bytes::Bytes::new());
     let a_request = String::from_utf8(head.to_bytes().to_vec()).map_err(|_| bad("not UTF-8"))?;
-    let id = random_id();
+    let id = a_tag.to_owned();
     let ruri = req.request_uri().unwrap_or("").to_owned();
     let a_flow = FlowRec::from(flow);
     let mut s = Session {
@@ -366,11 +374,14 @@ async fn offer_initial(core: &Core, s: &mut Session, req: &Message) -> Result<()
 }
 
 /// Stores the new session, arms its no-answer timer, tells the world.
-async fn start(core: &Core, s: &mut Session) -> Result<(), Refusal> {
-    if let Err(e) = core.sessions.create(s).await {
-        warn!(error = %e, "session not stored");
-        return Err(Refusal::new(503, "Service Unavailable (session store)"));
-    }
+async fn start(core: &Core, s: &mut Session) -> Result<u64, Refusal> {
+    let version = match core.sessions.create(s).await {
+        Ok(v) => v,
+        Err(e) => {
+            warn!(error = %e, "session not stored");
+            return Err(Refusal::new(503, "Service Unavailable (session store)"));
+        }
+    };
     let due = now_ms() + core.config.no_answer_s.saturating_mul(1000);
     if let Err(e) = core
         .sessions
@@ -381,7 +392,7 @@ async fn start(core: &Core, s: &mut Session) -> Result<(), Refusal> {
         warn!(error = %e, "no-answer timer not armed");
     }
     events::publish(core.sessions.store(), s, Side::A, DialogState::Trying, None).await;
-    Ok(())
+    Ok(version)
 }
 
 /// Answers the caller with an error and ends a session that was not stored
@@ -421,7 +432,7 @@ fn b_invite(s: &Session, req: &Message, contact_host: &str) -> Message {
 
 /// Sends the branches and relays what they answer until the call is
 /// answered, fails, or is cancelled (by anyone).
-async fn drive(core: Arc<Core>, mut s: Session, req: Message, plans: Vec<Plan>) {
+async fn drive(core: Arc<Core>, mut s: Session, version: u64, req: Message, plans: Vec<Plan>) {
     let mut template = b_invite(&s, &req, &core.config.contact_host);
     core.supplements.outgoing(&mut s, Side::B, &mut template).await;
     if let Some(f) = template.known_header(Known::From) {
@@ -466,9 +477,10 @@ async fn drive(core: Arc<Core>, mut s: Session, req: Message, plans: Vec<Plan>) 
     let branches = s.branches.clone();
     let b_local_uri = s.b.local_uri.clone();
     let data = s.data.clone();
+    // The record as created, plus what sending changed (`s` itself).
     let stored = core
         .sessions
-        .update(&s.id, |st| {
+        .update_from(&s.id, Some((s.clone(), version)), |st| {
             st.branches = branches.clone();
             st.b.local_uri = b_local_uri.clone();
             st.data = data.clone();
@@ -483,9 +495,14 @@ async fn drive(core: Arc<Core>, mut s: Session, req: Message, plans: Vec<Plan>) 
         }
         return;
     }
-    if let Err(e) = stored {
-        warn!(error = %e, "branches not stored: CANCEL from another replica cannot reach them");
-    }
+    let mut current: Current = match stored {
+        Ok(Some((st, v, ()))) => Some((st, v)),
+        Ok(None) => None,
+        Err(e) => {
+            warn!(error = %e, "branches not stored: CANCEL from another replica cannot reach them");
+            None
+        }
+    };
     let mut outcome = Outcome::default();
     while let Some((idx, item)) = rx.recv().await {
         let Some(resp) = item.response else { continue };
@@ -497,8 +514,11 @@ async fn drive(core: Arc<Core>, mut s: Session, req: Message, plans: Vec<Plan>) 
         let Some((invite, flow)) = sent.get(idx) else { continue };
         match code {
             100 => {}
-            101..=199 => provisional(&core, &s.id, idx, &resp).await,
-            200..=299 => answered(&core, &s.id, idx, &resp, invite, flow, &mut outcome).await,
+            101..=199 => provisional(&core, &s.id, idx, &resp, &mut current).await,
+            200..=299 => {
+                let branch = Branch0 { idx, invite, flow };
+                answered(&core, &s.id, branch, &resp, &mut outcome, &mut current).await
+            }
             _ => {
                 outcome.failed(idx, resp);
                 if outcome.all_failed(sent.len()) {
@@ -540,11 +560,11 @@ impl Outcome {
 
 /// 18x from a branch: the caller hears it (with the early answer when the
 /// branch sent SDP).
-async fn provisional(core: &Core, id: &str, idx: usize, resp: &Message) {
+async fn provisional(core: &Core, id: &str, idx: usize, resp: &Message, current: &mut Current) {
     let early_sdp = compose::sdp_of(resp).map(str::to_owned);
-    let Ok(Some((mut s, first))) = core
+    let written = core
         .sessions
-        .update(id, |s| {
+        .update_from(id, current.take(), |s| {
             if !matches!(s.phase, Phase::Trying | Phase::Early) {
                 return None;
             }
@@ -552,8 +572,8 @@ async fn provisional(core: &Core, id: &str, idx: usize, resp: &Message) {
             s.phase = Phase::Early;
             Some(first)
         })
-        .await
-    else {
+        .await;
+    let Ok(Some((mut s, mut version, first))) = written else {
         return;
     };
     core.supplements.incoming_response(&mut s, Side::B, resp).await;
@@ -565,15 +585,18 @@ async fn provisional(core: &Core, id: &str, idx: usize, resp: &Message) {
         && let Ok(answered) = media::answer(&core.sdp, &s, Side::A, &answer).await
     {
         set_sdp(&mut out, &answered);
-        let _ = core
+        let media_written = core
             .sessions
-            .update(id, |st| {
+            .update_from(id, Some((s.clone(), version)), |st| {
                 st.media.answer = answer.clone();
                 st.media.answered = answered.clone();
                 st.media.last_to_a = answered.clone();
                 Some(())
             })
             .await;
+        if let Ok(Some((st, v, ()))) = media_written {
+            (s, version) = (st, v);
+        }
     }
     core.supplements.outgoing(&mut s, Side::A, &mut out).await;
     core.respond(&s.a_edge, s.a_server_tx, &out).await;
@@ -581,6 +604,14 @@ async fn provisional(core: &Core, id: &str, idx: usize, resp: &Message) {
         events::publish_both(core.sessions.store(), &s, DialogState::Early, None).await;
     }
     debug!(branch = idx, code, "provisional relayed");
+    *current = Some((s, version));
+}
+
+/// The branch a response came from: its index, the INVITE sent and the flow.
+struct Branch0<'a> {
+    idx: usize,
+    invite: &'a Message,
+    flow: &'a FlowRec,
 }
 
 /// A 2xx from a branch. The first one wins the call; any other (a second
@@ -589,12 +620,12 @@ async fn provisional(core: &Core, id: &str, idx: usize, resp: &Message) {
 async fn answered(
     core: &Core,
     id: &str,
-    idx: usize,
+    branch: Branch0<'_>,
     resp: &Message,
-    invite: &Message,
-    flow: &FlowRec,
     outcome: &mut Outcome,
+    current: &mut Current,
 ) {
+    let Branch0 { idx, invite, flow } = branch;
     if outcome.winner == Some(idx) {
         // A retransmission: our ACK was lost, or the caller's has not come.
         if let Ok(Some((s, _))) = core.sessions.load(id).await
@@ -609,66 +640,54 @@ async fn answered(
         Ok(sip_message::typed::Contacts::List(l)) if !l.is_empty() => l[0].uri_text.to_owned(),
         _ => String::new(),
     };
+    if target.is_empty() || to_tag.is_empty() {
+        warn!("2xx without Contact or To tag: hung up");
+        hang_up_stray(core, invite, resp, flow).await;
+        return;
+    }
     let mut route_set: Vec<String> = resp.known_values(Known::RecordRoute).map(str::to_owned).collect();
     route_set.reverse();
-    let body = compose::sdp_of(resp).map(str::to_owned);
-    let won = if target.is_empty() || to_tag.is_empty() {
-        warn!("2xx without Contact or To tag: hung up");
-        None
-    } else {
-        core.sessions
-            .update(id, |s| {
-                if !matches!(s.phase, Phase::Trying | Phase::Early) {
-                    return None;
-                }
-                s.phase = Phase::Confirmed;
-                s.b.remote_tag = to_tag.clone();
-                s.b.remote_target = target.clone();
-                s.b.route_set = route_set.clone();
-                s.b.flow = flow.clone();
-                s.b.remote_uri = resp.known_header(Known::To).map(without_tag).unwrap_or_default();
-                if let Some(b) = s.branches.get_mut(idx) {
-                    b.done = true;
-                }
-                Some(())
-            })
-            .await
-            .ok()
-            .flatten()
+    // The SDP work first, from the session as this replica last wrote it
+    // (only the branch driver changes media while the call rings), so the
+    // win and its media are one write.
+    let base = match current.take() {
+        Some(c) => Some(c),
+        None => core.sessions.load(id).await.ok().flatten(),
     };
-    let Some((mut s, ())) = won else {
+    let Some((mut s, version)) = base else {
+        hang_up_stray(core, invite, resp, flow).await;
+        return;
+    };
+    let sdp_for_a = negotiate_answer(core, &mut s, compose::sdp_of(resp)).await;
+    let media_now = s.media.clone();
+    let b_uri = resp.known_header(Known::To).map(without_tag).unwrap_or_default();
+    let won = core
+        .sessions
+        .update_from(id, Some((s, version)), |st| {
+            if !matches!(st.phase, Phase::Trying | Phase::Early) {
+                return None;
+            }
+            st.phase = Phase::Confirmed;
+            st.b.remote_tag = to_tag.clone();
+            st.b.remote_target = target.clone();
+            st.b.route_set = route_set.clone();
+            st.b.flow = flow.clone();
+            st.b.remote_uri = b_uri.clone();
+            st.media = media_now.clone();
+            if let Some(b) = st.branches.get_mut(idx) {
+                b.done = true;
+            }
+            Some(())
+        })
+        .await
+        .ok()
+        .flatten();
+    let Some((mut s, version, ())) = won else {
         hang_up_stray(core, invite, resp, flow).await;
         return;
     };
     outcome.winner = Some(idx);
     core.supplements.incoming_response(&mut s, Side::B, resp).await;
-    // The caller's 200: with the answer, or with B's offer (late offer).
-    let sdp_for_a = match (body, s.media.late_offer) {
-        (Some(offer), true) => match media::offer(&core.sdp, &s, Side::B, &offer, true).await {
-            Ok(Offered::Forward { sdp, handlers }) => {
-                s.media.offer = offer;
-                s.media.forwarded = sdp.clone();
-                s.media.handlers = handlers;
-                s.media.offerer = Some(Side::B);
-                s.media.last_to_a = sdp.clone();
-                Some(sdp)
-            }
-            _ => None,
-        },
-        (Some(answer), false) => match media::answer(&core.sdp, &s, Side::A, &answer).await {
-            Ok(answered) => {
-                s.media.answer = answer;
-                s.media.answered = answered.clone();
-                s.media.last_to_a = answered.clone();
-                Some(answered)
-            }
-            Err(e) => {
-                warn!(error = %e, "answer not negotiated");
-                None
-            }
-        },
-        (None, _) => (!s.media.answered.is_empty()).then(|| s.media.answered.clone()),
-    };
     let Some(a_invite) = s.a_invite() else { return };
     let mut ok = a_invite.make_response(200, "OK", Some(&s.a.local_tag));
     ok.push_header(Known::Contact, &contact(&s.id, &s.a.flow, &core.config.contact_host));
@@ -679,24 +698,56 @@ async fn answered(
     if let Some(sdp) = &sdp_for_a {
         set_sdp(&mut ok, sdp);
     }
+    let data_before = s.data.clone();
     core.supplements.outgoing(&mut s, Side::A, &mut ok).await;
-    let media_now = s.media.clone();
-    let data = s.data.clone();
-    let _ = core
-        .sessions
-        .update(id, |st| {
-            st.media = media_now.clone();
-            st.data = data.clone();
-            Some(())
-        })
-        .await;
     core.respond(&s.a_edge, s.a_server_tx, &ok).await;
     core.cancel_branches(&mut s, Some(idx)).await;
+    if s.data != data_before {
+        let data = s.data.clone();
+        let _ = core
+            .sessions
+            .update_from(id, Some((s.clone(), version)), |st| {
+                st.data = data.clone();
+                Some(())
+            })
+            .await;
+    }
     if let Err(e) = core.sessions.store().cancel(&no_answer_timer(id)).await {
         debug!(error = %e, "no-answer timer not cancelled");
     }
     events::publish_both(core.sessions.store(), &s, DialogState::Confirmed, None).await;
     info!(branch = idx, "call answered");
+}
+
+/// What the caller's 200 carries: the answer built from the callee's, or
+/// (late offer) the callee's offer; `s.media` is updated to match.
+async fn negotiate_answer(core: &Core, s: &mut Session, body: Option<&str>) -> Option<String> {
+    match (body, s.media.late_offer) {
+        (Some(offer), true) => match media::offer(&core.sdp, s, Side::B, offer, true).await {
+            Ok(Offered::Forward { sdp, handlers }) => {
+                s.media.offer = offer.to_owned();
+                s.media.forwarded = sdp.clone();
+                s.media.handlers = handlers;
+                s.media.offerer = Some(Side::B);
+                s.media.last_to_a = sdp.clone();
+                Some(sdp)
+            }
+            _ => None,
+        },
+        (Some(answer), false) => match media::answer(&core.sdp, s, Side::A, answer).await {
+            Ok(answered) => {
+                s.media.answer = answer.to_owned();
+                s.media.answered = answered.clone();
+                s.media.last_to_a = answered.clone();
+                Some(answered)
+            }
+            Err(e) => {
+                warn!(error = %e, "answer not negotiated");
+                None
+            }
+        },
+        (None, _) => (!s.media.answered.is_empty()).then(|| s.media.answered.clone()),
+    }
 }
 
 /// ACK and BYE for a 2xx nobody wants.

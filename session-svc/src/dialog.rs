@@ -8,7 +8,7 @@ use sip_message::{Known, Message, Method};
 use tracing::{debug, info, warn};
 
 use crate::compose::{self, contact, set_sdp};
-use crate::events::{self, DialogState};
+use crate::events;
 use crate::media::{self, MediaError, Offered};
 use crate::service::{Core, end_setup};
 use crate::state::{Pending, Phase, Session, Side};
@@ -18,7 +18,7 @@ use crate::state::{Pending, Phase, Session, Side};
 /// on the other leg when their 2xx arrived.
 pub(crate) async fn ack(core: &Core, ack: Message) {
     let Ok(call_id) = ack.call_id() else { return };
-    let Ok(Some((s, _))) = core.sessions.find(call_id).await else {
+    let Ok(Some((s, version))) = core.sessions.find(call_id, ack.to_tag()).await else {
         debug!("ACK for no known session");
         return;
     };
@@ -41,9 +41,10 @@ pub(crate) async fn ack(core: &Core, ack: Message) {
     } else {
         None
     };
-    let Ok(Some((s, ()))) = core
+    let id = s.id.clone();
+    let Ok(Some((s, _, ()))) = core
         .sessions
-        .update(&s.id, |st| {
+        .update_from(&id, Some((s, version)), |st| {
             st.a_acked = true;
             if let Some((answer, answered)) = &late_answer {
                 st.media.answer = answer.clone();
@@ -74,7 +75,7 @@ pub(crate) async fn ack_b(core: &Core, s: &Session) {
 /// The caller cancelled; the edge already answered 200 and 487.
 pub(crate) async fn cancelled(core: &Core, cancel: Message) {
     let Ok(call_id) = cancel.call_id() else { return };
-    let Ok(Some((s, _))) = core.sessions.find(call_id).await else {
+    let Ok(Some((s, _))) = core.sessions.find(call_id, None).await else {
         return;
     };
     if s.a.call_id != call_id || Some(s.a.remote_tag.as_str()) != cancel.from_tag() {
@@ -100,7 +101,7 @@ pub(crate) async fn request(core: &Core, tx: u64, flow: pb::Flow, req: Message) 
             .await;
         return;
     };
-    let found = match core.sessions.find(call_id).await {
+    let found = match core.sessions.find(call_id, Some(to_tag)).await {
         Ok(f) => f,
         Err(e) => {
             warn!(error = %e, "session not loaded");
@@ -109,7 +110,7 @@ pub(crate) async fn request(core: &Core, tx: u64, flow: pb::Flow, req: Message) 
             return;
         }
     };
-    let Some((s, _)) = found else {
+    let Some((s, version)) = found else {
         core.respond(&edge, tx, &reply(481, "Call/Transaction Does Not Exist"))
             .await;
         return;
@@ -130,7 +131,7 @@ pub(crate) async fn request(core: &Core, tx: u64, flow: pb::Flow, req: Message) 
         }
     }
     match method {
-        Method::Bye => bye(core, tx, &edge, s, side, req).await,
+        Method::Bye => bye(core, tx, &edge, (s, version), side, req).await,
         _ if s.phase == Phase::Ended => {
             core.respond(&edge, tx, &reply(481, "Call/Transaction Does Not Exist (ended)"))
                 .await;
@@ -140,13 +141,13 @@ pub(crate) async fn request(core: &Core, tx: u64, flow: pb::Flow, req: Message) 
             core.respond(&edge, tx, &reply(491, "Request Pending (call not answered yet)"))
                 .await;
         }
-        _ => relay(core, tx, &edge, s, side, req).await,
+        _ => relay(core, tx, &edge, (s, version), side, req).await,
     }
 }
 
 /// BYE from either side: 200 at once, BYE on the other leg, session over.
 /// A caller's BYE on an early dialog ends the setup like a CANCEL.
-async fn bye(core: &Core, tx: u64, edge: &str, s: Session, side: Side, req: Message) {
+async fn bye(core: &Core, tx: u64, edge: &str, (s, version): (Session, u64), side: Side, req: Message) {
     let ok = req.make_response(200, "OK", None);
     if matches!(s.phase, Phase::Trying | Phase::Early) && side == Side::A {
         core.respond(edge, tx, &ok).await;
@@ -160,9 +161,10 @@ async fn bye(core: &Core, tx: u64, edge: &str, s: Session, side: Side, req: Mess
     }
     let cseq = req.cseq().map(|c| c.seq).unwrap_or(0);
     let other = side.other();
+    let id = s.id.clone();
     let ended = core
         .sessions
-        .update(&s.id, |st| {
+        .update_from(&id, Some((s, version)), |st| {
             if st.phase != Phase::Confirmed {
                 return None;
             }
@@ -173,7 +175,7 @@ async fn bye(core: &Core, tx: u64, edge: &str, s: Session, side: Side, req: Mess
         })
         .await;
     let (mut s, cseq_out) = match ended {
-        Ok(Some(r)) => r,
+        Ok(Some((s, _, cseq))) => (s, cseq),
         Ok(None) => {
             core.respond(
                 edge,
@@ -194,6 +196,7 @@ async fn bye(core: &Core, tx: u64, edge: &str, s: Session, side: Side, req: Mess
             return;
         }
     };
+    info!(session = %s.id, by = ?side, "call ended");
     let mut ok = ok;
     let _ = core.supplements.incoming_request(&mut s, side, &req).await;
     core.supplements.outgoing(&mut s, side, &mut ok).await;
@@ -210,44 +213,23 @@ async fn bye(core: &Core, tx: u64, edge: &str, s: Session, side: Side, req: Mess
         }
         Err(e) => warn!(error = %e, "BYE to the other leg not sent"),
     }
-    info!(session = %s.id, by = ?side, "call ended");
-    let by = match side {
-        Side::A => "a",
-        Side::B => "b",
-    };
-    events::publish(
-        core.sessions.store(),
-        &s,
-        side,
-        DialogState::Terminated,
-        Some("local-bye"),
-    )
-    .await;
-    events::publish(
-        core.sessions.store(),
-        &s,
-        other,
-        DialogState::Terminated,
-        Some("remote-bye"),
-    )
-    .await;
+    events::publish_bye(core.sessions.store(), &s, side).await;
     core.supplements.end(&s).await;
     media::end(&core.sdp, &s).await;
-    if let Err(e) = core.sessions.remove(&s).await {
-        warn!(error = %e, by, "ended session not removed (its TTL will)");
-    }
+    debug!("session ended; its record expires shortly");
 }
 
 /// Relays a request to the other leg and its final response back. An
 /// offer (re-INVITE, UPDATE) while another is pending is glare: 491.
-async fn relay(core: &Core, tx: u64, edge: &str, s: Session, side: Side, req: Message) {
+async fn relay(core: &Core, tx: u64, edge: &str, (s, version): (Session, u64), side: Side, req: Message) {
     let method = req.method().cloned().unwrap_or(Method::Options);
     let offer_method = matches!(method, Method::Invite | Method::Update);
     let cseq_in = req.cseq().map(|c| c.seq).unwrap_or(0);
     let other = side.other();
+    let id = s.id.clone();
     let claimed = core
         .sessions
-        .update(&s.id, |st| {
+        .update_from(&id, Some((s, version)), |st| {
             if st.phase != Phase::Confirmed {
                 return None;
             }
@@ -269,8 +251,8 @@ async fn relay(core: &Core, tx: u64, edge: &str, s: Session, side: Side, req: Me
         })
         .await;
     let (mut s, cseq_out) = match claimed {
-        Ok(Some((s, Some(c)))) => (s, c),
-        Ok(Some((_, None))) => {
+        Ok(Some((s, _, Some(c)))) => (s, c),
+        Ok(Some((_, _, None))) => {
             core.respond(edge, tx, &req.make_response(491, "Request Pending", None))
                 .await;
             return;

@@ -42,8 +42,7 @@ pub struct DialogEvent<'a> {
     pub at_ms: u64,
 }
 
-/// Publishes the state of one leg.
-pub async fn publish(store: &Store, s: &Session, side: Side, state: DialogState, reason: Option<&str>) {
+fn encode(s: &Session, side: Side, state: DialogState, reason: Option<&str>) -> Option<bytes::Bytes> {
     let leg = s.leg(side);
     let (name, direction, party, peer) = match side {
         Side::A => ("a", "initiator", s.caller.as_str(), s.callee.as_str()),
@@ -62,14 +61,38 @@ pub async fn publish(store: &Store, s: &Session, side: Side, state: DialogState,
         reason,
         at_ms: state_store::now_ms(),
     };
-    let Ok(json) = serde_json::to_vec(&ev) else { return };
-    if let Err(e) = store.publish(DIALOG_EVENTS, bytes::Bytes::from(json)).await {
+    serde_json::to_vec(&ev).ok().map(bytes::Bytes::from)
+}
+
+/// Publishes the state of one leg.
+pub async fn publish(store: &Store, s: &Session, side: Side, state: DialogState, reason: Option<&str>) {
+    let Some(ev) = encode(s, side, state, reason) else {
+        return;
+    };
+    if let Err(e) = store.publish(DIALOG_EVENTS, ev).await {
         debug!(error = %e, "dialog event not published");
     }
 }
 
-/// Publishes one state for both legs.
+/// Publishes one state for both legs, in one round trip.
 pub async fn publish_both(store: &Store, s: &Session, state: DialogState, reason: Option<&str>) {
-    publish(store, s, Side::A, state, reason).await;
-    publish(store, s, Side::B, state, reason).await;
+    let evs: Vec<bytes::Bytes> = [Side::A, Side::B]
+        .into_iter()
+        .filter_map(|side| encode(s, side, state, reason))
+        .collect();
+    if let Err(e) = store.publish_many(DIALOG_EVENTS, &evs).await {
+        debug!(error = %e, "dialog events not published");
+    }
+}
+
+/// Publishes the end of a call hung up by `by`: `local-bye` for that leg,
+/// `remote-bye` for the other (RFC 4235, from each phone's point of view).
+pub async fn publish_bye(store: &Store, s: &Session, by: Side) {
+    let evs: Vec<bytes::Bytes> = [(by, "local-bye"), (by.other(), "remote-bye")]
+        .into_iter()
+        .filter_map(|(side, reason)| encode(s, side, DialogState::Terminated, Some(reason)))
+        .collect();
+    if let Err(e) = store.publish_many(DIALOG_EVENTS, &evs).await {
+        debug!(error = %e, "dialog events not published");
+    }
 }

@@ -69,7 +69,9 @@ impl Core {
     ) -> Self {
         let ttl = Duration::from_secs(config.max_idle_s.max(60));
         Self {
-            sessions: Sessions::new(store, ttl),
+            // The Call-ID index serves CANCELs, which come only while a
+            // call rings.
+            sessions: Sessions::new(store, ttl, Duration::from_secs(config.no_answer_s.saturating_add(64))),
             config,
             edges,
             locations,
@@ -98,8 +100,8 @@ impl Core {
     }
 
     /// The work every ending does once, by whichever replica moved the
-    /// session to `Ended`: supplements and handlers hear it, events go
-    /// out, the record and its timer go.
+    /// session to `Ended` (a write that also shortened the record's life):
+    /// supplements and handlers hear it, events go out, its timer goes.
     pub(crate) async fn finish(&self, s: &Session, reason: &str) {
         events::publish_both(self.sessions.store(), s, DialogState::Terminated, Some(reason)).await;
         self.supplements.end(s).await;
@@ -107,9 +109,6 @@ impl Core {
         let store = self.sessions.store();
         if let Err(e) = store.cancel(&no_answer_timer(&s.id)).await {
             debug!(error = %e, "no-answer timer not cancelled");
-        }
-        if let Err(e) = self.sessions.remove(s).await {
-            warn!(session = %s.id, error = %e, "ended session not removed (its TTL will)");
         }
     }
 
@@ -259,7 +258,7 @@ pub(crate) async fn end_setup(core: &Core, id: &str) -> Option<Session> {
         })
         .await
     {
-        Ok(r) => r.map(|(s, ())| s),
+        Ok(r) => r.map(|(s, _, ())| s),
         Err(e) => {
             warn!(session = id, error = %e, "session not ended");
             None

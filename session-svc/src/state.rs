@@ -18,6 +18,10 @@ pub const B_CALL_ID_PREFIX: &str = "sb-";
 /// Times a read-modify-write is retried when another replica wrote first.
 const CAS_ATTEMPTS: usize = 16;
 
+/// How long an ended session is kept: retransmissions and late requests
+/// (a BYE crossing ours) find it and get 481, not a new call (64*T1).
+const ENDED_TTL: Duration = Duration::from_secs(32);
+
 /// Where a call is.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
 pub enum Phase {
@@ -235,16 +239,25 @@ fn leg_key(call_id: &str) -> String {
     format!("leg:{call_id}")
 }
 
-/// The session store.
+/// The session store. A session is one record, `sess:<id>`; its id is
+/// also sipbus's tag on the caller's leg and part of the callee leg's
+/// Call-ID, so requests inside a call find it in one read. Only a CANCEL
+/// (no To tag) needs the index from the caller's Call-ID, which lives as
+/// long as a call may ring.
 #[derive(Clone)]
 pub struct Sessions {
     store: Store,
     ttl: Duration,
+    index_ttl: Duration,
 }
 
 impl Sessions {
-    pub fn new(store: Store, ttl: Duration) -> Self {
-        Self { store, ttl }
+    pub fn new(store: Store, ttl: Duration, index_ttl: Duration) -> Self {
+        Self { store, ttl, index_ttl }
+    }
+
+    fn ttl_for(&self, s: &Session) -> Duration {
+        if s.phase == Phase::Ended { ENDED_TTL } else { self.ttl }
     }
 
     pub fn store(&self) -> &Store {
@@ -256,9 +269,11 @@ impl Sessions {
         Bytes::from(serde_json::to_vec(s).unwrap_or_default())
     }
 
-    /// Stores a new session and the index from the caller's Call-ID.
-    pub async fn create(&self, s: &Session) -> Result<(), StateError> {
-        self.store
+    /// Stores a new session and the index from the caller's Call-ID;
+    /// returns the record's version.
+    pub async fn create(&self, s: &Session) -> Result<u64, StateError> {
+        let version = self
+            .store
             .put(&session_key(&s.id), Self::encode(s), Expect::Absent, Some(self.ttl))
             .await?;
         self.store
@@ -266,10 +281,10 @@ impl Sessions {
                 &leg_key(&s.a.call_id),
                 Bytes::from(s.id.clone()),
                 Expect::Any,
-                Some(self.ttl),
+                Some(self.index_ttl),
             )
             .await?;
-        Ok(())
+        Ok(version)
     }
 
     pub async fn load(&self, id: &str) -> Result<Option<(Session, u64)>, StateError> {
@@ -281,56 +296,69 @@ impl Sessions {
         Ok(Some((s, v.version)))
     }
 
-    /// The session a Call-ID belongs to (either leg).
-    pub async fn find(&self, call_id: &str) -> Result<Option<(Session, u64)>, StateError> {
-        if let Some(id) = call_id.strip_prefix(B_CALL_ID_PREFIX) {
-            return self.load(id).await;
-        }
-        let Some(v) = self.store.get(&leg_key(call_id)).await? else {
-            return Ok(None);
+    /// The session a request belongs to, from its Call-ID and To tag
+    /// (either leg; a request without To tag only during setup).
+    pub async fn find(&self, call_id: &str, to_tag: Option<&str>) -> Result<Option<(Session, u64)>, StateError> {
+        let found = if let Some(id) = call_id.strip_prefix(B_CALL_ID_PREFIX) {
+            self.load(id).await?
+        } else if let Some(tag) = to_tag {
+            self.load(tag).await?
+        } else {
+            let Some(v) = self.store.get(&leg_key(call_id)).await? else {
+                return Ok(None);
+            };
+            match std::str::from_utf8(&v.value) {
+                Ok(id) => self.load(id).await?,
+                Err(_) => None,
+            }
         };
-        match std::str::from_utf8(&v.value) {
-            Ok(id) => self.load(id).await,
-            Err(_) => Ok(None),
-        }
+        // A tag that names some other call's session is not this call.
+        Ok(found.filter(|(s, _)| s.a.call_id == call_id || s.b.call_id == call_id))
     }
 
     /// Applies `change` under a version check, reloading and retrying when
     /// another replica wrote in between. `change` returns `None` to leave
-    /// the record alone. Returns the session as written (or as found) and
+    /// the record alone. Returns the session as written, its version, and
     /// what `change` returned.
     pub async fn update<R>(
         &self,
         id: &str,
+        change: impl FnMut(&mut Session) -> Option<R>,
+    ) -> Result<Option<(Session, u64, R)>, StateError> {
+        self.update_from(id, None, change).await
+    }
+
+    /// [`Sessions::update`] starting from a copy believed current (just
+    /// read or written): no read unless another replica wrote since.
+    pub async fn update_from<R>(
+        &self,
+        id: &str,
+        mut current: Option<(Session, u64)>,
         mut change: impl FnMut(&mut Session) -> Option<R>,
-    ) -> Result<Option<(Session, R)>, StateError> {
+    ) -> Result<Option<(Session, u64, R)>, StateError> {
         let key = session_key(id);
         for _ in 0..CAS_ATTEMPTS {
-            let Some((mut s, version)) = self.load(id).await? else {
-                return Ok(None);
+            let (mut s, version) = match current.take() {
+                Some(c) => c,
+                None => match self.load(id).await? {
+                    Some(c) => c,
+                    None => return Ok(None),
+                },
             };
             let Some(r) = change(&mut s) else {
                 return Ok(None);
             };
             match self
                 .store
-                .put(&key, Self::encode(&s), Expect::Version(version), Some(self.ttl))
+                .put(&key, Self::encode(&s), Expect::Version(version), Some(self.ttl_for(&s)))
                 .await
             {
-                Ok(_) => return Ok(Some((s, r))),
+                Ok(v) => return Ok(Some((s, v, r))),
                 Err(StoreError::Conflict { .. }) => continue,
                 Err(e) => return Err(e.into()),
             }
         }
         Err(StateError::Contended(id.to_owned()))
-    }
-
-    /// Removes an ended session (and its index). Late retransmissions are
-    /// answered by the edge's transactions; anything newer gets 481.
-    pub async fn remove(&self, s: &Session) -> Result<(), StateError> {
-        self.store.delete(&session_key(&s.id), Expect::Any).await?;
-        self.store.delete(&leg_key(&s.a.call_id), Expect::Any).await?;
-        Ok(())
     }
 }
 
@@ -375,26 +403,30 @@ mod tests {
 
     #[tokio::test]
     async fn found_from_either_legs_call_id_and_tags_pick_the_leg() {
-        let sessions = Sessions::new(Store::memory(), Duration::from_secs(60));
+        let sessions = Sessions::new(Store::memory(), Duration::from_secs(60), Duration::from_secs(60));
         let s = session("abc");
         sessions.create(&s).await.unwrap();
-        let (a, _) = sessions.find("caller-call").await.unwrap().unwrap();
-        let (b, _) = sessions.find("sb-abc").await.unwrap().unwrap();
+        // The caller's CANCEL has no To tag: the index; its other requests
+        // name the session in the tag; the callee leg's Call-ID names it.
+        let (a, _) = sessions.find("caller-call", None).await.unwrap().unwrap();
+        let (t, _) = sessions.find("caller-call", Some("abc")).await.unwrap().unwrap();
+        let (b, _) = sessions.find("sb-abc", Some("theirs")).await.unwrap().unwrap();
+        assert_eq!(t.id, "abc");
+        // A tag naming a session of another call is not this call.
+        assert!(sessions.find("other-call", Some("abc")).await.unwrap().is_none());
         assert_eq!((a.id.as_str(), b.id.as_str()), ("abc", "abc"));
         assert_eq!(a.side_of("caller-call", "theirs-a", "ours-a"), Some(Side::A));
         assert_eq!(a.side_of("sb-abc", "theirs-b", "ours-b"), Some(Side::B));
         assert_eq!(a.side_of("caller-call", "theirs-a", "wrong"), None);
-        assert!(sessions.find("unknown").await.unwrap().is_none());
+        assert!(sessions.find("unknown", None).await.unwrap().is_none());
         // Creating the same session twice is refused (ids never collide
         // silently).
         assert!(sessions.create(&s).await.is_err());
-        sessions.remove(&a).await.unwrap();
-        assert!(sessions.find("caller-call").await.unwrap().is_none());
     }
 
     #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
     async fn concurrent_updates_lose_nothing() {
-        let sessions = Sessions::new(Store::memory(), Duration::from_secs(60));
+        let sessions = Sessions::new(Store::memory(), Duration::from_secs(60), Duration::from_secs(60));
         sessions.create(&session("n")).await.unwrap();
         let mut tasks = Vec::new();
         for _ in 0..8 {
@@ -410,7 +442,7 @@ mod tests {
         }
         let mut seen = Vec::new();
         for t in tasks {
-            let (_, cseq) = t.await.unwrap().unwrap().unwrap();
+            let (_, _, cseq) = t.await.unwrap().unwrap().unwrap();
             seen.push(cseq);
         }
         seen.sort_unstable();

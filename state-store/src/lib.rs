@@ -162,6 +162,11 @@ impl Store {
         dispatch!(self, s => s.publish(stream, payload).await)
     }
 
+    /// Appends several events in order, in one round trip.
+    pub async fn publish_many(&self, stream: &str, payloads: &[Bytes]) -> Result<()> {
+        dispatch!(self, s => s.publish_many(stream, payloads).await)
+    }
+
     /// Events after `after` (an id from a previous read, or "0"), oldest first.
     pub async fn read_events(&self, stream: &str, after: &str, max: usize) -> Result<Vec<(String, Bytes)>> {
         dispatch!(self, s => s.read_events(stream, after, max).await)

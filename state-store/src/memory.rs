@@ -193,6 +193,13 @@ impl MemoryStore {
         Ok(())
     }
 
+    pub(crate) async fn publish_many(&self, stream: &str, payloads: &[Bytes]) -> Result<()> {
+        for p in payloads {
+            self.publish(stream, p.clone()).await?;
+        }
+        Ok(())
+    }
+
     pub(crate) async fn read_events(&self, stream: &str, after: &str, max: usize) -> Result<Vec<(String, Bytes)>> {
         let after: u64 = after.parse().unwrap_or(0);
         let inner = self.lock();

@@ -245,6 +245,26 @@ impl RedisStore {
         Ok(())
     }
 
+    pub(crate) async fn publish_many(&self, stream: &str, payloads: &[Bytes]) -> Result<()> {
+        // One round trip: the events share a key, so a Cluster takes the
+        // pipeline on one node.
+        let mut pipe = redis::pipe();
+        for payload in payloads {
+            pipe.cmd("XADD")
+                .arg(stream)
+                .arg("MAXLEN")
+                .arg("~")
+                .arg(EVENT_LOG_LEN)
+                .arg("*")
+                .arg("p")
+                .arg(payload.as_ref())
+                .ignore();
+        }
+        let mut conn = self.conn.clone();
+        let _: () = pipe.query_async(&mut conn).await.map_err(unavailable("publish"))?;
+        Ok(())
+    }
+
     pub(crate) async fn read_events(&self, stream: &str, after: &str, max: usize) -> Result<Vec<(String, Bytes)>> {
         let mut conn = self.conn.clone();
         let start = if after == "0" || after.is_empty() {

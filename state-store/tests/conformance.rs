@@ -167,9 +167,14 @@ async fn timers(store: &Store, prefix: &str) {
 
 async fn events(store: &Store, prefix: &str) {
     let stream = format!("{prefix}:events:{{e}}");
-    for i in 0..5 {
+    for i in 0..3 {
         store.publish(&stream, Bytes::from(format!("ev{i}"))).await.unwrap();
     }
+    // Several at once keep their order after the single ones.
+    store
+        .publish_many(&stream, &[Bytes::from("ev3"), Bytes::from("ev4")])
+        .await
+        .unwrap();
     let first = store.read_events(&stream, "0", 3).await.unwrap();
     assert_eq!(
         first.iter().map(|(_, p)| p.as_ref()).collect::<Vec<_>>(),

@@ -14,6 +14,12 @@ use tracing::info;
 
 use cli::{Cli, Target};
 
+// glibc's malloc spent a fifth of session-svc's time in its own locks and
+// consolidation under load (perf, bench/calls.sh); mimalloc's per-thread
+// heaps suit tokio's many small short-lived allocations.
+#[global_allocator]
+static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let config = match config::load(cli.config.as_deref(), std::env::vars()) {

@@ -3,8 +3,8 @@
 # time), loopback socket, CLI and end-to-end SIPp tests, then doc tests.
 #
 # What the tests need and a fresh Debian machine lacks is installed first:
-# SIPp (Debian package sip-tester) and Redis (redis-server, with
-# redis-cli for Cluster tests). Uses cargo-nextest when present,
+# SIPp (Debian package sip-tester), Redis (redis-server, with redis-cli
+# for Cluster tests) and a real softphone (baresip-core). Uses cargo-nextest when present,
 # cargo test otherwise. Extra arguments go to the test runner.
 set -euo pipefail
 cd "$(dirname "$0")/.."
@@ -13,6 +13,7 @@ missing=()
 command -v sipp >/dev/null 2>&1 || missing+=(sip-tester)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v redis-cli >/dev/null 2>&1 || missing+=(redis-tools)
+command -v baresip >/dev/null 2>&1 || missing+=(baresip-core)
 if ((${#missing[@]})); then
     echo "installing test prerequisites: ${missing[*]}" >&2
     sudo=""

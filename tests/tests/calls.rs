@@ -341,3 +341,78 @@ fn calls_need_credentials() -> anyhow::Result<()> {
     check(&r, "bad credentials get 403", &logs);
     Ok(())
 }
+
+/// Calls to a domain that is not ours: 404 by default; with
+/// `session.non_local = "outbound"` they go to `session.outbound`.
+#[test]
+fn calls_to_other_domains() -> anyhow::Result<()> {
+    let other = |domain: &str, status: u16, server: SocketAddr| -> anyhow::Result<SippResult> {
+        let text = std::fs::read_to_string(scenario("call_uac_reject.xml"))?.replace("[status]", &status.to_string());
+        let file = temp_file(&format!("other-{status}-{}.xml", server.port()), &text)?;
+        let target = server.to_string();
+        let port = free_port()?.to_string();
+        run_sipp(
+            &[
+                &target,
+                "-sf",
+                file.to_str().unwrap_or_default(),
+                "-s",
+                "dave",
+                "-key",
+                "domain",
+                domain,
+                "-i",
+                "127.0.0.1",
+                "-p",
+                &port,
+                "-m",
+                "1",
+                "-timeout",
+                "20s",
+                "-timeout_error",
+            ],
+            Duration::from_secs(30),
+        )
+    };
+    let closed = Sipbus::start("all", &call_env())?;
+    check(&other("elsewhere.example", 404, closed.sip)?, "non-local: 404", &|| {
+        closed.log_text()
+    });
+
+    let gateway = free_port()?;
+    let outbound = format!("sip:127.0.0.1:{gateway}");
+    let mut env = call_env();
+    env.push(("SIPBUS_SESSION__NON_LOCAL", "outbound"));
+    env.push(("SIPBUS_SESSION__OUTBOUND", &outbound));
+    let open = Sipbus::start("all", &env)?;
+    let b = callee("call_uas.xml", gateway, &[]);
+    let target = open.sip.to_string();
+    let port = free_port()?.to_string();
+    let a = run_sipp(
+        &[
+            &target,
+            "-sf",
+            &path("call_uac.xml"),
+            "-s",
+            "dave",
+            "-key",
+            "domain",
+            "elsewhere.example",
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &port,
+            "-m",
+            "1",
+            "-timeout",
+            "20s",
+            "-timeout_error",
+        ],
+        Duration::from_secs(30),
+    )?;
+    check(&a, "non-local through the outbound target (caller)", &|| {
+        open.log_text()
+    });
+    check(&b.finish()?, "the outbound target answered", &|| open.log_text());
+    Ok(())
+}

@@ -1,0 +1,282 @@
+//! Requests inside a call, with two hand-driven user agents on raw UDP
+//! sockets (SIPp cannot hold one transaction open while it starts
+//! another): a re-INVITE held by the callee while the callee offers too
+//! (glare: 491), UPDATE and REFER relayed to the other leg, a BYE with
+//! tags of no dialog (481), the Reason of a BYE carried across, and the
+//! caller's Privacy: id turned into an anonymous From with a
+//! P-Asserted-Identity for the callee.
+#![allow(clippy::unwrap_used)]
+
+use std::net::{SocketAddr, UdpSocket};
+use std::time::Duration;
+
+use bytes::Bytes;
+use sip_message::{Known, Message, Method};
+use sipbus_tests::Sipbus;
+
+/// A user agent: one UDP socket, messages written by hand.
+struct Ua {
+    sock: UdpSocket,
+    server: SocketAddr,
+    /// Requests seen (Call-ID, CSeq, method): retransmissions are skipped.
+    seen: Vec<(String, String)>,
+}
+
+fn sdp(port: u16, direction: &str) -> String {
+    format!(
+        "v=0\r\no=ua 1 1 IN IP4 127.0.0.1\r\ns=-\r\nc=IN IP4 127.0.0.1\r\nt=0 0\r\n\
+         m=audio {port} RTP/AVP 0\r\na=rtpmap:0 PCMU/8000\r\na={direction}\r\n"
+    )
+}
+
+impl Ua {
+    fn new(server: SocketAddr) -> Ua {
+        let sock = UdpSocket::bind("127.0.0.1:0").unwrap();
+        sock.set_read_timeout(Some(Duration::from_secs(5))).unwrap();
+        Ua {
+            sock,
+            server,
+            seen: Vec::new(),
+        }
+    }
+
+    fn addr(&self) -> SocketAddr {
+        self.sock.local_addr().unwrap()
+    }
+
+    /// Sends a message given as head lines (without Content-Length) and a
+    /// body.
+    fn send(&self, head: &str, body: &str) {
+        let mut text = head.trim_end().replace('\n', "\r\n").replace("\r\r\n", "\r\n");
+        if !body.is_empty() {
+            text.push_str("\r\nContent-Type: application/sdp");
+        }
+        text.push_str(&format!("\r\nContent-Length: {}\r\n\r\n{body}", body.len()));
+        self.sock.send_to(text.as_bytes(), self.server).unwrap();
+    }
+
+    fn send_message(&self, m: &Message) {
+        self.sock.send_to(&m.to_bytes(), self.server).unwrap();
+    }
+
+    fn recv(&mut self) -> Message {
+        let mut buf = vec![0u8; 65536];
+        loop {
+            let (n, _) = self.sock.recv_from(&mut buf).expect("a message within 5 s");
+            let m = Message::parse(Bytes::copy_from_slice(&buf[..n])).unwrap();
+            if m.is_request() {
+                let key = (
+                    m.call_id().unwrap().to_owned(),
+                    m.known_header(Known::CSeq).unwrap().to_owned(),
+                );
+                if self.seen.contains(&key) {
+                    continue;
+                }
+                self.seen.push(key);
+            }
+            return m;
+        }
+    }
+
+    fn request(&mut self, method: Method) -> Message {
+        let m = self.recv();
+        assert_eq!(m.method(), Some(&method), "expected {method}, got:\n{m}");
+        m
+    }
+
+    /// The final response to `method`, skipping provisional ones and any
+    /// response to something else (a retransmitted 2xx).
+    fn final_response(&mut self, method: Method) -> Message {
+        loop {
+            let m = self.recv();
+            assert!(!m.is_request(), "expected a response to {method}, got:\n{m}");
+            if m.status().unwrap() >= 200 && m.cseq().unwrap().method == method {
+                return m;
+            }
+        }
+    }
+
+    fn reply(&self, req: &Message, code: u16, tag: &str, extra: &str, body: &str) {
+        let mut r = req.make_response(code, "X", Some(tag));
+        r.remove_header(Known::ContentLength);
+        for line in extra.lines().filter(|l| !l.trim().is_empty()) {
+            let (name, value) = line.split_once(':').unwrap();
+            r.push_header_as_spelled(name.trim(), value.trim());
+        }
+        if !body.is_empty() {
+            r.push_header(Known::ContentType, "application/sdp");
+        }
+        r.set_body(Bytes::from(body.to_owned()));
+        self.send_message(&r);
+    }
+}
+
+#[test]
+fn glare_update_refer_481_reason_and_privacy() {
+    let env = [
+        ("SIPBUS_REGISTRAR__DOMAINS", r#"["example.com"]"#),
+        (
+            "SIPBUS_REGISTRAR__USERS",
+            r#"[{user = "alice", password = "x"}, {user = "bob", password = "x"}]"#,
+        ),
+        ("SIPBUS_REGISTRAR__AUTH__ENABLED", "false"),
+        ("SIPBUS_SESSION__AUTHENTICATE", "false"),
+    ];
+    let sipbus = Sipbus::start("all", &env).unwrap();
+    let logs = || sipbus.log_text();
+    let mut a = Ua::new(sipbus.sip);
+    let mut b = Ua::new(sipbus.sip);
+    let (aa, ba) = (a.addr(), b.addr());
+
+    // bob registers.
+    b.send(
+        &format!(
+            "REGISTER sip:example.com SIP/2.0\nVia: SIP/2.0/UDP {ba};branch=z9hG4bKr1;rport\n\
+             From: <sip:bob@example.com>;tag=r1\nTo: <sip:bob@example.com>\nCall-ID: reg-1\nCSeq: 1 REGISTER\n\
+             Contact: <sip:bob@{ba}>\nExpires: 300\nMax-Forwards: 70"
+        ),
+        "",
+    );
+    assert_eq!(b.final_response(Method::Register).status(), Some(200), "{}", logs());
+
+    // alice calls bob, asking for privacy.
+    let invite_head = |cseq: u32, branch: &str, to_tag: &str, ruri: &str| {
+        format!(
+            "INVITE {ruri} SIP/2.0\nVia: SIP/2.0/UDP {aa};branch={branch};rport\n\
+             From: \"Alice\" <sip:alice@example.com>;tag=a1\nTo: <sip:bob@example.com>{to_tag}\nCall-ID: call-1\n\
+             CSeq: {cseq} INVITE\nContact: <sip:alice@{aa}>\nMax-Forwards: 70\nPrivacy: id"
+        )
+    };
+    a.send(
+        &invite_head(1, "z9hG4bKa1", "", "sip:bob@example.com"),
+        &sdp(4000, "sendrecv"),
+    );
+    let inv = b.request(Method::Invite);
+    assert_eq!(
+        inv.known_header(Known::From)
+            .map(|f| f.starts_with("\"Anonymous\" <sip:anonymous@anonymous.invalid>")),
+        Some(true),
+        "privacy: anonymous From:\n{inv}"
+    );
+    assert_eq!(
+        inv.header("P-Asserted-Identity"),
+        Some("\"Alice\" <sip:alice@example.com>"),
+        "{inv}"
+    );
+    assert_eq!(inv.header("Privacy"), Some("id"));
+    b.reply(&inv, 180, "b1", &format!("Contact: <sip:bob@{ba}>"), "");
+    b.reply(
+        &inv,
+        200,
+        "b1",
+        &format!("Contact: <sip:bob@{ba}>"),
+        &sdp(5000, "sendrecv"),
+    );
+    let ok = a.final_response(Method::Invite);
+    assert_eq!(ok.status(), Some(200), "{}", logs());
+    let a_to = ok.known_header(Known::To).unwrap().to_owned();
+    let a_tag = ok.to_tag().unwrap().to_owned();
+    let in_dialog_a = |method: &str, cseq: u32, branch: &str, extra: &str| {
+        format!(
+            "{method} sip:x@{} SIP/2.0\nVia: SIP/2.0/UDP {aa};branch={branch};rport\n\
+             From: \"Alice\" <sip:alice@example.com>;tag=a1\nTo: {a_to}\nCall-ID: call-1\nCSeq: {cseq} {method}\n\
+             Contact: <sip:alice@{aa}>\nMax-Forwards: 70{extra}",
+            sipbus.sip
+        )
+    };
+    a.send(&in_dialog_a("ACK", 1, "z9hG4bKa1ack", ""), "");
+    let ack = b.request(Method::Ack);
+    // The callee's view of its dialog with sipbus.
+    let b_call_id = inv.call_id().unwrap().to_owned();
+    let b_from = inv.known_header(Known::From).unwrap().to_owned();
+    let b_to = format!("{};tag=b1", inv.known_header(Known::To).unwrap());
+    assert_eq!(ack.call_id().unwrap(), b_call_id);
+    let in_dialog_b = |method: &str, cseq: u32, branch: &str, extra: &str| {
+        format!(
+            "{method} sip:x@{} SIP/2.0\nVia: SIP/2.0/UDP {ba};branch={branch};rport\n\
+             From: {b_to}\nTo: {b_from}\nCall-ID: {b_call_id}\nCSeq: {cseq} {method}\n\
+             Contact: <sip:bob@{ba}>\nMax-Forwards: 70{extra}",
+            sipbus.sip
+        )
+    };
+
+    // alice puts bob on hold; bob holds that re-INVITE and offers himself:
+    // glare, 491 for bob.
+    a.send(&in_dialog_a("INVITE", 2, "z9hG4bKa2", ""), &sdp(4000, "sendonly"));
+    let reinvite = b.request(Method::Invite);
+    assert!(
+        String::from_utf8_lossy(reinvite.body()).contains("a=sendonly"),
+        "{reinvite}"
+    );
+    b.send(&in_dialog_b("INVITE", 1, "z9hG4bKb1", ""), &sdp(5000, "sendrecv"));
+    let glare = b.final_response(Method::Invite);
+    assert_eq!(glare.status(), Some(491), "glare:\n{glare}\n{}", logs());
+    b.send(
+        &format!(
+            "ACK sip:x@{} SIP/2.0\nVia: SIP/2.0/UDP {ba};branch=z9hG4bKb1;rport\nFrom: {b_to}\n\
+             To: {}\nCall-ID: {b_call_id}\nCSeq: 1 ACK\nMax-Forwards: 70",
+            sipbus.sip,
+            glare.known_header(Known::To).unwrap()
+        ),
+        "",
+    );
+    b.reply(
+        &reinvite,
+        200,
+        "b1",
+        &format!("Contact: <sip:bob@{ba}>"),
+        &sdp(5000, "recvonly"),
+    );
+    let held = a.final_response(Method::Invite);
+    assert_eq!(held.status(), Some(200));
+    assert!(String::from_utf8_lossy(held.body()).contains("a=recvonly"), "{held}");
+    a.send(&in_dialog_a("ACK", 2, "z9hG4bKa2ack", ""), "");
+    b.request(Method::Ack);
+
+    // UPDATE resumes, relayed with its SDP.
+    a.send(&in_dialog_a("UPDATE", 3, "z9hG4bKa3", ""), &sdp(4000, "sendrecv"));
+    let update = b.request(Method::Update);
+    assert!(String::from_utf8_lossy(update.body()).contains("a=sendrecv"));
+    b.reply(&update, 200, "b1", "", &sdp(5000, "sendrecv"));
+    assert_eq!(a.final_response(Method::Update).status(), Some(200));
+
+    // bob refers alice elsewhere: the REFER and its Refer-To reach her.
+    b.send(
+        &in_dialog_b("REFER", 2, "z9hG4bKb2", "\nRefer-To: <sip:carol@example.com>"),
+        "",
+    );
+    let refer = a.request(Method::Refer);
+    assert_eq!(refer.header("Refer-To"), Some("<sip:carol@example.com>"), "{refer}");
+    a.reply(&refer, 202, &a_tag, "", "");
+    assert_eq!(b.final_response(Method::Refer).status(), Some(202));
+
+    // A BYE whose tags name no dialog: 481.
+    a.send(
+        &in_dialog_a("BYE", 4, "z9hG4bKa4", "").replace(&a_tag, "not-a-session"),
+        "",
+    );
+    assert_eq!(a.final_response(Method::Bye).status(), Some(481));
+
+    // alice hangs up with a Q.850 cause; bob's BYE carries it.
+    a.send(
+        &in_dialog_a(
+            "BYE",
+            5,
+            "z9hG4bKa5",
+            "\nReason: Q.850;cause=16;text=\"Normal call clearing\"",
+        ),
+        "",
+    );
+    assert_eq!(a.final_response(Method::Bye).status(), Some(200));
+    let bye = b.request(Method::Bye);
+    assert_eq!(
+        bye.header("Reason"),
+        Some("Q.850;cause=16;text=\"Normal call clearing\""),
+        "{bye}"
+    );
+    b.reply(&bye, 200, "b1", "", "");
+
+    // After the BYE the call is gone: 481.
+    a.send(&in_dialog_a("INFO", 6, "z9hG4bKa6", ""), "");
+    assert_eq!(a.final_response(Method::Info).status(), Some(481), "{}", logs());
+}

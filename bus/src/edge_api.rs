@@ -26,10 +26,20 @@ pub struct EdgeApi {
 
 /// INVITE client transactions in progress, by the id handed to the service,
 /// so a later Edge.Cancel finds them.
-#[derive(Default)]
 struct ClientTable {
     next: AtomicU64,
     live: Mutex<HashMap<u64, Canceller>>,
+}
+
+impl Default for ClientTable {
+    fn default() -> Self {
+        Self {
+            // Ids outlive a restart in the services' records: a restarted
+            // edge must not hand out the ids of the old one.
+            next: AtomicU64::new(fastrand::u64(1..u64::MAX / 2)),
+            live: Mutex::default(),
+        }
+    }
 }
 
 impl ClientTable {

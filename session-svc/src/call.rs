@@ -133,6 +133,7 @@ pub(crate) async fn invite(core: Arc<Core>, tx: u64, flow: pb::Flow, req: Messag
         Ok(v) => v,
         Err(r) => {
             core.respond(&flow.edge_instance, tx, &r.response(&req, &a_tag)).await;
+            core.supplements.end(&s).await;
             return;
         }
     };
@@ -477,18 +478,30 @@ async fn drive(core: Arc<Core>, mut s: Session, version: u64, req: Message, plan
     let branches = s.branches.clone();
     let b_local_uri = s.b.local_uri.clone();
     let data = s.data.clone();
-    // The record as created, plus what sending changed (`s` itself).
+    // The record as created, plus what sending changed (`s` itself). A
+    // CANCEL (or BYE) may have ended the call meanwhile: then the branches
+    // just sent are cancelled here, nobody else knows them.
     let stored = core
         .sessions
         .update_from(&s.id, Some((s.clone(), version)), |st| {
+            if st.phase == Phase::Ended {
+                return None;
+            }
             st.branches = branches.clone();
             st.b.local_uri = b_local_uri.clone();
             st.data = data.clone();
             Some(())
         })
         .await;
-    if s.branches.is_empty() {
-        if let Some(mut ended) = end_setup(&core, &s.id).await {
+    if matches!(stored, Ok(None)) {
+        // The loop below still runs: a branch that answers anyway is ACKed
+        // and hung up.
+        info!("call ended while its branches were sent: cancelling them");
+        s.phase = Phase::Ended;
+        core.cancel_branches(&mut s, None).await;
+    }
+    if s.branches.is_empty() && s.phase != Phase::Ended {
+        if let Ok(Some(mut ended)) = end_setup(&core, &s.id).await {
             core.respond_invite(&mut ended, 480, "Temporarily Unavailable (no branch reachable)")
                 .await;
             core.finish(&ended, "error").await;
@@ -517,7 +530,10 @@ async fn drive(core: Arc<Core>, mut s: Session, version: u64, req: Message, plan
             101..=199 => provisional(&core, &s.id, idx, &resp, &mut current).await,
             200..=299 => {
                 let branch = Branch0 { idx, invite, flow };
-                answered(&core, &s.id, branch, &resp, &mut outcome, &mut current).await
+                answered(&core, &s.id, branch, &resp, &mut outcome, &mut current).await;
+                if outcome.all_failed(sent.len()) {
+                    all_failed(&core, &s.id, &outcome).await;
+                }
             }
             _ => {
                 outcome.failed(idx, resp);
@@ -527,13 +543,23 @@ async fn drive(core: Arc<Core>, mut s: Session, version: u64, req: Message, plan
             }
         }
     }
+    // Every stream ended. A branch that never gave a final answer (its edge
+    // went away) counts as 408, so the caller is never left waiting.
+    if outcome.winner.is_none() && !outcome.all_failed(sent.len()) {
+        for (idx, (invite, _)) in sent.iter().enumerate() {
+            outcome.failed(idx, invite.make_response(408, "Request Timeout", None));
+        }
+        all_failed(&core, &s.id, &outcome).await;
+    }
 }
 
 #[derive(Default)]
 struct Outcome {
     /// Final error responses, by branch.
     failures: Vec<(usize, Message)>,
+    /// The branch whose 2xx won, and that 2xx's To tag.
     winner: Option<usize>,
+    winner_tag: String,
 }
 
 impl Outcome {
@@ -577,29 +603,42 @@ async fn provisional(core: &Core, id: &str, idx: usize, resp: &Message, current:
         return;
     };
     core.supplements.incoming_response(&mut s, Side::B, resp).await;
-    let Some(invite) = s.a_invite() else { return };
     let code = resp.status().unwrap_or(180);
-    let mut out = invite.make_response(code, resp.reason().unwrap_or("Ringing"), Some(&s.a.local_tag));
+    let Some(mut out) = s.a_response(code, resp.reason().unwrap_or("Ringing")) else {
+        return;
+    };
     out.push_header(Known::Contact, &contact(&s.id, &s.a.flow, &core.config.contact_host));
-    if let Some(answer) = early_sdp.filter(|_| !s.media.late_offer)
-        && let Ok(answered) = media::answer(&core.sdp, &s, Side::A, &answer).await
-    {
-        set_sdp(&mut out, &answered);
-        let media_written = core
-            .sessions
-            .update_from(id, Some((s.clone(), version)), |st| {
-                st.media.answer = answer.clone();
-                st.media.answered = answered.clone();
-                st.media.last_to_a = answered.clone();
-                Some(())
-            })
-            .await;
-        if let Ok(Some((st, v, ()))) = media_written {
-            (s, version) = (st, v);
+    // The caller's dialog gets one early answer (RFC 3264: one answer per
+    // offer): from the first branch that sends SDP; that branch repeats it.
+    let early_owner = s.media.early_branch.is_none_or(|b| b == idx);
+    if let Some(answer) = early_sdp.filter(|_| !s.media.late_offer && early_owner) {
+        if s.media.early_branch == Some(idx) {
+            set_sdp(&mut out, &s.media.answered);
+        } else if let Ok(answered) = media::answer(&core.sdp, &s, Side::A, &answer).await {
+            set_sdp(&mut out, &answered);
+            let media_written = core
+                .sessions
+                .update_from(id, Some((s.clone(), version)), |st| {
+                    st.media.answer = answer.clone();
+                    st.media.answered = answered.clone();
+                    st.media.last_to_a = answered.clone();
+                    st.media.early_branch = Some(idx);
+                    Some(())
+                })
+                .await;
+            if let Ok(Some((st, v, ()))) = media_written {
+                (s, version) = (st, v);
+            }
         }
     }
     core.supplements.outgoing(&mut s, Side::A, &mut out).await;
-    core.respond(&s.a_edge, s.a_server_tx, &out).await;
+    if !core.respond(&s.a_edge, s.a_server_tx, &out).await {
+        // The caller's transaction is answered already: a CANCEL the edge
+        // took before this call was stored. Stop ringing.
+        caller_gone(core, id).await;
+        *current = None;
+        return;
+    }
     if first {
         events::publish_both(core.sessions.store(), &s, DialogState::Early, None).await;
     }
@@ -626,7 +665,7 @@ async fn answered(
     current: &mut Current,
 ) {
     let Branch0 { idx, invite, flow } = branch;
-    if outcome.winner == Some(idx) {
+    if outcome.winner == Some(idx) && resp.to_tag() == Some(outcome.winner_tag.as_str()) {
         // A retransmission: our ACK was lost, or the caller's has not come.
         if let Ok(Some((s, _))) = core.sessions.load(id).await
             && s.a_acked
@@ -635,14 +674,23 @@ async fn answered(
         }
         return;
     }
+    if outcome.winner.is_some() {
+        // Another 2xx (another branch, or a fork behind the winner's).
+        hang_up_stray(core, invite, resp, flow).await;
+        return;
+    }
     let to_tag = resp.to_tag().unwrap_or("").to_owned();
     let target = match resp.contacts() {
         Ok(sip_message::typed::Contacts::List(l)) if !l.is_empty() => l[0].uri_text.to_owned(),
         _ => String::new(),
     };
     if target.is_empty() || to_tag.is_empty() {
-        warn!("2xx without Contact or To tag: hung up");
-        hang_up_stray(core, invite, resp, flow).await;
+        // Nothing to ACK or hang up: the branch failed.
+        warn!("2xx without Contact or To tag: branch failed");
+        outcome.failed(
+            idx,
+            invite.make_response(502, "Bad Gateway (callee's 2xx unusable)", None),
+        );
         return;
     }
     let mut route_set: Vec<String> = resp.known_values(Known::RecordRoute).map(str::to_owned).collect();
@@ -687,9 +735,9 @@ async fn answered(
         return;
     };
     outcome.winner = Some(idx);
+    outcome.winner_tag = to_tag.clone();
     core.supplements.incoming_response(&mut s, Side::B, resp).await;
-    let Some(a_invite) = s.a_invite() else { return };
-    let mut ok = a_invite.make_response(200, "OK", Some(&s.a.local_tag));
+    let Some(mut ok) = s.a_response(200, "OK") else { return };
     ok.push_header(Known::Contact, &contact(&s.id, &s.a.flow, &core.config.contact_host));
     ok.push_header(
         Known::Allow,
@@ -700,7 +748,24 @@ async fn answered(
     }
     let data_before = s.data.clone();
     core.supplements.outgoing(&mut s, Side::A, &mut ok).await;
-    core.respond(&s.a_edge, s.a_server_tx, &ok).await;
+    if !core.respond(&s.a_edge, s.a_server_tx, &ok).await {
+        // The caller cancelled as the callee answered (the edge sent 487
+        // first): the callee is ACKed and hung up, the call is over.
+        info!("callee answered a cancelled call: hanging up");
+        if let Ok(Some((mut ended, _, ()))) = core
+            .sessions
+            .update(id, |st| {
+                st.phase = Phase::Ended;
+                Some(())
+            })
+            .await
+        {
+            hang_up_stray(core, invite, resp, flow).await;
+            core.cancel_branches(&mut ended, Some(idx)).await;
+            core.finish(&ended, "cancelled").await;
+        }
+        return;
+    }
     core.cancel_branches(&mut s, Some(idx)).await;
     if s.data != data_before {
         let data = s.data.clone();
@@ -790,11 +855,14 @@ async fn hang_up_stray(core: &Core, invite: &Message, resp: &Message, flow: &Flo
 /// Every branch failed: the caller gets the best of their answers.
 async fn all_failed(core: &Core, id: &str, outcome: &Outcome) {
     let Some(best) = outcome.best() else { return };
-    let Some(mut s) = end_setup(core, id).await else { return };
+    let Ok(Some(mut s)) = end_setup(core, id).await else {
+        return;
+    };
     core.supplements.incoming_response(&mut s, Side::B, best).await;
     let (code, reason) = map_failure(best);
-    let Some(invite) = s.a_invite() else { return };
-    let mut resp = invite.make_response(code, &reason, Some(&s.a.local_tag));
+    let Some(mut resp) = s.a_response(code, &reason) else {
+        return;
+    };
     if (300..400).contains(&code) {
         for c in best.known_fields(Known::Contact) {
             resp.push_header(Known::Contact, c);
@@ -832,12 +900,27 @@ fn map_failure(resp: &Message) -> (u16, String) {
     }
 }
 
-/// The no-answer timer fired (on whichever replica claimed it).
-pub(crate) async fn no_answer(core: &Core, id: &str) {
-    let Some(mut s) = end_setup(core, id).await else { return };
+/// The caller's INVITE transaction was answered behind our back (487 for a
+/// CANCEL whose notice found no session yet): end the setup.
+async fn caller_gone(core: &Core, id: &str) {
+    if let Ok(Some(mut s)) = end_setup(core, id).await {
+        core.cancel_branches(&mut s, None).await;
+        core.finish(&s, "cancelled").await;
+    }
+}
+
+/// The no-answer timer fired (on whichever replica claimed it). `false`
+/// when the store could not be read: the timer must fire again.
+pub(crate) async fn no_answer(core: &Core, id: &str) -> bool {
+    let mut s = match end_setup(core, id).await {
+        Ok(Some(s)) => s,
+        Ok(None) => return true,
+        Err(_) => return false,
+    };
     info!(session = id, "no answer: cancelling");
     core.cancel_branches(&mut s, None).await;
     core.respond_invite(&mut s, 480, "Temporarily Unavailable (no answer)")
         .await;
     core.finish(&s, "timeout").await;
+    true
 }

@@ -11,19 +11,25 @@ use crate::compose::{self, contact, set_sdp};
 use crate::events;
 use crate::media::{self, MediaError, Offered};
 use crate::service::{Core, end_setup};
-use crate::state::{Pending, Phase, Session, Side};
+use crate::state::{AckPending, Pending, Phase, Session, Side};
 
 /// The ACK of a 2xx. The caller's ACK for the call's 2xx is relayed to the
 /// callee (with the answer, for a late offer); ACKs of re-INVITEs were sent
 /// on the other leg when their 2xx arrived.
 pub(crate) async fn ack(core: &Core, ack: Message) {
     let Ok(call_id) = ack.call_id() else { return };
-    let Ok(Some((s, version))) = core.sessions.find(call_id, ack.to_tag()).await else {
+    let Ok(Some((s, version))) = core.sessions.find(call_id, ack.to_tag().unwrap_or("")).await else {
         debug!("ACK for no known session");
         return;
     };
     let side = s.side_of(call_id, ack.from_tag().unwrap_or(""), ack.to_tag().unwrap_or(""));
     let cseq = ack.cseq().map(|c| c.seq).unwrap_or(0);
+    if let Some(p) = s.ack_pending.clone()
+        && side == Some(p.from)
+        && cseq == p.cseq_in
+    {
+        return deferred_ack(core, (s, version), &p, &ack).await;
+    }
     if side != Some(Side::A) || cseq != s.a_invite_cseq || s.phase != Phase::Confirmed {
         return;
     }
@@ -60,6 +66,49 @@ pub(crate) async fn ack(core: &Core, ack: Message) {
     ack_b(core, &s).await;
 }
 
+/// The ACK of a re-INVITE whose 2xx carried the other leg's offer: its
+/// answer goes on in the other leg's ACK.
+async fn deferred_ack(core: &Core, (s, version): (Session, u64), p: &AckPending, ack: &Message) {
+    let other = p.from.other();
+    let answer = compose::sdp_of(ack).map(str::to_owned);
+    let answered = match &answer {
+        Some(a) => match media::answer(&core.sdp, &s, other, a).await {
+            Ok(x) => Some(x),
+            Err(e) => {
+                warn!(error = %e, "answer in ACK not negotiated");
+                None
+            }
+        },
+        None => None,
+    };
+    let id = s.id.clone();
+    let cleared = core
+        .sessions
+        .update_from(&id, Some((s, version)), |st| {
+            st.ack_pending = None;
+            if let (Some(a), Some(x)) = (&answer, &answered) {
+                st.media.answer = a.clone();
+                st.media.answered = x.clone();
+                match other {
+                    Side::A => st.media.last_to_a = x.clone(),
+                    Side::B => st.media.last_to_b = x.clone(),
+                }
+            }
+            Some(())
+        })
+        .await;
+    let Ok(Some((s, _, ()))) = cleared else { return };
+    let mut out = compose::in_dialog(s.leg(other), Method::Ack, p.cseq_out, "");
+    if let Some(x) = &answered {
+        set_sdp(&mut out, x);
+    }
+    let flow = s.leg(other).flow.to_proto();
+    let edge = core.edges.instance_for(&flow).to_owned();
+    if let Err(e) = core.edges.send_ack(&edge, &out, flow).await {
+        warn!(error = %e, "deferred ACK not sent");
+    }
+}
+
 /// Sends (or sends again) the callee's ACK for the call's 2xx.
 pub(crate) async fn ack_b(core: &Core, s: &Session) {
     let mut ack = compose::in_dialog(&s.b, Method::Ack, s.b_invite_cseq, "");
@@ -72,16 +121,20 @@ pub(crate) async fn ack_b(core: &Core, s: &Session) {
     }
 }
 
-/// The caller cancelled; the edge already answered 200 and 487.
-pub(crate) async fn cancelled(core: &Core, cancel: Message) {
-    let Ok(call_id) = cancel.call_id() else { return };
-    let Ok(Some((s, _))) = core.sessions.find(call_id, None).await else {
+/// The caller cancelled the INVITE of server transaction `tx`; the edge
+/// already answered 200 and 487. A CANCEL that finds no session yet is
+/// caught later: the call's first response to the caller is refused.
+pub(crate) async fn cancelled(core: &Core, tx: u64, cancel: Message) {
+    let (Ok(call_id), Some(from_tag)) = (cancel.call_id(), cancel.from_tag()) else {
         return;
     };
-    if s.a.call_id != call_id || Some(s.a.remote_tag.as_str()) != cancel.from_tag() {
+    let Ok(Some((s, _))) = core.sessions.find_setup(call_id, from_tag).await else {
+        return;
+    };
+    if s.a_server_tx != tx {
         return;
     }
-    let Some(mut s) = end_setup(core, &s.id).await else {
+    let Ok(Some(mut s)) = end_setup(core, &s.id).await else {
         return;
     };
     let _ = core.supplements.incoming_request(&mut s, Side::A, &cancel).await;
@@ -101,7 +154,7 @@ pub(crate) async fn request(core: &Core, tx: u64, flow: pb::Flow, req: Message) 
             .await;
         return;
     };
-    let found = match core.sessions.find(call_id, Some(to_tag)).await {
+    let found = match core.sessions.find(call_id, to_tag).await {
         Ok(f) => f,
         Err(e) => {
             warn!(error = %e, "session not loaded");
@@ -149,16 +202,42 @@ pub(crate) async fn request(core: &Core, tx: u64, flow: pb::Flow, req: Message) 
 /// A caller's BYE on an early dialog ends the setup like a CANCEL.
 async fn bye(core: &Core, tx: u64, edge: &str, (s, version): (Session, u64), side: Side, req: Message) {
     let ok = req.make_response(200, "OK", None);
-    if matches!(s.phase, Phase::Trying | Phase::Early) && side == Side::A {
-        core.respond(edge, tx, &ok).await;
-        if let Some(mut s) = end_setup(core, &s.id).await {
-            let _ = core.supplements.incoming_request(&mut s, Side::A, &req).await;
-            core.cancel_branches(&mut s, None).await;
-            core.respond_invite(&mut s, 487, "Request Terminated").await;
-            core.finish(&s, "cancelled").await;
+    let (s, version) = if matches!(s.phase, Phase::Trying | Phase::Early) && side == Side::A {
+        match end_setup(core, &s.id).await {
+            Ok(Some(mut s)) => {
+                core.respond(edge, tx, &ok).await;
+                let _ = core.supplements.incoming_request(&mut s, Side::A, &req).await;
+                core.cancel_branches(&mut s, None).await;
+                core.respond_invite(&mut s, 487, "Request Terminated").await;
+                core.finish(&s, "cancelled").await;
+                return;
+            }
+            // Answered meanwhile: hang up the answered call instead.
+            Ok(None) => match core.sessions.load(&s.id).await {
+                Ok(Some(current)) => current,
+                _ => {
+                    core.respond(
+                        edge,
+                        tx,
+                        &req.make_response(481, "Call/Transaction Does Not Exist", None),
+                    )
+                    .await;
+                    return;
+                }
+            },
+            Err(_) => {
+                core.respond(
+                    edge,
+                    tx,
+                    &req.make_response(500, "Server Internal Error (session store)", None),
+                )
+                .await;
+                return;
+            }
         }
-        return;
-    }
+    } else {
+        (s, version)
+    };
     let cseq = req.cseq().map(|c| c.seq).unwrap_or(0);
     let other = side.other();
     let id = s.id.clone();
@@ -169,7 +248,8 @@ async fn bye(core: &Core, tx: u64, edge: &str, (s, version): (Session, u64), sid
                 return None;
             }
             st.phase = Phase::Ended;
-            st.leg_mut(side).remote_cseq = cseq;
+            let leg = st.leg_mut(side);
+            leg.remote_cseq = leg.remote_cseq.max(cseq);
             st.leg_mut(other).local_cseq += 1;
             Some(st.leg(other).local_cseq)
         })
@@ -197,6 +277,11 @@ async fn bye(core: &Core, tx: u64, edge: &str, (s, version): (Session, u64), sid
         }
     };
     info!(session = %s.id, by = ?side, "call ended");
+    if !s.a_acked {
+        // The callee's 2xx was never ACKed (the caller hung up before its
+        // ACK came): ACK it before the BYE (RFC 3261 13.2.2.4).
+        ack_b(core, &s).await;
+    }
     let mut ok = ok;
     let _ = core.supplements.incoming_request(&mut s, side, &req).await;
     core.supplements.outgoing(&mut s, side, &mut ok).await;
@@ -219,6 +304,10 @@ async fn bye(core: &Core, tx: u64, edge: &str, (s, version): (Session, u64), sid
     debug!("session ended; its record expires shortly");
 }
 
+/// A pending offer older than this is taken as abandoned (its relaying
+/// replica died): more than an INVITE may wait for its final response.
+const PENDING_MAX_MS: u64 = 200_000;
+
 /// Relays a request to the other leg and its final response back. An
 /// offer (re-INVITE, UPDATE) while another is pending is glare: 491.
 async fn relay(core: &Core, tx: u64, edge: &str, (s, version): (Session, u64), side: Side, req: Message) {
@@ -227,16 +316,22 @@ async fn relay(core: &Core, tx: u64, edge: &str, (s, version): (Session, u64), s
     let cseq_in = req.cseq().map(|c| c.seq).unwrap_or(0);
     let other = side.other();
     let id = s.id.clone();
+    let now = state_store::now_ms();
     let claimed = core
         .sessions
         .update_from(&id, Some((s, version)), |st| {
             if st.phase != Phase::Confirmed {
                 return None;
             }
-            if offer_method && st.pending.is_some() {
+            let pending = st
+                .pending
+                .as_ref()
+                .is_some_and(|p| now.saturating_sub(p.since_ms) < PENDING_MAX_MS);
+            if offer_method && pending {
                 return Some(None);
             }
-            st.leg_mut(side).remote_cseq = cseq_in;
+            let leg = st.leg_mut(side);
+            leg.remote_cseq = leg.remote_cseq.max(cseq_in);
             st.leg_mut(other).local_cseq += 1;
             let cseq_out = st.leg(other).local_cseq;
             if offer_method {
@@ -245,6 +340,7 @@ async fn relay(core: &Core, tx: u64, edge: &str, (s, version): (Session, u64), s
                     method: method.to_string(),
                     cseq_out,
                     cseq_in,
+                    since_ms: now,
                 });
             }
             Some(Some(cseq_out))
@@ -277,30 +373,72 @@ async fn relay(core: &Core, tx: u64, edge: &str, (s, version): (Session, u64), s
             return;
         }
     };
-    let resp = relay_claimed(core, &mut s, side, &req, cseq_out).await;
+    let before = s.media.clone();
+    let relayed = relay_claimed(core, &mut s, side, &req, cseq_out).await;
     if offer_method {
-        let media_now = s.media.clone();
+        // A refused offer leaves the session as it was (RFC 3264 8).
+        let media_now = if relayed.accepted { s.media.clone() } else { before };
         let data = s.data.clone();
+        let targets = relayed.targets.clone();
+        let ack_pending = relayed.ack_pending.clone();
         let _ = core
             .sessions
             .update(&s.id, |st| {
                 st.pending = None;
                 st.media = media_now.clone();
                 st.data = data.clone();
+                st.ack_pending = ack_pending.clone();
+                // Target refresh (RFC 3261 12.2): each side's new Contact.
+                if let Some((mine, theirs)) = &targets {
+                    if !mine.is_empty() {
+                        st.leg_mut(side).remote_target = mine.clone();
+                    }
+                    if !theirs.is_empty() {
+                        st.leg_mut(other).remote_target = theirs.clone();
+                    }
+                }
                 Some(())
             })
             .await;
     }
-    core.respond(edge, tx, &resp).await;
+    core.respond(edge, tx, &relayed.response).await;
+}
+
+/// What relaying a request came to.
+struct Relayed {
+    /// The response for the sender.
+    response: Message,
+    /// A 2xx: the offer (if any) was accepted.
+    accepted: bool,
+    /// For a 2xx to INVITE / UPDATE: the Contacts of the request and of the
+    /// 2xx (the new remote targets of the sender's and the other leg).
+    targets: Option<(String, String)>,
+    /// A re-INVITE without offer whose 2xx carried one: the other leg's ACK
+    /// waits for the sender's, which brings the answer.
+    ack_pending: Option<AckPending>,
+}
+
+fn first_contact(m: &Message) -> String {
+    match m.contacts() {
+        Ok(sip_message::typed::Contacts::List(l)) if !l.is_empty() => l[0].uri_text.to_owned(),
+        _ => String::new(),
+    }
 }
 
 /// Sends the relayed request and turns the other leg's final response into
 /// the response for `side`.
-async fn relay_claimed(core: &Core, s: &mut Session, side: Side, req: &Message, cseq_out: u32) -> Message {
+async fn relay_claimed(core: &Core, s: &mut Session, side: Side, req: &Message, cseq_out: u32) -> Relayed {
+    let refused = |response| Relayed {
+        response,
+        accepted: false,
+        targets: None,
+        ack_pending: None,
+    };
     let method = req.method().cloned().unwrap_or(Method::Options);
     let other = side.other();
+    let offer_method = matches!(method, Method::Invite | Method::Update);
     if let Err(stop) = core.supplements.incoming_request(s, side, req).await {
-        return stop.0;
+        return refused(stop.0);
     }
     let mut out = compose::in_dialog(
         s.leg(other),
@@ -310,7 +448,7 @@ async fn relay_claimed(core: &Core, s: &mut Session, side: Side, req: &Message, 
     );
     compose::relay_headers(req, &mut out);
     let offer = compose::sdp_of(req).map(str::to_owned);
-    match (&offer, matches!(method, Method::Invite | Method::Update)) {
+    match (&offer, offer_method) {
         (Some(body), true) => match media::offer(&core.sdp, s, side, body, false).await {
             Ok(Offered::Forward { sdp, handlers }) => {
                 s.media.offer = body.clone();
@@ -328,14 +466,14 @@ async fn relay_claimed(core: &Core, s: &mut Session, side: Side, req: &Message, 
                 if !warning.is_empty() {
                     r.push_header_as_spelled("Warning", &warning);
                 }
-                return r;
+                return refused(r);
             }
             Err(MediaError::Invalid(why)) => {
-                return req.make_response(488, &format!("Not Acceptable Here (SDP: {why})"), None);
+                return refused(req.make_response(488, &format!("Not Acceptable Here (SDP: {why})"), None));
             }
             Err(e) => {
                 warn!(error = %e, "re-offer not negotiated");
-                return req.make_response(500, "Server Internal Error (media negotiation)", None);
+                return refused(req.make_response(500, "Server Internal Error (media negotiation)", None));
             }
         },
         _ => compose::copy_body(req, &mut out),
@@ -347,12 +485,12 @@ async fn relay_claimed(core: &Core, s: &mut Session, side: Side, req: &Message, 
         Ok((_, stream)) => stream,
         Err(e) => {
             warn!(error = %e, "request not relayed");
-            return req.make_response(503, "Service Unavailable (other leg unreachable)", None);
+            return refused(req.make_response(503, "Service Unavailable (other leg unreachable)", None));
         }
     };
     let fin = loop {
         let Some(item) = stream.next().await else {
-            return req.make_response(408, "Request Timeout", None);
+            return refused(req.make_response(408, "Request Timeout", None));
         };
         let Some(Ok(r)) = item.response.map(from_proto) else {
             continue;
@@ -361,29 +499,24 @@ async fn relay_claimed(core: &Core, s: &mut Session, side: Side, req: &Message, 
             break r;
         }
     };
-    // The stream of an INVITE stays open for 2xx retransmissions; they are
-    // answered with the same ACK below, once (the edge absorbs the rest).
+    // The stream of an INVITE stays open for 2xx retransmissions; the edge
+    // absorbs them once the ACK below (or the deferred one) is sent.
     tokio::spawn(async move { while stream.next().await.is_some() {} });
     core.supplements.incoming_response(s, other, &fin).await;
     let code = fin.status().unwrap_or(500);
+    let success = (200..300).contains(&code);
     let mut resp = req.make_response(code, fin.reason().unwrap_or(""), None);
-    if method == Method::Invite && (200..300).contains(&code) {
-        // The ACK of the other leg's 2xx goes now: the legs are separate
-        // dialogs, and the sender's ACK needs nothing from it.
-        let ack = compose::in_dialog(s.leg(other), Method::Ack, cseq_out, "");
-        if let Err(e) = core.edges.send_ack(&out_edge, &ack, flow).await {
-            warn!(error = %e, "ACK of a re-INVITE not sent");
-        }
-    }
-    if (200..300).contains(&code) && matches!(method, Method::Invite | Method::Update) {
+    let mut ack_pending = None;
+    let mut targets = None;
+    if success && offer_method {
         resp.push_header(
             Known::Contact,
             &contact(&s.id, &s.leg(side).flow, &core.config.contact_host),
         );
-        if let Some(answer) = compose::sdp_of(&fin)
-            && offer.is_some()
-        {
-            match media::answer(&core.sdp, s, side, answer).await {
+        targets = Some((first_contact(req), first_contact(&fin)));
+        match (offer.is_some(), compose::sdp_of(&fin)) {
+            // The other leg answered the offer: the sender gets the answer.
+            (true, Some(answer)) => match media::answer(&core.sdp, s, side, answer).await {
                 Ok(answered) => {
                     s.media.answer = answer.to_owned();
                     s.media.answered = answered.clone();
@@ -394,10 +527,42 @@ async fn relay_claimed(core: &Core, s: &mut Session, side: Side, req: &Message, 
                     set_sdp(&mut resp, &answered);
                 }
                 Err(e) => warn!(error = %e, "re-answer not negotiated"),
+            },
+            // A re-INVITE without offer: the other leg offers in its 2xx;
+            // the sender answers in its ACK (RFC 3261 14.1).
+            (false, Some(their_offer)) if method == Method::Invite => {
+                match media::offer(&core.sdp, s, other, their_offer, false).await {
+                    Ok(Offered::Forward { sdp, handlers }) => {
+                        s.media.offer = their_offer.to_owned();
+                        s.media.forwarded = sdp.clone();
+                        s.media.handlers = handlers;
+                        s.media.offerer = Some(other);
+                        match side {
+                            Side::A => s.media.last_to_a = sdp.clone(),
+                            Side::B => s.media.last_to_b = sdp.clone(),
+                        }
+                        set_sdp(&mut resp, &sdp);
+                        ack_pending = Some(AckPending {
+                            from: side,
+                            cseq_in: req.cseq().map(|c| c.seq).unwrap_or(0),
+                            cseq_out,
+                        });
+                    }
+                    _ => warn!("offer in a 2xx not negotiated"),
+                }
             }
+            _ => {}
         }
     } else {
         compose::copy_body(&fin, &mut resp);
+    }
+    if method == Method::Invite && success && ack_pending.is_none() {
+        // The other leg's 2xx is ACKed now: the legs are separate dialogs
+        // and the sender's ACK carries nothing it needs.
+        let ack = compose::in_dialog(s.leg(other), Method::Ack, cseq_out, "");
+        if let Err(e) = core.edges.send_ack(&out_edge, &ack, flow).await {
+            warn!(error = %e, "ACK of a re-INVITE not sent");
+        }
     }
     for name in ["Retry-After", "Warning"] {
         if let Some(v) = fin.header(name) {
@@ -405,5 +570,10 @@ async fn relay_claimed(core: &Core, s: &mut Session, side: Side, req: &Message, 
         }
     }
     core.supplements.outgoing(s, side, &mut resp).await;
-    resp
+    Relayed {
+        response: resp,
+        accepted: success,
+        targets,
+        ack_pending,
+    }
 }

@@ -18,7 +18,7 @@ use tracing::{Instrument, debug, info_span, warn};
 use crate::config::SessionConfig;
 use crate::events::{self, DialogState};
 use crate::links::{Edges, Locations, Negotiators};
-use crate::state::{Phase, Session, Sessions, Side};
+use crate::state::{Phase, Session, Sessions, Side, StateError};
 use crate::supplement::Supplements;
 use crate::{call, dialog, media};
 
@@ -81,20 +81,26 @@ impl Core {
         }
     }
 
-    pub(crate) async fn respond(&self, instance: &str, tx: u64, resp: &Message) {
-        if let Err(e) = self.edges.respond(instance, tx, resp).await {
-            warn!(error = %e, status = resp.status().unwrap_or(0), "response not sent");
+    /// Sends a response on a server transaction; `false` when the edge
+    /// refused it (the transaction was already answered, e.g. 487 after a
+    /// CANCEL, or has ended) or could not be reached.
+    pub(crate) async fn respond(&self, instance: &str, tx: u64, resp: &Message) -> bool {
+        match self.edges.respond(instance, tx, resp).await {
+            Ok(()) => true,
+            Err(e) => {
+                warn!(error = %e, status = resp.status().unwrap_or(0), "response not sent");
+                false
+            }
         }
     }
 
     /// Answers the caller's INVITE from a replica that may not have seen it:
     /// the request is kept with the session.
     pub(crate) async fn respond_invite(&self, s: &mut Session, code: u16, reason: &str) {
-        let Some(invite) = s.a_invite() else {
+        let Some(mut resp) = s.a_response(code, reason) else {
             warn!(session = %s.id, "stored INVITE does not parse");
             return;
         };
-        let mut resp = invite.make_response(code, reason, Some(&s.a.local_tag));
         self.supplements.outgoing(s, Side::A, &mut resp).await;
         self.respond(&s.a_edge, s.a_server_tx, &resp).await;
     }
@@ -159,10 +165,13 @@ impl Core {
                 }
             };
             for timer in claimed {
-                if let Ok(id) = std::str::from_utf8(&timer.payload) {
-                    call::no_answer(&self, id).await;
-                }
-                if let Err(e) = self.sessions.store().complete(&timer).await {
+                let handled = match std::str::from_utf8(&timer.payload) {
+                    Ok(id) => call::no_answer(&self, id).await,
+                    Err(_) => true,
+                };
+                // Not handled (the store failed): the lease runs out and the
+                // timer fires again, here or on another replica.
+                if handled && let Err(e) = self.sessions.store().complete(&timer).await {
                     warn!(error = %e, "no-answer timer not completed");
                 }
             }
@@ -220,7 +229,7 @@ impl RequestHandler for SessionService {
                 tokio::spawn(async move { dialog::ack(&core, msg).await }.instrument(span));
             }
             Method::Cancel => {
-                tokio::spawn(async move { dialog::cancelled(&core, msg).await }.instrument(span));
+                tokio::spawn(async move { dialog::cancelled(&core, tx, msg).await }.instrument(span));
             }
             Method::Invite if msg.to_tag().is_none() => {
                 tokio::spawn(call::invite(core, tx, flow, msg).instrument(span));
@@ -244,9 +253,10 @@ impl RequestHandler for SessionService {
 }
 
 /// Ends a session that is still setting up (CANCEL, early BYE, no answer):
-/// `None` when it had already ended or was answered.
-pub(crate) async fn end_setup(core: &Core, id: &str) -> Option<Session> {
-    match core
+/// `Ok(None)` when it had already ended or was answered; an error when the
+/// store could not say (the caller may retry, e.g. a timer stays due).
+pub(crate) async fn end_setup(core: &Core, id: &str) -> Result<Option<Session>, StateError> {
+    let r = core
         .sessions
         .update(id, |s| {
             if matches!(s.phase, Phase::Trying | Phase::Early) {
@@ -256,12 +266,9 @@ pub(crate) async fn end_setup(core: &Core, id: &str) -> Option<Session> {
                 None
             }
         })
-        .await
-    {
-        Ok(r) => r.map(|(s, _, ())| s),
-        Err(e) => {
-            warn!(session = id, error = %e, "session not ended");
-            None
-        }
+        .await;
+    if let Err(e) = &r {
+        warn!(session = id, error = %e, "session not ended");
     }
+    Ok(r?.map(|(s, _, ())| s))
 }

@@ -131,6 +131,10 @@ pub struct Media {
     /// The o= session ids sipbus uses on each leg.
     pub origin_a: u64,
     pub origin_b: u64,
+    /// The branch whose early SDP the caller got (only that one's is
+    /// relayed).
+    #[serde(default)]
+    pub early_branch: Option<usize>,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
@@ -158,6 +162,19 @@ pub struct Pending {
     pub cseq_out: u32,
     /// Its CSeq on the leg it came from.
     pub cseq_in: u32,
+    /// When it was relayed (a pending offer whose relayer died expires).
+    #[serde(default)]
+    pub since_ms: u64,
+}
+
+/// A re-INVITE without offer was answered 2xx with an offer by the other
+/// leg: that leg's ACK waits for the sender's ACK and its answer.
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct AckPending {
+    pub from: Side,
+    /// The re-INVITE's CSeq on the sender's leg and on the other leg.
+    pub cseq_in: u32,
+    pub cseq_out: u32,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
@@ -180,8 +197,8 @@ pub struct Session {
     pub branches: Vec<Branch>,
     /// The caller's ACK for the 2xx arrived.
     pub a_acked: bool,
-    /// The B-leg re-INVITE whose 2xx still needs the caller's ACK relayed.
-    pub ack_pending: Option<u32>,
+    /// A re-INVITE whose other-leg ACK waits for the sender's.
+    pub ack_pending: Option<AckPending>,
     pub media: Media,
     pub pending: Option<Pending>,
     /// Supplement names, in the order this session runs them.
@@ -211,6 +228,20 @@ impl Session {
         sip_message::Message::parse(Bytes::from(self.a_request.clone())).ok()
     }
 
+    /// A response to the caller's INVITE with sipbus's tag; a
+    /// dialog-creating one (101-299) carries the INVITE's Record-Route
+    /// (RFC 3261 12.1.1), so the caller's route set matches sipbus's.
+    pub fn a_response(&self, code: u16, reason: &str) -> Option<sip_message::Message> {
+        let invite = self.a_invite()?;
+        let mut resp = invite.make_response(code, reason, Some(&self.a.local_tag));
+        if (101..300).contains(&code) {
+            for rr in invite.known_fields(sip_message::Known::RecordRoute) {
+                resp.push_header(sip_message::Known::RecordRoute, rr);
+            }
+        }
+        Some(resp)
+    }
+
     /// Which leg a message with this Call-ID and these tags belongs to:
     /// `from_tag` is the peer's tag, `to_tag` sipbus's.
     pub fn side_of(&self, call_id: &str, from_tag: &str, to_tag: &str) -> Option<Side> {
@@ -235,8 +266,10 @@ pub fn session_key(id: &str) -> String {
     format!("sess:{id}")
 }
 
-fn leg_key(call_id: &str) -> String {
-    format!("leg:{call_id}")
+/// The caller's INVITE by Call-ID and From tag (two INVITEs may share a
+/// Call-ID: a proxy forking to two of our users).
+fn leg_key(call_id: &str, from_tag: &str) -> String {
+    format!("leg:{call_id}:{from_tag}")
 }
 
 /// The session store. A session is one record, `sess:<id>`; its id is
@@ -278,7 +311,7 @@ impl Sessions {
             .await?;
         self.store
             .put(
-                &leg_key(&s.a.call_id),
+                &leg_key(&s.a.call_id, &s.a.remote_tag),
                 Bytes::from(s.id.clone()),
                 Expect::Any,
                 Some(self.index_ttl),
@@ -296,24 +329,29 @@ impl Sessions {
         Ok(Some((s, v.version)))
     }
 
-    /// The session a request belongs to, from its Call-ID and To tag
-    /// (either leg; a request without To tag only during setup).
-    pub async fn find(&self, call_id: &str, to_tag: Option<&str>) -> Result<Option<(Session, u64)>, StateError> {
-        let found = if let Some(id) = call_id.strip_prefix(B_CALL_ID_PREFIX) {
-            self.load(id).await?
-        } else if let Some(tag) = to_tag {
-            self.load(tag).await?
-        } else {
-            let Some(v) = self.store.get(&leg_key(call_id)).await? else {
-                return Ok(None);
-            };
-            match std::str::from_utf8(&v.value) {
-                Ok(id) => self.load(id).await?,
-                Err(_) => None,
-            }
+    /// The session of a request inside a call, from its Call-ID and To
+    /// tag (either leg).
+    pub async fn find(&self, call_id: &str, to_tag: &str) -> Result<Option<(Session, u64)>, StateError> {
+        // The callee leg's Call-ID names the session; a caller's Call-ID may
+        // look the same (another sipbus upstream), so the tag is tried too.
+        if let Some(id) = call_id.strip_prefix(B_CALL_ID_PREFIX)
+            && let Some(found) = self.load(id).await?.filter(|(s, _)| s.b.call_id == call_id)
+        {
+            return Ok(Some(found));
+        }
+        Ok(self.load(to_tag).await?.filter(|(s, _)| s.a.call_id == call_id))
+    }
+
+    /// The session of a caller's INVITE still setting up (for its CANCEL,
+    /// which has no To tag).
+    pub async fn find_setup(&self, call_id: &str, from_tag: &str) -> Result<Option<(Session, u64)>, StateError> {
+        let Some(v) = self.store.get(&leg_key(call_id, from_tag)).await? else {
+            return Ok(None);
         };
-        // A tag that names some other call's session is not this call.
-        Ok(found.filter(|(s, _)| s.a.call_id == call_id || s.b.call_id == call_id))
+        match std::str::from_utf8(&v.value) {
+            Ok(id) => Ok(self.load(id).await?.filter(|(s, _)| s.a.call_id == call_id)),
+            Err(_) => Ok(None),
+        }
     }
 
     /// Applies `change` under a version check, reloading and retrying when
@@ -408,17 +446,18 @@ mod tests {
         sessions.create(&s).await.unwrap();
         // The caller's CANCEL has no To tag: the index; its other requests
         // name the session in the tag; the callee leg's Call-ID names it.
-        let (a, _) = sessions.find("caller-call", None).await.unwrap().unwrap();
-        let (t, _) = sessions.find("caller-call", Some("abc")).await.unwrap().unwrap();
-        let (b, _) = sessions.find("sb-abc", Some("theirs")).await.unwrap().unwrap();
+        let (a, _) = sessions.find_setup("caller-call", "theirs-a").await.unwrap().unwrap();
+        assert!(sessions.find_setup("caller-call", "other-tag").await.unwrap().is_none());
+        let (t, _) = sessions.find("caller-call", "abc").await.unwrap().unwrap();
+        let (b, _) = sessions.find("sb-abc", "theirs").await.unwrap().unwrap();
         assert_eq!(t.id, "abc");
         // A tag naming a session of another call is not this call.
-        assert!(sessions.find("other-call", Some("abc")).await.unwrap().is_none());
+        assert!(sessions.find("other-call", "abc").await.unwrap().is_none());
         assert_eq!((a.id.as_str(), b.id.as_str()), ("abc", "abc"));
         assert_eq!(a.side_of("caller-call", "theirs-a", "ours-a"), Some(Side::A));
         assert_eq!(a.side_of("sb-abc", "theirs-b", "ours-b"), Some(Side::B));
         assert_eq!(a.side_of("caller-call", "theirs-a", "wrong"), None);
-        assert!(sessions.find("unknown", None).await.unwrap().is_none());
+        assert!(sessions.find("unknown", "nope").await.unwrap().is_none());
         // Creating the same session twice is refused (ids never collide
         // silently).
         assert!(sessions.create(&s).await.is_err());

@@ -225,6 +225,12 @@ pub async fn start(target: Target, config: &Config) -> anyhow::Result<Running> {
             })
         }
         Target::SipEdge => {
+            if !config.bus.session.is_empty() && config.edge.instance.is_none() {
+                bail!(
+                    "config: edge.instance: required with bus.session (session-svc reaches this edge by its \
+                     instance name in its bus.edges)"
+                );
+            }
             if config.bus.registrar.is_empty() && config.bus.session.is_empty() {
                 bail!("config: bus.registrar, bus.session: --target sip-edge needs at least one service's addresses");
             }

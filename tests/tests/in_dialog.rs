@@ -60,9 +60,13 @@ impl Ua {
     }
 
     fn recv(&mut self) -> Message {
+        self.try_recv().expect("a message within 5 s")
+    }
+
+    fn try_recv(&mut self) -> Option<Message> {
         let mut buf = vec![0u8; 65536];
         loop {
-            let (n, _) = self.sock.recv_from(&mut buf).expect("a message within 5 s");
+            let (n, _) = self.sock.recv_from(&mut buf).ok()?;
             let m = Message::parse(Bytes::copy_from_slice(&buf[..n])).unwrap();
             if m.is_request() {
                 let key = (
@@ -74,7 +78,7 @@ impl Ua {
                 }
                 self.seen.push(key);
             }
-            return m;
+            return Some(m);
         }
     }
 
@@ -240,6 +244,33 @@ fn glare_update_refer_481_reason_and_privacy() {
     b.reply(&update, 200, "b1", "", &sdp(5000, "sendrecv"));
     assert_eq!(a.final_response(Method::Update).status(), Some(200));
 
+    // A re-INVITE without offer: bob offers in his 200 (with a new
+    // Contact), alice answers in her ACK, and the answer reaches bob in
+    // his ACK.
+    a.send(&in_dialog_a("INVITE", 4, "z9hG4bKa4i", ""), "");
+    let offerless = b.request(Method::Invite);
+    assert!(offerless.body().is_empty(), "{offerless}");
+    b.reply(
+        &offerless,
+        200,
+        "b1",
+        &format!("Contact: <sip:bob-moved@{ba}>"),
+        &sdp(5002, "sendrecv"),
+    );
+    let offer = a.final_response(Method::Invite);
+    assert_eq!(offer.status(), Some(200));
+    assert!(
+        String::from_utf8_lossy(offer.body()).contains("m=audio 5002"),
+        "{offer}"
+    );
+    a.send(&in_dialog_a("ACK", 4, "z9hG4bKa4iack", ""), &sdp(4002, "sendrecv"));
+    let deferred = b.request(Method::Ack);
+    assert!(
+        String::from_utf8_lossy(deferred.body()).contains("m=audio 4002"),
+        "the answer travels in bob's ACK:\n{deferred}\n{}",
+        logs()
+    );
+
     // bob refers alice elsewhere: the REFER and its Refer-To reach her.
     b.send(
         &in_dialog_b("REFER", 2, "z9hG4bKb2", "\nRefer-To: <sip:carol@example.com>"),
@@ -252,7 +283,7 @@ fn glare_update_refer_481_reason_and_privacy() {
 
     // A BYE whose tags name no dialog: 481.
     a.send(
-        &in_dialog_a("BYE", 4, "z9hG4bKa4", "").replace(&a_tag, "not-a-session"),
+        &in_dialog_a("BYE", 5, "z9hG4bKa5b", "").replace(&a_tag, "not-a-session"),
         "",
     );
     assert_eq!(a.final_response(Method::Bye).status(), Some(481));
@@ -269,6 +300,8 @@ fn glare_update_refer_481_reason_and_privacy() {
     );
     assert_eq!(a.final_response(Method::Bye).status(), Some(200));
     let bye = b.request(Method::Bye);
+    // Sent to the Contact of bob's last 2xx (target refresh).
+    assert!(bye.request_uri().unwrap().starts_with("sip:bob-moved@"), "{bye}");
     assert_eq!(
         bye.header("Reason"),
         Some("Q.850;cause=16;text=\"Normal call clearing\""),
@@ -277,6 +310,71 @@ fn glare_update_refer_481_reason_and_privacy() {
     b.reply(&bye, 200, "b1", "", "");
 
     // After the BYE the call is gone: 481.
-    a.send(&in_dialog_a("INFO", 6, "z9hG4bKa6", ""), "");
+    a.send(&in_dialog_a("INFO", 7, "z9hG4bKa7", ""), "");
     assert_eq!(a.final_response(Method::Info).status(), Some(481), "{}", logs());
+}
+
+/// The callee answers although the caller cancelled: its 2xx is ACKed and
+/// the call hung up with a BYE (nobody is left on the other side).
+#[test]
+fn an_answer_after_cancel_is_acked_and_hung_up() {
+    let env = [
+        ("SIPBUS_REGISTRAR__DOMAINS", r#"["example.com"]"#),
+        (
+            "SIPBUS_REGISTRAR__USERS",
+            r#"[{user = "alice", password = "x"}, {user = "bob", password = "x"}]"#,
+        ),
+        ("SIPBUS_REGISTRAR__AUTH__ENABLED", "false"),
+        ("SIPBUS_SESSION__AUTHENTICATE", "false"),
+    ];
+    let sipbus = Sipbus::start("all", &env).unwrap();
+    let logs = || sipbus.log_text();
+    let mut a = Ua::new(sipbus.sip);
+    let mut b = Ua::new(sipbus.sip);
+    let (aa, ba) = (a.addr(), b.addr());
+    b.send(
+        &format!(
+            "REGISTER sip:example.com SIP/2.0\nVia: SIP/2.0/UDP {ba};branch=z9hG4bKr1;rport\n\
+             From: <sip:bob@example.com>;tag=r1\nTo: <sip:bob@example.com>\nCall-ID: reg-2\nCSeq: 1 REGISTER\n\
+             Contact: <sip:bob@{ba}>\nExpires: 300\nMax-Forwards: 70"
+        ),
+        "",
+    );
+    assert_eq!(b.final_response(Method::Register).status(), Some(200));
+    let head = |method: &str| {
+        format!(
+            "{method} sip:bob@example.com SIP/2.0\nVia: SIP/2.0/UDP {aa};branch=z9hG4bKc1;rport\n\
+             From: <sip:alice@example.com>;tag=a9\nTo: <sip:bob@example.com>\nCall-ID: call-2\n\
+             CSeq: 1 {method}\nContact: <sip:alice@{aa}>\nMax-Forwards: 70"
+        )
+    };
+    a.send(&head("INVITE"), &sdp(4000, "sendrecv"));
+    let inv = b.request(Method::Invite);
+    b.reply(&inv, 180, "b9", &format!("Contact: <sip:bob@{ba}>"), "");
+    a.send(&head("CANCEL"), "");
+    assert_eq!(a.final_response(Method::Cancel).status(), Some(200));
+    assert_eq!(a.final_response(Method::Invite).status(), Some(487));
+    let cancel = b.request(Method::Cancel);
+    b.reply(&cancel, 200, "b9", "", "");
+    // bob answers anyway.
+    b.reply(
+        &inv,
+        200,
+        "b9",
+        &format!("Contact: <sip:bob@{ba}>"),
+        &sdp(5000, "sendrecv"),
+    );
+    let mut got = Vec::new();
+    while got.len() < 2 {
+        let Some(m) = b.try_recv() else {
+            panic!("bob got only {got:?}:\n{}", logs());
+        };
+        if m.is_request() {
+            got.push(m.method().cloned().unwrap());
+            if m.method() == Some(&Method::Bye) {
+                b.reply(&m, 200, "b9", "", "");
+            }
+        }
+    }
+    assert_eq!(got, [Method::Ack, Method::Bye], "{}", logs());
 }

@@ -1,8 +1,11 @@
 //! `[registrar]`: which domains and users it serves, how long bindings
 //! live, and how REGISTERs authenticate.
 
+use std::collections::HashMap;
+use std::time::Duration;
+
 use serde::{Deserialize, Serialize};
-use sip_auth::Algorithm;
+use sip_auth::{Algorithm, Authenticator, Secret};
 
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default)]
@@ -153,5 +156,49 @@ impl RegistrarConfig {
             }
         }
         if errors.is_empty() { Ok(()) } else { Err(errors) }
+    }
+}
+
+impl RegistrarConfig {
+    /// Every user's secret by (user, domain), domains lowercased; a user
+    /// without a domain is in the first of `domains`. session-svc checks
+    /// callers against the same table.
+    pub fn secrets(&self) -> HashMap<(String, String), Secret> {
+        let default_domain = self.domains.first().cloned().unwrap_or_default().to_ascii_lowercase();
+        self.users
+            .iter()
+            .map(|u| {
+                let domain = u
+                    .domain
+                    .clone()
+                    .unwrap_or_else(|| default_domain.clone())
+                    .to_ascii_lowercase();
+                let secret = match &u.password {
+                    Some(p) => Secret::Password(p.clone()),
+                    None => Secret::Ha1 {
+                        md5: u.ha1_md5.clone(),
+                        sha256: u.ha1_sha256.clone(),
+                    },
+                };
+                ((u.user.clone(), domain), secret)
+            })
+            .collect()
+    }
+
+    /// A digest challenger for `realm` with the configured nonce key (a
+    /// random one for this process when none is set: fine for one process,
+    /// not for replicas), lifetime and algorithms.
+    pub fn authenticator(&self, realm: &str) -> Authenticator {
+        let key = if self.auth.nonce_key.is_empty() {
+            (0..32).map(|_| fastrand::u8(..)).collect::<Vec<u8>>()
+        } else {
+            self.auth.nonce_key.as_bytes().to_vec()
+        };
+        Authenticator::new(
+            realm,
+            &key,
+            Duration::from_secs(self.auth.nonce_lifetime_s),
+            self.auth.algorithms.clone(),
+        )
     }
 }

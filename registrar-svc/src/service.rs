@@ -63,44 +63,15 @@ struct Wanted {
 
 impl Registrar {
     pub fn new(config: RegistrarConfig, store: Store) -> Self {
-        let key = if config.auth.nonce_key.is_empty() {
-            // One process: a random key is as good as any.
-            (0..32).map(|_| fastrand::u8(..)).collect::<Vec<u8>>()
-        } else {
-            config.auth.nonce_key.as_bytes().to_vec()
-        };
-        let lifetime = Duration::from_secs(config.auth.nonce_lifetime_s);
         let auth = config
             .domains
             .iter()
             .map(|d| {
                 let realm = config.auth.realm.clone().unwrap_or_else(|| d.clone());
-                (
-                    d.to_ascii_lowercase(),
-                    Authenticator::new(&realm, &key, lifetime, config.auth.algorithms.clone()),
-                )
+                (d.to_ascii_lowercase(), config.authenticator(&realm))
             })
             .collect();
-        let default_domain = config.domains.first().cloned().unwrap_or_default().to_ascii_lowercase();
-        let users = config
-            .users
-            .iter()
-            .map(|u| {
-                let domain = u
-                    .domain
-                    .clone()
-                    .unwrap_or_else(|| default_domain.clone())
-                    .to_ascii_lowercase();
-                let secret = match &u.password {
-                    Some(p) => Secret::Password(p.clone()),
-                    None => Secret::Ha1 {
-                        md5: u.ha1_md5.clone(),
-                        sha256: u.ha1_sha256.clone(),
-                    },
-                };
-                ((u.user.clone(), domain), secret)
-            })
-            .collect();
+        let users = config.secrets();
         Self {
             config,
             store,

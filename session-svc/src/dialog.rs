@@ -13,6 +13,11 @@ use crate::media::{self, MediaError, Offered};
 use crate::service::{Core, end_setup};
 use crate::state::{AckPending, Pending, Phase, Session, Side};
 
+/// Answers `req` with a bare status.
+async fn reply(core: &Core, edge: &str, tx: u64, req: &Message, code: u16, reason: &str) {
+    core.respond(edge, tx, &req.make_response(code, reason, None)).await;
+}
+
 /// The ACK of a 2xx. The caller's ACK for the call's 2xx is relayed to the
 /// callee (with the answer, for a late offer); ACKs of re-INVITEs were sent
 /// on the other leg when their 2xx arrived.
@@ -146,53 +151,43 @@ pub(crate) async fn cancelled(core: &Core, tx: u64, cancel: Message) {
 /// Any other request with a To tag.
 pub(crate) async fn request(core: &Core, tx: u64, flow: pb::Flow, req: Message) {
     let edge = flow.edge_instance.clone();
-    let reply = |code: u16, reason: &str| req.make_response(code, reason, None);
     let (Ok(call_id), Some(from_tag), Some(to_tag), Ok(cseq)) =
         (req.call_id(), req.from_tag(), req.to_tag(), req.cseq())
     else {
-        core.respond(&edge, tx, &reply(400, "Bad Request (dialog identifiers)"))
-            .await;
+        reply(core, &edge, tx, &req, 400, "Bad Request (dialog identifiers)").await;
         return;
     };
     let found = match core.sessions.find(call_id, to_tag).await {
         Ok(f) => f,
         Err(e) => {
             warn!(error = %e, "session not loaded");
-            core.respond(&edge, tx, &reply(503, "Service Unavailable (session store)"))
-                .await;
+            reply(core, &edge, tx, &req, 503, "Service Unavailable (session store)").await;
             return;
         }
     };
     let Some((s, version)) = found else {
-        core.respond(&edge, tx, &reply(481, "Call/Transaction Does Not Exist"))
-            .await;
+        reply(core, &edge, tx, &req, 481, "Call/Transaction Does Not Exist").await;
         return;
     };
     let Some(side) = s.side_of(call_id, from_tag, to_tag) else {
-        core.respond(&edge, tx, &reply(481, "Call/Transaction Does Not Exist (tags)"))
-            .await;
+        reply(core, &edge, tx, &req, 481, "Call/Transaction Does Not Exist (tags)").await;
         return;
     };
     let method = req.method().cloned().unwrap_or(Method::Options);
-    if cseq.seq <= s.leg(side).remote_cseq && !(side == Side::A && cseq.seq == s.a_invite_cseq && method == Method::Bye)
-    {
-        // RFC 3261 12.2.2: lower than the last one is an error.
-        if cseq.seq < s.leg(side).remote_cseq {
-            core.respond(&edge, tx, &reply(500, "Server Internal Error (CSeq out of order)"))
-                .await;
-            return;
-        }
+    // RFC 3261 12.2.2: lower than the last one is an error (an equal one is
+    // a retransmission, which the edge's transaction absorbs).
+    if cseq.seq < s.leg(side).remote_cseq {
+        reply(core, &edge, tx, &req, 500, "Server Internal Error (CSeq out of order)").await;
+        return;
     }
     match method {
         Method::Bye => bye(core, tx, &edge, (s, version), side, req).await,
         _ if s.phase == Phase::Ended => {
-            core.respond(&edge, tx, &reply(481, "Call/Transaction Does Not Exist (ended)"))
-                .await;
+            reply(core, &edge, tx, &req, 481, "Call/Transaction Does Not Exist (ended)").await;
         }
         _ if s.phase != Phase::Confirmed => {
             // Early-dialog requests other than BYE are not relayed yet.
-            core.respond(&edge, tx, &reply(491, "Request Pending (call not answered yet)"))
-                .await;
+            reply(core, &edge, tx, &req, 491, "Request Pending (call not answered yet)").await;
         }
         _ => relay(core, tx, &edge, (s, version), side, req).await,
     }
@@ -216,22 +211,12 @@ async fn bye(core: &Core, tx: u64, edge: &str, (s, version): (Session, u64), sid
             Ok(None) => match core.sessions.load(&s.id).await {
                 Ok(Some(current)) => current,
                 _ => {
-                    core.respond(
-                        edge,
-                        tx,
-                        &req.make_response(481, "Call/Transaction Does Not Exist", None),
-                    )
-                    .await;
+                    reply(core, edge, tx, &req, 481, "Call/Transaction Does Not Exist").await;
                     return;
                 }
             },
             Err(_) => {
-                core.respond(
-                    edge,
-                    tx,
-                    &req.make_response(500, "Server Internal Error (session store)", None),
-                )
-                .await;
+                reply(core, edge, tx, &req, 500, "Server Internal Error (session store)").await;
                 return;
             }
         }
@@ -257,22 +242,12 @@ async fn bye(core: &Core, tx: u64, edge: &str, (s, version): (Session, u64), sid
     let (mut s, cseq_out) = match ended {
         Ok(Some((s, _, cseq))) => (s, cseq),
         Ok(None) => {
-            core.respond(
-                edge,
-                tx,
-                &req.make_response(481, "Call/Transaction Does Not Exist (ended)", None),
-            )
-            .await;
+            reply(core, edge, tx, &req, 481, "Call/Transaction Does Not Exist (ended)").await;
             return;
         }
         Err(e) => {
             warn!(error = %e, "BYE not applied");
-            core.respond(
-                edge,
-                tx,
-                &req.make_response(500, "Server Internal Error (session store)", None),
-            )
-            .await;
+            reply(core, edge, tx, &req, 500, "Server Internal Error (session store)").await;
             return;
         }
     };
@@ -349,27 +324,16 @@ async fn relay(core: &Core, tx: u64, edge: &str, (s, version): (Session, u64), s
     let (mut s, cseq_out) = match claimed {
         Ok(Some((s, _, Some(c)))) => (s, c),
         Ok(Some((_, _, None))) => {
-            core.respond(edge, tx, &req.make_response(491, "Request Pending", None))
-                .await;
+            reply(core, edge, tx, &req, 491, "Request Pending").await;
             return;
         }
         Ok(None) => {
-            core.respond(
-                edge,
-                tx,
-                &req.make_response(481, "Call/Transaction Does Not Exist", None),
-            )
-            .await;
+            reply(core, edge, tx, &req, 481, "Call/Transaction Does Not Exist").await;
             return;
         }
         Err(e) => {
             warn!(error = %e, "request not applied");
-            core.respond(
-                edge,
-                tx,
-                &req.make_response(500, "Server Internal Error (session store)", None),
-            )
-            .await;
+            reply(core, edge, tx, &req, 500, "Server Internal Error (session store)").await;
             return;
         }
     };

@@ -401,10 +401,9 @@ impl Sessions {
 }
 
 #[cfg(test)]
-mod tests {
-    use super::*;
-
-    fn session(id: &str) -> Session {
+impl Session {
+    /// A session with both legs' identifiers set, as unit tests need it.
+    pub(crate) fn for_tests(id: &str) -> Session {
         Session {
             id: id.into(),
             phase: Phase::Trying,
@@ -437,6 +436,15 @@ mod tests {
             data: BTreeMap::new(),
             started_ms: 0,
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn session(id: &str) -> Session {
+        Session::for_tests(id)
     }
 
     #[tokio::test]

@@ -14,7 +14,6 @@ use proto::sdp::v1::sdp_negotiator_server::SdpNegotiatorServer;
 use registrar_svc::{Registrar, RegistrarService};
 use sdp_svc::Negotiator;
 use session_svc::{Core, Directory, Edges, LocalEdge, Locations, Negotiators, SessionService, Supplements};
-use sip_auth::{Authenticator, Secret};
 use sip_edge::RunningEdge;
 use sip_message::Method;
 use state_store::Store;
@@ -113,40 +112,21 @@ fn directory(config: &Config) -> Directory {
         .iter()
         .map(|d| d.to_ascii_lowercase())
         .collect();
-    let first = domains.first().cloned().unwrap_or_default();
-    let users = config
+    let realm = config
         .registrar
-        .users
-        .iter()
-        .map(|u| {
-            let domain = u.domain.clone().unwrap_or_else(|| first.clone()).to_ascii_lowercase();
-            let secret = match &u.password {
-                Some(p) => Secret::Password(p.clone()),
-                None => Secret::Ha1 {
-                    md5: u.ha1_md5.clone(),
-                    sha256: u.ha1_sha256.clone(),
-                },
-            };
-            ((u.user.clone(), domain), secret)
-        })
-        .collect();
-    let a = &config.registrar.auth;
-    let auth = config.session.authenticate.then(|| {
-        let key = if a.nonce_key.is_empty() {
-            // One process: a random key is as good as any.
-            (0..32).map(|_| fastrand::u8(..)).collect::<Vec<u8>>()
-        } else {
-            a.nonce_key.as_bytes().to_vec()
-        };
-        let realm = a.realm.clone().unwrap_or_else(|| first.clone());
-        Authenticator::new(
-            &realm,
-            &key,
-            Duration::from_secs(a.nonce_lifetime_s),
-            a.algorithms.clone(),
-        )
-    });
-    Directory { domains, users, auth }
+        .auth
+        .realm
+        .clone()
+        .unwrap_or_else(|| domains.first().cloned().unwrap_or_default());
+    let auth = config
+        .session
+        .authenticate
+        .then(|| config.registrar.authenticator(&realm));
+    Directory {
+        domains,
+        users: config.registrar.secrets(),
+        auth,
+    }
 }
 
 fn negotiator(config: &Config) -> anyhow::Result<Negotiator> {

@@ -230,19 +230,7 @@ impl RedisStore {
     }
 
     pub(crate) async fn publish(&self, stream: &str, payload: Bytes) -> Result<()> {
-        let mut conn = self.conn.clone();
-        let _: String = redis::cmd("XADD")
-            .arg(stream)
-            .arg("MAXLEN")
-            .arg("~")
-            .arg(EVENT_LOG_LEN)
-            .arg("*")
-            .arg("p")
-            .arg(payload.as_ref())
-            .query_async(&mut conn)
-            .await
-            .map_err(unavailable("publish"))?;
-        Ok(())
+        self.publish_many(stream, &[payload]).await
     }
 
     pub(crate) async fn publish_many(&self, stream: &str, payloads: &[Bytes]) -> Result<()> {

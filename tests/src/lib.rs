@@ -404,3 +404,37 @@ pub fn register_contact(server: SocketAddr, user: &str, port: u16) -> Result<()>
     }
     Ok(())
 }
+
+/// A SIPp caller placing one call to `user@domain` through `server` with
+/// a caller scenario (`-s user -key domain domain`), from a free port.
+pub fn sipp_caller(
+    server: SocketAddr,
+    scenario_path: &str,
+    user: &str,
+    domain: &str,
+    extra: &[&str],
+) -> Result<SippResult> {
+    let target = server.to_string();
+    let port = free_port()?.to_string();
+    let mut args = vec![
+        target.as_str(),
+        "-sf",
+        scenario_path,
+        "-s",
+        user,
+        "-key",
+        "domain",
+        domain,
+        "-i",
+        "127.0.0.1",
+        "-p",
+        &port,
+        "-m",
+        "1",
+        "-timeout",
+        "40s",
+        "-timeout_error",
+    ];
+    args.extend_from_slice(extra);
+    run_sipp(&args, Duration::from_secs(50))
+}

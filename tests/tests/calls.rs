@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use sipbus_tests::{
-    Background, CallSplit, Sipbus, SippResult, free_port, register_contact, run_sipp, scenario, temp_file,
+    Background, CallSplit, Sipbus, SippResult, free_port, register_contact, scenario, sipp_caller, temp_file,
 };
 use state_store::testing::RedisServer;
 
@@ -69,29 +69,7 @@ fn callee(scenario_name: &str, port: u16, extra: &[&str]) -> Background {
 
 /// The caller: one call from alice to `user` with `scenario`.
 fn caller(server: SocketAddr, scenario_path: &str, user: &str, extra: &[&str]) -> anyhow::Result<SippResult> {
-    let target = server.to_string();
-    let port = free_port()?.to_string();
-    let mut args = vec![
-        target.as_str(),
-        "-sf",
-        scenario_path,
-        "-s",
-        user,
-        "-key",
-        "domain",
-        "example.com",
-        "-i",
-        "127.0.0.1",
-        "-p",
-        &port,
-        "-m",
-        "1",
-        "-timeout",
-        "40s",
-        "-timeout_error",
-    ];
-    args.extend_from_slice(extra);
-    run_sipp(&args, Duration::from_secs(50))
+    sipp_caller(server, scenario_path, user, "example.com", extra)
 }
 
 fn check(r: &SippResult, what: &str, logs: &dyn Fn() -> String) {
@@ -349,30 +327,7 @@ fn calls_to_other_domains() -> anyhow::Result<()> {
     let other = |domain: &str, status: u16, server: SocketAddr| -> anyhow::Result<SippResult> {
         let text = std::fs::read_to_string(scenario("call_uac_reject.xml"))?.replace("[status]", &status.to_string());
         let file = temp_file(&format!("other-{status}-{}.xml", server.port()), &text)?;
-        let target = server.to_string();
-        let port = free_port()?.to_string();
-        run_sipp(
-            &[
-                &target,
-                "-sf",
-                file.to_str().unwrap_or_default(),
-                "-s",
-                "dave",
-                "-key",
-                "domain",
-                domain,
-                "-i",
-                "127.0.0.1",
-                "-p",
-                &port,
-                "-m",
-                "1",
-                "-timeout",
-                "20s",
-                "-timeout_error",
-            ],
-            Duration::from_secs(30),
-        )
+        sipp_caller(server, file.to_str().unwrap_or_default(), "dave", domain, &[])
     };
     let closed = Sipbus::start("all", &call_env())?;
     check(&other("elsewhere.example", 404, closed.sip)?, "non-local: 404", &|| {
@@ -386,30 +341,7 @@ fn calls_to_other_domains() -> anyhow::Result<()> {
     env.push(("SIPBUS_SESSION__OUTBOUND", &outbound));
     let open = Sipbus::start("all", &env)?;
     let b = callee("call_uas.xml", gateway, &[]);
-    let target = open.sip.to_string();
-    let port = free_port()?.to_string();
-    let a = run_sipp(
-        &[
-            &target,
-            "-sf",
-            &path("call_uac.xml"),
-            "-s",
-            "dave",
-            "-key",
-            "domain",
-            "elsewhere.example",
-            "-i",
-            "127.0.0.1",
-            "-p",
-            &port,
-            "-m",
-            "1",
-            "-timeout",
-            "20s",
-            "-timeout_error",
-        ],
-        Duration::from_secs(30),
-    )?;
+    let a = sipp_caller(open.sip, &path("call_uac.xml"), "dave", "elsewhere.example", &[])?;
     check(&a, "non-local through the outbound target (caller)", &|| {
         open.log_text()
     });

@@ -17,7 +17,7 @@ use proto::sdp::v1::sdp_handler_server::{SdpHandler, SdpHandlerServer};
 use proto::session::v1 as spb;
 use proto::session::v1::session_supplement_server::{SessionSupplement, SessionSupplementServer};
 use sip_message::Message;
-use sipbus_tests::{Background, Sipbus, free_port, register_contact, run_sipp, scenario, temp_file};
+use sipbus_tests::{Background, Sipbus, free_port, register_contact, scenario, sipp_caller, temp_file};
 use tonic::{Request, Response, Status};
 
 struct Screen;
@@ -151,32 +151,12 @@ fn text_call(server: SocketAddr, round: &str) -> anyhow::Result<CallTraces> {
     .collect();
     let b = Background::start(args, Duration::from_secs(40));
     std::thread::sleep(Duration::from_millis(300));
-    let target = server.to_string();
-    let caller_port = free_port()?.to_string();
-    let a = run_sipp(
-        &[
-            &target,
-            "-sf",
-            &uac,
-            "-s",
-            "ext",
-            "-key",
-            "domain",
-            "example.com",
-            "-i",
-            "127.0.0.1",
-            "-p",
-            &caller_port,
-            "-m",
-            "1",
-            "-timeout",
-            "30s",
-            "-timeout_error",
-            "-trace_msg",
-            "-message_file",
-            caller_trace.to_str().unwrap_or_default(),
-        ],
-        Duration::from_secs(40),
+    let a = sipp_caller(
+        server,
+        &uac,
+        "ext",
+        "example.com",
+        &["-trace_msg", "-message_file", caller_trace.to_str().unwrap_or_default()],
     )?;
     assert_eq!(a.exit_code, Some(0), "caller ({round}): {}", a.output);
     let b = b.finish()?;
@@ -190,30 +170,7 @@ fn text_call(server: SocketAddr, round: &str) -> anyhow::Result<CallTraces> {
 fn refused(server: SocketAddr, user: &str, status: u16) -> anyhow::Result<sipbus_tests::SippResult> {
     let text = std::fs::read_to_string(scenario("call_uac_reject.xml"))?.replace("[status]", &status.to_string());
     let file = temp_file(&format!("ext-reject-{status}-{user}.xml"), &text)?;
-    let target = server.to_string();
-    let port = free_port()?.to_string();
-    run_sipp(
-        &[
-            &target,
-            "-sf",
-            file.to_str().unwrap_or_default(),
-            "-s",
-            user,
-            "-key",
-            "domain",
-            "example.com",
-            "-i",
-            "127.0.0.1",
-            "-p",
-            &port,
-            "-m",
-            "1",
-            "-timeout",
-            "20s",
-            "-timeout_error",
-        ],
-        Duration::from_secs(30),
-    )
+    sipp_caller(server, file.to_str().unwrap_or_default(), user, "example.com", &[])
 }
 
 /// Serves `router` on its own runtime: dropping the runtime stops the

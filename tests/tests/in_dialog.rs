@@ -115,8 +115,9 @@ impl Ua {
     }
 }
 
-#[test]
-fn glare_update_refer_481_reason_and_privacy() {
+/// sipbus all-in-one without authentication (these agents do no digest),
+/// alice's and bob's agents, bob registered.
+fn start() -> (Sipbus, Ua, Ua) {
     let env = [
         ("SIPBUS_REGISTRAR__DOMAINS", r#"["example.com"]"#),
         (
@@ -127,12 +128,9 @@ fn glare_update_refer_481_reason_and_privacy() {
         ("SIPBUS_SESSION__AUTHENTICATE", "false"),
     ];
     let sipbus = Sipbus::start("all", &env).unwrap();
-    let logs = || sipbus.log_text();
-    let mut a = Ua::new(sipbus.sip);
+    let a = Ua::new(sipbus.sip);
     let mut b = Ua::new(sipbus.sip);
-    let (aa, ba) = (a.addr(), b.addr());
-
-    // bob registers.
+    let ba = b.addr();
     b.send(
         &format!(
             "REGISTER sip:example.com SIP/2.0\nVia: SIP/2.0/UDP {ba};branch=z9hG4bKr1;rport\n\
@@ -141,7 +139,20 @@ fn glare_update_refer_481_reason_and_privacy() {
         ),
         "",
     );
-    assert_eq!(b.final_response(Method::Register).status(), Some(200), "{}", logs());
+    assert_eq!(
+        b.final_response(Method::Register).status(),
+        Some(200),
+        "{}",
+        sipbus.log_text()
+    );
+    (sipbus, a, b)
+}
+
+#[test]
+fn glare_update_refer_481_reason_and_privacy() {
+    let (sipbus, mut a, mut b) = start();
+    let logs = || sipbus.log_text();
+    let (aa, ba) = (a.addr(), b.addr());
 
     // alice calls bob, asking for privacy.
     let invite_head = |cseq: u32, branch: &str, to_tag: &str, ruri: &str| {
@@ -318,29 +329,9 @@ fn glare_update_refer_481_reason_and_privacy() {
 /// the call hung up with a BYE (nobody is left on the other side).
 #[test]
 fn an_answer_after_cancel_is_acked_and_hung_up() {
-    let env = [
-        ("SIPBUS_REGISTRAR__DOMAINS", r#"["example.com"]"#),
-        (
-            "SIPBUS_REGISTRAR__USERS",
-            r#"[{user = "alice", password = "x"}, {user = "bob", password = "x"}]"#,
-        ),
-        ("SIPBUS_REGISTRAR__AUTH__ENABLED", "false"),
-        ("SIPBUS_SESSION__AUTHENTICATE", "false"),
-    ];
-    let sipbus = Sipbus::start("all", &env).unwrap();
+    let (sipbus, mut a, mut b) = start();
     let logs = || sipbus.log_text();
-    let mut a = Ua::new(sipbus.sip);
-    let mut b = Ua::new(sipbus.sip);
     let (aa, ba) = (a.addr(), b.addr());
-    b.send(
-        &format!(
-            "REGISTER sip:example.com SIP/2.0\nVia: SIP/2.0/UDP {ba};branch=z9hG4bKr1;rport\n\
-             From: <sip:bob@example.com>;tag=r1\nTo: <sip:bob@example.com>\nCall-ID: reg-2\nCSeq: 1 REGISTER\n\
-             Contact: <sip:bob@{ba}>\nExpires: 300\nMax-Forwards: 70"
-        ),
-        "",
-    );
-    assert_eq!(b.final_response(Method::Register).status(), Some(200));
     let head = |method: &str| {
         format!(
             "{method} sip:bob@example.com SIP/2.0\nVia: SIP/2.0/UDP {aa};branch=z9hG4bKc1;rport\n\

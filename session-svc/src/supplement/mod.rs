@@ -434,7 +434,6 @@ mod tests {
     use tonic::Response;
 
     use super::*;
-    use crate::state::{Leg, Media, Phase};
 
     /// Records what it heard in a shared log; optionally stops INVITEs;
     /// counts its calls in its datastore.
@@ -522,26 +521,8 @@ mod tests {
 
     fn session(chain: Vec<String>) -> Session {
         Session {
-            id: "s1".into(),
-            phase: Phase::Trying,
-            caller: "sip:alice@example.com".into(),
-            callee: "sip:bob@example.com".into(),
-            endpoint: String::new(),
-            a: Leg::default(),
-            b: Leg::default(),
-            a_request: String::new(),
-            a_edge: String::new(),
-            a_server_tx: 0,
-            a_invite_cseq: 1,
-            b_invite_cseq: 1,
-            branches: Vec::new(),
-            a_acked: false,
-            ack_pending: None,
-            media: Media::default(),
-            pending: None,
             chain,
-            data: Default::default(),
-            started_ms: 0,
+            ..Session::for_tests("s1")
         }
     }
 

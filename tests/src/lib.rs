@@ -368,6 +368,12 @@ impl Background {
 /// at 127.0.0.1:`port`, from that port, so a callee SIPp started on it
 /// afterwards receives the calls.
 pub fn register_contact(server: SocketAddr, user: &str, port: u16) -> Result<()> {
+    register_contact_with(server, user, port, &[])
+}
+
+/// [`register_contact`] with extra SIPp arguments (`-t t1`: over TCP, the
+/// binding then keeps the connection as its flow).
+pub fn register_contact_with(server: SocketAddr, user: &str, port: u16, extra: &[&str]) -> Result<()> {
     let csv = temp_file(
         &format!("reg-{user}-{port}.csv"),
         &format!("SEQUENTIAL\n{user};example.com;3600;{port}\n"),
@@ -377,7 +383,7 @@ pub fn register_contact(server: SocketAddr, user: &str, port: u16) -> Result<()>
     let path = scenario("register_once.xml");
     let r = run_sipp(
         &[
-            &target,
+            target.as_str(),
             "-sf",
             path.to_str().unwrap_or_default(),
             "-inf",
@@ -396,7 +402,10 @@ pub fn register_contact(server: SocketAddr, user: &str, port: u16) -> Result<()>
             "example.com",
             "-timeout",
             "10s",
-        ],
+        ]
+        .into_iter()
+        .chain(extra.iter().copied())
+        .collect::<Vec<_>>(),
         Duration::from_secs(20),
     )?;
     if r.exit_code != Some(0) {

@@ -12,7 +12,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use sipbus_tests::{
-    Background, CallSplit, Sipbus, SippResult, free_port, register_contact, scenario, sipp_caller, temp_file,
+    Background, CallSplit, Sipbus, SippResult, free_port, register_contact, register_contact_with, scenario,
+    sipp_caller, temp_file,
 };
 use state_store::testing::RedisServer;
 
@@ -29,7 +30,7 @@ pub fn call_env() -> Vec<(&'static str, &'static str)> {
                 {user = "cancel", password = "secret"}, {user = "noanswer", password = "secret"},
                 {user = "hold", password = "secret"}, {user = "fork", password = "secret"},
                 {user = "carol", password = "secret"}, {user = "survivor", password = "secret"},
-                {user = "info", password = "secret"}]"#,
+                {user = "info", password = "secret"}, {user = "tcp", password = "secret"}]"#,
         ),
         ("SIPBUS_SESSION__NO_ANSWER_S", "2"),
         // The battery's callers do not authenticate; calls_need_credentials
@@ -107,6 +108,17 @@ fn battery(server: SocketAddr, logs: &dyn Fn() -> String) -> anyhow::Result<()> 
     pair(server, "byer", "call_uas_bye.xml", "call_uac_callee_bye.xml", logs)?;
     pair(server, "hold", "call_uas_hold.xml", "call_uac_hold.xml", logs)?;
     pair(server, "info", "call_uas_info.xml", "call_uac_info.xml", logs)?;
+
+    // Over TCP: the callee registered over a connection is called over it.
+    let port = free_port()?;
+    register_contact_with(server, "tcp", port, &["-t", "t1"])?;
+    let b = callee("call_uas.xml", port, &["-t", "t1"]);
+    check(
+        &caller(server, &path("call_uac.xml"), "tcp", &["-t", "t1"])?,
+        "TCP call (caller)",
+        logs,
+    );
+    check(&b.finish()?, "TCP call (callee)", logs);
     pair(server, "cancel", "uas_noanswer.xml", "call_uac_cancel.xml", logs)?;
 
     // Busy: the callee's 486 reaches the caller.

@@ -777,8 +777,15 @@ async fn answered(
             })
             .await;
     }
-    if let Err(e) = core.sessions.store().cancel(&no_answer_timer(id)).await {
-        debug!(error = %e, "no-answer timer not cancelled");
+    // The same timer now waits for the caller's ACK (RFC 3261 13.3.1.4).
+    let ack_due = now_ms() + core.config.ack_wait_s.saturating_mul(1000);
+    if let Err(e) = core
+        .sessions
+        .store()
+        .schedule(&no_answer_timer(id), ack_due, bytes::Bytes::from(id.to_owned()))
+        .await
+    {
+        debug!(error = %e, "ACK timer not armed");
     }
     events::publish_both(core.sessions.store(), &s, DialogState::Confirmed, None).await;
     info!(branch = idx, "call answered");
@@ -914,13 +921,52 @@ async fn caller_gone(core: &Core, id: &str) {
 pub(crate) async fn no_answer(core: &Core, id: &str) -> bool {
     let mut s = match end_setup(core, id).await {
         Ok(Some(s)) => s,
-        Ok(None) => return true,
+        Ok(None) => return ack_timeout(core, id).await,
         Err(_) => return false,
     };
     info!(session = id, "no answer: cancelling");
     core.cancel_branches(&mut s, None).await;
     core.respond_invite(&mut s, 480, "Temporarily Unavailable (no answer)")
         .await;
+    core.finish(&s, "timeout").await;
+    true
+}
+
+/// The caller never ACKed its 200 (the timer moved there at the answer):
+/// the call is ended with a BYE on each leg (RFC 3261 13.3.1.4), the
+/// callee's 2xx ACKed first. `false` when the store could not be read.
+async fn ack_timeout(core: &Core, id: &str) -> bool {
+    let ended = core
+        .sessions
+        .update(id, |s| {
+            if s.phase != Phase::Confirmed || s.a_acked {
+                return None;
+            }
+            s.phase = Phase::Ended;
+            s.a.local_cseq += 1;
+            s.b.local_cseq += 1;
+            Some(())
+        })
+        .await;
+    let s = match ended {
+        Ok(Some((s, _, ()))) => s,
+        Ok(None) => return true,
+        Err(_) => return false,
+    };
+    info!(session = id, "no ACK from the caller: hanging up both legs");
+    crate::dialog::ack_b(core, &s).await;
+    for side in [Side::A, Side::B] {
+        let leg = s.leg(side);
+        let bye = compose::in_dialog(leg, Method::Bye, leg.local_cseq, "");
+        let flow = leg.flow.to_proto();
+        let edge = core.edges.instance_for(&flow).to_owned();
+        match core.edges.send_request(&edge, &bye, flow).await {
+            Ok((_, mut stream)) => {
+                tokio::spawn(async move { while stream.next().await.is_some() {} });
+            }
+            Err(e) => warn!(error = %e, "BYE not sent"),
+        }
+    }
     core.finish(&s, "timeout").await;
     true
 }

@@ -14,6 +14,9 @@ pub struct SessionConfig {
     /// Seconds a call may ring before every branch is cancelled and the
     /// caller gets 480.
     pub no_answer_s: u64,
+    /// Seconds the caller's ACK may take after its 200 before both legs
+    /// are hung up (RFC 3261 13.3.1.4: 64*T1).
+    pub ack_wait_s: u64,
     /// Bindings rung in parallel at most (the highest q first).
     pub max_branches: usize,
     /// What a call to a domain that is not ours gets.
@@ -40,6 +43,7 @@ impl Default for SessionConfig {
         Self {
             authenticate: true,
             no_answer_s: 60,
+            ack_wait_s: 32,
             max_branches: 10,
             non_local: NonLocal::Reject404,
             outbound: String::new(),

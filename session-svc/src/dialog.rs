@@ -10,7 +10,7 @@ use tracing::{debug, info, warn};
 use crate::compose::{self, contact, set_sdp};
 use crate::events;
 use crate::media::{self, MediaError, Offered};
-use crate::service::{Core, end_setup};
+use crate::service::{Core, end_setup, no_answer_timer};
 use crate::state::{AckPending, Pending, Phase, Session, Side};
 
 /// Answers `req` with a bare status.
@@ -69,6 +69,9 @@ pub(crate) async fn ack(core: &Core, ack: Message) {
         return;
     };
     ack_b(core, &s).await;
+    if let Err(e) = core.sessions.store().cancel(&no_answer_timer(&s.id)).await {
+        debug!(error = %e, "ACK timer not cancelled");
+    }
 }
 
 /// The ACK of a re-INVITE whose 2xx carried the other leg's offer: its

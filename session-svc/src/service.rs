@@ -22,7 +22,8 @@ use crate::state::{Phase, Session, Sessions, Side, StateError};
 use crate::supplement::Supplements;
 use crate::{call, dialog, media};
 
-/// The timer queue of no-answer timers (`noanswer:<session>`).
+/// The timer queue of setup timers (`noanswer:<session>`): no answer while
+/// ringing, then no ACK after the answer.
 pub const NO_ANSWER_QUEUE: &str = "noanswer";
 
 /// Who is ours: the registrar's domains and users, and how callers prove

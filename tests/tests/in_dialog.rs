@@ -118,7 +118,11 @@ impl Ua {
 /// sipbus all-in-one without authentication (these agents do no digest),
 /// alice's and bob's agents, bob registered.
 fn start() -> (Sipbus, Ua, Ua) {
-    let env = [
+    start_with(&[])
+}
+
+fn start_with(extra: &[(&str, &str)]) -> (Sipbus, Ua, Ua) {
+    let mut env = vec![
         ("SIPBUS_REGISTRAR__DOMAINS", r#"["example.com"]"#),
         (
             "SIPBUS_REGISTRAR__USERS",
@@ -127,6 +131,7 @@ fn start() -> (Sipbus, Ua, Ua) {
         ("SIPBUS_REGISTRAR__AUTH__ENABLED", "false"),
         ("SIPBUS_SESSION__AUTHENTICATE", "false"),
     ];
+    env.extend_from_slice(extra);
     let sipbus = Sipbus::start("all", &env).unwrap();
     let a = Ua::new(sipbus.sip);
     let mut b = Ua::new(sipbus.sip);
@@ -365,6 +370,55 @@ fn an_answer_after_cancel_is_acked_and_hung_up() {
             if m.method() == Some(&Method::Bye) {
                 b.reply(&m, 200, "b9", "", "");
             }
+        }
+    }
+    assert_eq!(got, [Method::Ack, Method::Bye], "{}", logs());
+}
+
+/// The caller never ACKs its 200: after session.ack_wait_s the callee's
+/// 2xx is ACKed and both legs get a BYE.
+#[test]
+fn a_call_never_acked_is_hung_up_on_both_legs() {
+    let (sipbus, mut a, mut b) = start_with(&[("SIPBUS_SESSION__ACK_WAIT_S", "1")]);
+    let logs = || sipbus.log_text();
+    let (aa, ba) = (a.addr(), b.addr());
+    a.send(
+        &format!(
+            "INVITE sip:bob@example.com SIP/2.0\nVia: SIP/2.0/UDP {aa};branch=z9hG4bKn1;rport\n\
+             From: <sip:alice@example.com>;tag=a7\nTo: <sip:bob@example.com>\nCall-ID: call-3\n\
+             CSeq: 1 INVITE\nContact: <sip:alice@{aa}>\nMax-Forwards: 70"
+        ),
+        &sdp(4000, "sendrecv"),
+    );
+    let inv = b.request(Method::Invite);
+    b.reply(
+        &inv,
+        200,
+        "b7",
+        &format!("Contact: <sip:bob@{ba}>"),
+        &sdp(5000, "sendrecv"),
+    );
+    assert_eq!(a.final_response(Method::Invite).status(), Some(200));
+    // alice stays silent; her 200 is retransmitted meanwhile, then the BYE.
+    let bye_a = loop {
+        let Some(m) = a.try_recv() else {
+            panic!("no BYE for the caller:\n{}", logs());
+        };
+        if m.method() == Some(&Method::Bye) {
+            break m;
+        }
+    };
+    a.reply(&bye_a, 200, "a7", "", "");
+    let mut got = Vec::new();
+    while got.len() < 2 {
+        let Some(m) = b.try_recv() else {
+            panic!("bob got only {got:?}:\n{}", logs());
+        };
+        if let Some(method) = m.method().cloned() {
+            if method == Method::Bye {
+                b.reply(&m, 200, "b7", "", "");
+            }
+            got.push(method);
         }
     }
     assert_eq!(got, [Method::Ack, Method::Bye], "{}", logs());

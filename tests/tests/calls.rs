@@ -113,6 +113,15 @@ fn battery(server: SocketAddr, logs: &dyn Fn() -> String) -> anyhow::Result<()> 
     let port = free_port()?;
     register_contact_with(server, "tcp", port, &["-t", "t1"])?;
     let b = callee("call_uas.xml", port, &["-t", "t1"]);
+    // Over TCP nothing retransmits an INVITE that found no listener yet.
+    let listening = Instant::now();
+    while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
+        assert!(
+            listening.elapsed() < Duration::from_secs(10),
+            "the TCP callee never listened"
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     check(
         &caller(server, &path("call_uac.xml"), "tcp", &["-t", "t1"])?,
         "TCP call (caller)",

@@ -189,7 +189,7 @@ impl Edge for EdgeApi {
         }
         let mut headers = Vec::with_capacity(req.headers.len());
         for h in req.headers {
-            if !is_token(&h.name) || h.value.contains(['\r', '\n']) {
+            if !sip_message::text::is_token(&h.name) || h.value.contains(['\r', '\n']) {
                 return Err(Status::invalid_argument(format!(
                     "header `{}`: not a valid header field",
                     h.name
@@ -203,11 +203,4 @@ impl Edge for EdgeApi {
         }
         Ok(Response::new(pb::CancelReply {}))
     }
-}
-
-/// RFC 3261 25.1 `token`, the grammar of a header field name.
-fn is_token(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b))
 }

@@ -156,10 +156,10 @@ async fn prepare(
     let from_tag = req.from_tag().ok_or_else(|| bad("From without tag"))?.to_owned();
     let call_id = req.call_id().map_err(|_| bad("Call-ID"))?.to_owned();
     let cseq = req.cseq().map_err(|_| bad("CSeq"))?.seq;
-    let target = match req.contacts() {
-        Ok(sip_message::typed::Contacts::List(l)) if !l.is_empty() => l[0].uri_text.to_owned(),
-        _ => return Err(bad("INVITE without a Contact URI")),
-    };
+    let target = compose::first_contact(req);
+    if target.is_empty() {
+        return Err(bad("INVITE without a Contact URI"));
+    }
     let route_set: Vec<String> = req.known_values(Known::RecordRoute).map(str::to_owned).collect();
     let mut head = req.clone();
     head.set_body(bytes::Bytes::new());
@@ -210,10 +210,9 @@ async fn prepare(
             origin_b: u64::from(fastrand::u32(..)),
             ..Media::default()
         },
-        pending: None,
+        offer_pending_since_ms: None,
         chain: core.supplements.chain(),
         data: Default::default(),
-        started_ms: now_ms(),
     };
     core.supplements.begin(&mut s).await;
     if let Err(stop) = core.supplements.incoming_request(&mut s, Side::A, req).await {
@@ -348,7 +347,6 @@ async fn offer_initial(core: &Core, s: &mut Session, req: &Message) -> Result<()
             s.media.offer = body.to_owned();
             s.media.forwarded = sdp.clone();
             s.media.handlers = handlers;
-            s.media.offerer = Some(Side::A);
             s.media.last_to_b = sdp;
             Ok(())
         }
@@ -527,18 +525,18 @@ async fn drive(core: Arc<Core>, mut s: Session, version: u64, req: Message, plan
         let Some((invite, flow)) = sent.get(idx) else { continue };
         match code {
             100 => {}
-            101..=199 => provisional(&core, &s.id, idx, &resp, &mut current).await,
+            101..=199 => provisional(&core, &s.id, &req, idx, &resp, &mut current).await,
             200..=299 => {
                 let branch = Branch0 { idx, invite, flow };
-                answered(&core, &s.id, branch, &resp, &mut outcome, &mut current).await;
+                answered(&core, &s.id, &req, branch, &resp, &mut outcome, &mut current).await;
                 if outcome.all_failed(sent.len()) {
-                    all_failed(&core, &s.id, &outcome).await;
+                    all_failed(&core, &s.id, &req, &outcome).await;
                 }
             }
             _ => {
                 outcome.failed(idx, resp);
                 if outcome.all_failed(sent.len()) {
-                    all_failed(&core, &s.id, &outcome).await;
+                    all_failed(&core, &s.id, &req, &outcome).await;
                 }
             }
         }
@@ -549,7 +547,7 @@ async fn drive(core: Arc<Core>, mut s: Session, version: u64, req: Message, plan
         for (idx, (invite, _)) in sent.iter().enumerate() {
             outcome.failed(idx, invite.make_response(408, "Request Timeout", None));
         }
-        all_failed(&core, &s.id, &outcome).await;
+        all_failed(&core, &s.id, &req, &outcome).await;
     }
 }
 
@@ -586,7 +584,14 @@ impl Outcome {
 
 /// 18x from a branch: the caller hears it (with the early answer when the
 /// branch sent SDP).
-async fn provisional(core: &Core, id: &str, idx: usize, resp: &Message, current: &mut Current) {
+async fn provisional(
+    core: &Core,
+    id: &str,
+    caller_invite: &Message,
+    idx: usize,
+    resp: &Message,
+    current: &mut Current,
+) {
     let early_sdp = compose::sdp_of(resp).map(str::to_owned);
     let written = core
         .sessions
@@ -604,9 +609,7 @@ async fn provisional(core: &Core, id: &str, idx: usize, resp: &Message, current:
     };
     core.supplements.incoming_response(&mut s, Side::B, resp).await;
     let code = resp.status().unwrap_or(180);
-    let Some(mut out) = s.a_response(code, resp.reason().unwrap_or("Ringing")) else {
-        return;
-    };
+    let mut out = s.a_response_to(caller_invite, code, resp.reason().unwrap_or("Ringing"));
     out.push_header(Known::Contact, &contact(&s.id, &s.a.flow, &core.config.contact_host));
     // The caller's dialog gets one early answer (RFC 3264: one answer per
     // offer): from the first branch that sends SDP; that branch repeats it.
@@ -659,6 +662,7 @@ struct Branch0<'a> {
 async fn answered(
     core: &Core,
     id: &str,
+    caller_invite: &Message,
     branch: Branch0<'_>,
     resp: &Message,
     outcome: &mut Outcome,
@@ -680,10 +684,7 @@ async fn answered(
         return;
     }
     let to_tag = resp.to_tag().unwrap_or("").to_owned();
-    let target = match resp.contacts() {
-        Ok(sip_message::typed::Contacts::List(l)) if !l.is_empty() => l[0].uri_text.to_owned(),
-        _ => String::new(),
-    };
+    let target = compose::first_contact(resp);
     if target.is_empty() || to_tag.is_empty() {
         // Nothing to ACK or hang up: the branch failed.
         warn!("2xx without Contact or To tag: branch failed");
@@ -737,7 +738,7 @@ async fn answered(
     outcome.winner = Some(idx);
     outcome.winner_tag = to_tag.clone();
     core.supplements.incoming_response(&mut s, Side::B, resp).await;
-    let Some(mut ok) = s.a_response(200, "OK") else { return };
+    let mut ok = s.a_response_to(caller_invite, 200, "OK");
     ok.push_header(Known::Contact, &contact(&s.id, &s.a.flow, &core.config.contact_host));
     ok.push_header(
         Known::Allow,
@@ -800,7 +801,6 @@ async fn negotiate_answer(core: &Core, s: &mut Session, body: Option<&str>) -> O
                 s.media.offer = offer.to_owned();
                 s.media.forwarded = sdp.clone();
                 s.media.handlers = handlers;
-                s.media.offerer = Some(Side::B);
                 s.media.last_to_a = sdp.clone();
                 Some(sdp)
             }
@@ -824,10 +824,10 @@ async fn negotiate_answer(core: &Core, s: &mut Session, body: Option<&str>) -> O
 
 /// ACK and BYE for a 2xx nobody wants.
 async fn hang_up_stray(core: &Core, invite: &Message, resp: &Message, flow: &FlowRec) {
-    let target = match resp.contacts() {
-        Ok(sip_message::typed::Contacts::List(l)) if !l.is_empty() => l[0].uri_text.to_owned(),
-        _ => return,
-    };
+    let target = compose::first_contact(resp);
+    if target.is_empty() {
+        return;
+    }
     let leg = Leg {
         call_id: invite.call_id().unwrap_or("").to_owned(),
         local_tag: invite.from_tag().unwrap_or("").to_owned(),
@@ -860,16 +860,14 @@ async fn hang_up_stray(core: &Core, invite: &Message, resp: &Message, flow: &Flo
 }
 
 /// Every branch failed: the caller gets the best of their answers.
-async fn all_failed(core: &Core, id: &str, outcome: &Outcome) {
+async fn all_failed(core: &Core, id: &str, caller_invite: &Message, outcome: &Outcome) {
     let Some(best) = outcome.best() else { return };
     let Ok(Some(mut s)) = end_setup(core, id).await else {
         return;
     };
     core.supplements.incoming_response(&mut s, Side::B, best).await;
     let (code, reason) = map_failure(best);
-    let Some(mut resp) = s.a_response(code, &reason) else {
-        return;
-    };
+    let mut resp = s.a_response_to(caller_invite, code, &reason);
     if (300..400).contains(&code) {
         for c in best.known_fields(Known::Contact) {
             resp.push_header(Known::Contact, c);

@@ -77,6 +77,15 @@ pub fn copy_body(from: &Message, to: &mut Message) {
     to.set_body(from.body().clone());
 }
 
+/// The URI of the first Contact (a remote target), or "" when there is
+/// none.
+pub fn first_contact(m: &Message) -> String {
+    match m.contacts() {
+        Ok(sip_message::typed::Contacts::List(l)) if !l.is_empty() => l[0].uri_text.to_owned(),
+        _ => String::new(),
+    }
+}
+
 /// A body as `application/sdp`.
 pub fn set_sdp(m: &mut Message, sdp: &str) {
     m.set_header(Known::ContentType, "application/sdp");

@@ -11,7 +11,7 @@ use crate::compose::{self, contact, set_sdp};
 use crate::events;
 use crate::media::{self, MediaError, Offered};
 use crate::service::{Core, end_setup, no_answer_timer};
-use crate::state::{AckPending, Pending, Phase, Session, Side};
+use crate::state::{AckPending, Phase, Session, Side};
 
 /// Answers `req` with a bare status.
 async fn reply(core: &Core, edge: &str, tx: u64, req: &Message, code: u16, reason: &str) {
@@ -302,9 +302,8 @@ async fn relay(core: &Core, tx: u64, edge: &str, (s, version): (Session, u64), s
                 return None;
             }
             let pending = st
-                .pending
-                .as_ref()
-                .is_some_and(|p| now.saturating_sub(p.since_ms) < PENDING_MAX_MS);
+                .offer_pending_since_ms
+                .is_some_and(|since| now.saturating_sub(since) < PENDING_MAX_MS);
             if offer_method && pending {
                 return Some(None);
             }
@@ -313,13 +312,7 @@ async fn relay(core: &Core, tx: u64, edge: &str, (s, version): (Session, u64), s
             st.leg_mut(other).local_cseq += 1;
             let cseq_out = st.leg(other).local_cseq;
             if offer_method {
-                st.pending = Some(Pending {
-                    from: side,
-                    method: method.to_string(),
-                    cseq_out,
-                    cseq_in,
-                    since_ms: now,
-                });
+                st.offer_pending_since_ms = Some(now);
             }
             Some(Some(cseq_out))
         })
@@ -351,7 +344,7 @@ async fn relay(core: &Core, tx: u64, edge: &str, (s, version): (Session, u64), s
         let _ = core
             .sessions
             .update(&s.id, |st| {
-                st.pending = None;
+                st.offer_pending_since_ms = None;
                 st.media = media_now.clone();
                 st.data = data.clone();
                 st.ack_pending = ack_pending.clone();
@@ -385,13 +378,6 @@ struct Relayed {
     ack_pending: Option<AckPending>,
 }
 
-fn first_contact(m: &Message) -> String {
-    match m.contacts() {
-        Ok(sip_message::typed::Contacts::List(l)) if !l.is_empty() => l[0].uri_text.to_owned(),
-        _ => String::new(),
-    }
-}
-
 /// Sends the relayed request and turns the other leg's final response into
 /// the response for `side`.
 async fn relay_claimed(core: &Core, s: &mut Session, side: Side, req: &Message, cseq_out: u32) -> Relayed {
@@ -421,7 +407,6 @@ async fn relay_claimed(core: &Core, s: &mut Session, side: Side, req: &Message, 
                 s.media.offer = body.clone();
                 s.media.forwarded = sdp.clone();
                 s.media.handlers = handlers;
-                s.media.offerer = Some(side);
                 match other {
                     Side::A => s.media.last_to_a = sdp.clone(),
                     Side::B => s.media.last_to_b = sdp.clone(),
@@ -480,7 +465,7 @@ async fn relay_claimed(core: &Core, s: &mut Session, side: Side, req: &Message, 
             Known::Contact,
             &contact(&s.id, &s.leg(side).flow, &core.config.contact_host),
         );
-        targets = Some((first_contact(req), first_contact(&fin)));
+        targets = Some((compose::first_contact(req), compose::first_contact(&fin)));
         match (offer.is_some(), compose::sdp_of(&fin)) {
             // The other leg answered the offer: the sender gets the answer.
             (true, Some(answer)) => match media::answer(&core.sdp, s, side, answer).await {
@@ -503,7 +488,6 @@ async fn relay_claimed(core: &Core, s: &mut Session, side: Side, req: &Message, 
                         s.media.offer = their_offer.to_owned();
                         s.media.forwarded = sdp.clone();
                         s.media.handlers = handlers;
-                        s.media.offerer = Some(other);
                         match side {
                             Side::A => s.media.last_to_a = sdp.clone(),
                             Side::B => s.media.last_to_b = sdp.clone(),

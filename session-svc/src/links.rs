@@ -243,6 +243,23 @@ impl<T: Clone> Replicas<T> {
         let n = self.list.len();
         (0..n).map(move |i| self.list[(start + i) % n].clone())
     }
+
+    /// The first answer of `call` on the replicas in turn; only failures
+    /// that mean "try elsewhere" (unavailable, deadline) move on.
+    async fn first<R, Fut>(&self, service: &str, mut call: impl FnMut(T) -> Fut) -> Result<R, Status>
+    where
+        Fut: Future<Output = Result<tonic::Response<R>, Status>>,
+    {
+        let mut last = Status::unavailable(format!("no {service} replica configured"));
+        for client in self.order() {
+            match call(client).await {
+                Ok(r) => return Ok(r.into_inner()),
+                Err(s) if retryable(&s) => last = s,
+                Err(s) => return Err(s),
+            }
+        }
+        Err(last)
+    }
 }
 
 fn retryable(status: &Status) -> bool {
@@ -270,20 +287,18 @@ impl Locations {
             service: "registrar",
             status,
         };
-        match self {
-            Locations::Local(r) => Ok(r.lookup(request(msg)).await.map_err(call)?.into_inner().bindings),
+        let reply = match self {
+            Locations::Local(r) => r.lookup(request(msg)).await.map(tonic::Response::into_inner),
             Locations::Remote(replicas) => {
-                let mut last = Status::unavailable("no registrar-svc replica configured");
-                for mut c in replicas.order() {
-                    match c.lookup(request(msg.clone())).await {
-                        Ok(r) => return Ok(r.into_inner().bindings),
-                        Err(s) if retryable(&s) => last = s,
-                        Err(s) => return Err(call(s)),
-                    }
-                }
-                Err(call(last))
+                replicas
+                    .first("registrar-svc", |mut c| {
+                        let msg = msg.clone();
+                        async move { c.lookup(request(msg)).await }
+                    })
+                    .await
             }
-        }
+        };
+        Ok(reply.map_err(call)?.bindings)
     }
 }
 
@@ -306,15 +321,12 @@ impl Negotiators {
         match self {
             Negotiators::Local(n) => n.offer(request(msg)).await.map(tonic::Response::into_inner),
             Negotiators::Remote(replicas) => {
-                let mut last = Status::unavailable("no sdp-svc replica configured");
-                for mut c in replicas.order() {
-                    match c.offer(request(msg.clone())).await {
-                        Ok(r) => return Ok(r.into_inner()),
-                        Err(s) if retryable(&s) => last = s,
-                        Err(s) => return Err(s),
-                    }
-                }
-                Err(last)
+                replicas
+                    .first("sdp-svc", |mut c| {
+                        let msg = msg.clone();
+                        async move { c.offer(request(msg)).await }
+                    })
+                    .await
             }
         }
     }
@@ -323,15 +335,12 @@ impl Negotiators {
         match self {
             Negotiators::Local(n) => n.answer(request(msg)).await.map(tonic::Response::into_inner),
             Negotiators::Remote(replicas) => {
-                let mut last = Status::unavailable("no sdp-svc replica configured");
-                for mut c in replicas.order() {
-                    match c.answer(request(msg.clone())).await {
-                        Ok(r) => return Ok(r.into_inner()),
-                        Err(s) if retryable(&s) => last = s,
-                        Err(s) => return Err(s),
-                    }
-                }
-                Err(last)
+                replicas
+                    .first("sdp-svc", |mut c| {
+                        let msg = msg.clone();
+                        async move { c.answer(request(msg)).await }
+                    })
+                    .await
             }
         }
     }

@@ -118,8 +118,6 @@ pub struct Media {
     pub forwarded: String,
     pub answer: String,
     pub answered: String,
-    /// Which leg made that offer.
-    pub offerer: Option<Side>,
     /// Handler per m= index.
     pub handlers: Vec<String>,
     /// The last description sent on each leg (for o= versions).
@@ -150,21 +148,6 @@ impl Side {
             Side::B => Side::A,
         }
     }
-}
-
-/// A request relayed from one leg to the other, still waiting for its final
-/// response (re-INVITE / UPDATE: another offer now is glare, 491).
-#[derive(Debug, Clone, Serialize, Deserialize)]
-pub struct Pending {
-    pub from: Side,
-    pub method: String,
-    /// Its CSeq on the other leg, for the ACK of a re-INVITE.
-    pub cseq_out: u32,
-    /// Its CSeq on the leg it came from.
-    pub cseq_in: u32,
-    /// When it was relayed (a pending offer whose relayer died expires).
-    #[serde(default)]
-    pub since_ms: u64,
 }
 
 /// A re-INVITE without offer was answered 2xx with an offer by the other
@@ -200,12 +183,14 @@ pub struct Session {
     /// A re-INVITE whose other-leg ACK waits for the sender's.
     pub ack_pending: Option<AckPending>,
     pub media: Media,
-    pub pending: Option<Pending>,
+    /// When an offer (re-INVITE / UPDATE) was relayed that has no final
+    /// response yet: another offer now is glare (491). A pending offer
+    /// whose relaying replica died expires.
+    pub offer_pending_since_ms: Option<u64>,
     /// Supplement names, in the order this session runs them.
     pub chain: Vec<String>,
     /// Supplement name → its named values.
     pub data: BTreeMap<String, BTreeMap<String, Vec<u8>>>,
-    pub started_ms: u64,
 }
 
 impl Session {
@@ -232,14 +217,19 @@ impl Session {
     /// dialog-creating one (101-299) carries the INVITE's Record-Route
     /// (RFC 3261 12.1.1), so the caller's route set matches sipbus's.
     pub fn a_response(&self, code: u16, reason: &str) -> Option<sip_message::Message> {
-        let invite = self.a_invite()?;
+        Some(self.a_response_to(&self.a_invite()?, code, reason))
+    }
+
+    /// [`Session::a_response`] from the INVITE at hand (the replica that
+    /// received it keeps it; others parse the stored copy).
+    pub fn a_response_to(&self, invite: &sip_message::Message, code: u16, reason: &str) -> sip_message::Message {
         let mut resp = invite.make_response(code, reason, Some(&self.a.local_tag));
         if (101..300).contains(&code) {
             for rr in invite.known_fields(sip_message::Known::RecordRoute) {
                 resp.push_header(sip_message::Known::RecordRoute, rr);
             }
         }
-        Some(resp)
+        resp
     }
 
     /// Which leg a message with this Call-ID and these tags belongs to:
@@ -431,10 +421,9 @@ impl Session {
             a_acked: false,
             ack_pending: None,
             media: Media::default(),
-            pending: None,
+            offer_pending_since_ms: None,
             chain: Vec::new(),
             data: BTreeMap::new(),
-            started_ms: 0,
         }
     }
 }

@@ -330,14 +330,8 @@ const PROTECTED: [Known; 7] = [
     Known::Route,
 ];
 
-fn is_token(s: &str) -> bool {
-    !s.is_empty()
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || b"-.!%*_+`'~".contains(&b))
-}
-
 fn apply_edit(m: &mut Message, e: &spb::HeaderEdit) -> Result<(), &'static str> {
-    if !is_token(&e.name) {
+    if !sip_message::text::is_token(&e.name) {
         return Err("not a header name");
     }
     if e.value.contains(['\r', '\n']) || e.value.len() > 4096 {
@@ -391,7 +385,7 @@ fn stop_response(req: &Message, stop: proto::edge::v1::SipMessage) -> Message {
     let mut resp = req.make_response(code, &reason, None);
     for h in &stop.headers {
         let known = Known::lookup(&h.name);
-        if known.is_some_and(|k| PROTECTED.contains(&k) || k == Known::From) || !is_token(&h.name) {
+        if known.is_some_and(|k| PROTECTED.contains(&k) || k == Known::From) || !sip_message::text::is_token(&h.name) {
             continue;
         }
         if h.value.contains(['\r', '\n']) {

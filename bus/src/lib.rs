@@ -1,18 +1,21 @@
-//! The bus between sip-edge and the services. The edge hands each request
-//! to a [`Router`], which finds the service that owns its method and calls
-//! one replica through the `sipbus.edge.v1.RequestHandler` contract: in
-//! process (the service's own trait implementation, no socket) or over
-//! gRPC. Either way the service sees the same messages, and the caller the
-//! same errors.
+//! The bus between sip-edge and the services, and between the services.
+//!
+//! Every contract is a Rust trait on domain types (the edge's in
+//! `edge-api`, each service's in its crate). A client holds replicas of the
+//! trait: the implementation itself in process (a direct call, no
+//! protobuf), or a gRPC adapter from [`grpc`] in split mode; nothing else
+//! knows which. [`Replicas`] applies one retry rule to all of them, and the
+//! [`Router`] hands each request from the edge to the service that owns its
+//! method.
 
 #![forbid(unsafe_code)]
 
 pub mod convert;
-mod edge_api;
-mod pool;
+mod edges;
+pub mod grpc;
+mod replicas;
 mod router;
 
-pub use edge_api::EdgeApi;
-pub use pool::{Handler, HandlerPool, PoolError, ReplicaSource, follow, handlers_for, resolve};
-pub use proto::trace::Trace;
+pub use edges::Edges;
+pub use replicas::{CallError, NeverArrived, Replica, ReplicaSource, Replicas, SourceError};
 pub use router::Router;

@@ -1,32 +1,37 @@
 //! The edge's `Dispatch`: which service owns a request, and the SIP answer
-//! when it cannot be reached.
+//! when none can be reached.
 
 use std::collections::HashMap;
 use std::sync::Arc;
 
-use proto::edge::v1 as pb;
-use sip_edge::{BoxFuture, Dispatch, EdgeHandle, IncomingRequest, ServerTxId, Source};
-use sip_message::{Known, Method};
+use edge_api::{Flow, HandlerError, Reply, RequestHandler, ServerTxRef, Trace};
+use sip_edge::{BoxFuture, Dispatch, EdgeHandle, IncomingRequest, ServerTxId};
+use sip_message::{Known, Message, Method};
 use tracing::{Instrument, debug, info_span, warn};
 
-use crate::convert::{flow_of, from_proto, to_proto};
-use crate::pool::{HandlerPool, PoolError};
-use proto::trace::Trace;
+use crate::replicas::{CallError, NeverArrived, Replicas};
+
+/// The replicas of one service, as the router calls them.
+pub type HandlerPool = Replicas<Arc<dyn RequestHandler>>;
+
+impl NeverArrived for HandlerError {
+    fn never_arrived(&self) -> bool {
+        HandlerError::never_arrived(self)
+    }
+}
 
 /// Routes requests by method to the service pools.
 pub struct Router {
     routes: HashMap<Method, Arc<HandlerPool>>,
     allow: Vec<Method>,
-    edge_instance: String,
     retry_after: String,
 }
 
 impl Router {
-    pub fn new(edge_instance: &str, retry_after_s: u32) -> Self {
+    pub fn new(retry_after_s: u32) -> Self {
         Self {
             routes: HashMap::new(),
             allow: Vec::new(),
-            edge_instance: edge_instance.to_owned(),
             retry_after: retry_after_s.to_string(),
         }
     }
@@ -37,27 +42,28 @@ impl Router {
         self.routes.insert(method, pool);
         self
     }
-}
 
-impl Router {
-    /// Hands a notice (an ACK of a 2xx, or a CANCEL that matched an INVITE
-    /// transaction) to the service that owns INVITE. Nothing is answered:
-    /// the edge already did what SIP requires.
-    fn notify(&self, message: sip_message::Message, source: Option<&Source>, server_tx: u64) {
+    /// Hands a notice to the service that owns INVITE. Nothing is
+    /// answered: the edge already did what SIP requires.
+    fn notify(&self, notice: Notice) {
         let Some(pool) = self.routes.get(&Method::Invite).cloned() else {
             return;
         };
-        let notice = pb::IncomingRequest {
-            server_tx,
-            message: Some(to_proto(&message)),
-            flow: source.map(|s| flow_of(s, &self.edge_instance)),
-        };
-        let trace = Trace::new();
-        let method = message.method().cloned().unwrap_or(Method::Ack);
-        let span = info_span!("notify", %method, trace_id = %trace.trace_id());
+        let span = info_span!("notify", method = notice.method());
         tokio::spawn(
             async move {
-                if let Err(e) = pool.call(notice, &trace).await {
+                let delivered = pool
+                    .call(|h| {
+                        let notice = notice.clone();
+                        async move {
+                            match notice {
+                                Notice::Ack { ack, flow } => h.ack(ack, flow).await,
+                                Notice::Cancelled { tx, cancel } => h.cancelled(tx, cancel).await,
+                            }
+                        }
+                    })
+                    .await;
+                if let Err(e) = delivered {
                     warn!(error = %e, "notice not delivered");
                 }
             }
@@ -66,60 +72,76 @@ impl Router {
     }
 }
 
+/// What the owner of INVITE hears without a transaction to answer.
+#[derive(Clone)]
+enum Notice {
+    /// An ACK of a 2xx (or any ACK no transaction absorbed).
+    Ack { ack: Message, flow: Flow },
+    /// A CANCEL matched INVITE transaction `tx`.
+    Cancelled { tx: ServerTxRef, cancel: Message },
+}
+
+impl Notice {
+    fn method(&self) -> &'static str {
+        match self {
+            Notice::Ack { .. } => "ACK",
+            Notice::Cancelled { .. } => "CANCEL",
+        }
+    }
+}
+
 impl Dispatch for Router {
     fn allow(&self) -> &[Method] {
         &self.allow
     }
 
-    fn ack(&self, ack: sip_message::Message, source: Source) {
-        self.notify(ack, Some(&source), 0);
+    fn ack(&self, ack: Message, flow: Flow) {
+        self.notify(Notice::Ack { ack, flow });
     }
 
-    fn cancelled(&self, tx: ServerTxId, cancel: sip_message::Message) {
-        // The INVITE's flow is what matters, and the service has it.
-        self.notify(cancel, None, tx.0);
+    fn cancelled(&self, tx: ServerTxId, cancel: Message, flow: Flow) {
+        let Some(edge) = flow.edge else { return };
+        let tx = ServerTxRef { edge, id: tx };
+        self.notify(Notice::Cancelled { tx, cancel });
     }
 
-    fn dispatch(&self, req: IncomingRequest, _edge: EdgeHandle) -> BoxFuture {
+    fn dispatch(&self, req: IncomingRequest, edge: EdgeHandle) -> BoxFuture {
         let method = req.request.method().cloned().unwrap_or(Method::Options);
         let pool = self.routes.get(&method).cloned();
-        let incoming = pb::IncomingRequest {
-            server_tx: req.tx.id().0,
-            message: Some(to_proto(&req.request)),
-            flow: Some(flow_of(&req.source, &self.edge_instance)),
-        };
         let retry_after = self.retry_after.clone();
-        // One trace per request, carried to the service in gRPC metadata.
+        // One trace per request, carried to the service.
         let trace = Trace::new();
         let span = info_span!("route", %method, tx = %req.tx.id(), trace_id = %trace.trace_id());
+        let tx_ref = ServerTxRef {
+            edge: edge.id().clone(),
+            id: req.tx.id(),
+        };
         Box::pin(
             async move {
-                let tx = req.tx;
+                let IncomingRequest { tx, request, flow } = req;
                 let answer = match pool {
-                    Some(pool) => pool.call(incoming, &trace).await,
-                    None => Err(PoolError::Empty),
+                    Some(pool) => {
+                        pool.call(|h| {
+                            let incoming = edge_api::IncomingRequest {
+                                tx: tx_ref.clone(),
+                                request: request.clone(),
+                                flow: flow.clone(),
+                                trace: trace.clone(),
+                            };
+                            async move { h.handle(incoming).await }
+                        })
+                        .await
+                    }
+                    None => Err(CallError::Empty),
                 };
                 let response = match answer {
-                    Ok(pb::HandleReply { response: Some(m) }) => match from_proto(m) {
-                        Ok(m) => m,
-                        Err(e) => {
-                            warn!(error = %e, "service sent an invalid response");
-                            req.request.make_response(
-                                500,
-                                "Server Internal Error (invalid response from service)",
-                                Some(tx.to_tag()),
-                            )
-                        }
-                    },
+                    Ok(Reply::Now(m)) => m,
                     // The service answers later through the edge API.
-                    Ok(pb::HandleReply { response: None }) => return,
+                    Ok(Reply::Later) => return,
                     Err(e) => {
                         warn!(error = %e, "no service answered");
-                        let mut r = req.request.make_response(
-                            503,
-                            "Service Unavailable (no replica answered)",
-                            Some(tx.to_tag()),
-                        );
+                        let mut r =
+                            request.make_response(503, "Service Unavailable (no replica answered)", Some(tx.to_tag()));
                         r.push_header(Known::RetryAfter, &retry_after);
                         r
                     }

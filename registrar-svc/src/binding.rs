@@ -1,18 +1,7 @@
 //! What the store holds for one address-of-record: its bindings.
 
+use edge_api::Flow;
 use serde::{Deserialize, Serialize};
-
-/// The flow a binding arrived over (RFC 5626): later requests to the
-/// contact go out through the same edge instance and connection.
-#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FlowRef {
-    /// `sipbus.edge.v1.Transport` number.
-    pub transport: i32,
-    pub remote: String,
-    pub local: String,
-    pub connection: u64,
-    pub edge_instance: String,
-}
 
 /// One contact registered for an address-of-record.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -30,7 +19,9 @@ pub struct Binding {
     pub instance: Option<String>,
     pub reg_id: Option<u32>,
     pub path: Vec<String>,
-    pub flow: FlowRef,
+    /// The flow the REGISTER came over (RFC 5626): later requests to the
+    /// contact go out through the same edge instance and connection.
+    pub flow: Flow,
 }
 
 impl Binding {

@@ -10,9 +10,11 @@ pub mod config;
 mod events;
 mod grpc;
 mod httpdate;
+pub mod location;
 mod service;
 
 pub use config::RegistrarConfig;
 pub use events::{EVENT_STREAM, EventKind};
 pub use grpc::RegistrarService;
+pub use location::{Location, LocationClient, LocationError, LocationService};
 pub use service::Registrar;

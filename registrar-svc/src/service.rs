@@ -8,13 +8,14 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use bytes::Bytes;
+use edge_api::Flow;
 use sip_auth::{Authenticator, Secret, Verdict};
 use sip_message::typed::{ContactParams, Contacts, NameAddr};
 use sip_message::{Known, Message, Uri};
 use state_store::{Expect, Store, StoreError, now_ms};
 use tracing::{debug, warn};
 
-use crate::binding::{Binding, BindingSet, FlowRef, expiry_timer, identity, record_key};
+use crate::binding::{Binding, BindingSet, expiry_timer, identity, record_key};
 use crate::config::RegistrarConfig;
 use crate::events::{BindingEvent, EventKind, publish};
 use crate::httpdate::http_date;
@@ -85,7 +86,7 @@ impl Registrar {
     }
 
     /// Answers a REGISTER.
-    pub async fn register(&self, req: &Message, flow: FlowRef) -> Message {
+    pub async fn register(&self, req: &Message, flow: Flow) -> Message {
         match self.try_register(req, flow).await {
             Ok(resp) => resp,
             Err(Reject(code, reason, headers)) => {
@@ -98,7 +99,7 @@ impl Registrar {
         }
     }
 
-    async fn try_register(&self, req: &Message, flow: FlowRef) -> Result<Message, Reject> {
+    async fn try_register(&self, req: &Message, flow: Flow) -> Result<Message, Reject> {
         let ruri = req.request_uri().unwrap_or_default();
         let domain = match Uri::parse(ruri) {
             Ok(Uri::Sip(u)) => u.host.to_string().to_ascii_lowercase(),
@@ -212,7 +213,7 @@ impl Registrar {
 
     /// The contacts of the request resolved to bindings: `None` for a query
     /// (no Contact), a single `*` entry to remove every binding.
-    fn wanted(&self, req: &Message, flow: FlowRef, now: u64) -> Result<Option<Vec<Wanted>>, Reject> {
+    fn wanted(&self, req: &Message, flow: Flow, now: u64) -> Result<Option<Vec<Wanted>>, Reject> {
         let header_expires = req.expires().map_err(|_| Reject::new(400, "Bad Request (Expires)"))?;
         let contacts = req.contacts().map_err(|_| Reject::new(400, "Bad Request (Contact)"))?;
         let addrs = match contacts {

@@ -4,7 +4,7 @@
 #![allow(clippy::unwrap_used)]
 
 use bytes::Bytes;
-use registrar_svc::binding::FlowRef;
+use edge_api::{EdgeId, Flow, Transport};
 use registrar_svc::config::UserConfig;
 use registrar_svc::{Registrar, RegistrarConfig};
 use sip_message::{Known, Message};
@@ -27,13 +27,11 @@ fn registrar(auth: bool) -> Registrar {
     Registrar::new(config, Store::memory())
 }
 
-fn flow() -> FlowRef {
-    FlowRef {
-        transport: 1,
-        remote: "192.0.2.1:5060".into(),
-        local: "192.0.2.9:5060".into(),
-        connection: 0,
-        edge_instance: "e".into(),
+fn flow() -> Flow {
+    Flow {
+        local: Some("192.0.2.9:5060".parse().unwrap()),
+        edge: Some(EdgeId::new("e")),
+        ..Flow::to(Transport::Udp, "192.0.2.1:5060".parse().unwrap())
     }
 }
 

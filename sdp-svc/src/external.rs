@@ -99,7 +99,7 @@ impl ExternalHandler {
         let mut request = Request::new(message);
         request.set_timeout(self.timeout);
         if let Some(t) = trace {
-            t.inject(request.metadata_mut());
+            proto::trace::inject(&t, request.metadata_mut());
         }
         request
     }
@@ -146,7 +146,7 @@ fn check(reply: pb::NegotiateReply) -> Result<pb::NegotiateReply, Failure> {
 #[tonic::async_trait]
 impl SdpHandler for ExternalHandler {
     async fn negotiate(&self, request: Request<pb::NegotiateRequest>) -> Result<Response<pb::NegotiateReply>, Status> {
-        let trace = Trace::extract(request.metadata());
+        let trace = proto::trace::extract(request.metadata());
         let request = self.outgoing(trace, request.into_inner());
         let result = self.call(self.client.clone().negotiate(request)).await.and_then(check);
         match result {
@@ -163,7 +163,7 @@ impl SdpHandler for ExternalHandler {
     }
 
     async fn apply(&self, request: Request<pb::ApplyRequest>) -> Result<Response<pb::ApplyReply>, Status> {
-        let trace = Trace::extract(request.metadata());
+        let trace = proto::trace::extract(request.metadata());
         let message = request.into_inner();
         // Kept for the declined form should the handler fail.
         let offered = message.offered.as_ref().map(|s| s.section.clone()).unwrap_or_default();
@@ -186,7 +186,7 @@ impl SdpHandler for ExternalHandler {
 
     async fn ended(&self, request: Request<pb::EndedRequest>) -> Result<Response<pb::EndedReply>, Status> {
         // Nothing to decide on failure: the caller logs it and moves on.
-        let trace = Trace::extract(request.metadata());
+        let trace = proto::trace::extract(request.metadata());
         let request = self.outgoing(trace, request.into_inner());
         self.call(self.client.clone().ended(request))
             .await

@@ -51,7 +51,7 @@ fn reject(status: u32, warning: String) -> pb::OfferReply {
 fn to_handler<T>(trace: Option<&Trace>, message: T) -> Request<T> {
     let mut request = Request::new(message);
     if let Some(t) = trace {
-        t.inject(request.metadata_mut());
+        proto::trace::inject(t, request.metadata_mut());
     }
     request
 }
@@ -279,7 +279,7 @@ impl Negotiator {
 #[tonic::async_trait]
 impl SdpNegotiator for Negotiator {
     async fn offer(&self, request: Request<pb::OfferRequest>) -> Result<Response<pb::OfferReply>, Status> {
-        let trace = Trace::extract(request.metadata());
+        let trace = proto::trace::extract(request.metadata());
         let req = request.into_inner();
         let span = info_span!(
             "sdp.offer",
@@ -292,14 +292,14 @@ impl SdpNegotiator for Negotiator {
     }
 
     async fn answer(&self, request: Request<pb::AnswerRequest>) -> Result<Response<pb::AnswerReply>, Status> {
-        let trace = Trace::extract(request.metadata());
+        let trace = proto::trace::extract(request.metadata());
         let req = request.into_inner();
         let span = info_span!("sdp.answer", trace_id = trace.as_ref().map(Trace::trace_id), session = %req.session);
         self.answer_inner(req, trace).instrument(span).await.map(Response::new)
     }
 
     async fn end(&self, request: Request<pb::EndRequest>) -> Result<Response<pb::EndReply>, Status> {
-        let trace = Trace::extract(request.metadata());
+        let trace = proto::trace::extract(request.metadata());
         let req = request.into_inner();
         let span = info_span!("sdp.end", trace_id = trace.as_ref().map(Trace::trace_id), session = %req.session);
         self.end_inner(req, trace).instrument(span).await.map(Response::new)

@@ -6,8 +6,7 @@
 
 use std::sync::Arc;
 
-use proto::convert::from_proto;
-use proto::edge::v1 as pb;
+use edge_api::{ClientEvent, Flow, ServerTxRef, Transport};
 use sip_message::{Known, Message, Method, Uri};
 use state_store::now_ms;
 use tokio::sync::mpsc;
@@ -18,7 +17,7 @@ use crate::config::NonLocal;
 use crate::events::{self, DialogState};
 use crate::media::{self, MediaError, Offered};
 use crate::service::{Core, end_setup, no_answer_timer};
-use crate::state::{B_CALL_ID_PREFIX, Branch, FlowRec, Leg, Media, Phase, Session, Side};
+use crate::state::{B_CALL_ID_PREFIX, Branch, Leg, Media, Phase, Session, Side};
 use crate::{random_id, random_tag};
 
 /// The session as last written by this replica, with its version: the next
@@ -28,7 +27,7 @@ type Current = Option<(Session, u64)>;
 /// One place to ring.
 struct Plan {
     uri: String,
-    flow: FlowRec,
+    flow: Flow,
     /// RFC 3327 Path of the binding: the Route of requests to it.
     path: Vec<String>,
 }
@@ -103,19 +102,19 @@ fn authenticate(core: &Core, req: &Message) -> Result<String, Refusal> {
     }
 }
 
-pub(crate) async fn invite(core: Arc<Core>, tx: u64, flow: pb::Flow, req: Message) {
+pub(crate) async fn invite(core: Arc<Core>, tx: ServerTxRef, flow: Flow, req: Message) {
     // The session id is also sipbus's tag on the caller's leg: the
     // caller's requests in the call name their session.
     let a_tag = random_id();
     let prepared = match authenticate(&core, &req) {
-        Ok(endpoint) => prepare(&core, tx, &flow, &req, &a_tag, endpoint).await,
+        Ok(endpoint) => prepare(&core, &tx, &flow, &req, &a_tag, endpoint).await,
         Err(r) => Err(r),
     };
     let mut s = match prepared {
         Ok(s) => s,
         Err(r) => {
             info!(code = r.code, reason = %r.reason, "call refused");
-            core.respond(&flow.edge_instance, tx, &r.response(&req, &a_tag)).await;
+            core.respond(&tx, r.response(&req, &a_tag)).await;
             return;
         }
     };
@@ -132,7 +131,7 @@ pub(crate) async fn invite(core: Arc<Core>, tx: u64, flow: pb::Flow, req: Messag
     let version = match start(&core, &mut s).await {
         Ok(v) => v,
         Err(r) => {
-            core.respond(&flow.edge_instance, tx, &r.response(&req, &a_tag)).await;
+            core.respond(&s.a_tx, r.response(&req, &a_tag)).await;
             core.supplements.end(&s).await;
             return;
         }
@@ -144,8 +143,8 @@ pub(crate) async fn invite(core: Arc<Core>, tx: u64, flow: pb::Flow, req: Messag
 /// hear the INVITE.
 async fn prepare(
     core: &Core,
-    tx: u64,
-    flow: &pb::Flow,
+    tx: &ServerTxRef,
+    flow: &Flow,
     req: &Message,
     a_tag: &str,
     endpoint: String,
@@ -166,7 +165,7 @@ async fn prepare(
     let a_request = String::from_utf8(head.to_bytes().to_vec()).map_err(|_| bad("not UTF-8"))?;
     let id = a_tag.to_owned();
     let ruri = req.request_uri().unwrap_or("").to_owned();
-    let a_flow = FlowRec::from(flow);
+    let a_flow = Some(flow.clone());
     let mut s = Session {
         id: id.clone(),
         phase: Phase::Trying,
@@ -195,11 +194,10 @@ async fn prepare(
             route_set: Vec::new(),
             local_cseq: 1,
             remote_cseq: 0,
-            flow: FlowRec::default(),
+            flow: None,
         },
         a_request,
-        a_edge: flow.edge_instance.clone(),
-        a_server_tx: tx,
+        a_tx: tx.clone(),
         a_invite_cseq: cseq,
         b_invite_cseq: 1,
         branches: Vec::new(),
@@ -233,17 +231,14 @@ fn from_uri(value: &str) -> String {
 
 /// Where the call goes: the bindings of a local address-of-record, or the
 /// outbound target for other domains.
-async fn route(core: &Core, req: &Message, flow: &pb::Flow) -> Result<Vec<Plan>, Refusal> {
+async fn route(core: &Core, req: &Message, flow: &Flow) -> Result<Vec<Plan>, Refusal> {
     let ruri = req.request_uri().unwrap_or("");
     let Ok(Uri::Sip(uri)) = Uri::parse(ruri) else {
         return Err(Refusal::new(416, "Unsupported URI Scheme"));
     };
     let host = uri.host.to_string().to_ascii_lowercase();
     // A request addressed to the edge's own IP is for our first domain.
-    let to_me = uri
-        .host
-        .ip()
-        .is_some_and(|ip| flow.local.parse::<std::net::SocketAddr>().is_ok_and(|l| l.ip() == ip));
+    let to_me = uri.host.ip().is_some_and(|ip| flow.local.is_some_and(|l| l.ip() == ip));
     let domain = if core.directory.serves(&host) {
         host
     } else if to_me && let Some(d) = core.directory.domains.first() {
@@ -279,7 +274,7 @@ fn outbound(core: &Core, ruri: &str) -> Result<Vec<Plan>, Refusal> {
         NonLocal::Reject403 => Err(Refusal::new(403, "Forbidden (domain not served here)")),
         NonLocal::Reject404 => Err(Refusal::new(404, "Not Found (domain not served here)")),
         NonLocal::Outbound => {
-            let flow = flow_to(&core.config.outbound, "").ok_or_else(|| {
+            let flow = flow_to(&core.config.outbound).ok_or_else(|| {
                 warn!(outbound = %core.config.outbound, "session.outbound is not sip:ip:port");
                 Refusal::new(503, "Service Unavailable (no outbound route)")
             })?;
@@ -293,37 +288,29 @@ fn outbound(core: &Core, ruri: &str) -> Result<Vec<Plan>, Refusal> {
 }
 
 /// The flow to a SIP URI with an IP host.
-fn flow_to(uri: &str, local: &str) -> Option<FlowRec> {
+fn flow_to(uri: &str) -> Option<Flow> {
     let Ok(Uri::Sip(u)) = Uri::parse(uri) else {
         return None;
     };
     let ip = u.host.ip()?;
     let tcp = u.transport().is_some_and(|t| t.eq_ignore_ascii_case("tcp"));
     let port = u.port.unwrap_or(5060);
-    Some(FlowRec {
-        transport: if tcp {
-            pb::Transport::Tcp as i32
-        } else {
-            pb::Transport::Udp as i32
-        },
-        remote: std::net::SocketAddr::new(ip, port).to_string(),
-        local: local.to_owned(),
-        connection: 0,
-        edge_instance: String::new(),
-    })
+    let transport = if tcp { Transport::Tcp } else { Transport::Udp };
+    Some(Flow::to(transport, std::net::SocketAddr::new(ip, port)))
 }
 
 /// How to reach one binding: over its registration flow when it asked for
 /// that (RFC 5626 reg-id) or registered over a connection, else to its
 /// Contact from the edge socket it registered through.
-fn plan_of(b: proto::registrar::v1::Binding) -> Option<Plan> {
-    let reg_flow = b.flow.unwrap_or_default();
-    let flow = if b.reg_id != 0 || reg_flow.connection != 0 {
-        FlowRec::from(&reg_flow)
+fn plan_of(b: registrar_svc::binding::Binding) -> Option<Plan> {
+    let flow = if b.reg_id.is_some() || b.flow.connection.is_some() {
+        b.flow
     } else {
-        let mut f = flow_to(&b.uri, &reg_flow.local)?;
-        f.edge_instance = reg_flow.edge_instance;
-        f
+        Flow {
+            local: b.flow.local,
+            edge: b.flow.edge,
+            ..flow_to(&b.uri)?
+        }
     };
     Some(Plan {
         uri: b.uri,
@@ -400,7 +387,7 @@ async fn fail_setup(core: &Core, s: &mut Session, r: Refusal) {
     if let Some(invite) = s.a_invite() {
         let mut resp = r.response(&invite, &s.a.local_tag);
         core.supplements.outgoing(s, Side::A, &mut resp).await;
-        core.respond(&s.a_edge, s.a_server_tx, &resp).await;
+        core.respond(&s.a_tx, resp).await;
     }
     core.supplements.end(s).await;
     debug!(code = r.code, reason = %r.reason, "setup failed");
@@ -418,7 +405,7 @@ fn b_invite(s: &Session, req: &Message, contact_host: &str) -> Message {
         .and_then(|v| v.trim().parse::<u32>().ok())
         .map_or(70, |n| n.saturating_sub(1));
     m.push_header(Known::MaxForwards, &mf.to_string());
-    m.push_header(Known::Contact, &contact(&s.id, &s.a.flow, contact_host));
+    m.push_header(Known::Contact, &contact(&s.id, s.a.flow.as_ref(), contact_host));
     m.push_header(
         Known::Allow,
         "INVITE, ACK, CANCEL, BYE, UPDATE, INFO, MESSAGE, REFER, NOTIFY, OPTIONS",
@@ -437,7 +424,7 @@ async fn drive(core: Arc<Core>, mut s: Session, version: u64, req: Message, plan
     if let Some(f) = template.known_header(Known::From) {
         s.b.local_uri = without_tag(f);
     }
-    let (tx, mut rx) = mpsc::channel::<(usize, pb::ClientResponse)>(64);
+    let (tx, mut rx) = mpsc::channel::<(usize, ClientEvent)>(64);
     let mut sent = Vec::new();
     for plan in plans {
         let mut invite = template.clone();
@@ -445,24 +432,25 @@ async fn drive(core: Arc<Core>, mut s: Session, version: u64, req: Message, plan
         for p in &plan.path {
             invite.push_header(Known::Route, p);
         }
-        if !core.config.contact_host.is_empty() || !plan.flow.local.is_empty() {
-            invite.set_header(Known::Contact, &contact(&s.id, &plan.flow, &core.config.contact_host));
+        if !core.config.contact_host.is_empty() || plan.flow.local.is_some() {
+            invite.set_header(
+                Known::Contact,
+                &contact(&s.id, Some(&plan.flow), &core.config.contact_host),
+            );
         }
-        let edge = core.edges.instance_for(&plan.flow.to_proto()).to_owned();
-        match core.edges.send_request(&edge, &invite, plan.flow.to_proto()).await {
-            Ok((client_tx, mut stream)) => {
+        match core.edges.send_request(invite.clone(), plan.flow.clone()).await {
+            Ok(mut client) => {
                 let idx = sent.len();
                 sent.push((invite, plan.flow.clone()));
                 s.branches.push(Branch {
-                    client_tx,
-                    edge,
+                    tx: client.id.clone(),
                     target: plan.uri,
                     flow: plan.flow,
                     done: false,
                 });
                 let tx = tx.clone();
                 tokio::spawn(async move {
-                    while let Some(item) = stream.next().await {
+                    while let Some(item) = client.next().await {
                         if tx.send((idx, item)).await.is_err() {
                             break;
                         }
@@ -516,11 +504,7 @@ async fn drive(core: Arc<Core>, mut s: Session, version: u64, req: Message, plan
     };
     let mut outcome = Outcome::default();
     while let Some((idx, item)) = rx.recv().await {
-        let Some(resp) = item.response else { continue };
-        let Ok(resp) = from_proto(resp) else {
-            warn!("branch sent a response that does not parse");
-            continue;
-        };
+        let resp = item.response;
         let code = resp.status().unwrap_or(0);
         let Some((invite, flow)) = sent.get(idx) else { continue };
         match code {
@@ -610,7 +594,10 @@ async fn provisional(
     core.supplements.incoming_response(&mut s, Side::B, resp).await;
     let code = resp.status().unwrap_or(180);
     let mut out = s.a_response_to(caller_invite, code, resp.reason().unwrap_or("Ringing"));
-    out.push_header(Known::Contact, &contact(&s.id, &s.a.flow, &core.config.contact_host));
+    out.push_header(
+        Known::Contact,
+        &contact(&s.id, s.a.flow.as_ref(), &core.config.contact_host),
+    );
     // The caller's dialog gets one early answer (RFC 3264: one answer per
     // offer): from the first branch that sends SDP; that branch repeats it.
     let early_owner = s.media.early_branch.is_none_or(|b| b == idx);
@@ -635,7 +622,7 @@ async fn provisional(
         }
     }
     core.supplements.outgoing(&mut s, Side::A, &mut out).await;
-    if !core.respond(&s.a_edge, s.a_server_tx, &out).await {
+    if !core.respond(&s.a_tx, out).await {
         // The caller's transaction is answered already: a CANCEL the edge
         // took before this call was stored. Stop ringing.
         caller_gone(core, id).await;
@@ -653,7 +640,7 @@ async fn provisional(
 struct Branch0<'a> {
     idx: usize,
     invite: &'a Message,
-    flow: &'a FlowRec,
+    flow: &'a Flow,
 }
 
 /// A 2xx from a branch. The first one wins the call; any other (a second
@@ -720,7 +707,7 @@ async fn answered(
             st.b.remote_tag = to_tag.clone();
             st.b.remote_target = target.clone();
             st.b.route_set = route_set.clone();
-            st.b.flow = flow.clone();
+            st.b.flow = Some(flow.clone());
             st.b.remote_uri = b_uri.clone();
             st.media = media_now.clone();
             if let Some(b) = st.branches.get_mut(idx) {
@@ -739,7 +726,10 @@ async fn answered(
     outcome.winner_tag = to_tag.clone();
     core.supplements.incoming_response(&mut s, Side::B, resp).await;
     let mut ok = s.a_response_to(caller_invite, 200, "OK");
-    ok.push_header(Known::Contact, &contact(&s.id, &s.a.flow, &core.config.contact_host));
+    ok.push_header(
+        Known::Contact,
+        &contact(&s.id, s.a.flow.as_ref(), &core.config.contact_host),
+    );
     ok.push_header(
         Known::Allow,
         "INVITE, ACK, CANCEL, BYE, UPDATE, INFO, MESSAGE, REFER, NOTIFY, OPTIONS",
@@ -749,7 +739,7 @@ async fn answered(
     }
     let data_before = s.data.clone();
     core.supplements.outgoing(&mut s, Side::A, &mut ok).await;
-    if !core.respond(&s.a_edge, s.a_server_tx, &ok).await {
+    if !core.respond(&s.a_tx, ok).await {
         // The caller cancelled as the callee answered (the edge sent 487
         // first): the callee is ACKed and hung up, the call is over.
         info!("callee answered a cancelled call: hanging up");
@@ -823,7 +813,7 @@ async fn negotiate_answer(core: &Core, s: &mut Session, body: Option<&str>) -> O
 }
 
 /// ACK and BYE for a 2xx nobody wants.
-async fn hang_up_stray(core: &Core, invite: &Message, resp: &Message, flow: &FlowRec) {
+async fn hang_up_stray(core: &Core, invite: &Message, resp: &Message, flow: &Flow) {
     let target = compose::first_contact(resp);
     if target.is_empty() {
         return;
@@ -842,19 +832,16 @@ async fn hang_up_stray(core: &Core, invite: &Message, resp: &Message, flow: &Flo
         },
         local_cseq: invite.cseq().map(|c| c.seq).unwrap_or(1),
         remote_cseq: 0,
-        flow: flow.clone(),
+        flow: Some(flow.clone()),
     };
-    let edge = core.edges.instance_for(&flow.to_proto()).to_owned();
     let ack = compose::in_dialog(&leg, Method::Ack, leg.local_cseq, "");
-    if let Err(e) = core.edges.send_ack(&edge, &ack, flow.to_proto()).await {
+    if let Err(e) = core.edges.send_ack(ack, flow.clone()).await {
         warn!(error = %e, "ACK of an unwanted 2xx not sent");
     }
     let mut bye = compose::in_dialog(&leg, Method::Bye, leg.local_cseq + 1, "");
     bye.push_header_as_spelled("Reason", crate::supplement::reason::COMPLETED_ELSEWHERE);
-    match core.edges.send_request(&edge, &bye, flow.to_proto()).await {
-        Ok((_, mut stream)) => {
-            tokio::spawn(async move { while stream.next().await.is_some() {} });
-        }
+    match core.edges.send_request(bye, flow.clone()).await {
+        Ok(tx) => tx.finish_in_background(),
         Err(e) => warn!(error = %e, "BYE of an unwanted 2xx not sent"),
     }
 }
@@ -879,7 +866,7 @@ async fn all_failed(core: &Core, id: &str, caller_invite: &Message, outcome: &Ou
         }
     }
     core.supplements.outgoing(&mut s, Side::A, &mut resp).await;
-    core.respond(&s.a_edge, s.a_server_tx, &resp).await;
+    core.respond(&s.a_tx, resp).await;
     info!(code, "call failed");
     core.finish(&s, "rejected").await;
 }
@@ -956,12 +943,9 @@ async fn ack_timeout(core: &Core, id: &str) -> bool {
     for side in [Side::A, Side::B] {
         let leg = s.leg(side);
         let bye = compose::in_dialog(leg, Method::Bye, leg.local_cseq, "");
-        let flow = leg.flow.to_proto();
-        let edge = core.edges.instance_for(&flow).to_owned();
-        match core.edges.send_request(&edge, &bye, flow).await {
-            Ok((_, mut stream)) => {
-                tokio::spawn(async move { while stream.next().await.is_some() {} });
-            }
+        let Some(flow) = leg.flow.clone() else { continue };
+        match core.edges.send_request(bye, flow).await {
+            Ok(tx) => tx.finish_in_background(),
             Err(e) => warn!(error = %e, "BYE not sent"),
         }
     }

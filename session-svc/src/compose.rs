@@ -3,18 +3,22 @@
 
 use sip_message::{Known, Message, Method};
 
-use crate::state::{FlowRec, Leg};
+use edge_api::{Flow, Transport};
+
+use crate::state::Leg;
 
 /// sipbus's Contact on a leg: the session id as user part, so a request
 /// that reaches the edge by it is easy to trace, at the edge address the
 /// leg's flow uses (or the configured host).
-pub fn contact(id: &str, flow: &FlowRec, contact_host: &str) -> String {
+pub fn contact(id: &str, flow: Option<&Flow>, contact_host: &str) -> String {
+    let local = flow.and_then(|f| f.local).map(|l| l.to_string()).unwrap_or_default();
     let host = if contact_host.is_empty() {
-        flow.local.as_str()
+        local.as_str()
     } else {
         contact_host
     };
-    let transport = if flow.is_tcp() { ";transport=tcp" } else { "" };
+    let tcp = flow.is_some_and(|f| f.transport == Transport::Tcp);
+    let transport = if tcp { ";transport=tcp" } else { "" };
     format!("<sip:{id}@{host}{transport}>")
 }
 

@@ -2,8 +2,7 @@
 //! offers (re-INVITE, UPDATE) with glare, and everything else relayed to
 //! the other leg with its final response relayed back.
 
-use proto::convert::from_proto;
-use proto::edge::v1 as pb;
+use edge_api::{Flow, ServerTxRef};
 use sip_message::{Known, Message, Method};
 use tracing::{debug, info, warn};
 
@@ -14,8 +13,20 @@ use crate::service::{Core, end_setup, no_answer_timer};
 use crate::state::{AckPending, Phase, Session, Side};
 
 /// Answers `req` with a bare status.
-async fn reply(core: &Core, edge: &str, tx: u64, req: &Message, code: u16, reason: &str) {
-    core.respond(edge, tx, &req.make_response(code, reason, None)).await;
+async fn reply(core: &Core, tx: &ServerTxRef, req: &Message, code: u16, reason: &str) {
+    core.respond(tx, req.make_response(code, reason, None)).await;
+}
+
+/// Sends a request on a leg and forgets its outcome.
+async fn send_and_forget(core: &Core, request: Message, flow: Option<Flow>, what: &str) {
+    let Some(flow) = flow else {
+        warn!(what, "no flow to send on");
+        return;
+    };
+    match core.edges.send_request(request, flow).await {
+        Ok(tx) => tx.finish_in_background(),
+        Err(e) => warn!(error = %e, what, "request not sent"),
+    }
 }
 
 /// The ACK of a 2xx. The caller's ACK for the call's 2xx is relayed to the
@@ -110,9 +121,8 @@ async fn deferred_ack(core: &Core, (s, version): (Session, u64), p: &AckPending,
     if let Some(x) = &answered {
         set_sdp(&mut out, x);
     }
-    let flow = s.leg(other).flow.to_proto();
-    let edge = core.edges.instance_for(&flow).to_owned();
-    if let Err(e) = core.edges.send_ack(&edge, &out, flow).await {
+    let Some(flow) = s.leg(other).flow.clone() else { return };
+    if let Err(e) = core.edges.send_ack(out, flow).await {
         warn!(error = %e, "deferred ACK not sent");
     }
 }
@@ -123,8 +133,8 @@ pub(crate) async fn ack_b(core: &Core, s: &Session) {
     if s.media.late_offer && !s.media.last_to_b.is_empty() {
         set_sdp(&mut ack, &s.media.last_to_b);
     }
-    let edge = core.edges.instance_for(&s.b.flow.to_proto()).to_owned();
-    if let Err(e) = core.edges.send_ack(&edge, &ack, s.b.flow.to_proto()).await {
+    let Some(flow) = s.b.flow.clone() else { return };
+    if let Err(e) = core.edges.send_ack(ack, flow).await {
         warn!(error = %e, "ACK to the callee not sent");
     }
 }
@@ -132,14 +142,14 @@ pub(crate) async fn ack_b(core: &Core, s: &Session) {
 /// The caller cancelled the INVITE of server transaction `tx`; the edge
 /// already answered 200 and 487. A CANCEL that finds no session yet is
 /// caught later: the call's first response to the caller is refused.
-pub(crate) async fn cancelled(core: &Core, tx: u64, cancel: Message) {
+pub(crate) async fn cancelled(core: &Core, tx: ServerTxRef, cancel: Message) {
     let (Ok(call_id), Some(from_tag)) = (cancel.call_id(), cancel.from_tag()) else {
         return;
     };
     let Ok(Some((s, _))) = core.sessions.find_setup(call_id, from_tag).await else {
         return;
     };
-    if s.a_server_tx != tx {
+    if s.a_tx != tx {
         return;
     }
     let Ok(Some(mut s)) = end_setup(core, &s.id).await else {
@@ -152,58 +162,58 @@ pub(crate) async fn cancelled(core: &Core, tx: u64, cancel: Message) {
 }
 
 /// Any other request with a To tag.
-pub(crate) async fn request(core: &Core, tx: u64, flow: pb::Flow, req: Message) {
-    let edge = flow.edge_instance.clone();
+pub(crate) async fn request(core: &Core, tx: ServerTxRef, _flow: Flow, req: Message) {
+    let edge = &tx;
     let (Ok(call_id), Some(from_tag), Some(to_tag), Ok(cseq)) =
         (req.call_id(), req.from_tag(), req.to_tag(), req.cseq())
     else {
-        reply(core, &edge, tx, &req, 400, "Bad Request (dialog identifiers)").await;
+        reply(core, edge, &req, 400, "Bad Request (dialog identifiers)").await;
         return;
     };
     let found = match core.sessions.find(call_id, to_tag).await {
         Ok(f) => f,
         Err(e) => {
             warn!(error = %e, "session not loaded");
-            reply(core, &edge, tx, &req, 503, "Service Unavailable (session store)").await;
+            reply(core, edge, &req, 503, "Service Unavailable (session store)").await;
             return;
         }
     };
     let Some((s, version)) = found else {
-        reply(core, &edge, tx, &req, 481, "Call/Transaction Does Not Exist").await;
+        reply(core, edge, &req, 481, "Call/Transaction Does Not Exist").await;
         return;
     };
     let Some(side) = s.side_of(call_id, from_tag, to_tag) else {
-        reply(core, &edge, tx, &req, 481, "Call/Transaction Does Not Exist (tags)").await;
+        reply(core, edge, &req, 481, "Call/Transaction Does Not Exist (tags)").await;
         return;
     };
     let method = req.method().cloned().unwrap_or(Method::Options);
     // RFC 3261 12.2.2: lower than the last one is an error (an equal one is
     // a retransmission, which the edge's transaction absorbs).
     if cseq.seq < s.leg(side).remote_cseq {
-        reply(core, &edge, tx, &req, 500, "Server Internal Error (CSeq out of order)").await;
+        reply(core, edge, &req, 500, "Server Internal Error (CSeq out of order)").await;
         return;
     }
     match method {
-        Method::Bye => bye(core, tx, &edge, (s, version), side, req).await,
+        Method::Bye => bye(core, edge, (s, version), side, req).await,
         _ if s.phase == Phase::Ended => {
-            reply(core, &edge, tx, &req, 481, "Call/Transaction Does Not Exist (ended)").await;
+            reply(core, edge, &req, 481, "Call/Transaction Does Not Exist (ended)").await;
         }
         _ if s.phase != Phase::Confirmed => {
             // Early-dialog requests other than BYE are not relayed yet.
-            reply(core, &edge, tx, &req, 491, "Request Pending (call not answered yet)").await;
+            reply(core, edge, &req, 491, "Request Pending (call not answered yet)").await;
         }
-        _ => relay(core, tx, &edge, (s, version), side, req).await,
+        _ => relay(core, edge, (s, version), side, req).await,
     }
 }
 
 /// BYE from either side: 200 at once, BYE on the other leg, session over.
 /// A caller's BYE on an early dialog ends the setup like a CANCEL.
-async fn bye(core: &Core, tx: u64, edge: &str, (s, version): (Session, u64), side: Side, req: Message) {
+async fn bye(core: &Core, edge: &ServerTxRef, (s, version): (Session, u64), side: Side, req: Message) {
     let ok = req.make_response(200, "OK", None);
     let (s, version) = if matches!(s.phase, Phase::Trying | Phase::Early) && side == Side::A {
         match end_setup(core, &s.id).await {
             Ok(Some(mut s)) => {
-                core.respond(edge, tx, &ok).await;
+                core.respond(edge, ok.clone()).await;
                 let _ = core.supplements.incoming_request(&mut s, Side::A, &req).await;
                 core.cancel_branches(&mut s, None).await;
                 core.respond_invite(&mut s, 487, "Request Terminated").await;
@@ -214,12 +224,12 @@ async fn bye(core: &Core, tx: u64, edge: &str, (s, version): (Session, u64), sid
             Ok(None) => match core.sessions.load(&s.id).await {
                 Ok(Some(current)) => current,
                 _ => {
-                    reply(core, edge, tx, &req, 481, "Call/Transaction Does Not Exist").await;
+                    reply(core, edge, &req, 481, "Call/Transaction Does Not Exist").await;
                     return;
                 }
             },
             Err(_) => {
-                reply(core, edge, tx, &req, 500, "Server Internal Error (session store)").await;
+                reply(core, edge, &req, 500, "Server Internal Error (session store)").await;
                 return;
             }
         }
@@ -245,12 +255,12 @@ async fn bye(core: &Core, tx: u64, edge: &str, (s, version): (Session, u64), sid
     let (mut s, cseq_out) = match ended {
         Ok(Some((s, _, cseq))) => (s, cseq),
         Ok(None) => {
-            reply(core, edge, tx, &req, 481, "Call/Transaction Does Not Exist (ended)").await;
+            reply(core, edge, &req, 481, "Call/Transaction Does Not Exist (ended)").await;
             return;
         }
         Err(e) => {
             warn!(error = %e, "BYE not applied");
-            reply(core, edge, tx, &req, 500, "Server Internal Error (session store)").await;
+            reply(core, edge, &req, 500, "Server Internal Error (session store)").await;
             return;
         }
     };
@@ -263,19 +273,11 @@ async fn bye(core: &Core, tx: u64, edge: &str, (s, version): (Session, u64), sid
     let mut ok = ok;
     let _ = core.supplements.incoming_request(&mut s, side, &req).await;
     core.supplements.outgoing(&mut s, side, &mut ok).await;
-    core.respond(edge, tx, &ok).await;
+    core.respond(edge, ok.clone()).await;
     let mut out = compose::in_dialog(s.leg(other), Method::Bye, cseq_out, "");
     core.supplements.outgoing(&mut s, other, &mut out).await;
-    let flow = s.leg(other).flow.to_proto();
-    let out_edge = core.edges.instance_for(&flow).to_owned();
-    match core.edges.send_request(&out_edge, &out, flow).await {
-        Ok((_, mut stream)) => {
-            // The BYE's outcome changes nothing here; the stream is drained
-            // so the edge can finish the transaction.
-            tokio::spawn(async move { while stream.next().await.is_some() {} });
-        }
-        Err(e) => warn!(error = %e, "BYE to the other leg not sent"),
-    }
+    // The BYE's outcome changes nothing here.
+    send_and_forget(core, out, s.leg(other).flow.clone(), "BYE to the other leg").await;
     events::publish_bye(core.sessions.store(), &s, side).await;
     core.supplements.end(&s).await;
     media::end(&core.sdp, &s).await;
@@ -288,7 +290,7 @@ const PENDING_MAX_MS: u64 = 200_000;
 
 /// Relays a request to the other leg and its final response back. An
 /// offer (re-INVITE, UPDATE) while another is pending is glare: 491.
-async fn relay(core: &Core, tx: u64, edge: &str, (s, version): (Session, u64), side: Side, req: Message) {
+async fn relay(core: &Core, edge: &ServerTxRef, (s, version): (Session, u64), side: Side, req: Message) {
     let method = req.method().cloned().unwrap_or(Method::Options);
     let offer_method = matches!(method, Method::Invite | Method::Update);
     let cseq_in = req.cseq().map(|c| c.seq).unwrap_or(0);
@@ -320,16 +322,16 @@ async fn relay(core: &Core, tx: u64, edge: &str, (s, version): (Session, u64), s
     let (mut s, cseq_out) = match claimed {
         Ok(Some((s, _, Some(c)))) => (s, c),
         Ok(Some((_, _, None))) => {
-            reply(core, edge, tx, &req, 491, "Request Pending").await;
+            reply(core, edge, &req, 491, "Request Pending").await;
             return;
         }
         Ok(None) => {
-            reply(core, edge, tx, &req, 481, "Call/Transaction Does Not Exist").await;
+            reply(core, edge, &req, 481, "Call/Transaction Does Not Exist").await;
             return;
         }
         Err(e) => {
             warn!(error = %e, "request not applied");
-            reply(core, edge, tx, &req, 500, "Server Internal Error (session store)").await;
+            reply(core, edge, &req, 500, "Server Internal Error (session store)").await;
             return;
         }
     };
@@ -361,7 +363,7 @@ async fn relay(core: &Core, tx: u64, edge: &str, (s, version): (Session, u64), s
             })
             .await;
     }
-    core.respond(edge, tx, &relayed.response).await;
+    core.respond(edge, relayed.response).await;
 }
 
 /// What relaying a request came to.
@@ -397,7 +399,7 @@ async fn relay_claimed(core: &Core, s: &mut Session, side: Side, req: &Message, 
         s.leg(other),
         method.clone(),
         cseq_out,
-        &contact(&s.id, &s.leg(other).flow, &core.config.contact_host),
+        &contact(&s.id, s.leg(other).flow.as_ref(), &core.config.contact_host),
     );
     compose::relay_headers(req, &mut out);
     let offer = compose::sdp_of(req).map(str::to_owned);
@@ -431,29 +433,27 @@ async fn relay_claimed(core: &Core, s: &mut Session, side: Side, req: &Message, 
         _ => compose::copy_body(req, &mut out),
     }
     core.supplements.outgoing(s, other, &mut out).await;
-    let flow = s.leg(other).flow.to_proto();
-    let out_edge = core.edges.instance_for(&flow).to_owned();
-    let mut stream = match core.edges.send_request(&out_edge, &out, flow.clone()).await {
-        Ok((_, stream)) => stream,
+    let Some(flow) = s.leg(other).flow.clone() else {
+        return refused(req.make_response(503, "Service Unavailable (other leg unreachable)", None));
+    };
+    let mut client = match core.edges.send_request(out, flow.clone()).await {
+        Ok(client) => client,
         Err(e) => {
             warn!(error = %e, "request not relayed");
             return refused(req.make_response(503, "Service Unavailable (other leg unreachable)", None));
         }
     };
     let fin = loop {
-        let Some(item) = stream.next().await else {
+        let Some(event) = client.next().await else {
             return refused(req.make_response(408, "Request Timeout", None));
         };
-        let Some(Ok(r)) = item.response.map(from_proto) else {
-            continue;
-        };
-        if r.status().unwrap_or(0) >= 200 {
-            break r;
+        if event.response.status().unwrap_or(0) >= 200 {
+            break event.response;
         }
     };
-    // The stream of an INVITE stays open for 2xx retransmissions; the edge
+    // The responses of an INVITE go on for 2xx retransmissions; the edge
     // absorbs them once the ACK below (or the deferred one) is sent.
-    tokio::spawn(async move { while stream.next().await.is_some() {} });
+    client.finish_in_background();
     core.supplements.incoming_response(s, other, &fin).await;
     let code = fin.status().unwrap_or(500);
     let success = (200..300).contains(&code);
@@ -463,7 +463,7 @@ async fn relay_claimed(core: &Core, s: &mut Session, side: Side, req: &Message, 
     if success && offer_method {
         resp.push_header(
             Known::Contact,
-            &contact(&s.id, &s.leg(side).flow, &core.config.contact_host),
+            &contact(&s.id, s.leg(side).flow.as_ref(), &core.config.contact_host),
         );
         targets = Some((compose::first_contact(req), compose::first_contact(&fin)));
         match (offer.is_some(), compose::sdp_of(&fin)) {
@@ -511,7 +511,7 @@ async fn relay_claimed(core: &Core, s: &mut Session, side: Side, req: &Message, 
         // The other leg's 2xx is ACKed now: the legs are separate dialogs
         // and the sender's ACK carries nothing it needs.
         let ack = compose::in_dialog(s.leg(other), Method::Ack, cseq_out, "");
-        if let Err(e) = core.edges.send_ack(&out_edge, &ack, flow).await {
+        if let Err(e) = core.edges.send_ack(ack, flow).await {
             warn!(error = %e, "ACK of a re-INVITE not sent");
         }
     }

@@ -17,7 +17,7 @@ pub mod state;
 pub mod supplement;
 
 pub use config::SessionConfig;
-pub use links::{Edges, LocalEdge, Locations, Negotiators};
+pub use links::Negotiators;
 pub use service::{Core, Directory, SessionService};
 pub use supplement::Supplements;
 

@@ -34,12 +34,10 @@ fn error_of(status: tonic::Status) -> MediaError {
 
 /// The IP sipbus writes in o= on a leg: the edge address of its flow.
 fn origin_address(s: &Session, side: Side) -> String {
-    let local = &s.leg(side).flow.local;
-    let from_a = &s.a.flow.local;
-    let pick = if local.is_empty() { from_a } else { local };
-    match pick.parse::<std::net::SocketAddr>() {
-        Ok(a) => a.ip().to_string(),
-        Err(_) => "127.0.0.1".to_owned(),
+    let local = |side: Side| s.leg(side).flow.as_ref().and_then(|f| f.local);
+    match local(side).or_else(|| local(Side::A)) {
+        Some(a) => a.ip().to_string(),
+        None => "127.0.0.1".to_owned(),
     }
 }
 

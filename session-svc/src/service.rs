@@ -6,18 +6,17 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use proto::convert::from_proto;
-use proto::edge::v1 as pb;
-use proto::edge::v1::request_handler_server::RequestHandler;
-use proto::trace::Trace;
+use async_trait::async_trait;
+use bus::Edges;
+use edge_api::{Flow, HandlerError, IncomingRequest, Reply, RequestHandler, ServerTxRef};
+use registrar_svc::LocationClient;
 use sip_message::{Message, Method};
 use state_store::now_ms;
-use tonic::{Request, Response, Status};
 use tracing::{Instrument, debug, info_span, warn};
 
 use crate::config::SessionConfig;
 use crate::events::{self, DialogState};
-use crate::links::{Edges, Locations, Negotiators};
+use crate::links::Negotiators;
 use crate::state::{Phase, Session, Sessions, Side, StateError};
 use crate::supplement::Supplements;
 use crate::{call, dialog, media};
@@ -52,7 +51,7 @@ pub struct Core {
     pub(crate) config: SessionConfig,
     pub(crate) sessions: Sessions,
     pub(crate) edges: Edges,
-    pub(crate) locations: Locations,
+    pub(crate) locations: LocationClient,
     pub(crate) sdp: Negotiators,
     pub(crate) supplements: Supplements,
     pub(crate) directory: Directory,
@@ -63,7 +62,7 @@ impl Core {
         config: SessionConfig,
         store: state_store::Store,
         edges: Edges,
-        locations: Locations,
+        locations: LocationClient,
         sdp: Negotiators,
         supplements: Supplements,
         directory: Directory,
@@ -85,11 +84,12 @@ impl Core {
     /// Sends a response on a server transaction; `false` when the edge
     /// refused it (the transaction was already answered, e.g. 487 after a
     /// CANCEL, or has ended) or could not be reached.
-    pub(crate) async fn respond(&self, instance: &str, tx: u64, resp: &Message) -> bool {
-        match self.edges.respond(instance, tx, resp).await {
+    pub(crate) async fn respond(&self, tx: &ServerTxRef, resp: Message) -> bool {
+        let status = resp.status().unwrap_or(0);
+        match self.edges.respond(tx, resp).await {
             Ok(()) => true,
             Err(e) => {
-                warn!(error = %e, status = resp.status().unwrap_or(0), "response not sent");
+                warn!(error = %e, status, "response not sent");
                 false
             }
         }
@@ -103,7 +103,7 @@ impl Core {
             return;
         };
         self.supplements.outgoing(s, Side::A, &mut resp).await;
-        self.respond(&s.a_edge, s.a_server_tx, &resp).await;
+        self.respond(&s.a_tx, resp).await;
     }
 
     /// The work every ending does once, by whichever replica moved the
@@ -141,7 +141,7 @@ impl Core {
             .map(|h| (h.name.to_owned(), h.value.to_owned()))
             .collect();
         for b in branches {
-            if let Err(e) = self.edges.cancel(&b.edge, b.client_tx, &extra).await {
+            if let Err(e) = self.edges.cancel(&b.tx, extra.clone()).await {
                 warn!(error = %e, target = %b.target, "branch not cancelled");
             }
         }
@@ -209,47 +209,53 @@ impl SessionService {
     }
 }
 
-#[tonic::async_trait]
+#[async_trait]
 impl RequestHandler for SessionService {
-    async fn handle(&self, request: Request<pb::IncomingRequest>) -> Result<Response<pb::HandleReply>, Status> {
-        let trace = Trace::extract(request.metadata()).unwrap_or_default();
-        let req = request.into_inner();
-        let msg = req.message.ok_or_else(|| Status::invalid_argument("no message"))?;
-        let msg = from_proto(msg).map_err(|e| Status::invalid_argument(format!("message: {e}")))?;
-        let method = msg
+    async fn handle(&self, req: IncomingRequest) -> Result<Reply, HandlerError> {
+        let IncomingRequest {
+            tx,
+            request,
+            flow,
+            trace,
+        } = req;
+        let method = request
             .method()
             .cloned()
-            .ok_or_else(|| Status::invalid_argument("not a request"))?;
-        let call_id = msg.call_id().unwrap_or("").to_owned();
-        let span = info_span!("session", %method, %call_id, trace_id = %trace.trace_id(), server_tx = req.server_tx);
+            .ok_or_else(|| HandlerError::Invalid("not a request".into()))?;
+        let call_id = request.call_id().unwrap_or("").to_owned();
+        let span = info_span!("session", %method, %call_id, trace_id = %trace.trace_id(), server_tx = %tx.id);
         let core = self.core.clone();
-        let flow = req.flow.unwrap_or_default();
-        let tx = req.server_tx;
         match method {
-            Method::Ack => {
-                tokio::spawn(async move { dialog::ack(&core, msg).await }.instrument(span));
+            Method::Invite if request.to_tag().is_none() => {
+                tokio::spawn(call::invite(core, tx, flow, request).instrument(span));
             }
-            Method::Cancel => {
-                tokio::spawn(async move { dialog::cancelled(&core, tx, msg).await }.instrument(span));
-            }
-            Method::Invite if msg.to_tag().is_none() => {
-                tokio::spawn(call::invite(core, tx, flow, msg).instrument(span));
-            }
-            _ if msg.to_tag().is_none() => {
-                let resp = msg.make_response(
+            _ if request.to_tag().is_none() => {
+                let resp = request.make_response(
                     481,
                     "Call/Transaction Does Not Exist (no dialog)",
                     Some(&crate::random_tag()),
                 );
-                return Ok(Response::new(pb::HandleReply {
-                    response: Some(proto::convert::to_proto(&resp)),
-                }));
+                return Ok(Reply::Now(resp));
             }
             _ => {
-                tokio::spawn(async move { dialog::request(&core, tx, flow, msg).await }.instrument(span));
+                tokio::spawn(async move { dialog::request(&core, tx, flow, request).await }.instrument(span));
             }
         }
-        Ok(Response::new(pb::HandleReply { response: None }))
+        Ok(Reply::Later)
+    }
+
+    async fn ack(&self, ack: Message, _flow: Flow) -> Result<(), HandlerError> {
+        let span = info_span!("session", method = "ACK", call_id = ack.call_id().unwrap_or(""));
+        let core = self.core.clone();
+        tokio::spawn(async move { dialog::ack(&core, ack).await }.instrument(span));
+        Ok(())
+    }
+
+    async fn cancelled(&self, tx: ServerTxRef, cancel: Message) -> Result<(), HandlerError> {
+        let span = info_span!("session", method = "CANCEL", call_id = cancel.call_id().unwrap_or(""));
+        let core = self.core.clone();
+        tokio::spawn(async move { dialog::cancelled(&core, tx, cancel).await }.instrument(span));
+        Ok(())
     }
 }
 

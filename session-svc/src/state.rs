@@ -7,7 +7,7 @@ use std::collections::BTreeMap;
 use std::time::Duration;
 
 use bytes::Bytes;
-use proto::edge::v1 as pb;
+use edge_api::{ClientTxRef, Flow, ServerTxRef};
 use serde::{Deserialize, Serialize};
 use state_store::{Expect, Store, StoreError};
 
@@ -35,44 +35,6 @@ pub enum Phase {
     Ended,
 }
 
-/// A flow as the edge describes it (`sipbus.edge.v1.Flow`).
-#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
-pub struct FlowRec {
-    pub transport: i32,
-    pub remote: String,
-    pub local: String,
-    pub connection: u64,
-    pub edge_instance: String,
-}
-
-impl From<&pb::Flow> for FlowRec {
-    fn from(f: &pb::Flow) -> Self {
-        Self {
-            transport: f.transport,
-            remote: f.remote.clone(),
-            local: f.local.clone(),
-            connection: f.connection,
-            edge_instance: f.edge_instance.clone(),
-        }
-    }
-}
-
-impl FlowRec {
-    pub fn to_proto(&self) -> pb::Flow {
-        pb::Flow {
-            transport: self.transport,
-            remote: self.remote.clone(),
-            local: self.local.clone(),
-            connection: self.connection,
-            edge_instance: self.edge_instance.clone(),
-        }
-    }
-
-    pub fn is_tcp(&self) -> bool {
-        self.transport == pb::Transport::Tcp as i32
-    }
-}
-
 /// One side of the back-to-back user agent, from sipbus's point of view.
 #[derive(Debug, Clone, Default, Serialize, Deserialize)]
 pub struct Leg {
@@ -93,18 +55,17 @@ pub struct Leg {
     pub local_cseq: u32,
     /// The highest CSeq seen from the peer.
     pub remote_cseq: u32,
-    /// How to reach the peer.
-    pub flow: FlowRec,
+    /// How to reach the peer; none on the callee's leg until it answers.
+    pub flow: Option<Flow>,
 }
 
 /// One forked B-leg INVITE.
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Branch {
-    /// Its client transaction on `edge`.
-    pub client_tx: u64,
-    pub edge: String,
+    /// Its client transaction.
+    pub tx: ClientTxRef,
     pub target: String,
-    pub flow: FlowRec,
+    pub flow: Flow,
     /// Got its final response.
     pub done: bool,
 }
@@ -172,8 +133,7 @@ pub struct Session {
     /// The caller's INVITE without its body, so any replica can answer it.
     pub a_request: String,
     /// The caller's INVITE transaction.
-    pub a_edge: String,
-    pub a_server_tx: u64,
+    pub a_tx: ServerTxRef,
     pub a_invite_cseq: u32,
     /// The CSeq of the B-leg INVITE sipbus sent (all branches share it).
     pub b_invite_cseq: u32,
@@ -413,8 +373,10 @@ impl Session {
                 ..Leg::default()
             },
             a_request: String::new(),
-            a_edge: String::new(),
-            a_server_tx: 0,
+            a_tx: ServerTxRef {
+                edge: edge_api::EdgeId::new("edge"),
+                id: edge_api::ServerTxId(1),
+            },
             a_invite_cseq: 1,
             b_invite_cseq: 1,
             branches: Vec::new(),

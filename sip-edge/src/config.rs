@@ -39,11 +39,11 @@ impl Default for EdgeConfig {
         Self {
             listen: vec![
                 ListenAddr {
-                    transport: crate::TransportKind::Udp,
+                    transport: crate::Transport::Udp,
                     addr: ([0, 0, 0, 0], 5060).into(),
                 },
                 ListenAddr {
-                    transport: crate::TransportKind::Tcp,
+                    transport: crate::Transport::Tcp,
                     addr: ([0, 0, 0, 0], 5060).into(),
                 },
             ],

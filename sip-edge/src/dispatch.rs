@@ -6,10 +6,12 @@ use std::future::Future;
 use std::pin::Pin;
 use std::sync::Arc;
 
+use async_trait::async_trait;
+use edge_api::{ClientTxId, ClientTxRef, Edge, EdgeError, EdgeId};
 use sip_message::{Message, Method};
 
 use crate::transaction::{ClientTx, ServerTx, ServerTxId, TransactionLayer, TxError};
-use crate::transport::{Source, Target};
+use crate::transport::Flow;
 
 /// A new request for a service.
 #[derive(Debug)]
@@ -19,7 +21,8 @@ pub struct IncomingRequest {
     /// The request as received, with `received` / `rport` set on its top
     /// Via (RFC 3581).
     pub request: Message,
-    pub source: Source,
+    /// Where it came from, on this edge.
+    pub flow: Flow,
 }
 
 pub type BoxFuture = Pin<Box<dyn Future<Output = ()> + Send + 'static>>;
@@ -34,9 +37,10 @@ pub trait Dispatch: Send + Sync + 'static {
     fn allow(&self) -> &[Method];
     fn dispatch(&self, request: IncomingRequest, edge: EdgeHandle) -> BoxFuture;
     /// An ACK for a 2xx, or any ACK no transaction absorbed.
-    fn ack(&self, _ack: Message, _source: Source) {}
-    /// An INVITE was cancelled by `cancel`; 487 has been sent.
-    fn cancelled(&self, _tx: ServerTxId, _cancel: Message) {}
+    fn ack(&self, _ack: Message, _flow: Flow) {}
+    /// An INVITE was cancelled by `cancel`; 487 has been sent. `flow` is
+    /// the INVITE's.
+    fn cancelled(&self, _tx: ServerTxId, _cancel: Message, _flow: Flow) {}
 }
 
 /// Until services exist: nothing is allowed beyond what the edge answers
@@ -54,22 +58,30 @@ impl Dispatch for NoServices {
 }
 
 /// The edge API for services: respond on a server transaction, send a
-/// request through a client transaction, send an ACK for a 2xx.
+/// request through a client transaction, send an ACK for a 2xx, cancel.
+/// In process it is the [`Edge`] of this instance.
 #[derive(Clone)]
 pub struct EdgeHandle {
     pub(crate) layer: TransactionLayer,
+    pub(crate) id: EdgeId,
 }
 
 impl EdgeHandle {
+    /// This edge instance's name, as flows and transaction references
+    /// carry it.
+    pub fn id(&self) -> &EdgeId {
+        &self.id
+    }
+
     pub fn respond(&self, tx: ServerTxId, response: Message) -> Result<(), TxError> {
         self.layer.respond(tx, response)
     }
 
-    pub fn send_request(&self, request: Message, target: Target) -> Result<ClientTx, TxError> {
+    pub fn send_request(&self, request: Message, target: Flow) -> Result<ClientTx, TxError> {
         self.layer.send_request(request, target)
     }
 
-    pub fn send_ack(&self, ack: Message, target: Target) -> Result<(), TxError> {
+    pub fn send_ack(&self, ack: Message, target: Flow) -> Result<(), TxError> {
         self.layer.send_ack(ack, target)
     }
 
@@ -86,10 +98,62 @@ impl<D: Dispatch> Dispatch for Arc<D> {
     fn dispatch(&self, request: IncomingRequest, edge: EdgeHandle) -> BoxFuture {
         (**self).dispatch(request, edge)
     }
-    fn ack(&self, ack: Message, source: Source) {
-        (**self).ack(ack, source)
+    fn ack(&self, ack: Message, flow: Flow) {
+        (**self).ack(ack, flow)
     }
-    fn cancelled(&self, tx: ServerTxId, cancel: Message) {
-        (**self).cancelled(tx, cancel)
+    fn cancelled(&self, tx: ServerTxId, cancel: Message, flow: Flow) {
+        (**self).cancelled(tx, cancel, flow)
+    }
+}
+
+impl From<TxError> for EdgeError {
+    fn from(e: TxError) -> Self {
+        match e {
+            TxError::NoTransaction(id) => EdgeError::NoTransaction(id),
+            TxError::AlreadyAnswered(id) => EdgeError::AlreadyAnswered(id),
+            TxError::Busy(_) | TxError::Overloaded => EdgeError::Overloaded(e.to_string()),
+            TxError::NotAResponse | TxError::NotARequest | TxError::InvalidRequest(_) => {
+                EdgeError::Invalid(e.to_string())
+            }
+            TxError::Transport(t) => EdgeError::Transport(t.to_string()),
+        }
+    }
+}
+
+impl EdgeHandle {
+    /// A flow is sent on its connection only by the edge that holds it.
+    fn own(&self, flow: Flow) -> Result<Flow, EdgeError> {
+        match (&flow.edge, flow.connection) {
+            (Some(other), Some(c)) if *other != self.id => Err(EdgeError::Invalid(format!(
+                "{c} belongs to edge {other}, not to {}",
+                self.id
+            ))),
+            _ => Ok(flow),
+        }
+    }
+}
+
+#[async_trait]
+impl Edge for EdgeHandle {
+    async fn respond(&self, tx: ServerTxId, response: Message) -> Result<(), EdgeError> {
+        Ok(self.layer.respond(tx, response)?)
+    }
+
+    async fn send_request(&self, request: Message, flow: Flow) -> Result<edge_api::ClientTx, EdgeError> {
+        let tx = self.layer.send_request(request, self.own(flow)?)?;
+        let id = ClientTxRef {
+            edge: self.id.clone(),
+            id: tx.id(),
+        };
+        Ok(edge_api::ClientTx::new(id, tx.into_responses()))
+    }
+
+    async fn send_ack(&self, ack: Message, flow: Flow) -> Result<(), EdgeError> {
+        Ok(self.layer.send_ack(ack, self.own(flow)?)?)
+    }
+
+    async fn cancel(&self, tx: ClientTxId, headers: Vec<(String, String)>) -> Result<(), EdgeError> {
+        self.layer.cancel(tx, headers);
+        Ok(())
     }
 }

@@ -7,6 +7,7 @@ use std::net::SocketAddr;
 use std::sync::Arc;
 
 use bytes::Bytes;
+use edge_api::EdgeId;
 use sip_message::text::split_top_level;
 use sip_message::{Known, Limits, Message, Method};
 use tokio::sync::Semaphore;
@@ -16,7 +17,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 use crate::config::EdgeConfig;
 use crate::dispatch::{Dispatch, EdgeHandle, IncomingRequest};
 use crate::transaction::{ServerTx, ServerTxId, TransactionLayer, TransactionUser};
-use crate::transport::{Inbound, Source, TransportKind, Transports, tcp, udp};
+use crate::transport::{Flow, Inbound, Transport, Transports, tcp, udp};
 use crate::validate::check_request;
 
 /// Why the edge could not start.
@@ -29,7 +30,7 @@ pub enum StartError {
 /// A running edge. Dropping it does not stop it; call [`RunningEdge::stop`].
 pub struct RunningEdge {
     /// The bound addresses, in configuration order (port 0 resolved).
-    pub local_addrs: Vec<(TransportKind, SocketAddr)>,
+    pub local_addrs: Vec<(Transport, SocketAddr)>,
     handle: EdgeHandle,
     tasks: Vec<JoinHandle<()>>,
 }
@@ -40,7 +41,7 @@ impl RunningEdge {
     }
 
     /// The first bound address of a transport.
-    pub fn addr(&self, transport: TransportKind) -> Option<SocketAddr> {
+    pub fn addr(&self, transport: Transport) -> Option<SocketAddr> {
         self.local_addrs.iter().find(|(t, _)| *t == transport).map(|(_, a)| *a)
     }
 
@@ -54,6 +55,7 @@ impl RunningEdge {
 
 /// What every receive path shares.
 struct Core {
+    id: EdgeId,
     layer: TransactionLayer,
     limits: Limits,
     supported: Vec<String>,
@@ -82,7 +84,14 @@ pub async fn start(config: &EdgeConfig, dispatcher: Arc<dyn Dispatch>) -> Result
             .filter(|m| *m != "OPTIONS"),
     );
     let allow = allow.join(", ");
+    let id = EdgeId::new(
+        &config
+            .instance
+            .clone()
+            .unwrap_or_else(|| format!("edge-{:08x}", fastrand::u32(..))),
+    );
     let core = Arc::new(Core {
+        id: id.clone(),
         layer: layer.clone(),
         limits: config.message_limits(),
         supported: config.supported.clone(),
@@ -102,7 +111,7 @@ pub async fn start(config: &EdgeConfig, dispatcher: Arc<dyn Dispatch>) -> Result
             source,
         };
         match listen.transport {
-            TransportKind::Udp => {
+            Transport::Udp => {
                 let socket = Arc::new(udp::bind(listen.addr).map_err(bind_err)?);
                 let local = socket.local_addr().map_err(bind_err)?;
                 transports.add_udp(local, socket.clone());
@@ -111,27 +120,27 @@ pub async fn start(config: &EdgeConfig, dispatcher: Arc<dyn Dispatch>) -> Result
                     tasks.push(tokio::spawn(udp::serve(socket.clone(), local, inbound)));
                 }
                 info!(%local, "listening on UDP");
-                local_addrs.push((TransportKind::Udp, local));
+                local_addrs.push((Transport::Udp, local));
             }
-            TransportKind::Tcp => {
+            Transport::Tcp => {
                 let listener = tcp::bind(listen.addr).map_err(bind_err)?;
                 let local = listener.local_addr().map_err(bind_err)?;
                 transports.add_tcp_listener(local);
                 tasks.push(tokio::spawn(tcp::serve(listener, local, transports.clone())));
                 info!(%local, "listening on TCP");
-                local_addrs.push((TransportKind::Tcp, local));
+                local_addrs.push((Transport::Tcp, local));
             }
         }
     }
     Ok(RunningEdge {
         local_addrs,
-        handle: EdgeHandle { layer },
+        handle: EdgeHandle { layer, id },
         tasks,
     })
 }
 
 impl Inbound for Core {
-    fn on_message(&self, data: Bytes, source: Source) {
+    fn on_message(&self, data: Bytes, source: Flow) {
         let mut msg = match Message::parse_structure(data, &self.limits) {
             Ok(m) => m,
             Err(e) => {
@@ -168,7 +177,7 @@ fn respondable(msg: &Message) -> bool {
 
 /// RFC 3261 18.2.1 and RFC 3581: record the source address in the top Via
 /// (`received`, and `rport` filled in when the client asked for it).
-pub fn stamp_via(msg: &mut Message, source: &Source) {
+pub fn stamp_via(msg: &mut Message, source: &Flow) {
     let Ok(via) = msg.top_via() else { return };
     let ip = source.remote.ip();
     let wants_rport = via.rport() == Some(None);
@@ -202,7 +211,7 @@ pub fn stamp_via(msg: &mut Message, source: &Source) {
 }
 
 impl TransactionUser for Core {
-    fn on_request(&self, tx: ServerTx, request: Message, source: Source) {
+    fn on_request(&self, tx: ServerTx, request: Message, mut source: Flow) {
         let method = request.method().cloned().unwrap_or(Method::Options);
         if let Err(rejection) = check_request(&request, &self.supported) {
             debug!(tx = %tx.id(), code = rejection.code, reason = %rejection.reason, "request rejected");
@@ -233,10 +242,16 @@ impl TransactionUser for Core {
             return;
         };
         let span = info_span!("dispatch", tx = %tx.id(), %method, remote = %source.remote);
+        source.edge = Some(self.id.clone());
         let fut = self.dispatcher.dispatch(
-            IncomingRequest { tx, request, source },
+            IncomingRequest {
+                tx,
+                request,
+                flow: source,
+            },
             EdgeHandle {
                 layer: self.layer.clone(),
+                id: self.id.clone(),
             },
         );
         tokio::spawn(
@@ -248,12 +263,14 @@ impl TransactionUser for Core {
         );
     }
 
-    fn on_ack(&self, ack: Message, source: Source) {
+    fn on_ack(&self, ack: Message, mut source: Flow) {
+        source.edge = Some(self.id.clone());
         self.dispatcher.ack(ack, source);
     }
 
-    fn on_cancelled(&self, tx: ServerTxId, cancel: Message) {
-        self.dispatcher.cancelled(tx, cancel);
+    fn on_cancelled(&self, tx: ServerTxId, cancel: Message, mut flow: Flow) {
+        flow.edge = Some(self.id.clone());
+        self.dispatcher.cancelled(tx, cancel, flow);
     }
 }
 

@@ -30,4 +30,4 @@ pub use edge::{RunningEdge, StartError, start};
 pub use transaction::{
     Canceller, ClientEvent, ClientTx, Origin, ServerTx, ServerTxId, TimerConfig, TransactionLayer, TxError,
 };
-pub use transport::{FlowId, ListenAddr, Source, Target, TransportKind};
+pub use transport::{ConnectionId, Flow, ListenAddr, Transport};

@@ -11,7 +11,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use sip_edge::transport::ListenAddr;
 use sip_edge::{
-    BoxFuture, Dispatch, EdgeConfig, EdgeHandle, IncomingRequest, NoServices, RunningEdge, Target, TransportKind,
+    BoxFuture, Dispatch, EdgeConfig, EdgeHandle, Flow, IncomingRequest, NoServices, RunningEdge, Transport,
 };
 use sip_message::{Known, Message, Method};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -91,7 +91,7 @@ impl Udp {
 #[tokio::test]
 async fn options_and_every_rejection_over_udp() {
     let edge = start(&config(&["udp:127.0.0.1:0"]), Arc::new(NoServices)).await;
-    let udp = Udp::new(edge.addr(TransportKind::Udp).unwrap()).await;
+    let udp = Udp::new(edge.addr(Transport::Udp).unwrap()).await;
 
     let ok = udp.final_for(&request("OPTIONS", "z9hG4bKo1", "")).await;
     assert_eq!(ok.status(), Some(200));
@@ -170,15 +170,13 @@ async fn ipv6_loopback_udp_and_tcp() {
         eprintln!("no IPv6 loopback on this machine; skipping");
         return;
     };
-    let udp = Udp::new(edge.addr(TransportKind::Udp).unwrap()).await;
+    let udp = Udp::new(edge.addr(Transport::Udp).unwrap()).await;
     let raw = request("OPTIONS", "z9hG4bK6u", "").replace("127.0.0.1:9", "[::1]:9");
     let r = udp.final_for(&raw).await;
     assert_eq!(r.status(), Some(200));
     assert_eq!(r.top_via().unwrap().received(), Some("::1"));
 
-    let mut tcp = TcpStream::connect(edge.addr(TransportKind::Tcp).unwrap())
-        .await
-        .unwrap();
+    let mut tcp = TcpStream::connect(edge.addr(Transport::Tcp).unwrap()).await.unwrap();
     tcp.write_all(raw.replace("z9hG4bK6u", "z9hG4bK6t").replace("/UDP", "/TCP").as_bytes())
         .await
         .unwrap();
@@ -212,7 +210,7 @@ fn tcp_request(method: &str, branch: &str) -> String {
 #[tokio::test]
 async fn tcp_pipelining_split_reads_keepalive_and_stalled_peer() {
     let edge = start(&config(&["tcp:127.0.0.1:0"]), Arc::new(NoServices)).await;
-    let addr = edge.addr(TransportKind::Tcp).unwrap();
+    let addr = edge.addr(Transport::Tcp).unwrap();
 
     // Two messages and a keep-alive in one segment.
     let mut a = TcpStream::connect(addr).await.unwrap();
@@ -301,7 +299,7 @@ async fn dispatch_answers_later_and_overload_gets_503() {
     let mut c = config(&["udp:127.0.0.1:0"]);
     c.overload.max_inflight_requests = 1;
     let edge = start(&c, Arc::new(SlowService)).await;
-    let udp = Udp::new(edge.addr(TransportKind::Udp).unwrap()).await;
+    let udp = Udp::new(edge.addr(Transport::Udp).unwrap()).await;
 
     let r = udp.final_for(&request("INVITE", "z9hG4bKd1", "")).await;
     assert_eq!(r.status(), Some(486));
@@ -329,11 +327,11 @@ async fn client_transaction_over_udp_to_a_real_socket() {
     req.push_header(Known::CSeq, "1 OPTIONS");
     let mut ctx = edge
         .handle()
-        .send_request(req, Target::new(TransportKind::Udp, peer.local_addr().unwrap()))
+        .send_request(req, Flow::to(Transport::Udp, peer.local_addr().unwrap()))
         .unwrap();
     let mut buf = vec![0u8; 65536];
     let (n, from) = timeout(WAIT, peer.recv_from(&mut buf)).await.unwrap().unwrap();
-    assert_eq!(from, edge.addr(TransportKind::Udp).unwrap());
+    assert_eq!(from, edge.addr(Transport::Udp).unwrap());
     let got = Message::parse(Bytes::copy_from_slice(&buf[..n])).unwrap();
     assert!(got.top_via().unwrap().has_rfc3261_branch());
     assert_eq!(got.top_via().unwrap().port, Some(from.port()));
@@ -352,9 +350,7 @@ async fn tcp_response_reopens_to_sent_by_when_the_connection_is_gone() {
     // The client's own listening port, named in its Via sent-by.
     let client_listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let sent_by = client_listener.local_addr().unwrap();
-    let mut a = TcpStream::connect(edge.addr(TransportKind::Tcp).unwrap())
-        .await
-        .unwrap();
+    let mut a = TcpStream::connect(edge.addr(Transport::Tcp).unwrap()).await.unwrap();
     let invite = tcp_request("INVITE", "z9hG4bKreopen").replace("127.0.0.1:9", &sent_by.to_string());
     a.write_all(invite.as_bytes()).await.unwrap();
     assert_eq!(read_messages(&mut a, 1).await[0].status(), Some(100));

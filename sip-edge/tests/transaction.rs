@@ -11,7 +11,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use sip_edge::transaction::TransactionUser;
 use sip_edge::transport::memory::MemoryTransmit;
-use sip_edge::{Origin, ServerTx, ServerTxId, Source, Target, TimerConfig, TransactionLayer, TransportKind};
+use sip_edge::{Flow, Origin, ServerTx, ServerTxId, TimerConfig, TransactionLayer, Transport};
 use sip_message::{Message, Method};
 use tokio::sync::mpsc;
 use tokio::time::{Instant, advance};
@@ -23,12 +23,13 @@ fn peer() -> SocketAddr {
     "192.0.2.10:5060".parse().unwrap()
 }
 
-fn source(transport: TransportKind) -> Source {
-    Source {
+fn source(transport: Transport) -> Flow {
+    Flow {
         transport,
         remote: peer(),
-        local: "192.0.2.1:5060".parse().unwrap(),
-        flow: None,
+        local: Some("192.0.2.1:5060".parse().unwrap()),
+        connection: None,
+        edge: None,
     }
 }
 
@@ -73,13 +74,13 @@ enum Up {
 struct Tu(mpsc::UnboundedSender<Up>);
 
 impl TransactionUser for Tu {
-    fn on_request(&self, tx: ServerTx, request: Message, _source: Source) {
+    fn on_request(&self, tx: ServerTx, request: Message, _source: Flow) {
         let _ = self.0.send(Up::Request(tx, request));
     }
-    fn on_ack(&self, ack: Message, _source: Source) {
+    fn on_ack(&self, ack: Message, _source: Flow) {
         let _ = self.0.send(Up::Ack(ack));
     }
-    fn on_cancelled(&self, tx: ServerTxId, cancel: Message) {
+    fn on_cancelled(&self, tx: ServerTxId, cancel: Message, _flow: Flow) {
         assert_eq!(cancel.method(), Some(&Method::Cancel));
         let _ = self.0.send(Up::Cancelled(tx));
     }
@@ -87,7 +88,7 @@ impl TransactionUser for Tu {
 
 struct Harness {
     layer: TransactionLayer,
-    wire: mpsc::UnboundedReceiver<(Target, Bytes)>,
+    wire: mpsc::UnboundedReceiver<(Flow, Bytes)>,
     up: mpsc::UnboundedReceiver<Up>,
     start: Instant,
 }
@@ -119,7 +120,7 @@ impl Harness {
     }
 
     /// Everything sent so far, with the virtual time it was sent at.
-    async fn sent(&mut self) -> Vec<(Duration, Target, Message)> {
+    async fn sent(&mut self) -> Vec<(Duration, Flow, Message)> {
         self.settle().await;
         let mut out = Vec::new();
         while let Ok((target, data)) = self.wire.try_recv() {
@@ -161,7 +162,7 @@ fn ms(d: Duration) -> u64 {
 async fn invite_server_sends_trying_and_replays_final_on_retransmission() {
     let mut h = Harness::new(100);
     let invite = request("INVITE", "z9hG4bKinv1", "");
-    h.layer.receive(invite.clone(), source(TransportKind::Udp));
+    h.layer.receive(invite.clone(), source(Transport::Udp));
     let sent = h.sent().await;
     assert_eq!(sent.len(), 1);
     assert_eq!(status(&sent[0].2), 100, "100 Trying at once");
@@ -172,7 +173,7 @@ async fn invite_server_sends_trying_and_replays_final_on_retransmission() {
 
     // A retransmission before the final response gets the provisional again,
     // and does not reach the transaction user.
-    h.layer.receive(invite.clone(), source(TransportKind::Udp));
+    h.layer.receive(invite.clone(), source(Transport::Udp));
     let sent = h.sent().await;
     assert_eq!(sent.iter().map(|s| status(&s.2)).collect::<Vec<_>>(), vec![100]);
     assert!(h.up().await.is_none());
@@ -184,7 +185,7 @@ async fn invite_server_sends_trying_and_replays_final_on_retransmission() {
     assert_eq!(status(&first[0].2), 486);
     assert_eq!(first[0].1.remote, peer(), "response to the sent-by address");
 
-    h.layer.receive(invite.clone(), source(TransportKind::Udp));
+    h.layer.receive(invite.clone(), source(Transport::Udp));
     let again = h.sent().await;
     assert_eq!(again.len(), 1);
     assert_eq!(
@@ -195,7 +196,7 @@ async fn invite_server_sends_trying_and_replays_final_on_retransmission() {
 
     // The ACK is absorbed: it stops timer G and never goes upward.
     let ack = invite.make_ack(&first[0].2);
-    h.layer.receive(ack, source(TransportKind::Udp));
+    h.layer.receive(ack, source(Transport::Udp));
     assert!(h.up().await.is_none(), "ACK of a non-2xx is absorbed");
     let after = h.run_for(Duration::from_secs(10)).await;
     assert!(after.is_empty(), "no retransmission after the ACK: {after:?}");
@@ -205,7 +206,7 @@ async fn invite_server_sends_trying_and_replays_final_on_retransmission() {
 async fn timer_g_retransmits_final_until_timer_h() {
     let mut h = Harness::new(100);
     let invite = request("INVITE", "z9hG4bKinv2", "");
-    h.layer.receive(invite.clone(), source(TransportKind::Udp));
+    h.layer.receive(invite.clone(), source(Transport::Udp));
     let Some(Up::Request(tx, req)) = h.up().await else {
         panic!()
     };
@@ -232,7 +233,7 @@ async fn timer_g_retransmits_final_until_timer_h() {
 async fn reliable_transport_gets_no_retransmissions() {
     let mut h = Harness::new(100);
     let invite = request("INVITE", "z9hG4bKinv3", "");
-    h.layer.receive(invite.clone(), source(TransportKind::Tcp));
+    h.layer.receive(invite.clone(), source(Transport::Tcp));
     let Some(Up::Request(tx, req)) = h.up().await else {
         panic!()
     };
@@ -247,7 +248,7 @@ async fn reliable_transport_gets_no_retransmissions() {
         .layer
         .send_request(
             outgoing(Method::Options),
-            Target::new(TransportKind::Tcp, "192.0.2.20:5060".parse().unwrap()),
+            Flow::to(Transport::Tcp, "192.0.2.20:5060".parse().unwrap()),
         )
         .unwrap();
     let sent = h.sent().await;
@@ -263,7 +264,7 @@ async fn client_non_invite_retransmits_capped_at_t2_then_408() {
     let req = outgoing(Method::Options);
     let mut ctx = h
         .layer
-        .send_request(req, Target::new(TransportKind::Udp, "192.0.2.20:5060".parse().unwrap()))
+        .send_request(req, Flow::to(Transport::Udp, "192.0.2.20:5060".parse().unwrap()))
         .unwrap();
     let first = h.sent().await;
     assert_eq!(first.len(), 1);
@@ -286,9 +287,9 @@ async fn client_non_invite_retransmits_capped_at_t2_then_408() {
 #[tokio::test(start_paused = true)]
 async fn client_invite_timer_b_and_ack_for_failure() {
     let mut h = Harness::new(100);
-    let target = Target::new(TransportKind::Udp, "192.0.2.20:5060".parse().unwrap());
+    let target = Flow::to(Transport::Udp, "192.0.2.20:5060".parse().unwrap());
     let inv = outgoing(Method::Invite);
-    let mut ctx = h.layer.send_request(inv.clone(), target).unwrap();
+    let mut ctx = h.layer.send_request(inv.clone(), target.clone()).unwrap();
     h.sent().await;
     let resent = h.run_for(T1 * 64 + Duration::from_millis(200)).await;
     // Timer A doubles without a cap: 0.5, 1.5, 3.5, 7.5, 15.5, 31.5 s.
@@ -303,7 +304,7 @@ async fn client_invite_timer_b_and_ack_for_failure() {
     let sent = h.sent().await;
     let sent_invite = sent[0].2.clone();
     let busy = response_to(&sent_invite, 486);
-    h.layer.receive(busy.clone(), source(TransportKind::Udp));
+    h.layer.receive(busy.clone(), source(Transport::Udp));
     let ev = ctx.next().await.unwrap();
     assert_eq!(status(&ev.response), 486);
     let acks = h.sent().await;
@@ -312,7 +313,7 @@ async fn client_invite_timer_b_and_ack_for_failure() {
     assert_eq!(ack.method(), Some(&Method::Ack));
     assert_eq!(ack.top_via().unwrap().branch(), sent_invite.top_via().unwrap().branch());
     assert_eq!(ack.to_header().unwrap().tag(), Some("b1"));
-    h.layer.receive(busy, source(TransportKind::Udp));
+    h.layer.receive(busy, source(Transport::Udp));
     assert_eq!(h.sent().await.len(), 1, "retransmitted final gets the ACK again");
 }
 
@@ -320,13 +321,13 @@ async fn client_invite_timer_b_and_ack_for_failure() {
 async fn cancel_gets_200_and_invite_487() {
     let mut h = Harness::new(100);
     let invite = request("INVITE", "z9hG4bKinv4", "");
-    h.layer.receive(invite.clone(), source(TransportKind::Udp));
+    h.layer.receive(invite.clone(), source(Transport::Udp));
     let Some(Up::Request(tx, _)) = h.up().await else {
         panic!()
     };
     h.sent().await;
     let cancel = Message::parse(invite.make_cancel().to_bytes()).unwrap();
-    h.layer.receive(cancel, source(TransportKind::Udp));
+    h.layer.receive(cancel, source(Transport::Udp));
     let sent = h.sent().await;
     let mut got: Vec<(u16, String)> = sent
         .iter()
@@ -343,7 +344,7 @@ async fn cancel_gets_200_and_invite_487() {
     assert_eq!(late, Err(sip_edge::TxError::AlreadyAnswered(tx.id())));
     // A CANCEL for nothing gets 481.
     let stray = Message::parse(request("INVITE", "z9hG4bKnothing", "").make_cancel().to_bytes()).unwrap();
-    h.layer.receive(stray, source(TransportKind::Udp));
+    h.layer.receive(stray, source(Transport::Udp));
     let sent = h.sent().await;
     assert_eq!(sent.iter().map(|s| status(&s.2)).collect::<Vec<_>>(), vec![481]);
 }
@@ -352,12 +353,12 @@ async fn cancel_gets_200_and_invite_487() {
 async fn merged_request_gets_482() {
     let mut h = Harness::new(100);
     h.layer
-        .receive(request("INVITE", "z9hG4bKfork1", ""), source(TransportKind::Udp));
+        .receive(request("INVITE", "z9hG4bKfork1", ""), source(Transport::Udp));
     assert!(matches!(h.up().await, Some(Up::Request(..))));
     h.sent().await;
     // Same From tag, Call-ID and CSeq, arriving by another path (branch).
     h.layer
-        .receive(request("INVITE", "z9hG4bKfork2", ""), source(TransportKind::Udp));
+        .receive(request("INVITE", "z9hG4bKfork2", ""), source(Transport::Udp));
     let sent = h.sent().await;
     assert!(
         sent.iter().any(|s| status(&s.2) == 482),
@@ -371,7 +372,7 @@ async fn merged_request_gets_482() {
 async fn accepted_2xx_retransmitted_until_ack_then_ack_goes_up() {
     let mut h = Harness::new(100);
     let invite = request("INVITE", "z9hG4bKinv5", "");
-    h.layer.receive(invite.clone(), source(TransportKind::Udp));
+    h.layer.receive(invite.clone(), source(Transport::Udp));
     let Some(Up::Request(tx, req)) = h.up().await else {
         panic!()
     };
@@ -387,7 +388,7 @@ async fn accepted_2xx_retransmitted_until_ack_then_ack_goes_up() {
         "SIP/2.0/UDP 192.0.2.10:5060;branch=z9hG4bKack5",
     );
     let ack = Message::parse(ack.to_bytes()).unwrap();
-    h.layer.receive(ack, source(TransportKind::Udp));
+    h.layer.receive(ack, source(Transport::Udp));
     match h.up().await {
         Some(Up::Ack(ack)) => assert_eq!(ack.top_via().unwrap().branch(), Some("z9hG4bKack5")),
         other => panic!("ACK of a 2xx goes to the transaction user, got {other:?}"),
@@ -402,7 +403,7 @@ async fn accepted_2xx_retransmitted_until_ack_then_ack_goes_up() {
 async fn non_invite_server_replays_final_until_timer_j() {
     let mut h = Harness::new(100);
     let reg = request("REGISTER", "z9hG4bKreg1", "");
-    h.layer.receive(reg.clone(), source(TransportKind::Udp));
+    h.layer.receive(reg.clone(), source(Transport::Udp));
     let Some(Up::Request(tx, req)) = h.up().await else {
         panic!()
     };
@@ -410,13 +411,13 @@ async fn non_invite_server_replays_final_until_timer_j() {
     tx.respond(req.make_response(200, "OK", Some(tx.to_tag()))).unwrap();
     let first = h.sent().await.remove(0).2;
     h.run_for(Duration::from_secs(10)).await;
-    h.layer.receive(reg.clone(), source(TransportKind::Udp));
+    h.layer.receive(reg.clone(), source(Transport::Udp));
     let again = h.sent().await;
     assert_eq!(again.len(), 1);
     assert_eq!(again[0].2.to_bytes(), first.to_bytes());
     h.run_for(Duration::from_secs(23)).await;
     assert_eq!(h.layer.counts().0, 0, "gone after timer J");
-    h.layer.receive(reg, source(TransportKind::Udp));
+    h.layer.receive(reg, source(Transport::Udp));
     assert!(
         matches!(h.up().await, Some(Up::Request(..))),
         "a later copy is a new transaction"
@@ -427,12 +428,12 @@ async fn non_invite_server_replays_final_until_timer_j() {
 async fn full_table_answers_503_with_retry_after() {
     let mut h = Harness::new(1);
     h.layer
-        .receive(request("REGISTER", "z9hG4bKa", ""), source(TransportKind::Udp));
+        .receive(request("REGISTER", "z9hG4bKa", ""), source(Transport::Udp));
     assert!(matches!(h.up().await, Some(Up::Request(..))));
     let mut second = request("REGISTER", "z9hG4bKb", "");
     second.set_header("Call-ID", "other-call");
     let second = Message::parse(second.to_bytes()).unwrap();
-    h.layer.receive(second, source(TransportKind::Udp));
+    h.layer.receive(second, source(Transport::Udp));
     let sent = h.sent().await;
     assert_eq!(sent.len(), 1);
     assert_eq!(status(&sent[0].2), 503);
@@ -446,11 +447,11 @@ async fn responses_follow_rport_and_sent_by() {
     let mut req = request("REGISTER", "z9hG4bKr1", "");
     req.replace_top_value(sip_message::Known::Via, "SIP/2.0/UDP 192.0.2.10:5077;branch=z9hG4bKr1");
     let req = Message::parse(req.to_bytes()).unwrap();
-    let src = Source {
+    let src = Flow {
         remote: "192.0.2.10:40000".parse().unwrap(),
-        ..source(TransportKind::Udp)
+        ..source(Transport::Udp)
     };
-    h.layer.receive(req, src);
+    h.layer.receive(req, src.clone());
     let Some(Up::Request(tx, r)) = h.up().await else {
         panic!()
     };

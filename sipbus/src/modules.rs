@@ -6,14 +6,13 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, bail};
-use bus::{EdgeApi, Handler, HandlerPool, ReplicaSource, Router};
-use proto::edge::v1::edge_server::EdgeServer;
-use proto::edge::v1::request_handler_server::RequestHandlerServer;
-use proto::registrar::v1::registrar_server::RegistrarServer;
+use bus::grpc::{EdgeService, HandlerService, RemoteHandler};
+use bus::{Edges, ReplicaSource, Replicas, Router};
+use edge_api::{Edge, EdgeId, RequestHandler};
 use proto::sdp::v1::sdp_negotiator_server::SdpNegotiatorServer;
-use registrar_svc::{Registrar, RegistrarService};
+use registrar_svc::{LocationClient, LocationService, Registrar, RegistrarService};
 use sdp_svc::Negotiator;
-use session_svc::{Core, Directory, Edges, LocalEdge, Locations, Negotiators, SessionService, Supplements};
+use session_svc::{Core, Directory, Negotiators, SessionService, Supplements};
 use sip_edge::RunningEdge;
 use sip_message::Method;
 use state_store::Store;
@@ -55,15 +54,7 @@ async fn store(config: &Config, target: Target) -> anyhow::Result<Store> {
     Ok(store)
 }
 
-fn edge_instance(config: &Config) -> String {
-    config
-        .edge
-        .instance
-        .clone()
-        .unwrap_or_else(|| format!("edge-{:08x}", fastrand::u32(..)))
-}
-
-async fn serve_edge_api(config: &Config, api: EdgeApi) -> anyhow::Result<JoinHandle<()>> {
+async fn serve_edge_api(config: &Config, api: EdgeService) -> anyhow::Result<JoinHandle<()>> {
     let addr = config.grpc.listen;
     let listener = tokio::net::TcpListener::bind(addr)
         .await
@@ -71,7 +62,7 @@ async fn serve_edge_api(config: &Config, api: EdgeApi) -> anyhow::Result<JoinHan
     info!(%addr, "edge API serving gRPC");
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
     let server = tonic::transport::Server::builder()
-        .add_service(EdgeServer::new(api))
+        .add_service(api.into_server())
         .serve_with_incoming(incoming);
     Ok(tokio::spawn(async move {
         if let Err(e) = server.await {
@@ -80,27 +71,28 @@ async fn serve_edge_api(config: &Config, api: EdgeApi) -> anyhow::Result<JoinHan
     }))
 }
 
-/// The replicas of one service the edge (or a service) calls over gRPC,
-/// followed through DNS when named so.
+/// The replicas of one service the edge calls over gRPC, followed through
+/// DNS when named so.
 async fn remote_pool(
     config: &Config,
     key: &str,
     replicas: &[String],
     tasks: &mut Vec<JoinHandle<()>>,
-) -> anyhow::Result<Arc<HandlerPool>> {
+) -> anyhow::Result<Arc<Replicas<Arc<dyn RequestHandler>>>> {
     let deadline = Duration::from_millis(config.bus.deadline_ms);
-    let connect = Duration::from_millis(config.bus.connect_timeout_ms);
-    let sources = replicas
-        .iter()
-        .map(|e| ReplicaSource::parse(e))
-        .collect::<Result<Vec<_>, _>>()
+    let connect_timeout = Duration::from_millis(config.bus.connect_timeout_ms);
+    let sources = ReplicaSource::parse_all(replicas).with_context(|| format!("config: {key}"))?;
+    let connect = move |address: &str| -> Result<Arc<dyn RequestHandler>, String> {
+        let channel = bus::grpc::channel(address, connect_timeout)?;
+        Ok(Arc::new(RemoteHandler::new(channel, deadline)))
+    };
+    let pool = Replicas::discover(&sources, deadline, &connect)
+        .await
+        .map_err(anyhow::Error::msg)
         .with_context(|| format!("config: {key}"))?;
-    let pool = Arc::new(HandlerPool::new(Vec::new(), deadline));
-    let addresses = bus::resolve(&sources).await;
-    pool.replace(bus::handlers_for(&pool, &addresses, connect).with_context(|| format!("config: {key}"))?);
-    info!(replicas = ?addresses, "{key} replicas");
+    info!(replicas = ?pool.addresses(), "{key} replicas");
     let every = Duration::from_millis(config.bus.discovery_ms);
-    tasks.push(tokio::spawn(bus::follow(pool.clone(), sources, every, connect)));
+    tasks.push(tokio::spawn(pool.clone().follow(sources, every, connect)));
     Ok(pool)
 }
 
@@ -161,43 +153,45 @@ fn split_store_required(config: &Config, target: Target) -> anyhow::Result<()> {
 pub async fn start(target: Target, config: &Config) -> anyhow::Result<Running> {
     let mut tasks = Vec::new();
     let deadline = Duration::from_millis(config.bus.deadline_ms);
+    let connect_timeout = Duration::from_millis(config.bus.connect_timeout_ms);
     let supplements = || Supplements::from_config(&config.session).context("config: session.supplements");
     match target {
         Target::All => {
             let store = store(config, target).await?;
             let registrar = Arc::new(Registrar::new(config.registrar.clone(), store.clone()));
             tasks.push(tokio::spawn(registrar.clone().run_expiry()));
-            let registrar_svc = RegistrarService::new(registrar);
-            let registrar_pool = Arc::new(HandlerPool::new(
-                vec![Handler::Local(Arc::new(registrar_svc.clone()))],
-                deadline,
-            ));
+            let registrar_svc: Arc<dyn RequestHandler> = Arc::new(RegistrarService::new(registrar.clone()));
+            let registrar_pool = Arc::new(Replicas::local(registrar_svc, deadline));
             // session-svc needs the edge's API and the edge needs
             // session-svc's handler: the pool is filled once both exist.
-            let session_pool = Arc::new(HandlerPool::new(Vec::new(), deadline));
-            let instance = edge_instance(config);
-            let mut router =
-                Router::new(&instance, config.edge.overload.retry_after_s).route(Method::Register, registrar_pool);
+            let session_pool = Arc::new(Replicas::new(Vec::new(), deadline));
+            let mut router = Router::new(config.edge.overload.retry_after_s).route(Method::Register, registrar_pool);
             for m in SessionService::methods() {
                 router = router.route(m, session_pool.clone());
             }
             let supplements = supplements()?;
-            let sdp = Negotiators::Local(Arc::new(negotiator(config)?));
+            let sdp = Negotiators::local(Arc::new(negotiator(config)?));
             let edge = sip_edge::start(&config.edge, Arc::new(router))
                 .await
                 .context("starting sip-edge")?;
-            let api: LocalEdge = Arc::new(EdgeApi::new(edge.handle(), &instance));
+            let handle = edge.handle();
+            let instance = handle.id().clone();
+            let api: Arc<dyn Edge> = Arc::new(handle);
             let core = Arc::new(Core::new(
                 config.session.clone(),
                 store,
-                Edges::local(&instance, api),
-                Locations::Local(Arc::new(registrar_svc)),
+                Edges::local(instance.clone(), api),
+                LocationClient::new(registrar),
                 sdp,
                 supplements,
                 directory(config),
             ));
             tasks.push(tokio::spawn(core.clone().run_timers()));
-            session_pool.replace(vec![Handler::Local(Arc::new(SessionService::new(core)))]);
+            let session: Arc<dyn RequestHandler> = Arc::new(SessionService::new(core));
+            session_pool.replace(vec![bus::Replica {
+                address: "in-process".into(),
+                client: session,
+            }]);
             info!(%instance, "sip-edge started with every service in process");
             Ok(Running {
                 edge: Some(edge),
@@ -214,8 +208,7 @@ pub async fn start(target: Target, config: &Config) -> anyhow::Result<Running> {
             if config.bus.registrar.is_empty() && config.bus.session.is_empty() {
                 bail!("config: bus.registrar, bus.session: --target sip-edge needs at least one service's addresses");
             }
-            let instance = edge_instance(config);
-            let mut router = Router::new(&instance, config.edge.overload.retry_after_s);
+            let mut router = Router::new(config.edge.overload.retry_after_s);
             if !config.bus.registrar.is_empty() {
                 let pool = remote_pool(config, "bus.registrar", &config.bus.registrar, &mut tasks).await?;
                 router = router.route(Method::Register, pool);
@@ -229,10 +222,12 @@ pub async fn start(target: Target, config: &Config) -> anyhow::Result<Running> {
             let edge = sip_edge::start(&config.edge, Arc::new(router))
                 .await
                 .context("starting sip-edge")?;
+            let handle = edge.handle();
+            let instance: EdgeId = handle.id().clone();
             info!(%instance, "sip-edge started");
             // Split services answer later and send requests through the
             // edge API.
-            tasks.push(serve_edge_api(config, EdgeApi::new(edge.handle(), &instance)).await?);
+            tasks.push(serve_edge_api(config, EdgeService::new(Arc::new(handle), instance)).await?);
             Ok(Running {
                 edge: Some(edge),
                 tasks,
@@ -248,10 +243,10 @@ pub async fn start(target: Target, config: &Config) -> anyhow::Result<Running> {
             let store = store(config, target).await?;
             let registrar = Arc::new(Registrar::new(config.registrar.clone(), store));
             tasks.push(tokio::spawn(registrar.clone().run_expiry()));
-            let svc = RegistrarService::new(registrar);
+            let svc = HandlerService::new(Arc::new(RegistrarService::new(registrar.clone())));
             let router = tonic::transport::Server::builder()
-                .add_service(RequestHandlerServer::new(svc.clone()))
-                .add_service(RegistrarServer::new(svc));
+                .add_service(svc.into_server())
+                .add_service(LocationService::new(registrar).into_server());
             tasks.push(serve(config.grpc.listen, "registrar-svc", router).await?);
             Ok(Running { edge: None, tasks })
         }
@@ -277,15 +272,21 @@ pub async fn start(target: Target, config: &Config) -> anyhow::Result<Running> {
             let core = Arc::new(Core::new(
                 config.session.clone(),
                 store,
-                Edges::remote(&edges).context("config: bus.edges")?,
-                Locations::remote(&config.bus.registrar).context("config: bus.registrar")?,
-                Negotiators::remote(&config.bus.sdp).context("config: bus.sdp")?,
+                Edges::remote(&edges, connect_timeout)
+                    .map_err(anyhow::Error::msg)
+                    .context("config: bus.edges")?,
+                LocationClient::from_addresses(&config.bus.registrar, connect_timeout)
+                    .map_err(anyhow::Error::msg)
+                    .context("config: bus.registrar")?,
+                Negotiators::remote(&config.bus.sdp, connect_timeout)
+                    .map_err(anyhow::Error::msg)
+                    .context("config: bus.sdp")?,
                 supplements()?,
                 directory(config),
             ));
             tasks.push(tokio::spawn(core.clone().run_timers()));
-            let router =
-                tonic::transport::Server::builder().add_service(RequestHandlerServer::new(SessionService::new(core)));
+            let router = tonic::transport::Server::builder()
+                .add_service(HandlerService::new(Arc::new(SessionService::new(core))).into_server());
             tasks.push(serve(config.grpc.listen, "session-svc", router).await?);
             Ok(Running { edge: None, tasks })
         }

@@ -7,10 +7,12 @@ use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
 use tracing::debug;
 
+use edge_api::{ClientEvent, ClientTxId, Origin};
+
 use super::key::ClientKey;
 use super::server::timer;
 use super::{TransactionLayer, lock};
-use crate::transport::Target;
+use crate::transport::Flow;
 
 pub(super) enum ClientInput {
     Response(Box<Message>),
@@ -18,27 +20,10 @@ pub(super) enum ClientInput {
     Cancel(Vec<(String, String)>),
 }
 
-/// Where a response handed to the transaction user came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Origin {
-    /// Received from the peer.
-    Peer,
-    /// Made by the layer: 408 after timer B / F (RFC 3261 8.1.3.1).
-    Timeout,
-    /// Made by the layer: 503 after a transport error (RFC 3261 8.1.3.1).
-    TransportError,
-}
-
-/// One response of a client transaction.
-#[derive(Debug, Clone)]
-pub struct ClientEvent {
-    pub response: Message,
-    pub origin: Origin,
-}
-
 /// The caller's side of a client transaction: its responses arrive in
 /// order, the final one last.
 pub struct ClientTx {
+    id: ClientTxId,
     request: Message,
     control: mpsc::Sender<ClientInput>,
     events: mpsc::Receiver<ClientEvent>,
@@ -46,15 +31,27 @@ pub struct ClientTx {
 
 impl ClientTx {
     pub(super) fn new(
+        id: ClientTxId,
         request: Message,
         control: mpsc::Sender<ClientInput>,
         events: mpsc::Receiver<ClientEvent>,
     ) -> Self {
         Self {
+            id,
             request,
             control,
             events,
         }
+    }
+
+    pub fn id(&self) -> ClientTxId {
+        self.id
+    }
+
+    /// The responses, for a caller that keeps only them and the id (the
+    /// edge API).
+    pub fn into_responses(self) -> mpsc::Receiver<ClientEvent> {
+        self.events
     }
 
     /// The request as sent (with the layer's Via).
@@ -84,6 +81,10 @@ impl ClientTx {
 pub struct Canceller(mpsc::Sender<ClientInput>);
 
 impl Canceller {
+    pub(super) fn new(control: mpsc::Sender<ClientInput>) -> Self {
+        Canceller(control)
+    }
+
     /// Cancels, adding `headers` (such as Reason) to the CANCEL.
     pub fn cancel(&self, headers: Vec<(String, String)>) {
         let _ = self.0.try_send(ClientInput::Cancel(headers));
@@ -92,9 +93,10 @@ impl Canceller {
 
 pub(super) struct ClientTask {
     pub(super) layer: TransactionLayer,
+    pub(super) id: ClientTxId,
     pub(super) key: ClientKey,
     pub(super) request: Message,
-    pub(super) target: Target,
+    pub(super) target: Flow,
     pub(super) rx: mpsc::Receiver<ClientInput>,
     pub(super) events: mpsc::Sender<ClientEvent>,
 }
@@ -116,6 +118,7 @@ impl ClientTask {
             self.run_non_invite(data).await;
         }
         lock(&self.layer.inner.client).remove(&self.key);
+        lock(&self.layer.inner.cancellable).remove(&self.id);
     }
 
     fn reliable(&self) -> bool {
@@ -245,7 +248,7 @@ impl ClientTask {
         }
         match self
             .layer
-            .start_client(cancel, self.target, self.key.branch.to_string(), Method::Cancel)
+            .start_client(cancel, self.target.clone(), self.key.branch.to_string(), Method::Cancel)
         {
             Ok(_) => true,
             Err(e) => {

@@ -25,27 +25,17 @@ use tokio::sync::mpsc;
 use tokio::time::Instant;
 use tracing::{debug, warn};
 
-pub use client::{Canceller, ClientEvent, ClientTx, Origin};
+pub use client::{Canceller, ClientTx};
+pub use edge_api::{ClientEvent, ClientTxId, Origin, ServerTxId};
 use key::{AckKey, ClientKey, MergeKey, TxKey};
 use table::{Entry, InviteInputs, Kind, NonInvite, ServerTable};
 pub use timers::TimerConfig;
 
 use crate::lock;
-use crate::transport::{Source, Target, Transmit, TransportError, TransportKind};
+use crate::transport::{Flow, Transmit, Transport, TransportError};
 
 /// Keys come from the network: a seeded hash, but faster than SipHash.
 type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
-
-/// Identifies a server transaction for as long as it lives; the handle a
-/// service uses to answer "later and from elsewhere".
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct ServerTxId(pub u64);
-
-impl std::fmt::Display for ServerTxId {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        write!(f, "stx-{}", self.0)
-    }
-}
 
 /// Why the transaction layer refused a call.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -72,14 +62,15 @@ pub enum TxError {
 pub trait TransactionUser: Send + Sync + 'static {
     /// A new request, with its server transaction (100 Trying already sent
     /// for INVITE).
-    fn on_request(&self, tx: ServerTx, request: Message, source: Source);
+    fn on_request(&self, tx: ServerTx, request: Message, source: Flow);
     /// An ACK no transaction absorbed: the ACK of a 2xx, or a stray one.
-    fn on_ack(&self, ack: Message, source: Source);
+    fn on_ack(&self, ack: Message, source: Flow);
     /// An INVITE was cancelled by `cancel`; the layer already answered 487.
-    fn on_cancelled(&self, tx: ServerTxId, cancel: Message);
+    /// `flow` is the INVITE's (where its responses go).
+    fn on_cancelled(&self, tx: ServerTxId, cancel: Message, flow: Flow);
     /// A response no client transaction matches (a 2xx retransmission after
     /// the transaction ended, or noise).
-    fn on_stray_response(&self, _response: Message, _source: Source) {}
+    fn on_stray_response(&self, _response: Message, _source: Flow) {}
 }
 
 /// Events into a server transaction task.
@@ -99,7 +90,10 @@ pub(crate) struct Inner {
     retry_after: String,
     server: Mutex<ServerTable>,
     client: Mutex<Map<ClientKey, mpsc::Sender<client::ClientInput>>>,
+    /// INVITE client transactions by id, for cancelling from elsewhere.
+    cancellable: Mutex<Map<ClientTxId, Canceller>>,
     next_id: AtomicU64,
+    next_client_id: AtomicU64,
 }
 
 /// The transaction layer. Cheap to clone.
@@ -159,7 +153,11 @@ impl TransactionLayer {
                 retry_after: retry_after_s.to_string(),
                 server: Mutex::new(ServerTable::default()),
                 client: Mutex::new(Map::default()),
+                cancellable: Mutex::new(Map::default()),
                 next_id: AtomicU64::new(1),
+                // Services keep client transaction ids in their records: a
+                // restarted edge must not hand out the ids of the old one.
+                next_client_id: AtomicU64::new(fastrand::u64(1..u64::MAX / 2)),
             }),
         };
         tokio::spawn(sweep(Arc::downgrade(&layer.inner)));
@@ -181,7 +179,7 @@ impl TransactionLayer {
     }
 
     /// Hands a received, validated message to the layer.
-    pub fn receive(&self, msg: Message, source: Source) {
+    pub fn receive(&self, msg: Message, source: Flow) {
         if msg.is_request() {
             self.receive_request(msg, source);
         } else {
@@ -193,7 +191,7 @@ impl TransactionLayer {
         self.inner.tu.get()
     }
 
-    fn receive_response(&self, msg: Message, source: Source) {
+    fn receive_response(&self, msg: Message, source: Flow) {
         let Ok(key) = ClientKey::of_response(&msg) else {
             debug!("response without a usable Via branch or CSeq: dropped");
             return;
@@ -213,7 +211,7 @@ impl TransactionLayer {
         }
     }
 
-    fn receive_request(&self, msg: Message, source: Source) {
+    fn receive_request(&self, msg: Message, source: Flow) {
         let Some(method) = msg.method().cloned() else {
             return;
         };
@@ -238,7 +236,7 @@ impl TransactionLayer {
             let invite = table
                 .get_by_key(&TxKey::cancelled_invite(&key))
                 .and_then(|(_, e)| e.invite_inputs());
-            let cancel_tx = self.create_server(&mut table, key, None, &msg, source);
+            let cancel_tx = self.create_server(&mut table, key, None, &msg, &source);
             drop(table);
             let Ok(cancel_tx) = cancel_tx else {
                 self.overloaded(&msg, &source);
@@ -256,7 +254,7 @@ impl TransactionLayer {
         }
         let merge = MergeKey::of(&msg);
         let merged = merge.as_ref().is_some_and(|m| table.merged.contains_key(m));
-        let created = self.create_server(&mut table, key, merge.filter(|_| !merged), &msg, source);
+        let created = self.create_server(&mut table, key, merge.filter(|_| !merged), &msg, &source);
         drop(table);
         let tx = match created {
             Ok(tx) => tx,
@@ -293,7 +291,7 @@ impl TransactionLayer {
                     NonInvite::Trying => None,
                     NonInvite::Proceeding(b) | NonInvite::Completed(b) => Some(b.clone()),
                 };
-                let target = *target;
+                let target = target.clone();
                 drop(table);
                 if let Some(data) = replay {
                     let _ = self.transmit(&target, data);
@@ -302,7 +300,7 @@ impl TransactionLayer {
         }
     }
 
-    fn receive_ack(&self, msg: Message, source: Source, key: &TxKey) {
+    fn receive_ack(&self, msg: Message, source: Flow, key: &TxKey) {
         let table = lock(&self.inner.server);
         if let Some((
             _,
@@ -336,14 +334,14 @@ impl TransactionLayer {
         key: TxKey,
         merge: Option<MergeKey>,
         request: &Message,
-        source: Source,
+        source: &Flow,
     ) -> Result<ServerTx, TxError> {
         if table.len() >= self.inner.max_transactions {
             return Err(TxError::Overloaded);
         }
         let id = ServerTxId(self.inner.next_id.fetch_add(1, Ordering::Relaxed));
         let to_tag: Arc<str> = random_token("").into();
-        let target = reply_target(request, &source);
+        let target = reply_target(request, source);
         let kind = if request.method() == Some(&Method::Invite) {
             let (net, rx) = mpsc::channel(16);
             let (tu, tu_rx) = mpsc::unbounded_channel();
@@ -399,7 +397,7 @@ impl TransactionLayer {
                     .send(ServerInput::Respond(Box::new(response)))
                     .map_err(|_| TxError::NoTransaction(id));
             }
-            Kind::NonInvite { target, state } => (*target, state),
+            Kind::NonInvite { target, state } => (target.clone(), state),
         };
         if matches!(state, NonInvite::Completed(_)) {
             return Err(TxError::AlreadyAnswered(id));
@@ -422,7 +420,7 @@ impl TransactionLayer {
     }
 
     /// 503 with Retry-After, without a transaction: there is no room for one.
-    fn overloaded(&self, req: &Message, source: &Source) {
+    fn overloaded(&self, req: &Message, source: &Flow) {
         self.respond_stateless(
             req,
             source,
@@ -434,7 +432,7 @@ impl TransactionLayer {
 
     /// Answers without a transaction (requests that failed validation, or
     /// when no transaction can be created).
-    pub fn respond_stateless(&self, req: &Message, source: &Source, code: u16, reason: &str, extra: &[(&str, &str)]) {
+    pub fn respond_stateless(&self, req: &Message, source: &Flow, code: u16, reason: &str, extra: &[(&str, &str)]) {
         if req.method() == Some(&Method::Ack) {
             return;
         }
@@ -451,7 +449,7 @@ impl TransactionLayer {
     /// Sends a request through a new client transaction. The layer adds its
     /// own top Via (with a fresh branch and `rport`), Max-Forwards when
     /// missing, and Content-Length.
-    pub fn send_request(&self, mut request: Message, target: Target) -> Result<ClientTx, TxError> {
+    pub fn send_request(&self, mut request: Message, target: Flow) -> Result<ClientTx, TxError> {
         let method = request.method().cloned().ok_or(TxError::NotARequest)?;
         if method == Method::Ack {
             return Err(TxError::NotARequest);
@@ -464,7 +462,7 @@ impl TransactionLayer {
         self.start_client(request, target, branch, method)
     }
 
-    fn stamp_request(&self, request: &mut Message, target: &Target) -> String {
+    fn stamp_request(&self, request: &mut Message, target: &Flow) -> String {
         let branch = random_token("z9hG4bK");
         let sent_by = self.inner.transmit.sent_by(target);
         request.prepend_header(
@@ -486,7 +484,7 @@ impl TransactionLayer {
     pub(crate) fn start_client(
         &self,
         request: Message,
-        target: Target,
+        target: Flow,
         branch: String,
         method: Method,
     ) -> Result<ClientTx, TxError> {
@@ -503,21 +501,36 @@ impl TransactionLayer {
             }
             table.insert(key.clone(), input_tx.clone());
         }
+        let id = ClientTxId(self.inner.next_client_id.fetch_add(1, Ordering::Relaxed));
+        let invite = method == Method::Invite;
+        if invite {
+            lock(&self.inner.cancellable).insert(id, Canceller::new(input_tx.clone()));
+        }
         let task = client::ClientTask {
             layer: self.clone(),
+            id,
             key,
             request: request.clone(),
             target,
             rx: input_rx,
             events: events_tx,
         };
-        tokio::spawn(task.run(method == Method::Invite));
-        Ok(ClientTx::new(request, input_tx, events_rx))
+        tokio::spawn(task.run(invite));
+        Ok(ClientTx::new(id, request, input_tx, events_rx))
+    }
+
+    /// Cancels INVITE client transaction `id` (see [`ClientTx::cancel`]);
+    /// one that already ended has nothing left to cancel.
+    pub fn cancel(&self, id: ClientTxId, headers: Vec<(String, String)>) {
+        let canceller = lock(&self.inner.cancellable).get(&id).cloned();
+        if let Some(c) = canceller {
+            c.cancel(headers);
+        }
     }
 
     /// Sends an ACK for a 2xx (its own transaction-less request, RFC 3261
     /// 13.2.2.4): a fresh Via branch, sent once.
-    pub fn send_ack(&self, mut ack: Message, target: Target) -> Result<(), TxError> {
+    pub fn send_ack(&self, mut ack: Message, target: Flow) -> Result<(), TxError> {
         if ack.method() != Some(&Method::Ack) {
             return Err(TxError::NotARequest);
         }
@@ -525,7 +538,7 @@ impl TransactionLayer {
         Ok(self.inner.transmit.transmit(&target, ack.to_bytes())?)
     }
 
-    fn transmit(&self, target: &Target, data: Bytes) -> Result<(), TransportError> {
+    fn transmit(&self, target: &Flow, data: Bytes) -> Result<(), TransportError> {
         self.inner.transmit.transmit(target, data)
     }
 }
@@ -534,29 +547,29 @@ impl TransactionLayer {
 /// over the connection for streams; for UDP to the source address when
 /// `rport` was asked for, otherwise to the source IP (the `received`
 /// address) and the sent-by port.
-pub fn reply_target(req: &Message, source: &Source) -> Target {
+pub fn reply_target(req: &Message, source: &Flow) -> Flow {
     let via_port = req.top_via().ok().map(|v| (v.port, v.rport().is_some()));
     if source.transport.is_reliable() {
         // Over the connection it came on; if that is gone, a new one to the
         // source IP and the sent-by port (RFC 3261 18.2.2).
         let mut remote = source.remote;
         remote.set_port(via_port.and_then(|(p, _)| p).unwrap_or(5060));
-        return Target {
-            transport: source.transport,
+        return Flow {
             remote,
-            flow: source.flow,
-            local: Some(source.local),
+            edge: None,
+            ..source.clone()
         };
     }
     let mut remote = source.remote;
     if let Some((port, false)) = via_port {
         remote.set_port(port.unwrap_or(5060));
     }
-    Target {
-        transport: TransportKind::Udp,
+    Flow {
+        transport: Transport::Udp,
         remote,
-        flow: None,
-        local: Some(source.local),
+        local: source.local,
+        connection: None,
+        edge: None,
     }
 }
 

@@ -15,13 +15,13 @@ use tracing::{debug, warn};
 
 use super::key::AckKey;
 use super::{Inner, ServerInput, ServerTxId, lock};
-use crate::transport::Target;
+use crate::transport::Flow;
 
 pub(super) struct InviteTask {
     pub(super) inner: Arc<Inner>,
     pub(super) id: ServerTxId,
     pub(super) request: Message,
-    pub(super) target: Target,
+    pub(super) target: Flow,
     /// Network events (bounded; may drop).
     pub(super) rx: mpsc::Receiver<ServerInput>,
     /// The transaction user's responses and CANCELs (never dropped).
@@ -110,7 +110,7 @@ impl InviteTask {
                                     let bytes = self.local_response(487, "Request Terminated");
                                     self.send(bytes.clone());
                                     if let Some(tu) = self.inner.tu.get() {
-                                        tu.on_cancelled(self.id, *cancel);
+                                        tu.on_cancelled(self.id, *cancel, self.target.clone());
                                     }
                                     break Final::Failure(bytes);
                                 }

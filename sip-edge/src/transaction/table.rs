@@ -12,7 +12,7 @@ use tokio::time::Instant;
 
 use super::key::{AckKey, MergeKey, TxKey};
 use super::{Map, ServerInput, ServerTxId};
-use crate::transport::Target;
+use crate::transport::Flow;
 
 /// A non-INVITE server transaction needs no task: its only timers (the
 /// 64*T1 guard and timer J) have the same length for every transaction, so
@@ -39,7 +39,7 @@ pub(super) enum Kind {
     /// INVITE transactions run as a task (timers G, H, I, L and 100 Trying).
     Invite(InviteInputs),
     NonInvite {
-        target: Target,
+        target: Flow,
         state: NonInvite,
     },
 }

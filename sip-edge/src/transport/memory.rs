@@ -7,29 +7,29 @@ use std::net::SocketAddr;
 use bytes::Bytes;
 use tokio::sync::mpsc;
 
-use super::{Target, Transmit, TransportError};
+use super::{Flow, Transmit, TransportError};
 
 /// Records what the layer sends.
 pub struct MemoryTransmit {
-    tx: mpsc::UnboundedSender<(Target, Bytes)>,
+    tx: mpsc::UnboundedSender<(Flow, Bytes)>,
     local: SocketAddr,
 }
 
 impl MemoryTransmit {
-    pub fn new(local: SocketAddr) -> (Self, mpsc::UnboundedReceiver<(Target, Bytes)>) {
+    pub fn new(local: SocketAddr) -> (Self, mpsc::UnboundedReceiver<(Flow, Bytes)>) {
         let (tx, rx) = mpsc::unbounded_channel();
         (Self { tx, local }, rx)
     }
 }
 
 impl Transmit for MemoryTransmit {
-    fn transmit(&self, target: &Target, data: Bytes) -> Result<(), TransportError> {
+    fn transmit(&self, target: &Flow, data: Bytes) -> Result<(), TransportError> {
         self.tx
-            .send((*target, data))
+            .send((target.clone(), data))
             .map_err(|_| TransportError::Closed { remote: target.remote })
     }
 
-    fn sent_by(&self, _target: &Target) -> SocketAddr {
+    fn sent_by(&self, _target: &Flow) -> SocketAddr {
         self.local
     }
 }

@@ -1,12 +1,14 @@
 //! Transports: where bytes come from and go to. UDP and TCP today; the
-//! [`TransportKind`] and [`Transmit`] seams are where TLS and WebSocket plug
-//! in later, without the transaction layer noticing.
+//! [`Transport`] and [`Transmit`] seams are where TLS and WebSocket plug
+//! in later, without the transaction layer noticing. What arrives comes
+//! with the [`Flow`] it arrived on; what leaves goes to a [`Flow`].
 
 use std::fmt;
 use std::net::SocketAddr;
 use std::str::FromStr;
 
 use bytes::Bytes;
+pub use edge_api::{ConnectionId, Flow, Transport};
 
 #[cfg(any(test, feature = "test-util"))]
 pub mod memory;
@@ -16,99 +18,11 @@ pub mod udp;
 mod registry;
 pub use registry::Transports;
 
-/// A SIP transport protocol.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
-#[non_exhaustive]
-pub enum TransportKind {
-    Udp,
-    Tcp,
-}
-
-impl TransportKind {
-    /// Reliable transports get no retransmissions (RFC 3261 17).
-    pub fn is_reliable(self) -> bool {
-        !matches!(self, TransportKind::Udp)
-    }
-
-    /// The token used in Via (`SIP/2.0/UDP`).
-    pub fn via_token(self) -> &'static str {
-        match self {
-            TransportKind::Udp => "UDP",
-            TransportKind::Tcp => "TCP",
-        }
-    }
-
-    /// From a Via transport token or `transport=` URI parameter.
-    pub fn from_token(token: &str) -> Option<TransportKind> {
-        if token.eq_ignore_ascii_case("udp") {
-            Some(TransportKind::Udp)
-        } else if token.eq_ignore_ascii_case("tcp") {
-            Some(TransportKind::Tcp)
-        } else {
-            None
-        }
-    }
-}
-
-impl fmt::Display for TransportKind {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.write_str(self.via_token())
-    }
-}
-
-/// Identifies one connection (or, for UDP, one local socket and remote
-/// address pair) for as long as it lives.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord)]
-pub struct FlowId(pub u64);
-
-impl fmt::Display for FlowId {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        write!(f, "flow-{}", self.0)
-    }
-}
-
-/// Where a message came from.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Source {
-    pub transport: TransportKind,
-    pub remote: SocketAddr,
-    pub local: SocketAddr,
-    /// The connection it arrived on (streams only).
-    pub flow: Option<FlowId>,
-}
-
-/// Where to send a message.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub struct Target {
-    pub transport: TransportKind,
-    pub remote: SocketAddr,
-    /// Prefer this connection; when it is gone, streams connect anew to
-    /// `remote` (RFC 3261 18.2.2).
-    pub flow: Option<FlowId>,
-    /// For UDP: send from the socket bound to this address (responses leave
-    /// from where the request arrived, RFC 3581 4).
-    pub local: Option<SocketAddr>,
-}
-
-impl Target {
-    pub fn new(transport: TransportKind, remote: SocketAddr) -> Self {
-        Self {
-            transport,
-            remote,
-            flow: None,
-            local: None,
-        }
-    }
-}
-
 /// Why bytes could not be handed to a transport.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum TransportError {
     #[error("no {transport} socket for {remote}")]
-    NoSocket {
-        transport: TransportKind,
-        remote: SocketAddr,
-    },
+    NoSocket { transport: Transport, remote: SocketAddr },
     #[error("send queue to {remote} is full")]
     QueueFull { remote: SocketAddr },
     #[error("connection to {remote} is closed")]
@@ -120,16 +34,16 @@ pub enum TransportError {
 /// Hands bytes to the wire without waiting: the transaction layer never
 /// blocks on a socket. Implementations queue, and report a full queue.
 pub trait Transmit: Send + Sync + 'static {
-    fn transmit(&self, target: &Target, data: Bytes) -> Result<(), TransportError>;
+    fn transmit(&self, target: &Flow, data: Bytes) -> Result<(), TransportError>;
     /// The address to put in our Via sent-by for a request to `target`.
-    fn sent_by(&self, target: &Target) -> SocketAddr;
+    fn sent_by(&self, target: &Flow) -> SocketAddr;
 }
 
 /// A listening address from the configuration: `udp:0.0.0.0:5060`,
 /// `tcp:[::]:5060`.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ListenAddr {
-    pub transport: TransportKind,
+    pub transport: Transport,
     pub addr: SocketAddr,
 }
 
@@ -140,8 +54,8 @@ impl FromStr for ListenAddr {
         let (proto, addr) = s
             .split_once(':')
             .ok_or_else(|| format!("`{s}`: expected TRANSPORT:IP:PORT, e.g. udp:0.0.0.0:5060 or tcp:[::]:5060"))?;
-        let transport = TransportKind::from_token(proto)
-            .ok_or_else(|| format!("`{s}`: unknown transport `{proto}` (udp or tcp)"))?;
+        let transport =
+            Transport::from_token(proto).ok_or_else(|| format!("`{s}`: unknown transport `{proto}` (udp or tcp)"))?;
         let addr = addr
             .parse()
             .map_err(|_| format!("`{s}`: `{addr}` is not IP:PORT (IPv6 in brackets: [::1]:5060)"))?;
@@ -165,7 +79,7 @@ impl<'de> serde::Deserialize<'de> for ListenAddr {
 /// Where transports deliver what they receive: one SIP message (a UDP
 /// datagram, or a frame from a stream) with where it came from.
 pub trait Inbound: Send + Sync + 'static {
-    fn on_message(&self, data: Bytes, source: Source);
+    fn on_message(&self, data: Bytes, source: Flow);
 }
 
 impl serde::Serialize for ListenAddr {
@@ -181,7 +95,7 @@ mod tests {
     #[test]
     fn listen_addresses() {
         let l: ListenAddr = "tcp:[::1]:5070".parse().unwrap();
-        assert_eq!(l.transport, TransportKind::Tcp);
+        assert_eq!(l.transport, Transport::Tcp);
         assert_eq!(l.addr, "[::1]:5070".parse().unwrap());
         assert!(
             "sctp:1.2.3.4:5060"

@@ -11,7 +11,7 @@ use tokio::sync::mpsc;
 use tracing::debug;
 
 use super::tcp::{self, TcpSettings};
-use super::{FlowId, Inbound, Target, Transmit, TransportError, TransportKind};
+use super::{ConnectionId, Flow, Inbound, Transmit, Transport, TransportError};
 use crate::lock;
 
 /// A live stream connection's write side.
@@ -23,8 +23,8 @@ pub(crate) struct Connection {
 
 #[derive(Default)]
 struct Flows {
-    by_id: HashMap<FlowId, Connection>,
-    by_remote: HashMap<SocketAddr, FlowId>,
+    by_id: HashMap<ConnectionId, Connection>,
+    by_remote: HashMap<SocketAddr, ConnectionId>,
 }
 
 /// Every socket and connection of one edge instance.
@@ -79,8 +79,8 @@ impl Transports {
         lock(&self.tcp_listeners).push(local);
     }
 
-    pub fn next_flow_id(&self) -> FlowId {
-        FlowId(self.next_flow.fetch_add(1, Ordering::Relaxed))
+    pub fn next_flow_id(&self) -> ConnectionId {
+        ConnectionId(self.next_flow.fetch_add(1, Ordering::Relaxed))
     }
 
     /// Number of live stream connections.
@@ -88,13 +88,13 @@ impl Transports {
         lock(&self.flows).by_id.len()
     }
 
-    pub(crate) fn register(&self, id: FlowId, conn: Connection) {
+    pub(crate) fn register(&self, id: ConnectionId, conn: Connection) {
         let mut flows = lock(&self.flows);
         flows.by_remote.insert(conn.remote, id);
         flows.by_id.insert(id, conn);
     }
 
-    pub(crate) fn unregister(&self, id: FlowId) {
+    pub(crate) fn unregister(&self, id: ConnectionId) {
         let mut flows = lock(&self.flows);
         if let Some(conn) = flows.by_id.remove(&id) {
             if flows.by_remote.get(&conn.remote) == Some(&id) {
@@ -103,10 +103,10 @@ impl Transports {
         }
     }
 
-    fn connection_for(&self, target: &Target) -> Option<Connection> {
+    fn connection_for(&self, target: &Flow) -> Option<Connection> {
         let flows = lock(&self.flows);
         target
-            .flow
+            .connection
             .and_then(|id| flows.by_id.get(&id))
             .or_else(|| flows.by_remote.get(&target.remote).and_then(|id| flows.by_id.get(id)))
             .cloned()
@@ -122,18 +122,18 @@ impl Transports {
             .map(|(_, s)| s.clone())
     }
 
-    fn listen_port(&self, transport: TransportKind, v4: bool) -> Option<SocketAddr> {
+    fn listen_port(&self, transport: Transport, v4: bool) -> Option<SocketAddr> {
         match transport {
-            TransportKind::Udp => lock(&self.udp).iter().map(|(a, _)| *a).find(|a| a.is_ipv4() == v4),
-            TransportKind::Tcp => lock(&self.tcp_listeners).iter().copied().find(|a| a.is_ipv4() == v4),
+            Transport::Udp => lock(&self.udp).iter().map(|(a, _)| *a).find(|a| a.is_ipv4() == v4),
+            Transport::Tcp => lock(&self.tcp_listeners).iter().copied().find(|a| a.is_ipv4() == v4),
         }
     }
 }
 
 impl Transmit for Transports {
-    fn transmit(&self, target: &Target, data: Bytes) -> Result<(), TransportError> {
+    fn transmit(&self, target: &Flow, data: Bytes) -> Result<(), TransportError> {
         match target.transport {
-            TransportKind::Udp => {
+            Transport::Udp => {
                 let socket = self
                     .udp_socket_for(&target.remote, target.local)
                     .ok_or(TransportError::NoSocket {
@@ -167,7 +167,7 @@ impl Transmit for Transports {
                     }
                 }
             }
-            TransportKind::Tcp => {
+            Transport::Tcp => {
                 let conn = match self.connection_for(target) {
                     Some(c) => c,
                     None => tcp::connect(self, target.remote)?,
@@ -180,7 +180,7 @@ impl Transmit for Transports {
         }
     }
 
-    fn sent_by(&self, target: &Target) -> SocketAddr {
+    fn sent_by(&self, target: &Flow) -> SocketAddr {
         let v4 = target.remote.is_ipv4();
         let listen = self
             .listen_port(target.transport, v4)

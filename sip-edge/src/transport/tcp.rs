@@ -17,7 +17,7 @@ use tokio::time::{Instant, sleep_until, timeout};
 use tracing::{debug, info, warn};
 
 use super::registry::Connection;
-use super::{FlowId, Inbound, Source, TransportError, TransportKind, Transports};
+use super::{ConnectionId, Flow, Inbound, Transport, TransportError, Transports};
 
 /// Stream settings.
 #[derive(Debug, Clone)]
@@ -136,7 +136,7 @@ fn start(stream: TcpStream, remote: SocketAddr, local: SocketAddr, transports: A
 #[allow(clippy::too_many_arguments)]
 async fn run(
     stream: TcpStream,
-    id: FlowId,
+    id: ConnectionId,
     remote: SocketAddr,
     local: SocketAddr,
     mut outgoing: mpsc::Receiver<Bytes>,
@@ -160,11 +160,12 @@ async fn run(
         let _ = writer.shutdown().await;
     });
 
-    let source = Source {
-        transport: TransportKind::Tcp,
+    let source = Flow {
+        transport: Transport::Tcp,
         remote,
-        local,
-        flow: Some(id),
+        local: Some(local),
+        connection: Some(id),
+        edge: None,
     };
     let mut framer = StreamFramer::new(settings.limits.clone());
     let mut buf = vec![0u8; 16 * 1024];
@@ -194,7 +195,7 @@ async fn run(
         framer.extend(&buf[..n]);
         let failure = loop {
             match framer.next_frame() {
-                Ok(Some(Frame::Message(data))) => inbound.on_message(data, source),
+                Ok(Some(Frame::Message(data))) => inbound.on_message(data, source.clone()),
                 Ok(Some(Frame::Ping)) => {
                     let _ = pong_tx.try_send(());
                 }

@@ -11,7 +11,7 @@ use socket2::{Domain, Protocol, Socket, Type};
 use tokio::net::UdpSocket;
 use tracing::{debug, warn};
 
-use super::{Inbound, Source, TransportKind};
+use super::{Flow, Inbound, Transport};
 
 /// Binds a UDP socket: IPv6 sockets are v6-only so `0.0.0.0` and `[::]` can
 /// both be bound; receive buffer enlarged to ride out bursts.
@@ -47,11 +47,12 @@ pub async fn serve(socket: Arc<UdpSocket>, local: SocketAddr, inbound: Arc<dyn I
         let data = &buf[..n];
         match classify_datagram(data) {
             Datagram::Sip => {
-                let source = Source {
-                    transport: TransportKind::Udp,
+                let source = Flow {
+                    transport: Transport::Udp,
                     remote,
-                    local,
-                    flow: None,
+                    local: Some(local),
+                    connection: None,
+                    edge: None,
                 };
                 inbound.on_message(Bytes::copy_from_slice(data), source);
             }

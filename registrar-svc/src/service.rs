@@ -9,9 +9,9 @@ use std::time::Duration;
 
 use bytes::Bytes;
 use edge_api::Flow;
-use sip_auth::{Authenticator, Secret, Verdict};
+use sip_auth::{Authenticator, Challenger, Secret};
 use sip_message::typed::{ContactParams, Contacts, NameAddr};
-use sip_message::{Known, Message, Uri};
+use sip_message::{Known, Message, Refusal, Uri};
 use state_store::{Expect, Store, StoreError, now_ms};
 use tracing::{debug, warn};
 
@@ -36,24 +36,10 @@ pub struct Registrar {
     users: HashMap<(String, String), Secret>,
 }
 
-/// A REGISTER answered with an error, before or after touching the store.
-struct Reject(u16, &'static str, Vec<(Known, String)>);
-
-impl Reject {
-    fn new(code: u16, reason: &'static str) -> Self {
-        Reject(code, reason, Vec::new())
-    }
-}
-
-impl From<StoreError> for Reject {
-    fn from(e: StoreError) -> Self {
-        warn!(error = %e, "store failed during REGISTER");
-        Reject(
-            503,
-            "Service Unavailable (store unavailable)",
-            vec![(Known::RetryAfter, "5".into())],
-        )
-    }
+/// Any store failure during a REGISTER is answered the same way.
+fn store_failed(e: StoreError) -> Refusal {
+    warn!(error = %e, "store failed during REGISTER");
+    Refusal::store_unavailable()
 }
 
 /// A contact of the request, resolved to what will be stored.
@@ -89,59 +75,50 @@ impl Registrar {
     pub async fn register(&self, req: &Message, flow: Flow) -> Message {
         match self.try_register(req, flow).await {
             Ok(resp) => resp,
-            Err(Reject(code, reason, headers)) => {
-                let mut resp = req.make_response(code, reason, Some(&tag()));
-                for (k, v) in headers {
-                    resp.push_header(k, &v);
-                }
-                resp
-            }
+            Err(refusal) => refusal.response_to(req, Some(&tag())),
         }
     }
 
-    async fn try_register(&self, req: &Message, flow: Flow) -> Result<Message, Reject> {
+    async fn try_register(&self, req: &Message, flow: Flow) -> Result<Message, Refusal> {
         let ruri = req.request_uri().unwrap_or_default();
         let domain = match Uri::parse(ruri) {
             Ok(Uri::Sip(u)) => u.host.to_string().to_ascii_lowercase(),
             _ => {
-                return Err(Reject::new(
-                    416,
-                    "Unsupported URI Scheme (REGISTER needs sip: or sips:)",
-                ));
+                return Err(Refusal::unsupported_uri_scheme("REGISTER needs sip: or sips:"));
             }
         };
         if !self.serves(&domain) {
-            return Err(Reject::new(404, "Not Found (domain not served here)"));
+            return Err(Refusal::not_found("domain not served here"));
         }
-        let to = req.to_header().map_err(|_| Reject::new(400, "Bad Request (To)"))?;
+        let to = req.to_header().map_err(|_| Refusal::bad_request("To"))?;
         let Uri::Sip(to_uri) = &to.uri else {
-            return Err(Reject::new(404, "Not Found (address-of-record must be a sip: URI)"));
+            return Err(Refusal::not_found("address-of-record must be a sip: URI"));
         };
         let user = to_uri
             .user_decoded()
-            .ok_or(Reject::new(404, "Not Found (address-of-record has no user)"))?;
+            .ok_or_else(|| Refusal::not_found("address-of-record has no user"))?;
         let aor_domain = to_uri.host.to_string().to_ascii_lowercase();
         if !self.serves(&aor_domain) {
-            return Err(Reject::new(404, "Not Found (domain not served here)"));
+            return Err(Refusal::not_found("domain not served here"));
         }
         // Unknown addresses-of-record get 404 before any challenge, as the
         // issue asks; this tells a prober which users exist (RFC 3261 10.3
         // would authenticate first).
         if !self.users.contains_key(&(user.to_string(), aor_domain.clone())) {
-            return Err(Reject::new(404, "Not Found (unknown user)"));
+            return Err(Refusal::not_found("unknown user"));
         }
         let aor = format!("{}:{user}@{aor_domain}", if to_uri.secure { "sips" } else { "sip" });
         if self.config.auth.enabled {
-            self.authenticate(req, ruri, &domain, &aor_domain, &user)?;
+            self.authenticate(req, &domain, &aor_domain, &user)?;
         }
 
         let now = now_ms();
         let wanted = self.wanted(req, flow, now)?;
         let call_id = req
             .call_id()
-            .map_err(|_| Reject::new(400, "Bad Request (Call-ID)"))?
+            .map_err(|_| Refusal::bad_request("Call-ID"))?
             .to_owned();
-        let cseq = req.cseq().map_err(|_| Reject::new(400, "Bad Request (CSeq)"))?.seq;
+        let cseq = req.cseq().map_err(|_| Refusal::bad_request("CSeq"))?.seq;
         let set = self.update(&aor, wanted.as_deref(), &call_id, cseq, now).await?;
 
         let mut resp = req.make_response(200, "OK", Some(&tag()));
@@ -175,54 +152,34 @@ impl Registrar {
     fn authenticate(
         &self,
         req: &Message,
-        ruri: &str,
         domain: &str,
         aor_domain: &str,
         user: &str,
-    ) -> Result<(), Reject> {
+    ) -> Result<(), Refusal> {
         let Some(auth) = self.auth.get(domain) else {
-            return Err(Reject::new(404, "Not Found (domain not served here)"));
+            return Err(Refusal::not_found("domain not served here"));
         };
-        let creds = req
-            .credentials(Known::Authorization)
-            .map_err(|_| Reject::new(400, "Bad Request (Authorization)"))?;
-        let verdict = auth.verify(&creds, "REGISTER", ruri, |u| {
+        let who = auth.authenticate(req, Challenger::Server, |u| {
             self.users.get(&(u.to_owned(), aor_domain.to_owned())).cloned()
-        });
-        match verdict {
-            Verdict::Authenticated { user: who } if who == user => Ok(()),
-            Verdict::Authenticated { user: who } => {
-                debug!(%who, "authenticated user may not register this address-of-record");
-                Err(Reject::new(403, "Forbidden (not your address-of-record)"))
-            }
-            Verdict::Missing | Verdict::Stale => {
-                let stale = verdict == Verdict::Stale;
-                let headers = auth
-                    .challenges(stale)
-                    .into_iter()
-                    .map(|c| (Known::WwwAuthenticate, c))
-                    .collect();
-                Err(Reject(401, "Unauthorized", headers))
-            }
-            Verdict::Rejected(why) => {
-                debug!(reason = %why, "credentials rejected");
-                Err(Reject::new(403, "Forbidden (bad credentials)"))
-            }
+        })?;
+        if who != user {
+            debug!(%who, "authenticated user may not register this address-of-record");
+            return Err(Refusal::forbidden("not your address-of-record"));
         }
+        Ok(())
     }
 
     /// The contacts of the request resolved to bindings: `None` for a query
     /// (no Contact), a single `*` entry to remove every binding.
-    fn wanted(&self, req: &Message, flow: Flow, now: u64) -> Result<Option<Vec<Wanted>>, Reject> {
-        let header_expires = req.expires().map_err(|_| Reject::new(400, "Bad Request (Expires)"))?;
-        let contacts = req.contacts().map_err(|_| Reject::new(400, "Bad Request (Contact)"))?;
+    fn wanted(&self, req: &Message, flow: Flow, now: u64) -> Result<Option<Vec<Wanted>>, Refusal> {
+        let header_expires = req.expires().map_err(|_| Refusal::bad_request("Expires"))?;
+        let contacts = req.contacts().map_err(|_| Refusal::bad_request("Contact"))?;
         let addrs = match contacts {
             Contacts::Star => {
                 // RFC 3261 10.3 step 6: `*` only alone and with Expires: 0.
                 if header_expires != Some(0) || req.known_values(Known::Contact).count() != 1 {
-                    return Err(Reject::new(
-                        400,
-                        "Bad Request (Contact: * needs Expires: 0 and no other Contact)",
+                    return Err(Refusal::bad_request(
+                        "Contact: * needs Expires: 0 and no other Contact",
                     ));
                 }
                 return Ok(Some(vec![Wanted {
@@ -241,11 +198,7 @@ impl Registrar {
         for a in &addrs {
             let expires = a.expires().or(header_expires).unwrap_or(e.default_s);
             if expires != 0 && expires < e.min_s {
-                return Err(Reject(
-                    423,
-                    "Interval Too Brief",
-                    vec![(Known::MinExpires, e.min_s.to_string())],
-                ));
+                return Err(Refusal::interval_too_brief(e.min_s));
             }
             let expires = expires.min(e.max_s);
             let instance = a.sip_instance().map(str::to_owned);
@@ -278,10 +231,10 @@ impl Registrar {
         call_id: &str,
         cseq: u32,
         now: u64,
-    ) -> Result<BindingSet, Reject> {
+    ) -> Result<BindingSet, Refusal> {
         let key = record_key(aor);
         for _ in 0..CAS_ATTEMPTS {
-            let current = self.store.get(&key).await?;
+            let current = self.store.get(&key).await.map_err(store_failed)?;
             let (mut set, expect) = match &current {
                 Some(v) => (decode(&key, &v.value), Expect::Version(v.version)),
                 None => (BindingSet::default(), Expect::Absent),
@@ -296,10 +249,7 @@ impl Registrar {
             let before = set.clone();
             apply(&mut set, wanted, call_id, cseq)?;
             if set.bindings.len() > self.config.max_bindings {
-                return Err(Reject::new(
-                    403,
-                    "Forbidden (too many bindings for this address-of-record)",
-                ));
+                return Err(Refusal::forbidden("too many bindings for this address-of-record"));
             }
             let written = if set.bindings.is_empty() {
                 match (current.is_some(), expect) {
@@ -311,7 +261,7 @@ impl Registrar {
                     .last_expiry_ms()
                     .map(|t| Duration::from_millis(t.saturating_sub(now)) + RECORD_GRACE);
                 let value =
-                    Bytes::from(serde_json::to_vec(&set).map_err(|_| Reject::new(500, "Server Internal Error"))?);
+                    Bytes::from(serde_json::to_vec(&set).map_err(|_| Refusal::server_error(""))?);
                 self.store.put(&key, value, expect, ttl).await.map(|_| ())
             };
             match written {
@@ -326,14 +276,10 @@ impl Registrar {
                     return Ok(set);
                 }
                 Err(StoreError::Conflict { .. }) => continue,
-                Err(e) => return Err(e.into()),
+                Err(e) => return Err(store_failed(e)),
             }
         }
-        Err(Reject(
-            500,
-            "Server Internal Error (too many concurrent updates)",
-            vec![(Known::RetryAfter, "1".into())],
-        ))
+        Err(Refusal::server_error("too many concurrent updates").with_header(Known::RetryAfter, "1"))
     }
 
     /// Timers and events for what a write changed. Failures here are logged:
@@ -464,14 +410,11 @@ impl Registrar {
 }
 
 /// RFC 3261 10.3 steps 6-7 on the stored set.
-fn apply(set: &mut BindingSet, wanted: &[Wanted], call_id: &str, cseq: u32) -> Result<(), Reject> {
+fn apply(set: &mut BindingSet, wanted: &[Wanted], call_id: &str, cseq: u32) -> Result<(), Refusal> {
     let stale = |b: &Binding| b.call_id == call_id && cseq <= b.cseq;
     if wanted.len() == 1 && wanted[0].identity == "*" {
         if set.bindings.iter().any(stale) {
-            return Err(Reject::new(
-                500,
-                "Server Internal Error (CSeq not higher than a binding's)",
-            ));
+            return Err(Refusal::server_error("CSeq not higher than a binding's"));
         }
         set.bindings.clear();
         return Ok(());
@@ -480,10 +423,7 @@ fn apply(set: &mut BindingSet, wanted: &[Wanted], call_id: &str, cseq: u32) -> R
         let pos = set.bindings.iter().position(|b| b.identity() == w.identity);
         if let Some(p) = pos {
             if stale(&set.bindings[p]) {
-                return Err(Reject::new(
-                    500,
-                    "Server Internal Error (CSeq not higher than the binding's)",
-                ));
+                return Err(Refusal::server_error("CSeq not higher than the binding's"));
             }
         }
         match (pos, &w.binding) {

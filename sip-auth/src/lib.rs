@@ -21,6 +21,7 @@ use hmac::{Hmac, Mac};
 use md5::Md5;
 use sha2::{Digest, Sha256};
 use sip_message::typed::AuthParams;
+use sip_message::{Known, Message, Refusal};
 
 /// A digest algorithm.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, serde::Deserialize, serde::Serialize)]
@@ -292,6 +293,68 @@ fn to_hex(bytes: &[u8]) -> String {
 
 fn constant_time_eq(a: &[u8], b: &[u8]) -> bool {
     a.len() == b.len() && a.iter().zip(b).fold(0u8, |acc, (x, y)| acc | (x ^ y)) == 0
+}
+
+/// Who asks for credentials (RFC 3261 22.1): a registrar or other UAS
+/// (401 with WWW-Authenticate, answered in Authorization), or a proxy
+/// (407 with Proxy-Authenticate, answered in Proxy-Authorization; calls
+/// use it, so a phone's registration credentials work).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Challenger {
+    Server,
+    Proxy,
+}
+
+impl Challenger {
+    /// The header the credentials come in.
+    pub fn credentials_header(self) -> Known {
+        match self {
+            Challenger::Server => Known::Authorization,
+            Challenger::Proxy => Known::ProxyAuthorization,
+        }
+    }
+}
+
+/// What a verdict comes to: the user it proves, or the refusal that
+/// answers the request (a fresh challenge when credentials are missing,
+/// `stale=true` when only the nonce was old, 403 when they are wrong).
+pub fn auth_challenge(auth: &Authenticator, verdict: Verdict, kind: Challenger) -> Result<String, Refusal> {
+    match verdict {
+        Verdict::Authenticated { user } => Ok(user),
+        Verdict::Missing | Verdict::Stale => {
+            let stale = verdict == Verdict::Stale;
+            let (code, reason, header) = match kind {
+                Challenger::Server => (401, "Unauthorized", Known::WwwAuthenticate),
+                Challenger::Proxy => (407, "Proxy Authentication Required", Known::ProxyAuthenticate),
+            };
+            Err(auth
+                .challenges(stale)
+                .into_iter()
+                .fold(Refusal::new(code, reason), |r, c| r.with_header(header, c)))
+        }
+        Verdict::Rejected(_) => Err(Refusal::forbidden("bad credentials")),
+    }
+}
+
+impl Authenticator {
+    /// Authenticates `request` as `kind` would: reads its credentials,
+    /// checks them against `lookup`, and gives the user they prove or the
+    /// refusal that answers the request (see [`auth_challenge`]; 400 when
+    /// the credentials do not parse).
+    pub fn authenticate(
+        &self,
+        request: &Message,
+        kind: Challenger,
+        lookup: impl Fn(&str) -> Option<Secret>,
+    ) -> Result<String, Refusal> {
+        let header = kind.credentials_header();
+        let creds = request
+            .credentials(header)
+            .map_err(|_| Refusal::bad_request(header.as_str()))?;
+        let method = request.method().map(|m| m.as_str()).unwrap_or("");
+        let verdict = self.verify(&creds, method, request.request_uri().unwrap_or(""), lookup);
+        auth_challenge(self, verdict, kind)
+    }
 }
 
 #[cfg(test)]

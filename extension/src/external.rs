@@ -1,0 +1,217 @@
+//! An external module: its channel, its deadline, its failure policy and
+//! its counters. Each point's adapter calls it through [`External::call`]
+//! and turns a [`Failure`] into the point's fail-open behaviour or the
+//! refusal [`External::refusal`] gives.
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use edge_api::Trace;
+use sip_message::Refusal;
+use tonic::transport::Channel;
+use tonic::{Request, Response, Status};
+
+use crate::config::{ConfigProblem, ModuleConfig, OnFailure, Point};
+
+/// What a failing or late module does to the request, resolved from the
+/// configuration.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FailurePolicy {
+    Open,
+    Closed { status: u16 },
+}
+
+/// Why a call to an external module counts as failed.
+#[derive(Debug, thiserror::Error)]
+pub enum Failure {
+    #[error("no reply within {0:?}")]
+    Timeout(Duration),
+    #[error("{}: {}", .0.code(), .0.message())]
+    Rpc(Status),
+    /// The reply does not validate (what another process sends is checked
+    /// before it is used).
+    #[error("unusable reply: {0}")]
+    Invalid(String),
+}
+
+/// Calls and failures of one module since start.
+#[derive(Debug, Default)]
+pub struct Stats {
+    calls: AtomicU64,
+    failures: AtomicU64,
+    timeouts: AtomicU64,
+}
+
+impl Stats {
+    /// (calls, failures, of which timeouts).
+    pub fn snapshot(&self) -> (u64, u64, u64) {
+        (
+            self.calls.load(Ordering::Relaxed),
+            self.failures.load(Ordering::Relaxed),
+            self.timeouts.load(Ordering::Relaxed),
+        )
+    }
+}
+
+/// An external module of one point.
+#[derive(Clone)]
+pub struct External {
+    point: Point,
+    name: String,
+    channel: Channel,
+    timeout: Duration,
+    policy: FailurePolicy,
+    stats: Arc<Stats>,
+}
+
+impl External {
+    /// Connects lazily: a module that is down at start fails its calls
+    /// (and its policy applies) until it is back. Needs a Tokio runtime;
+    /// the configuration must have passed [`ModuleConfig::check`].
+    pub fn connect(point: Point, module: &ModuleConfig, key: &str) -> Result<External, ConfigProblem> {
+        let timeout = Duration::from_millis(module.timeout_ms.max(1));
+        let channel = bus::grpc::channel(&module.url, timeout).map_err(|reason| ConfigProblem {
+            key: format!("{key}.url"),
+            reason,
+        })?;
+        let policy = match module.on_failure {
+            OnFailure::Open => FailurePolicy::Open,
+            OnFailure::Closed => FailurePolicy::Closed {
+                status: module.reject_status,
+            },
+        };
+        Ok(External {
+            point,
+            name: module.name.clone(),
+            channel,
+            timeout,
+            policy,
+            stats: Arc::default(),
+        })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn channel(&self) -> Channel {
+        self.channel.clone()
+    }
+
+    pub fn policy(&self) -> FailurePolicy {
+        self.policy
+    }
+
+    pub fn stats(&self) -> &Stats {
+        &self.stats
+    }
+
+    /// A request carrying the module's deadline (grpc-timeout) and the
+    /// trace context.
+    pub fn request<T>(&self, message: T, trace: Option<&Trace>) -> Request<T> {
+        let mut request = Request::new(message);
+        request.set_timeout(self.timeout);
+        if let Some(t) = trace {
+            proto::trace::inject(t, request.metadata_mut());
+        }
+        request
+    }
+
+    /// Runs one call, bounded by the deadline even when the module ignores
+    /// it or the connection hangs; counts it, and logs a failure with the
+    /// point, the module and the hook.
+    pub async fn call<T>(
+        &self,
+        hook: &'static str,
+        call: impl Future<Output = Result<Response<T>, Status>>,
+    ) -> Result<T, Failure> {
+        self.stats.calls.fetch_add(1, Ordering::Relaxed);
+        let result = match tokio::time::timeout(self.timeout, call).await {
+            Err(_) => Err(Failure::Timeout(self.timeout)),
+            Ok(Err(status)) => Err(Failure::Rpc(status)),
+            Ok(Ok(r)) => Ok(r.into_inner()),
+        };
+        if let Err(f) = &result {
+            self.failed(hook, f);
+        }
+        result
+    }
+
+    /// Counts and logs a failure found after the call (an unusable reply).
+    pub fn failed(&self, hook: &'static str, failure: &Failure) {
+        self.stats.failures.fetch_add(1, Ordering::Relaxed);
+        if matches!(failure, Failure::Timeout(_)) {
+            self.stats.timeouts.fetch_add(1, Ordering::Relaxed);
+        }
+        tracing::warn!(
+            point = %self.point,
+            module = %self.name,
+            hook,
+            error = %failure,
+            policy = ?self.policy,
+            "extension failed"
+        );
+    }
+
+    /// What a failure comes to: `None` fails open (the point carries on
+    /// without the module), a refusal fails closed.
+    pub fn refusal(&self) -> Option<Refusal> {
+        match self.policy {
+            FailurePolicy::Open => None,
+            FailurePolicy::Closed { status: 503 } => Some(Refusal::service_unavailable(&format!(
+                "{} {} failed",
+                self.point, self.name
+            ))),
+            FailurePolicy::Closed { status } => Some(Refusal::new(
+                status,
+                format!("Extension Failed ({} {})", self.point, self.name),
+            )),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use super::*;
+
+    #[tokio::test]
+    async fn deadline_counters_and_policies() {
+        let mut m = ModuleConfig::builtin("slow");
+        m.url = "http://127.0.0.1:9".into();
+        m.timeout_ms = 50;
+        let ext = External::connect(Point::SdpHandler, &m, "sdp.handlers[0]").unwrap();
+        let r = ext
+            .call("negotiate", async {
+                tokio::time::sleep(Duration::from_secs(5)).await;
+                Ok(Response::new(()))
+            })
+            .await;
+        assert!(matches!(r, Err(Failure::Timeout(_))));
+        let r = ext
+            .call("negotiate", async {
+                Err::<Response<()>, _>(Status::unavailable("down"))
+            })
+            .await;
+        assert!(matches!(r, Err(Failure::Rpc(_))));
+        assert_eq!(ext.stats().snapshot(), (2, 2, 1));
+        assert_eq!(ext.refusal(), None);
+        m.on_failure = OnFailure::Closed;
+        m.reject_status = 503;
+        let closed = External::connect(Point::SessionSupplement, &m, "k").unwrap();
+        let r = closed.refusal().unwrap();
+        assert_eq!(r.code(), 503);
+        assert_eq!(r.reason(), "Service Unavailable (session-supplement slow failed)");
+        m.reject_status = 403;
+        let r = External::connect(Point::SessionSupplement, &m, "k")
+            .unwrap()
+            .refusal()
+            .unwrap();
+        assert_eq!(
+            (r.code(), r.reason()),
+            (403, "Extension Failed (session-supplement slow)")
+        );
+    }
+}

@@ -11,25 +11,14 @@ impl Message {
     /// copied; `to_tag` added to To when it has none (never on 100);
     /// Timestamp echoed on 100 Trying; an empty body with Content-Length 0.
     pub fn make_response(&self, code: u16, reason: &str, to_tag: Option<&str>) -> Message {
-        let mut resp = Message::response(code, reason);
-        for via in self.known_fields(Known::Via) {
-            resp.push_header(Known::Via, via);
-        }
-        if let Some(from) = self.known_header(Known::From) {
-            resp.push_header(Known::From, from);
-        }
-        if let Some(to) = self.known_header(Known::To) {
-            let has_tag = self.to_header().map(|t| t.tag().is_some()).unwrap_or(true);
-            match to_tag {
-                Some(tag) if code > 100 && !has_tag => resp.push_header(Known::To, &format!("{to};tag={tag}")),
-                _ => resp.push_header(Known::To, to),
-            }
-        }
-        for known in [Known::CallId, Known::CSeq] {
-            if let Some(v) = self.known_header(known) {
-                resp.push_header(known, v);
-            }
-        }
+        let has_tag = self.to_header().map(|t| t.tag().is_some()).unwrap_or(true);
+        let mut resp = respond(
+            code,
+            reason,
+            self.known_fields(Known::Via),
+            [Known::From, Known::To, Known::CallId, Known::CSeq].map(|k| self.known_header(k)),
+            to_tag.filter(|_| !has_tag),
+        );
         if code == 100 {
             if let Some(ts) = self.known_header(Known::Timestamp) {
                 resp.push_header(Known::Timestamp, ts);
@@ -37,6 +26,20 @@ impl Message {
         }
         resp.push_header(Known::ContentLength, "0");
         resp
+    }
+
+    /// What a response to this request copies from it, to answer it later
+    /// without keeping (or parsing again) the request.
+    pub fn response_head(&self) -> ResponseHead {
+        let get = |k| self.known_header(k).unwrap_or_default().to_owned();
+        ResponseHead {
+            vias: self.known_fields(Known::Via).map(str::to_owned).collect(),
+            from: get(Known::From),
+            to: get(Known::To),
+            call_id: get(Known::CallId),
+            cseq: get(Known::CSeq),
+            to_has_tag: self.to_header().map(|t| t.tag().is_some()).unwrap_or(true),
+        }
     }
 
     /// The ACK a client INVITE transaction sends for a non-2xx final
@@ -132,4 +135,66 @@ Content-Length: 0\r\n\r\n";
         assert_eq!(cancel.cseq().unwrap().method.as_str(), "CANCEL");
         assert_eq!(cancel.to_header().unwrap().tag(), None);
     }
+}
+
+/// The fields a response copies from its request (RFC 3261 8.2.6): every
+/// Via, From, To, Call-ID, CSeq. Kept with a dialog's record so any replica
+/// can answer the request later.
+#[derive(Debug, Clone, PartialEq, Eq)]
+#[cfg_attr(feature = "serde", derive(serde::Serialize, serde::Deserialize))]
+pub struct ResponseHead {
+    vias: Vec<String>,
+    from: String,
+    to: String,
+    call_id: String,
+    cseq: String,
+    to_has_tag: bool,
+}
+
+impl ResponseHead {
+    /// A response as [`Message::make_response`] makes it (without the
+    /// Timestamp of a 100, which only the transaction sends).
+    pub fn response(&self, code: u16, reason: &str, to_tag: Option<&str>) -> Message {
+        let fields =
+            [&self.from, &self.to, &self.call_id, &self.cseq].map(|v| Some(v.as_str()).filter(|v| !v.is_empty()));
+        let mut resp = respond(
+            code,
+            reason,
+            self.vias.iter().map(String::as_str),
+            fields,
+            to_tag.filter(|_| !self.to_has_tag),
+        );
+        resp.push_header(Known::ContentLength, "0");
+        resp
+    }
+}
+
+/// A response with the copied fields: Vias, then From, To (with `to_tag`
+/// added, never on 100), Call-ID and CSeq.
+fn respond<'a>(
+    code: u16,
+    reason: &str,
+    vias: impl Iterator<Item = &'a str>,
+    [from, to, call_id, cseq]: [Option<&str>; 4],
+    to_tag: Option<&str>,
+) -> Message {
+    let mut resp = Message::response(code, reason);
+    for via in vias {
+        resp.push_header(Known::Via, via);
+    }
+    if let Some(from) = from {
+        resp.push_header(Known::From, from);
+    }
+    if let Some(to) = to {
+        match to_tag {
+            Some(tag) if code > 100 => resp.push_header(Known::To, &format!("{to};tag={tag}")),
+            _ => resp.push_header(Known::To, to),
+        }
+    }
+    for (known, value) in [(Known::CallId, call_id), (Known::CSeq, cseq)] {
+        if let Some(v) = value {
+            resp.push_header(known, v);
+        }
+    }
+    resp
 }

@@ -39,6 +39,7 @@ pub mod text;
 pub mod typed;
 pub mod uri;
 
+pub use builder::ResponseHead;
 pub use error::{LimitKind, ParseError, UriError};
 pub use limits::Limits;
 pub use message::{HeaderRef, Message};

@@ -217,6 +217,18 @@ Content-Length: 0\r\n\r\n";
     }
 
     #[test]
+    fn a_kept_response_head_answers_like_the_request() {
+        let req = request();
+        let head = req.response_head();
+        for (code, tag) in [(180, Some("x")), (486, None), (100, Some("y"))] {
+            assert_eq!(
+                head.response(code, "R", tag).to_bytes(),
+                req.make_response(code, "R", tag).to_bytes()
+            );
+        }
+    }
+
+    #[test]
     fn a_bad_status_becomes_500() {
         assert_eq!(Refusal::new(200, "OK").code(), 500);
         assert_eq!(Refusal::new(99, "x").code(), 500);

@@ -1,30 +1,27 @@
 //! sdp-svc: offer/answer for session-svc (a B2BUA without media relay) and
-//! the SDP handler extension point (`proto/sipbus/sdp/v1/sdp.proto`).
+//! the SDP handler extension point.
 //!
-//! One trait, built in or external: every handler implements the generated
-//! [`SdpHandler`] trait. The built-in [`RtpHandler`] does so directly; an
-//! external handler is reached through [`ExternalHandler`], which
-//! implements the same trait by calling the handler over gRPC with a
-//! timeout and a failure policy. [`Negotiator`] asks them stream by stream
-//! and implements [`SdpNegotiator`], called in process or served over gRPC.
+//! - [`api`]: the contract as Rust values ([`Negotiate`], [`SdpClient`] in
+//!   process or over gRPC, [`SdpService`] serving it).
+//! - [`handlers`]: the extension point, [`SdpHandler`], one Rust trait on
+//!   SDP values; the built-ins (one file each, one line in the list) and
+//!   the adapter for external handlers over `sipbus.sdp.v1.SdpHandler`.
+//! - [`Negotiator`]: asks the handlers stream by stream.
 //!
-//! Stateless: session-svc keeps what [`Negotiator`] returns (forwarded
+//! Stateless: session-svc keeps what the negotiator returns (forwarded
 //! offer, handler names, last description sent) and passes it back.
-//!
-//! [`SdpHandler`]: proto::sdp::v1::sdp_handler_server::SdpHandler
-//! [`SdpNegotiator`]: proto::sdp::v1::sdp_negotiator_server::SdpNegotiator
 
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod config;
-mod external;
+pub mod handlers;
 mod negotiator;
 mod origin;
-mod registry;
-mod rtp;
 mod section;
 
-pub use config::{ConfigError, EndpointPolicy, ExternalHandlerConfig, OnFailure, SdpConfig};
-pub use external::{ExternalHandler, FailurePolicy, HandlerFailed};
+pub use api::{Answer, Ended, Negotiate, Offer, Offered, Origin, SdpClient, SdpError, SdpService};
+pub use config::{ConfigError, EndpointPolicy, SdpConfig};
+pub use handlers::rtp::{RTP_HANDLER, RtpHandler};
+pub use handlers::{Claim, HandlerError, SdpHandler, Stream, StreamCx};
 pub use negotiator::Negotiator;
-pub use rtp::{RTP_HANDLER, RtpHandler};

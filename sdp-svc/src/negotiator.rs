@@ -3,25 +3,19 @@
 
 use std::sync::Arc;
 
-use proto::sdp::v1 as pb;
-use proto::sdp::v1::negotiate_reply::Result as Negotiated;
-use proto::sdp::v1::offer_reply::Result as Offered;
-use proto::sdp::v1::sdp_handler_server::SdpHandler;
-use proto::sdp::v1::sdp_negotiator_server::SdpNegotiator;
-use proto::trace::Trace;
+use async_trait::async_trait;
 use sdp::negotiate::declined;
 use sdp::{Media, Sdp};
-use tonic::{Request, Response, Status};
+use sip_message::Refusal;
 use tracing::{Instrument, info_span};
 
-use crate::config::ConfigError;
-use crate::external::HandlerFailed;
+use crate::api::{Answer, Ended, Negotiate, Offer, Offered, SdpError};
+use crate::handlers::{Claim, HandlerError, RegisterError, Registry, SdpHandler, Stream, StreamCx};
 use crate::origin::finish;
-use crate::registry::Registry;
-use crate::section::{parse_sdp, parse_section, port, stream};
+use crate::section::port;
 
-/// Implements `SdpNegotiator`; call it in process through the trait, or
-/// serve it with `SdpNegotiatorServer::new`.
+/// Offer/answer through the registered handlers; call it in process
+/// through [`Negotiate`], or serve it with [`crate::SdpService`].
 #[derive(Clone, Default)]
 pub struct Negotiator {
     registry: Registry,
@@ -37,23 +31,8 @@ enum Outcome {
     Declined {
         tried: bool,
     },
-    /// A handler failed under a reject policy: the whole offer is refused.
-    Failed(HandlerFailed),
-}
-
-fn reject(status: u32, warning: String) -> pb::OfferReply {
-    pb::OfferReply {
-        result: Some(Offered::Reject(pb::Reject { status, warning })),
-    }
-}
-
-/// A request to a handler, carrying the caller's trace context.
-fn to_handler<T>(trace: Option<&Trace>, message: T) -> Request<T> {
-    let mut request = Request::new(message);
-    if let Some(t) = trace {
-        proto::trace::inject(t, request.metadata_mut());
-    }
-    request
+    /// A handler failed closed: the whole offer is refused.
+    Refused(Refusal),
 }
 
 impl Negotiator {
@@ -64,7 +43,12 @@ impl Negotiator {
 
     /// Adds a handler for `media` types, asked after those already
     /// registered for them. Names are unique.
-    pub fn register(&mut self, name: &str, media: &[String], handler: Arc<dyn SdpHandler>) -> Result<(), ConfigError> {
+    pub fn register(
+        &mut self,
+        name: &str,
+        media: &[String],
+        handler: Arc<dyn SdpHandler>,
+    ) -> Result<(), RegisterError> {
         self.registry.register(name, media, handler)
     }
 
@@ -78,14 +62,7 @@ impl Negotiator {
         self.registry.chains()
     }
 
-    async fn negotiate_stream(
-        &self,
-        req: &pb::OfferRequest,
-        trace: Option<&Trace>,
-        offer: &Sdp,
-        index: usize,
-        offered: &Media,
-    ) -> Result<Outcome, Status> {
+    async fn negotiate_stream(&self, req: &Offer, index: usize, offered: &Media) -> Result<Outcome, SdpError> {
         let Some(ml) = offered.media_line() else {
             return Ok(Outcome::Declined { tried: false });
         };
@@ -95,7 +72,7 @@ impl Negotiator {
         }
         // A stream keeps its handler across re-offers; one that is no
         // longer registered (configuration changed) is chosen afresh.
-        let kept = req.handlers.get(index).filter(|h| !h.is_empty());
+        let kept = req.handlers.get(index).and_then(Option::as_ref);
         let candidates: Vec<String> = match kept {
             Some(name) if self.registry.get(name).is_some() => vec![name.clone()],
             Some(name) => {
@@ -104,77 +81,59 @@ impl Negotiator {
             }
             None => self.registry.chain(ml.media).to_vec(),
         };
+        let cx = StreamCx {
+            session: &req.session,
+            endpoint: &req.endpoint,
+            index,
+        };
+        let stream = Stream {
+            media: offered,
+            session: &req.sdp.session,
+        };
         let mut tried = false;
         for name in candidates {
             let Some(handler) = self.registry.get(&name) else {
                 continue;
             };
-            let request = to_handler(
-                trace,
-                pb::NegotiateRequest {
-                    session: req.session.clone(),
-                    offered: Some(stream(index, offered, &offer.session)),
-                    endpoint: req.endpoint.clone(),
-                },
-            );
             tried = true;
-            match handler.negotiate(request).await.map(Response::into_inner) {
-                Ok(pb::NegotiateReply {
-                    result: Some(Negotiated::Claim(text)),
-                }) => {
-                    let section = parse_section(&text, "claim")
-                        .map_err(|e| Status::internal(format!("sdp handler {name}: {}", e.message())))?;
+            match handler.negotiate(&cx, stream).await {
+                Ok(Claim::Take(section)) => {
                     tracing::debug!(index, handler = %name, "stream claimed");
                     return Ok(Outcome::Claimed { handler: name, section });
                 }
-                Ok(pb::NegotiateReply {
-                    result: Some(Negotiated::Decline(d)),
-                }) => tracing::debug!(index, handler = %name, reason = %d.reason, "stream declined"),
-                Ok(pb::NegotiateReply { result: None }) => {
-                    tracing::warn!(index, handler = %name, "handler neither claimed nor declined");
-                }
-                Err(status) => {
-                    return match HandlerFailed::from_status(&status) {
-                        Some(f) => Ok(Outcome::Failed(f.clone())),
-                        // No policy to apply (an in-process handler's own
-                        // error): the call fails, as the contract says.
-                        None => Err(Status::unavailable(format!(
-                            "sdp handler {name} failed: {}",
-                            status.message()
-                        ))),
-                    };
+                Ok(Claim::Decline(reason)) => tracing::debug!(index, handler = %name, %reason, "stream declined"),
+                Err(HandlerError::Refused(r)) => return Ok(Outcome::Refused(r)),
+                Err(HandlerError::Failed(why)) => {
+                    return Err(SdpError::Failed(format!("sdp handler {name} failed: {why}")));
                 }
             }
         }
         Ok(Outcome::Declined { tried })
     }
 
-    async fn offer_inner(&self, req: pb::OfferRequest, trace: Option<Trace>) -> Result<pb::OfferReply, Status> {
-        let offer = parse_sdp(&req.sdp, "sdp")?;
-        let mut media = Vec::with_capacity(offer.media.len());
-        let mut handlers = Vec::with_capacity(offer.media.len());
+    async fn offer_inner(&self, req: &Offer) -> Result<Offered, SdpError> {
+        let n = req.sdp.media.len();
+        let mut media = Vec::with_capacity(n);
+        let mut handlers = Vec::with_capacity(n);
         let mut tried = false;
-        for (i, offered) in offer.media.iter().enumerate() {
-            match self.negotiate_stream(&req, trace.as_ref(), &offer, i, offered).await? {
+        for (i, offered) in req.sdp.media.iter().enumerate() {
+            match self.negotiate_stream(req, i, offered).await? {
                 Outcome::Claimed { handler, section } => {
                     media.push(section);
-                    handlers.push(handler);
+                    handlers.push(Some(handler));
                 }
                 Outcome::Declined { tried: t } => {
                     tried |= t;
                     media.push(declined(offered));
-                    handlers.push(String::new());
+                    handlers.push(None);
                 }
-                Outcome::Failed(f) => {
-                    tracing::warn!(handler = %f.handler, status = f.status, cause = %f.cause, "offer rejected");
-                    return Ok(reject(
-                        f.status,
-                        format!("399 sipbus \"sdp handler {} failed\"", f.handler),
-                    ));
+                Outcome::Refused(r) => {
+                    tracing::warn!(refusal = %r, "offer rejected by a failing handler");
+                    return Ok(Offered::Reject(r));
                 }
             }
         }
-        if req.initial && handlers.iter().all(String::is_empty) {
+        if req.initial && handlers.iter().all(Option::is_none) {
             // RFC 3261 20.43: 305 when a handler looked at a stream and
             // refused its formats, 304 when no stream had a taker at all.
             let warning = if tried {
@@ -183,38 +142,30 @@ impl Negotiator {
                 "304 sipbus \"no acceptable media stream\""
             };
             tracing::info!(warning, "initial offer rejected");
-            return Ok(reject(488, warning.to_owned()));
+            return Ok(Offered::Reject(Refusal::not_acceptable_here("", Some(warning))));
         }
-        let forwarded = finish(&offer.session, media, req.origin.as_ref(), &req.previous)?;
-        Ok(pb::OfferReply {
-            result: Some(Offered::Forward(pb::Forward {
-                sdp: forwarded.to_text().into(),
-                handlers,
-            })),
-        })
+        let sdp = finish(&req.sdp.session, media, req.origin.as_ref(), req.previous.as_ref())?;
+        Ok(Offered::Forward { sdp, handlers })
     }
 
-    async fn answer_inner(&self, req: pb::AnswerRequest, trace: Option<Trace>) -> Result<pb::AnswerReply, Status> {
-        let offer = parse_sdp(&req.offer, "offer")?;
-        let forwarded = parse_sdp(&req.forwarded, "forwarded")?;
-        let answer = parse_sdp(&req.answer, "answer")?;
-        let n = offer.media.len();
-        if forwarded.media.len() != n {
-            return Err(Status::invalid_argument(format!(
+    async fn answer_inner(&self, req: &Answer) -> Result<Sdp, SdpError> {
+        let n = req.offer.media.len();
+        if req.forwarded.media.len() != n {
+            return Err(SdpError::Invalid(format!(
                 "forwarded: {} m= sections for {n} offered",
-                forwarded.media.len()
+                req.forwarded.media.len()
             )));
         }
-        if answer.media.len() != n {
-            return Err(Status::invalid_argument(format!(
+        if req.answer.media.len() != n {
+            return Err(SdpError::Invalid(format!(
                 "answer: {} m= sections for {n} forwarded",
-                answer.media.len()
+                req.answer.media.len()
             )));
         }
         let mut media = Vec::with_capacity(n);
-        for (i, ((offered, sent), answered)) in offer.media.iter().zip(&forwarded.media).zip(&answer.media).enumerate()
-        {
-            let name = req.handlers.get(i).filter(|h| !h.is_empty());
+        let streams = req.offer.media.iter().zip(&req.forwarded.media).zip(&req.answer.media);
+        for (i, ((offered, sent), answered)) in streams.enumerate() {
+            let name = req.handlers.get(i).and_then(Option::as_ref);
             let handler = name.and_then(|h| self.registry.get(h));
             let (Some(name), Some(handler)) = (name, handler) else {
                 if let Some(name) = name {
@@ -227,81 +178,86 @@ impl Negotiator {
                 media.push(declined(offered));
                 continue;
             }
-            let request = to_handler(
-                trace.as_ref(),
-                pb::ApplyRequest {
-                    session: req.session.clone(),
-                    offered: Some(stream(i, offered, &offer.session)),
-                    forwarded: Some(stream(i, sent, &forwarded.session)),
-                    answered: Some(stream(i, answered, &answer.session)),
-                },
-            );
-            let reply = handler.apply(request).await.map_err(|status| {
-                tracing::warn!(index = i, handler = %name, error = %status.message(), "apply failed");
-                Status::unavailable(format!("sdp handler {name} failed: {}", status.message()))
-            })?;
-            let section = parse_section(&reply.into_inner().section, "applied section")
-                .map_err(|e| Status::internal(format!("sdp handler {name}: {}", e.message())))?;
-            media.push(section);
+            let cx = StreamCx {
+                session: &req.session,
+                endpoint: "",
+                index: i,
+            };
+            let applied = handler
+                .apply(
+                    &cx,
+                    Stream {
+                        media: offered,
+                        session: &req.offer.session,
+                    },
+                    Stream {
+                        media: sent,
+                        session: &req.forwarded.session,
+                    },
+                    Stream {
+                        media: answered,
+                        session: &req.answer.session,
+                    },
+                )
+                .await;
+            match applied {
+                Ok(section) => media.push(section),
+                Err(e) => {
+                    tracing::warn!(index = i, handler = %name, error = %e, "apply failed");
+                    return Err(SdpError::Failed(format!("sdp handler {name} failed: {e}")));
+                }
+            }
         }
-        let sdp = finish(&answer.session, media, req.origin.as_ref(), &req.previous)?;
-        Ok(pb::AnswerReply {
-            sdp: sdp.to_text().into(),
-        })
+        finish(&req.answer.session, media, req.origin.as_ref(), req.previous.as_ref())
     }
 
-    async fn end_inner(&self, req: pb::EndRequest, trace: Option<Trace>) -> Result<pb::EndReply, Status> {
-        let offer = parse_sdp(&req.offer, "offer")?;
-        for (i, offered) in offer.media.iter().enumerate() {
-            let Some(name) = req.handlers.get(i).filter(|h| !h.is_empty()) else {
+    async fn end_inner(&self, req: &Ended) {
+        for (i, offered) in req.offer.media.iter().enumerate() {
+            let Some(name) = req.handlers.get(i).and_then(Option::as_ref) else {
                 continue;
             };
             let Some(handler) = self.registry.get(name) else {
                 tracing::warn!(index = i, handler = %name, "ended stream's handler is no longer registered");
                 continue;
             };
-            let request = to_handler(
-                trace.as_ref(),
-                pb::EndedRequest {
-                    session: req.session.clone(),
-                    stream: Some(stream(i, offered, &offer.session)),
-                },
-            );
+            let cx = StreamCx {
+                session: &req.session,
+                endpoint: "",
+                index: i,
+            };
             // The session is over whatever the handler says.
-            if let Err(status) = handler.ended(request).await {
-                tracing::warn!(index = i, handler = %name, error = %status.message(), "ended failed");
-            }
+            handler
+                .ended(
+                    &cx,
+                    Stream {
+                        media: offered,
+                        session: &req.offer.session,
+                    },
+                )
+                .await;
         }
-        Ok(pb::EndReply {})
     }
 }
 
-#[tonic::async_trait]
-impl SdpNegotiator for Negotiator {
-    async fn offer(&self, request: Request<pb::OfferRequest>) -> Result<Response<pb::OfferReply>, Status> {
-        let trace = proto::trace::extract(request.metadata());
-        let req = request.into_inner();
+#[async_trait]
+impl Negotiate for Negotiator {
+    async fn offer(&self, offer: &Offer) -> Result<Offered, SdpError> {
         let span = info_span!(
             "sdp.offer",
-            trace_id = trace.as_ref().map(Trace::trace_id),
-            session = %req.session,
-            endpoint = %req.endpoint,
-            initial = req.initial,
+            session = %offer.session,
+            endpoint = %offer.endpoint,
+            initial = offer.initial,
         );
-        self.offer_inner(req, trace).instrument(span).await.map(Response::new)
+        self.offer_inner(offer).instrument(span).await
     }
 
-    async fn answer(&self, request: Request<pb::AnswerRequest>) -> Result<Response<pb::AnswerReply>, Status> {
-        let trace = proto::trace::extract(request.metadata());
-        let req = request.into_inner();
-        let span = info_span!("sdp.answer", trace_id = trace.as_ref().map(Trace::trace_id), session = %req.session);
-        self.answer_inner(req, trace).instrument(span).await.map(Response::new)
+    async fn answer(&self, answer: &Answer) -> Result<Sdp, SdpError> {
+        let span = info_span!("sdp.answer", session = %answer.session);
+        self.answer_inner(answer).instrument(span).await
     }
 
-    async fn end(&self, request: Request<pb::EndRequest>) -> Result<Response<pb::EndReply>, Status> {
-        let trace = proto::trace::extract(request.metadata());
-        let req = request.into_inner();
-        let span = info_span!("sdp.end", trace_id = trace.as_ref().map(Trace::trace_id), session = %req.session);
-        self.end_inner(req, trace).instrument(span).await.map(Response::new)
+    async fn end(&self, ended: &Ended) {
+        let span = info_span!("sdp.end", session = %ended.session);
+        self.end_inner(ended).instrument(span).await
     }
 }

@@ -1,20 +1,13 @@
 //! The o= line of what sipbus sends on a leg, and its version (RFC 3264 8):
 //! unchanged description, same version; anything changed, version + 1.
 
-use std::net::IpAddr;
-
-use proto::sdp::v1 as pb;
 use sdp::{Line, Media, Sdp};
-use tonic::Status;
 
-use crate::section::{crlf, parse_sdp};
+use crate::api::{Origin, SdpError};
+use crate::section::crlf;
 
 /// `<username> <session id> <version> IN IP4|IP6 <address>`.
-fn origin_value(o: &pb::Origin) -> Result<String, Status> {
-    let address: IpAddr = o
-        .address
-        .parse()
-        .map_err(|_| Status::invalid_argument(format!("origin address `{}` is not an IP address", o.address)))?;
+fn origin_value(o: &Origin) -> Result<String, SdpError> {
     // RFC 8866 5.2: "-" when there is no user name; no spaces inside.
     let username = if o.username.is_empty() {
         "-"
@@ -22,12 +15,12 @@ fn origin_value(o: &pb::Origin) -> Result<String, Status> {
         o.username.as_str()
     };
     if username.contains(char::is_whitespace) {
-        return Err(Status::invalid_argument("origin username contains whitespace"));
+        return Err(SdpError::Invalid("origin username contains whitespace".into()));
     }
-    let addr_type = if address.is_ipv4() { "IP4" } else { "IP6" };
+    let addr_type = if o.address.is_ipv4() { "IP4" } else { "IP6" };
     Ok(format!(
-        "{username} {} {} IN {addr_type} {address}",
-        o.session_id, o.version
+        "{username} {} {} IN {addr_type} {}",
+        o.session_id, o.version, o.address
     ))
 }
 
@@ -68,21 +61,20 @@ fn content(sdp: &Sdp) -> Vec<(char, &str)> {
 pub(crate) fn finish(
     session: &[Line],
     media: Vec<Media>,
-    origin: Option<&pb::Origin>,
-    previous: &[u8],
-) -> Result<Sdp, Status> {
+    origin: Option<&Origin>,
+    previous: Option<&Sdp>,
+) -> Result<Sdp, SdpError> {
     let media: Vec<Media> = media.into_iter().map(|m| Media { lines: crlf(m.lines) }).collect();
-    if previous.is_empty() {
-        let origin = origin.ok_or_else(|| Status::invalid_argument("origin: required when previous is empty"))?;
+    let Some(previous) = previous else {
+        let origin = origin.ok_or_else(|| SdpError::Invalid("origin: required when previous is empty".into()))?;
         return Ok(Sdp {
             session: with_origin(session, &origin_value(origin)?),
             media,
         });
-    }
-    let previous = parse_sdp(previous, "previous")?;
+    };
     let o = previous
         .origin()
-        .ok_or_else(|| Status::invalid_argument("previous: no valid o= line"))?;
+        .ok_or_else(|| SdpError::Invalid("previous: no valid o= line".into()))?;
     let same = Sdp {
         session: with_origin(
             session,
@@ -93,7 +85,7 @@ pub(crate) fn finish(
         ),
         media,
     };
-    if content(&same) == content(&previous) {
+    if content(&same) == content(previous) {
         return Ok(same);
     }
     // Wrapping: a peer compares versions for equality, and 2^64 changes
@@ -119,12 +111,12 @@ mod tests {
 
     use super::*;
 
-    fn origin(addr: &str) -> pb::Origin {
-        pb::Origin {
+    fn origin(addr: &str) -> Origin {
+        Origin {
             username: String::new(),
             session_id: 7,
             version: 3,
-            address: addr.into(),
+            address: addr.parse().unwrap(),
         }
     }
 
@@ -135,7 +127,9 @@ mod tests {
             origin_value(&origin("2001:db8::1")).unwrap(),
             "- 7 3 IN IP6 2001:db8::1"
         );
-        assert!(origin_value(&origin("example.com")).is_err());
+        let mut spaced = origin("192.0.2.1");
+        spaced.username = "a b".into();
+        assert!(origin_value(&spaced).is_err());
     }
 
     #[test]

@@ -1,24 +1,21 @@
-//! Moving m= sections between `sdp` values and the contract's `Stream`,
-//! and the per-format filtering both RTP directions need.
+//! m= sections between text and values, and the per-format filtering both
+//! RTP directions need.
 
-use proto::sdp::v1 as pb;
-use sdp::{Limits, Line, Media, Sdp};
-use tonic::Status;
+use sdp::{Limits, Line, Media, ParseError, Sdp};
 
 /// Bounds for everything parsed here: offers, answers, handler replies.
 pub(crate) fn limits() -> Limits {
     Limits::default()
 }
 
-/// Parses a description from the request; the error text names the field
-/// so session-svc can log which one was refused.
-pub(crate) fn parse_sdp(bytes: &[u8], field: &str) -> Result<Sdp, Status> {
-    Sdp::parse_with(bytes, &limits()).map_err(|e| Status::invalid_argument(format!("{field}: {e}")))
+/// Parses a description another process sent.
+pub(crate) fn parse_sdp(bytes: &[u8]) -> Result<Sdp, ParseError> {
+    Sdp::parse_with(bytes, &limits())
 }
 
-/// Parses a section carried in a `Stream` or a handler reply.
-pub(crate) fn parse_section(text: &str, what: &str) -> Result<Media, Status> {
-    Media::parse(text, &limits()).map_err(|e| Status::invalid_argument(format!("{what}: {e}")))
+/// Parses a section another process sent.
+pub(crate) fn parse_section(text: &str) -> Result<Media, ParseError> {
+    Media::parse(text, &limits())
 }
 
 /// Lines joined by CRLF, no final line ending (as `Media::to_text`).
@@ -33,16 +30,6 @@ pub(crate) fn lines_text(lines: &[Line]) -> String {
         out.push_str(&l.value);
     }
     out
-}
-
-/// The contract's view of section `index` of a description.
-pub(crate) fn stream(index: usize, media: &Media, session: &[Line]) -> pb::Stream {
-    pb::Stream {
-        index: u32::try_from(index).unwrap_or(u32::MAX),
-        media: media.media_line().map(|ml| ml.media.to_owned()).unwrap_or_default(),
-        section: media.to_text(),
-        session_lines: lines_text(session),
-    }
 }
 
 /// The same lines, each ending in CRLF: what we send is uniform whatever

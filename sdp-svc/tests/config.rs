@@ -2,7 +2,8 @@
 
 //! `[sdp]` from TOML: defaults, overrides, refusals naming the key.
 
-use sdp_svc::{ConfigError, ExternalHandlerConfig, Negotiator, OnFailure, SdpConfig};
+use extension::{ModuleConfig, OnFailure};
+use sdp_svc::{ConfigError, Negotiator, SdpConfig};
 
 fn parse(s: &str) -> Result<SdpConfig, toml::de::Error> {
     toml::from_str(s)
@@ -11,7 +12,21 @@ fn parse(s: &str) -> Result<SdpConfig, toml::de::Error> {
 fn build_err(c: &SdpConfig) -> ConfigError {
     match Negotiator::from_config(c) {
         Ok(_) => panic!("accepted {c:?}"),
-        Err(e) => e,
+        Err(e) => {
+            // The check without connecting finds the same problems.
+            if let ConfigError::Invalid(problems) = &e {
+                assert_eq!(&c.check(), problems);
+            }
+            e
+        }
+    }
+}
+
+/// The one problem of a configuration, as `key: reason`.
+fn problem(c: &SdpConfig) -> String {
+    match build_err(c) {
+        ConfigError::Invalid(p) if p.len() == 1 => p[0].to_string(),
+        other => panic!("expected one problem, got {other}"),
     }
 }
 
@@ -48,7 +63,7 @@ reject_status = 500
     let h = &c.handlers[0];
     assert_eq!(
         (h.on_failure, h.reject_status, h.timeout_ms),
-        (OnFailure::Reject, 500, 500)
+        (OnFailure::Closed, 500, 500)
     );
     assert!(parse("codec = []").is_err(), "unknown keys are refused");
     assert!(parse("[[handlers]]\nname = \"x\"\nretries = 1").is_err());
@@ -62,11 +77,8 @@ fn bad_codecs_name_their_key() {
         ..SdpConfig::default()
     };
     assert_eq!(
-        build_err(&c),
-        ConfigError::BadCodec {
-            key: "sdp.codecs[1]".into(),
-            value: "PCMA".into()
-        }
+        problem(&c),
+        "sdp.codecs[1]: `PCMA` is not a codec (`name/rate[/channels]`)"
     );
     let mut c = SdpConfig::default();
     c.endpoints.insert(
@@ -76,49 +88,57 @@ fn bad_codecs_name_their_key() {
             telephone_event: None,
         },
     );
-    assert!(build_err(&c).to_string().starts_with("sdp.endpoints.trunk.codecs[0]:"));
+    assert!(problem(&c).starts_with("sdp.endpoints.trunk.codecs[0]:"));
 }
 
-fn handler(url: &str) -> ExternalHandlerConfig {
-    ExternalHandlerConfig {
-        name: "x".into(),
+fn handler(url: &str) -> ModuleConfig {
+    ModuleConfig {
         url: url.into(),
         media: vec!["text".into()],
-        ..ExternalHandlerConfig::default()
+        ..ModuleConfig::builtin("x")
     }
 }
 
 #[tokio::test]
 async fn bad_handlers_are_refused() {
-    for url in ["not a url", "ftp://127.0.0.1:1", "127.0.0.1:7000", ""] {
+    for url in ["not a url", "ftp://127.0.0.1:1", "127.0.0.1:7000"] {
         let c = SdpConfig {
             handlers: vec![handler(url)],
             ..SdpConfig::default()
         };
-        let e = build_err(&c);
-        assert!(e.to_string().starts_with("sdp.handlers[0].url:"), "{url}: {e}");
+        let e = problem(&c);
+        assert!(e.starts_with("sdp.handlers[0].url:"), "{url}: {e}");
     }
-    let with = |f: fn(&mut ExternalHandlerConfig)| {
+    // Without url it is a built-in, and there is no built-in `x`.
+    let e = problem(&SdpConfig {
+        handlers: vec![handler("")],
+        ..SdpConfig::default()
+    });
+    assert!(
+        e.starts_with("sdp.handlers[0].name: no built-in `x` (built-ins: rtp;"),
+        "{e}"
+    );
+    let with = |f: fn(&mut ModuleConfig)| {
         let mut h = handler("http://127.0.0.1:1");
         f(&mut h);
-        build_err(&SdpConfig {
+        problem(&SdpConfig {
             handlers: vec![h],
             ..SdpConfig::default()
         })
     };
-    assert!(matches!(
-        with(|h| h.name = "rtp".into()),
-        ConfigError::DuplicateHandler { .. }
-    ));
-    assert!(matches!(with(|h| h.name = String::new()), ConfigError::BadName { .. }));
-    assert!(matches!(with(|h| h.media.clear()), ConfigError::NoMedia { .. }));
-    assert!(matches!(with(|h| h.timeout_ms = 0), ConfigError::BadValue { .. }));
+    assert!(with(|h| h.name = "rtp".into()).contains("sdp handler `rtp` registered twice"));
+    assert!(with(|h| h.name = String::new()).starts_with("sdp.handlers[0].name:"));
+    assert!(with(|h| h.media.clear()).contains("sdp handler `x` has no media type"));
+    assert_eq!(
+        with(|h| h.timeout_ms = 0),
+        "sdp.handlers[0].timeout_ms: must be above 0"
+    );
     let e = with(|h| {
-        h.on_failure = OnFailure::Reject;
+        h.on_failure = OnFailure::Closed;
         h.reject_status = 200;
     });
     assert_eq!(
-        e.to_string(),
+        e,
         "sdp.handlers[0].reject_status: 200 is not a SIP error status (400 to 699)"
     );
     // Two handlers of one name.
@@ -126,7 +146,7 @@ async fn bad_handlers_are_refused() {
         handlers: vec![handler("http://127.0.0.1:1"), handler("http://127.0.0.1:2")],
         ..SdpConfig::default()
     };
-    assert!(matches!(build_err(&c), ConfigError::DuplicateHandler { .. }));
+    assert!(problem(&c).contains("registered twice"));
 }
 
 #[test]

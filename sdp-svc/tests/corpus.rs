@@ -10,17 +10,17 @@ use common::{Case, offer, origin_a, origin_b, text};
 use proto::sdp::v1 as pb;
 use proto::sdp::v1::offer_reply::Result as Offered;
 use proto::sdp::v1::sdp_negotiator_server::SdpNegotiator;
-use sdp_svc::{Negotiator, SdpConfig};
+use sdp_svc::{Negotiator, SdpConfig, SdpService};
 use tonic::Request;
 
 /// The default policy plus one video codec, so video streams have a taker.
-fn negotiator() -> Negotiator {
+fn negotiator() -> SdpService {
     let mut config = SdpConfig::default();
     config.codecs.push("H264/90000".into());
-    Negotiator::from_config(&config).unwrap()
+    common::served(Negotiator::from_config(&config).unwrap())
 }
 
-async fn run(n: &Negotiator, case: &Case) {
+async fn run(n: &SdpService, case: &Case) {
     let name = &case.name;
     let address = case.lines("origin").map_or("192.0.2.10".to_owned(), |l| l[0].clone());
     let offered = case.sdp("offer").unwrap();

@@ -12,13 +12,14 @@ use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::Duration;
 
-use common::{forward, initial_offer, offer, origin_a, text};
+use common::{forward, initial_offer, offer, origin_a, served, text};
+use extension::{ModuleConfig, OnFailure};
 use proto::sdp::v1 as pb;
 use proto::sdp::v1::negotiate_reply::Result as Negotiated;
 use proto::sdp::v1::offer_reply::Result as Offered;
 use proto::sdp::v1::sdp_handler_server::{SdpHandler, SdpHandlerServer};
 use proto::sdp::v1::sdp_negotiator_server::SdpNegotiator;
-use sdp_svc::{ExternalHandlerConfig, Negotiator, OnFailure, SdpConfig};
+use sdp_svc::{Negotiator, SdpConfig};
 use tokio::sync::oneshot;
 use tokio::task::JoinHandle;
 use tonic::{Code, Request, Response, Status};
@@ -104,13 +105,13 @@ impl Server {
 
 fn config(url: &str, on_failure: OnFailure, timeout_ms: u64) -> SdpConfig {
     SdpConfig {
-        handlers: vec![ExternalHandlerConfig {
-            name: "t140".into(),
+        handlers: vec![ModuleConfig {
             url: url.into(),
             media: vec!["text".into()],
             timeout_ms,
             on_failure,
             reject_status: 503,
+            ..ModuleConfig::builtin("t140")
         }],
         ..SdpConfig::default()
     }
@@ -138,7 +139,7 @@ fn rejection(r: Offered) -> (u32, String) {
 #[tokio::test]
 async fn external_handler_claims_text_then_fails_by_policy() {
     // The built-in handler alone: text has no taker, port 0.
-    let builtin = Negotiator::from_config(&SdpConfig::default()).unwrap();
+    let builtin = served(Negotiator::from_config(&SdpConfig::default()).unwrap());
     let fwd = forward(offer(&builtin, initial_offer(OFFER)).await.unwrap());
     assert_eq!(fwd.handlers, ["rtp", ""]);
     assert!(text(&fwd.sdp).ends_with("m=text 0 RTP/AVP 98\r\n"));
@@ -150,9 +151,10 @@ async fn external_handler_claims_text_then_fails_by_policy() {
     })
     .await;
     let url = server.url();
-    let n = Negotiator::from_config(&config(&url, OnFailure::Decline, 300)).unwrap();
+    let n = Negotiator::from_config(&config(&url, OnFailure::Open, 300)).unwrap();
     assert_eq!(n.chain("text"), ["t140"]);
     assert_eq!(n.chain("audio"), ["rtp"]);
+    let n = served(n);
 
     // Claimed: the text stream is offered on as the handler said.
     let fwd = forward(offer(&n, initial_offer(OFFER)).await.unwrap());
@@ -196,7 +198,7 @@ async fn external_handler_claims_text_then_fails_by_policy() {
 
     // Fail closed: the offer is rejected with the configured status; an
     // answer through the failed handler fails the call.
-    let closed = Negotiator::from_config(&config(&url, OnFailure::Reject, 300)).unwrap();
+    let closed = served(Negotiator::from_config(&config(&url, OnFailure::Closed, 300)).unwrap());
     let (status, warning) = rejection(offer(&closed, initial_offer(OFFER)).await.unwrap());
     assert_eq!(
         (status, warning.as_str()),
@@ -220,13 +222,13 @@ async fn slow_handler_times_out_by_policy() {
     let url = server.url();
     let started = tokio::time::Instant::now();
 
-    let open = Negotiator::from_config(&config(&url, OnFailure::Decline, 150)).unwrap();
+    let open = served(Negotiator::from_config(&config(&url, OnFailure::Open, 150)).unwrap());
     let fwd = forward(offer(&open, initial_offer(OFFER)).await.unwrap());
     assert_eq!(fwd.handlers, ["rtp", ""]);
 
-    let mut c = config(&url, OnFailure::Reject, 150);
+    let mut c = config(&url, OnFailure::Closed, 150);
     c.handlers[0].reject_status = 500;
-    let closed = Negotiator::from_config(&c).unwrap();
+    let closed = served(Negotiator::from_config(&c).unwrap());
     let (status, _) = rejection(offer(&closed, initial_offer(OFFER)).await.unwrap());
     assert_eq!(status, 500);
 

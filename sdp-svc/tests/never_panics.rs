@@ -10,15 +10,15 @@ use std::sync::OnceLock;
 use proptest::prelude::*;
 use proto::sdp::v1 as pb;
 use proto::sdp::v1::sdp_negotiator_server::SdpNegotiator;
-use sdp_svc::{Negotiator, SdpConfig};
+use sdp_svc::{Negotiator, SdpConfig, SdpService};
 use tonic::Request;
 
 const OFFER: &str = "v=0\r\no=a 1 1 IN IP4 192.0.2.1\r\ns=-\r\nc=IN IP4 192.0.2.1\r\nt=0 0\r\n\
 m=audio 4000 RTP/AVP 0 8 101\r\na=rtpmap:101 telephone-event/8000\r\na=fmtp:101 0-15\r\na=sendrecv\r\n\
 m=video 5000 RTP/AVP 96\r\na=rtpmap:96 H264/90000\r\nm=text 6000 RTP/AVP 98\r\n";
 
-fn env() -> &'static (tokio::runtime::Runtime, Negotiator) {
-    static ENV: OnceLock<(tokio::runtime::Runtime, Negotiator)> = OnceLock::new();
+fn env() -> &'static (tokio::runtime::Runtime, SdpService) {
+    static ENV: OnceLock<(tokio::runtime::Runtime, SdpService)> = OnceLock::new();
     ENV.get_or_init(|| {
         let rt = tokio::runtime::Builder::new_current_thread()
             .enable_all()
@@ -26,7 +26,7 @@ fn env() -> &'static (tokio::runtime::Runtime, Negotiator) {
             .unwrap();
         let mut config = SdpConfig::default();
         config.codecs.push("H264/90000".into());
-        (rt, Negotiator::from_config(&config).unwrap())
+        (rt, common::served(Negotiator::from_config(&config).unwrap()))
     })
 }
 

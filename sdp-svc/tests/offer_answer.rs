@@ -8,20 +8,18 @@ mod common;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicUsize, Ordering};
 
-use common::{forward, initial_offer, offer, origin_a, text};
+use common::{forward, initial_offer, offer, origin_a, served, text};
 use proto::sdp::v1 as pb;
-use proto::sdp::v1::negotiate_reply::Result as Negotiated;
 use proto::sdp::v1::offer_reply::Result as Offered;
-use proto::sdp::v1::sdp_handler_server::SdpHandler;
 use proto::sdp::v1::sdp_negotiator_server::SdpNegotiator;
-use sdp_svc::{EndpointPolicy, Negotiator, SdpConfig};
-use tonic::{Code, Request, Response, Status};
+use sdp_svc::{Claim, EndpointPolicy, HandlerError, Negotiator, SdpConfig, SdpHandler, SdpService, Stream, StreamCx};
+use tonic::{Code, Request};
 
 const OFFER: &str = "v=0\r\no=alice 1 1 IN IP4 192.0.2.101\r\ns=-\r\nc=IN IP4 192.0.2.101\r\nt=0 0\r\n\
 m=audio 49170 RTP/AVP 0 8 101\r\na=rtpmap:101 telephone-event/8000\r\na=sendrecv\r\n";
 
-fn negotiator() -> Negotiator {
-    Negotiator::from_config(&SdpConfig::default()).unwrap()
+fn negotiator() -> SdpService {
+    served(Negotiator::from_config(&SdpConfig::default()).unwrap())
 }
 
 fn version(sdp: &[u8]) -> String {
@@ -180,7 +178,7 @@ async fn endpoint_policy_overrides_codecs() {
             telephone_event: Some(false),
         },
     );
-    let n = Negotiator::from_config(&config).unwrap();
+    let n = served(Negotiator::from_config(&config).unwrap());
     let mut req = initial_offer(OFFER);
     req.endpoint = "pcma-only".into();
     let fwd = forward(offer(&n, req).await.unwrap());
@@ -199,23 +197,15 @@ struct Echo {
     ended: AtomicUsize,
 }
 
-#[tonic::async_trait]
+#[async_trait::async_trait]
 impl SdpHandler for Echo {
-    async fn negotiate(&self, r: Request<pb::NegotiateRequest>) -> Result<Response<pb::NegotiateReply>, Status> {
+    async fn negotiate(&self, _cx: &StreamCx<'_>, offered: Stream<'_>) -> Result<Claim, HandlerError> {
         self.negotiated.fetch_add(1, Ordering::SeqCst);
-        let section = r.into_inner().offered.unwrap().section;
-        Ok(Response::new(pb::NegotiateReply {
-            result: Some(Negotiated::Claim(section)),
-        }))
+        Ok(Claim::Take(offered.media.clone()))
     }
-    async fn apply(&self, r: Request<pb::ApplyRequest>) -> Result<Response<pb::ApplyReply>, Status> {
-        Ok(Response::new(pb::ApplyReply {
-            section: r.into_inner().answered.unwrap().section,
-        }))
-    }
-    async fn ended(&self, _: Request<pb::EndedRequest>) -> Result<Response<pb::EndedReply>, Status> {
+    // apply: the default, the other leg's answer as it is.
+    async fn ended(&self, _cx: &StreamCx<'_>, _stream: Stream<'_>) {
         self.ended.fetch_add(1, Ordering::SeqCst);
-        Ok(Response::new(pb::EndedReply {}))
     }
 }
 
@@ -232,6 +222,7 @@ async fn first_claim_wins_and_reoffer_keeps_the_handler() {
     );
     assert_eq!(n.chain("audio"), ["a", "b"]);
     assert_eq!(n.chain("text"), ["b"]);
+    let n = served(n);
 
     let fwd = forward(offer(&n, initial_offer(OFFER)).await.unwrap());
     assert_eq!(fwd.handlers, ["a"]);
@@ -258,7 +249,7 @@ async fn first_claim_wins_and_reoffer_keeps_the_handler() {
 
 #[tokio::test]
 async fn no_handlers_at_all_is_488_304() {
-    let n = Negotiator::new();
+    let n = served(Negotiator::new());
     match offer(&n, initial_offer(OFFER)).await.unwrap() {
         Offered::Reject(r) => assert_eq!(
             (r.status, r.warning.as_str()),

@@ -4,9 +4,17 @@
 
 use proto::sdp::v1 as pb;
 use proto::sdp::v1::offer_reply::Result as Offered;
+use std::sync::Arc;
+
 use proto::sdp::v1::sdp_negotiator_server::SdpNegotiator;
-use sdp_svc::Negotiator;
+use sdp_svc::{Negotiator, SdpService};
 use tonic::Request;
+
+/// The negotiator behind its gRPC face, as another process sees it: the
+/// tests send what session-svc would send over the wire.
+pub fn served(n: Negotiator) -> SdpService {
+    SdpService::new(Arc::new(n))
+}
 
 /// The o= for the forwarded offer (leg B) and the final answer (leg A).
 pub fn origin_b(address: &str) -> pb::Origin {
@@ -37,7 +45,7 @@ pub fn initial_offer(sdp: &str) -> pb::OfferRequest {
     }
 }
 
-pub async fn offer(n: &Negotiator, req: pb::OfferRequest) -> Result<Offered, tonic::Status> {
+pub async fn offer(n: &SdpService, req: pb::OfferRequest) -> Result<Offered, tonic::Status> {
     Ok(n.offer(Request::new(req)).await?.into_inner().result.unwrap())
 }
 

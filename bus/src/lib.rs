@@ -18,4 +18,4 @@ mod router;
 
 pub use edges::Edges;
 pub use replicas::{CallError, NeverArrived, Replica, ReplicaSource, Replicas, SourceError};
-pub use router::Router;
+pub use router::{HandlerPool, Router};

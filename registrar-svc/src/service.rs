@@ -114,10 +114,7 @@ impl Registrar {
 
         let now = now_ms();
         let wanted = self.wanted(req, flow, now)?;
-        let call_id = req
-            .call_id()
-            .map_err(|_| Refusal::bad_request("Call-ID"))?
-            .to_owned();
+        let call_id = req.call_id().map_err(|_| Refusal::bad_request("Call-ID"))?.to_owned();
         let cseq = req.cseq().map_err(|_| Refusal::bad_request("CSeq"))?.seq;
         let set = self.update(&aor, wanted.as_deref(), &call_id, cseq, now).await?;
 
@@ -149,13 +146,7 @@ impl Registrar {
         self.config.domains.iter().any(|d| d.eq_ignore_ascii_case(domain))
     }
 
-    fn authenticate(
-        &self,
-        req: &Message,
-        domain: &str,
-        aor_domain: &str,
-        user: &str,
-    ) -> Result<(), Refusal> {
+    fn authenticate(&self, req: &Message, domain: &str, aor_domain: &str, user: &str) -> Result<(), Refusal> {
         let Some(auth) = self.auth.get(domain) else {
             return Err(Refusal::not_found("domain not served here"));
         };
@@ -178,9 +169,7 @@ impl Registrar {
             Contacts::Star => {
                 // RFC 3261 10.3 step 6: `*` only alone and with Expires: 0.
                 if header_expires != Some(0) || req.known_values(Known::Contact).count() != 1 {
-                    return Err(Refusal::bad_request(
-                        "Contact: * needs Expires: 0 and no other Contact",
-                    ));
+                    return Err(Refusal::bad_request("Contact: * needs Expires: 0 and no other Contact"));
                 }
                 return Ok(Some(vec![Wanted {
                     identity: "*".into(),
@@ -260,8 +249,7 @@ impl Registrar {
                 let ttl = set
                     .last_expiry_ms()
                     .map(|t| Duration::from_millis(t.saturating_sub(now)) + RECORD_GRACE);
-                let value =
-                    Bytes::from(serde_json::to_vec(&set).map_err(|_| Refusal::server_error(""))?);
+                let value = Bytes::from(serde_json::to_vec(&set).map_err(|_| Refusal::server_error(""))?);
                 self.store.put(&key, value, expect, ttl).await.map(|_| ())
             };
             match written {

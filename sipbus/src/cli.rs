@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::{Parser, ValueEnum};
+use clap::Parser;
 
 /// sipbus: a SIP application server built as small services joined by a
 /// gRPC extension bus.
@@ -36,30 +36,22 @@ pub struct Cli {
     /// transactions, validation; reaches the services listed in [bus]),
     /// `registrar-svc` and `session-svc` (serve gRPC on [grpc] listen; need
     /// [store] redis) and `sdp-svc` (serves gRPC on [grpc] listen).
-    #[arg(short, long, value_enum, default_value_t = Target::All, env = "SIPBUS_TARGET")]
-    pub target: Target,
+    #[arg(
+        short,
+        long,
+        default_value = "all",
+        env = "SIPBUS_TARGET",
+        value_parser = clap::builder::PossibleValuesParser::new(crate::modules::targets())
+    )]
+    pub target: String,
 
-    /// Load and check the configuration, print any problem, and exit
-    /// without starting anything (status 0 when it is valid).
+    /// Load the configuration and run every check a start of --target
+    /// would, print each problem with its key, and exit without starting
+    /// anything (status 0 when it is valid).
     #[arg(long)]
     pub check_config: bool,
 
     /// Print the effective configuration as TOML and exit.
     #[arg(long)]
     pub print_config: bool,
-}
-
-/// The process roles.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
-pub enum Target {
-    /// Every service in one process.
-    All,
-    /// Only the SIP edge.
-    SipEdge,
-    /// Only the registrar (REGISTER and the location service).
-    RegistrarSvc,
-    /// Only calls (the back-to-back user agent and session supplements).
-    SessionSvc,
-    /// Only offer/answer and the SDP handlers.
-    SdpSvc,
 }

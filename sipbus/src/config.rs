@@ -12,6 +12,8 @@ use serde::{Deserialize, Serialize};
 use session_svc::SessionConfig;
 use sip_edge::EdgeConfig;
 
+use crate::modules::Process;
+
 /// The whole file.
 #[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(default)]
@@ -134,8 +136,14 @@ impl std::error::Error for ConfigErrors {}
 const ENV_PREFIX: &str = "SIPBUS_";
 
 /// Loads the configuration from an optional file and the given environment
-/// (passed in, so tests need not touch the process environment).
-pub fn load(file: Option<&Path>, env: impl IntoIterator<Item = (String, String)>) -> Result<Config, ConfigErrors> {
+/// (passed in, so tests need not touch the process environment), and runs
+/// every check a start of `process` would, so all problems are named at
+/// once.
+pub fn load(
+    file: Option<&Path>,
+    env: impl IntoIterator<Item = (String, String)>,
+    process: &Process,
+) -> Result<Config, ConfigErrors> {
     let mut errors = Vec::new();
     let mut table = match file {
         Some(path) => {
@@ -183,15 +191,10 @@ pub fn load(file: Option<&Path>, env: impl IntoIterator<Item = (String, String)>
             return Err(ConfigErrors(errors));
         }
     };
-    if let Err(problems) = config.edge.check() {
-        errors.extend(problems.into_iter().map(|p| p.to_string()));
-    }
-    if let Err(problems) = config.registrar.check() {
-        errors.extend(problems);
-    }
     if tracing_subscriber::EnvFilter::try_new(&config.log.level).is_err() {
         errors.push(format!("log.level: `{}` is not a valid filter", config.log.level));
     }
+    errors.extend(process.check(&config).iter().map(ToString::to_string));
     if errors.is_empty() {
         Ok(config)
     } else {
@@ -230,6 +233,10 @@ mod tests {
 
     use super::*;
 
+    fn all() -> Process {
+        Process::of("all").unwrap()
+    }
+
     fn env(pairs: &[(&str, &str)]) -> Vec<(String, String)> {
         pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect()
     }
@@ -265,6 +272,7 @@ mod tests {
         let c = load(
             Some(&f.0),
             env(&[("SIPBUS_EDGE__TIMERS__T1_MS", "250"), ("OTHER", "x")]),
+            &all(),
         )
         .unwrap();
         assert_eq!(c.edge.listen.len(), 1);
@@ -277,6 +285,7 @@ mod tests {
                 ("SIPBUS_EDGE__LISTEN", r#"["tcp:[::1]:5080"]"#),
                 ("SIPBUS_LOG__LEVEL", "debug"),
             ]),
+            &all(),
         )
         .unwrap();
         assert_eq!(c.edge.listen[0].to_string(), "tcp:[::1]:5080");
@@ -286,21 +295,21 @@ mod tests {
     #[test]
     fn every_bad_key_is_named() {
         let f = file("[edge]\nlisten = [\"udp:127.0.0.1:5070\"]\nbogus = 1\n[edge.timers]\nt1_ms = 0\nt9 = 3\n");
-        let e = load(Some(&f.0), env(&[])).unwrap_err().to_string();
+        let e = load(Some(&f.0), env(&[]), &all()).unwrap_err().to_string();
         assert!(e.contains("edge.bogus: unknown key"), "{e}");
         assert!(e.contains("edge.timers.t9: unknown key"), "{e}");
         assert!(e.contains("edge.timers.t1_ms"), "{e}");
-        let e = load(None, env(&[("SIPBUS_EDGE__LISTEN", "udp:nonsense")]))
+        let e = load(None, env(&[("SIPBUS_EDGE__LISTEN", "udp:nonsense")]), &all())
             .unwrap_err()
             .to_string();
         assert!(e.contains("edge.listen"), "{e}");
-        let e = load(None, env(&[("SIPBUS_EDGE__TIMERS__T1_MS", "soon")]))
+        let e = load(None, env(&[("SIPBUS_EDGE__TIMERS__T1_MS", "soon")]), &all())
             .unwrap_err()
             .to_string();
         assert!(e.contains("edge.timers.t1_ms"), "{e}");
         let f = file("[edge\n");
         assert!(
-            load(Some(&f.0), env(&[]))
+            load(Some(&f.0), env(&[]), &all())
                 .unwrap_err()
                 .to_string()
                 .contains("TOML parse error")

@@ -12,7 +12,8 @@ use std::process::ExitCode;
 use clap::Parser;
 use tracing::info;
 
-use cli::{Cli, Target};
+use cli::Cli;
+use modules::Process;
 
 // glibc's malloc spent a fifth of session-svc's time in its own locks and
 // consolidation under load (perf, bench/calls.sh); mimalloc's per-thread
@@ -22,17 +23,18 @@ static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
     let cli = Cli::parse();
-    let config = match config::load(cli.config.as_deref(), std::env::vars()) {
+    // The value parser only lets through the targets there are.
+    let Some(process) = Process::of(&cli.target) else {
+        eprintln!("unknown target {}", cli.target);
+        return ExitCode::from(2);
+    };
+    let config = match config::load(cli.config.as_deref(), std::env::vars(), &process) {
         Ok(c) => c,
         Err(e) => {
             eprintln!("{e}");
             return ExitCode::from(2);
         }
     };
-    if cli.check_config {
-        println!("configuration is valid");
-        return ExitCode::SUCCESS;
-    }
     if cli.print_config {
         match toml::to_string_pretty(&config) {
             Ok(text) => {
@@ -45,6 +47,10 @@ fn main() -> ExitCode {
             }
         }
     }
+    if cli.check_config {
+        println!("configuration is valid for --target {}", process.target);
+        return ExitCode::SUCCESS;
+    }
     logging::init(&config.log);
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
@@ -53,7 +59,7 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(cli.target, config)) {
+    match runtime.block_on(run(&process, config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
@@ -63,9 +69,13 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(target: Target, config: config::Config) -> anyhow::Result<()> {
-    info!(?target, version = env!("CARGO_PKG_VERSION"), "sipbus starting");
-    let running = modules::start(target, &config).await?;
+async fn run(process: &Process, config: config::Config) -> anyhow::Result<()> {
+    info!(
+        target = process.target,
+        version = env!("CARGO_PKG_VERSION"),
+        "sipbus starting"
+    );
+    let running = process.start(&config).await?;
     if let Some(edge) = &running.edge {
         for (transport, addr) in &edge.local_addrs {
             info!(%transport, %addr, "ready");

@@ -46,7 +46,7 @@ fn has_to_tag(m: &Option<epb::SipMessage>) -> bool {
 #[tonic::async_trait]
 impl SessionSupplement for Screen {
     async fn begin(&self, _r: Request<spb::BeginRequest>) -> Result<Response<spb::BeginReply>, Status> {
-        Ok(Response::new(spb::BeginReply { data: None }))
+        Ok(Response::new(spb::BeginReply::default()))
     }
     async fn end(&self, _r: Request<spb::EndRequest>) -> Result<Response<spb::EndReply>, Status> {
         Ok(Response::new(spb::EndReply {}))
@@ -55,10 +55,13 @@ impl SessionSupplement for Screen {
         let ev = r.into_inner();
         let stop = (ruri_user(&ev.request) == "blocked")
             .then(|| to_proto(&Message::response(403, "Forbidden (blocked number)")));
-        Ok(Response::new(spb::RequestVerdict { stop, data: None }))
+        Ok(Response::new(spb::RequestVerdict {
+            stop,
+            ..Default::default()
+        }))
     }
     async fn incoming_response(&self, _r: Request<spb::ResponseEvent>) -> Result<Response<spb::ResponseReply>, Status> {
-        Ok(Response::new(spb::ResponseReply { data: None }))
+        Ok(Response::new(spb::ResponseReply::default()))
     }
     async fn outgoing_request(&self, r: Request<spb::OutgoingEvent>) -> Result<Response<spb::OutgoingReply>, Status> {
         let ev = r.into_inner();
@@ -70,10 +73,16 @@ impl SessionSupplement for Screen {
                 value: "by-external-supplement".into(),
             });
         }
-        Ok(Response::new(spb::OutgoingReply { edits, data: None }))
+        Ok(Response::new(spb::OutgoingReply {
+            edits,
+            ..Default::default()
+        }))
     }
     async fn outgoing_response(&self, _r: Request<spb::OutgoingEvent>) -> Result<Response<spb::OutgoingReply>, Status> {
         Ok(Response::new(spb::OutgoingReply::default()))
+    }
+    async fn timer(&self, _r: Request<spb::TimerEvent>) -> Result<Response<spb::TimerReply>, Status> {
+        Ok(Response::new(spb::TimerReply::default()))
     }
 }
 

@@ -1,0 +1,55 @@
+//! Requests inside a call, on any replica: ACK and CANCEL notices, BYE,
+//! offers (re-INVITE, UPDATE) with glare, everything else relayed to the
+//! other leg with its final response relayed back; and what supplements
+//! ask of an answered call (a refresh, a hang-up).
+
+mod ack;
+mod bye;
+mod cancel;
+mod relay;
+mod sipbus;
+
+use edge_api::{Flow, ServerTxRef};
+use sip_message::{Message, Method, Refusal};
+use tracing::warn;
+
+use crate::core::Core;
+use crate::session::Phase;
+
+pub(crate) use ack::ack;
+pub(crate) use cancel::cancelled;
+pub(crate) use sipbus::{hang_up, refresh};
+
+/// Any request with a To tag.
+pub(crate) async fn request(core: &Core, tx: ServerTxRef, _flow: Flow, req: Message) {
+    let (Ok(call_id), Some(to_tag)) = (req.call_id(), req.to_tag()) else {
+        return core
+            .refuse(&tx, &req, &Refusal::bad_request("dialog identifiers"))
+            .await;
+    };
+    let found = match core.sessions.find(call_id, to_tag).await {
+        Ok(f) => f,
+        Err(e) => {
+            warn!(error = %e, "session not loaded");
+            return core.refuse(&tx, &req, &Refusal::store_unavailable()).await;
+        }
+    };
+    let Some((s, version)) = found else {
+        return core.refuse(&tx, &req, &Refusal::no_dialog()).await;
+    };
+    let Some(side) = s.side_of(&req) else {
+        return core.refuse(&tx, &req, &Refusal::no_dialog()).await;
+    };
+    // RFC 3261 12.2.2: lower than the last one is an error (an equal one is
+    // a retransmission, which the edge's transaction absorbs).
+    if let Err(e) = s.legs[side].dialog.clone().receive(&req) {
+        return core.refuse(&tx, &req, &Refusal::new(e.status(), e.reason())).await;
+    }
+    match req.method() {
+        Some(Method::Bye) => bye::bye(core, &tx, (s, version), side, req).await,
+        _ if s.phase.is_ended() => core.refuse(&tx, &req, &Refusal::no_dialog()).await,
+        // Early-dialog requests other than BYE are not relayed yet.
+        _ if s.phase != Phase::Confirmed => core.refuse(&tx, &req, &Refusal::glare()).await,
+        _ => relay::relay(core, &tx, (s, version), side, req).await,
+    }
+}

@@ -1,0 +1,259 @@
+//! A request relayed to the other leg and its final response relayed back.
+//! An offer (re-INVITE, UPDATE) while another is pending is glare: 491.
+
+use edge_api::ServerTxRef;
+use sdp_svc::Offered;
+use sip_message::{Known, Message, Method, Refusal};
+use tracing::warn;
+
+use crate::core::Core;
+use crate::media::{self, sdp_of, set_sdp};
+use crate::session::{AckPending, Phase, Session, Side};
+use crate::setup::media_refusal;
+
+/// A pending offer older than this is taken as abandoned (its relaying
+/// replica died): more than an INVITE may wait for its final response.
+pub(super) const PENDING_MAX_MS: u64 = 200_000;
+
+/// Header fields relayed from a request on one leg to the same request on
+/// the other (the rest is the dialog's, or hop-by-hop).
+const RELAYED: [&str; 9] = [
+    "Event",
+    "Subscription-State",
+    "Refer-To",
+    "Referred-By",
+    "Replaces",
+    "Content-Disposition",
+    "Info-Package",
+    "Allow-Events",
+    "Supported",
+];
+
+fn relay_headers(from: &Message, to: &mut Message) {
+    for name in RELAYED {
+        let header = name.into();
+        let values: Vec<String> = from.header_fields(&header).map(str::to_owned).collect();
+        for v in values {
+            to.push_header_as_spelled(name, &v);
+        }
+    }
+}
+
+/// Copies the body of `from` (with its Content-Type) onto `to`.
+fn copy_body(from: &Message, to: &mut Message) {
+    if from.body().is_empty() {
+        return;
+    }
+    if let Some(ct) = from.known_header(Known::ContentType) {
+        to.set_header(Known::ContentType, ct);
+    }
+    to.set_body(from.body().clone());
+}
+
+fn is_offer(method: Option<&Method>) -> bool {
+    matches!(method, Some(Method::Invite | Method::Update))
+}
+
+pub(super) async fn relay(core: &Core, tx: &ServerTxRef, (s, version): (Session, u64), side: Side, req: Message) {
+    let offer = is_offer(req.method());
+    let method = req.method().cloned().unwrap_or(Method::Options);
+    let other = side.other();
+    let id = s.id.clone();
+    let now = state_store::now_ms();
+    let claimed = core
+        .sessions
+        .update_from(&id, Some((s, version)), |st| {
+            if st.phase != Phase::Confirmed {
+                return None;
+            }
+            let pending = st
+                .offer_pending_since_ms
+                .is_some_and(|since| now.saturating_sub(since) < PENDING_MAX_MS);
+            if offer && pending {
+                return Some(None);
+            }
+            // Checked before; records the number.
+            let _ = st.legs[side].dialog.receive(&req);
+            if offer {
+                st.offer_pending_since_ms = Some(now);
+            }
+            Some(Some(st.legs[other].dialog.request(method.clone())))
+        })
+        .await;
+    let (mut s, out) = match claimed {
+        Ok(Some((s, _, Some(out)))) => (s, out),
+        Ok(Some((_, _, None))) => return core.refuse(tx, &req, &Refusal::glare()).await,
+        Ok(None) => return core.refuse(tx, &req, &Refusal::no_dialog()).await,
+        Err(e) => {
+            warn!(error = %e, "request not applied");
+            return core.refuse(tx, &req, &Refusal::store_unavailable()).await;
+        }
+    };
+    let before = s.media.clone();
+    let relayed = relay_claimed(core, &mut s, side, &req, out).await;
+    if offer {
+        // A refused offer leaves the session as it was (RFC 3264 8).
+        let media_now = if relayed.accepted { s.media.clone() } else { before };
+        let data = s.data.clone();
+        let ack_pending = relayed.ack_pending.clone();
+        let _ = core
+            .sessions
+            .update(&s.id, |st| {
+                st.offer_pending_since_ms = None;
+                st.media = media_now.clone();
+                st.data = data.clone();
+                st.ack_pending = ack_pending.clone();
+                // Target refresh (RFC 3261 12.2): each side's new Contact.
+                if let Some((mine, theirs)) = &relayed.targets {
+                    st.legs[side].dialog.refresh_target(mine);
+                    st.legs[other].dialog.refresh_target(theirs);
+                }
+                Some(())
+            })
+            .await;
+    }
+    core.respond(tx, relayed.response).await;
+}
+
+/// What relaying a request came to.
+struct Relayed {
+    /// The response for the sender.
+    response: Message,
+    /// A 2xx: the offer (if any) was accepted.
+    accepted: bool,
+    /// For a 2xx to INVITE / UPDATE: the request and the 2xx, whose
+    /// Contacts are the new remote targets of the sender's and the other
+    /// leg.
+    targets: Option<(Message, Message)>,
+    /// A re-INVITE without offer whose 2xx carried one: the other leg's ACK
+    /// waits for the sender's, which brings the answer.
+    ack_pending: Option<AckPending>,
+}
+
+impl Relayed {
+    fn refused(req: &Message, r: &Refusal) -> Relayed {
+        Relayed {
+            response: r.response_to(req, None),
+            accepted: false,
+            targets: None,
+            ack_pending: None,
+        }
+    }
+}
+
+/// Sends the relayed request and turns the other leg's final response into
+/// the response for `side`.
+async fn relay_claimed(core: &Core, s: &mut Session, side: Side, req: &Message, mut out: Message) -> Relayed {
+    let method = req.method().cloned().unwrap_or(Method::Options);
+    let other = side.other();
+    let offer_method = is_offer(Some(&method));
+    let cseq_out = out.cseq().map(|c| c.seq).unwrap_or(0);
+    if let Err(r) = core.incoming_request(s, side, req).await {
+        return Relayed::refused(req, &r);
+    }
+    if method != Method::Bye && method != Method::Ack {
+        out.push_header(Known::Contact, &core.contact(s, other));
+    }
+    relay_headers(req, &mut out);
+    let offer = match sdp_of(req) {
+        Ok(o) => o,
+        Err(e) => return Relayed::refused(req, &media_refusal(&e)),
+    };
+    match (&offer, offer_method) {
+        (Some(body), true) => match media::offer(&core.sdp, s, side, body, false).await {
+            Ok(Offered::Forward { sdp, handlers }) => {
+                set_sdp(&mut out, &sdp);
+                s.media.record_offer(side, body.clone(), sdp, handlers);
+            }
+            Ok(Offered::Reject(r)) => return Relayed::refused(req, &r),
+            Err(e @ media::MediaError::Invalid(_)) => return Relayed::refused(req, &media_refusal(&e)),
+            Err(e) => {
+                warn!(error = %e, "re-offer not negotiated");
+                return Relayed::refused(req, &Refusal::server_error("media negotiation"));
+            }
+        },
+        _ => copy_body(req, &mut out),
+    }
+    core.outgoing(s, other, &mut out).await;
+    let Some(flow) = s.legs[other].flow.clone() else {
+        return Relayed::refused(req, &Refusal::service_unavailable("other leg unreachable"));
+    };
+    let mut client = match core.edges.send_request(out, flow.clone()).await {
+        Ok(client) => client,
+        Err(e) => {
+            warn!(error = %e, "request not relayed");
+            return Relayed::refused(req, &Refusal::service_unavailable("other leg unreachable"));
+        }
+    };
+    let fin = loop {
+        let Some(event) = client.next().await else {
+            return Relayed::refused(req, &Refusal::request_timeout());
+        };
+        if event.response.status().unwrap_or(0) >= 200 {
+            break event.response;
+        }
+    };
+    // The responses of an INVITE go on for 2xx retransmissions; the edge
+    // absorbs them once the ACK below (or the deferred one) is sent.
+    client.finish_in_background();
+    core.incoming_response(s, other, &fin).await;
+    let code = fin.status().unwrap_or(500);
+    let success = (200..300).contains(&code);
+    let mut resp = req.make_response(code, fin.reason().unwrap_or(""), None);
+    let mut ack_pending = None;
+    let mut targets = None;
+    if success && offer_method {
+        resp.push_header(Known::Contact, &core.contact(s, side));
+        targets = Some((req.clone(), fin.clone()));
+        let theirs = sdp_of(&fin).ok().flatten();
+        match (offer.is_some(), theirs) {
+            // The other leg answered the offer: the sender gets the answer.
+            (true, Some(answer)) => match media::answer(&core.sdp, s, side, &answer).await {
+                Ok(answered) => {
+                    set_sdp(&mut resp, &answered);
+                    s.media.record_answer(side, answer, answered);
+                }
+                Err(e) => warn!(error = %e, "re-answer not negotiated"),
+            },
+            // A re-INVITE without offer: the other leg offers in its 2xx;
+            // the sender answers in its ACK (RFC 3261 14.1).
+            (false, Some(their_offer)) if method == Method::Invite => {
+                match media::offer(&core.sdp, s, other, &their_offer, false).await {
+                    Ok(Offered::Forward { sdp, handlers }) => {
+                        set_sdp(&mut resp, &sdp);
+                        s.media.record_offer(other, their_offer, sdp, handlers);
+                        ack_pending = Some(AckPending {
+                            from: side,
+                            cseq_in: req.cseq().map(|c| c.seq).unwrap_or(0),
+                            cseq_out,
+                        });
+                    }
+                    _ => warn!("offer in a 2xx not negotiated"),
+                }
+            }
+            _ => {}
+        }
+    } else {
+        copy_body(&fin, &mut resp);
+    }
+    if method == Method::Invite && success && ack_pending.is_none() {
+        // The other leg's 2xx is ACKed now: the legs are separate dialogs
+        // and the sender's ACK carries nothing it needs.
+        let ack = s.legs[other].dialog.ack(cseq_out);
+        if let Err(e) = core.edges.send_ack(ack, flow).await {
+            warn!(error = %e, "ACK of a re-INVITE not sent");
+        }
+    }
+    for name in ["Retry-After", "Warning"] {
+        if let Some(v) = fin.header(name) {
+            resp.push_header_as_spelled(name, v);
+        }
+    }
+    core.outgoing(s, side, &mut resp).await;
+    Relayed {
+        response: resp,
+        accepted: success,
+        targets,
+        ack_pending,
+    }
+}

@@ -1,0 +1,174 @@
+//! The session's side of offer/answer: what was offered and answered, what
+//! each leg was last sent, and the calls to sdp-svc that turn one leg's
+//! offer or answer into the other's.
+
+use std::net::IpAddr;
+
+use sdp::Sdp;
+use sdp_svc::{Answer, Ended, Offer, Offered, Origin, SdpClient, SdpError};
+use serde::{Deserialize, Serialize};
+use sip_message::{Known, Message};
+
+use crate::session::{Session, Side, Sides};
+
+/// The SDP of a session.
+#[derive(Debug, Clone, Default, Serialize, Deserialize)]
+pub struct MediaState {
+    /// The last offer / answer exchange: as received from the offerer, as
+    /// forwarded, as the other leg answered, and the answer sent back.
+    pub offer: Option<Sdp>,
+    pub forwarded: Option<Sdp>,
+    pub answer: Option<Sdp>,
+    pub answered: Option<Sdp>,
+    /// The handler of each m= section of the last offer.
+    pub handlers: Vec<Option<String>>,
+    /// The last description sent on each leg (for o= versions).
+    pub last_sent: Sides<Option<Sdp>>,
+    /// The o= session ids sipbus uses on each leg.
+    pub origin_ids: Sides<u64>,
+    /// The caller's initial INVITE had no SDP: the offer comes in the 2xx
+    /// and the answer in the ACK (RFC 3261 13.2.1).
+    pub late_offer: bool,
+    /// The branch whose early SDP the caller got (only that one's is
+    /// relayed).
+    pub early_branch: Option<usize>,
+}
+
+impl MediaState {
+    pub fn new() -> Self {
+        Self {
+            origin_ids: Sides {
+                a: u64::from(fastrand::u32(..)),
+                b: u64::from(fastrand::u32(..)),
+            },
+            ..Self::default()
+        }
+    }
+
+    /// An offer from `from` went out on the other leg as `forwarded`.
+    pub fn record_offer(&mut self, from: Side, offer: Sdp, forwarded: Sdp, handlers: Vec<Option<String>>) {
+        self.last_sent[from.other()] = Some(forwarded.clone());
+        self.offer = Some(offer);
+        self.forwarded = Some(forwarded);
+        self.handlers = handlers;
+    }
+
+    /// The other leg's `answer` went back on `to` as `answered`.
+    pub fn record_answer(&mut self, to: Side, answer: Sdp, answered: Sdp) {
+        self.last_sent[to] = Some(answered.clone());
+        self.answer = Some(answer);
+        self.answered = Some(answered);
+    }
+}
+
+/// Why a description could not be used.
+#[derive(Debug, thiserror::Error)]
+pub enum MediaError {
+    /// The SDP itself is bad: the offerer gets 488 (RFC 3261 21.4.26).
+    #[error("{0}")]
+    Invalid(String),
+    /// sdp-svc or a handler failed: 500 / 503.
+    #[error("sdp-svc: {0}")]
+    Unavailable(String),
+}
+
+impl From<SdpError> for MediaError {
+    fn from(e: SdpError) -> Self {
+        match e {
+            SdpError::Invalid(m) => MediaError::Invalid(m),
+            other => MediaError::Unavailable(other.to_string()),
+        }
+    }
+}
+
+/// The body of a message when it is SDP: `Ok(None)` without one, an error
+/// when it does not parse (this is where the bytes are first read).
+pub fn sdp_of(m: &Message) -> Result<Option<Sdp>, MediaError> {
+    if m.body().is_empty() {
+        return Ok(None);
+    }
+    let essence = m
+        .known_header(Known::ContentType)
+        .and_then(|ct| ct.split(';').next())
+        .unwrap_or("")
+        .trim();
+    if !essence.eq_ignore_ascii_case("application/sdp") {
+        return Ok(None);
+    }
+    Sdp::parse(m.body())
+        .map(Some)
+        .map_err(|e| MediaError::Invalid(format!("SDP: {e}")))
+}
+
+/// A body as `application/sdp`.
+pub fn set_sdp(m: &mut Message, sdp: &Sdp) {
+    m.set_header(Known::ContentType, "application/sdp");
+    m.set_body(bytes::Bytes::from(sdp.to_text()));
+}
+
+/// The IP sipbus writes in o= on a leg: the edge address of its flow.
+fn origin_address(s: &Session, side: Side) -> IpAddr {
+    let local = |side: Side| s.legs[side].flow.as_ref().and_then(|f| f.local);
+    local(side)
+        .or_else(|| local(Side::A))
+        .map_or(IpAddr::from([127, 0, 0, 1]), |a| a.ip())
+}
+
+fn origin(s: &Session, side: Side) -> Origin {
+    Origin {
+        username: "sipbus".into(),
+        session_id: s.media.origin_ids[side],
+        version: 1,
+        address: origin_address(s, side),
+    }
+}
+
+/// An offer from `from`, to be sent on the other leg.
+pub async fn offer(sdp: &SdpClient, s: &Session, from: Side, body: &Sdp, initial: bool) -> Result<Offered, MediaError> {
+    let to = from.other();
+    let req = Offer {
+        session: s.id.clone(),
+        sdp: body.clone(),
+        endpoint: match from {
+            Side::A => s.endpoint.clone(),
+            Side::B => String::new(),
+        },
+        origin: Some(origin(s, to)),
+        handlers: if initial { Vec::new() } else { s.media.handlers.clone() },
+        initial,
+        previous: s.media.last_sent[to].clone(),
+    };
+    Ok(sdp.offer(&req).await?)
+}
+
+/// The answer for the offering leg `to`, from the other leg's `answer` to
+/// what was forwarded.
+pub async fn answer(sdp: &SdpClient, s: &Session, to: Side, answer: &Sdp) -> Result<Sdp, MediaError> {
+    let (Some(offer), Some(forwarded)) = (&s.media.offer, &s.media.forwarded) else {
+        return Err(MediaError::Invalid("an answer without an offer".into()));
+    };
+    let req = Answer {
+        session: s.id.clone(),
+        offer: offer.clone(),
+        forwarded: forwarded.clone(),
+        answer: answer.clone(),
+        handlers: s.media.handlers.clone(),
+        origin: Some(origin(s, to)),
+        previous: s.media.last_sent[to].clone(),
+    };
+    Ok(sdp.answer(&req).await?)
+}
+
+/// Tells the handlers the session's streams ended.
+pub async fn end(sdp: &SdpClient, s: &Session) {
+    let Some(forwarded) = &s.media.forwarded else { return };
+    if s.media.handlers.iter().all(Option::is_none) {
+        return;
+    }
+    sdp.end(&Ended {
+        session: s.id.clone(),
+        offer: forwarded.clone(),
+        handlers: s.media.handlers.clone(),
+    })
+    .await;
+}

@@ -1,0 +1,355 @@
+//! The chain a session runs at each event: which supplements, in which
+//! order, hearing which methods, and their state kept with the session.
+
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use extension::{ConfigProblem, External, ModuleConfig, Point};
+use sip_message::{Message, Method, Refusal};
+use tracing::warn;
+
+use super::external::ExternalSupplement;
+use super::{Action, BUILTINS, Cx, Draft, SessionInfo, SessionSupplement, Verdict};
+use crate::config::SessionConfig;
+use crate::session::{Session, Side};
+
+/// A supplement's stored state while one callback runs.
+pub struct Raw<'a> {
+    name: &'a str,
+    session: &'a SessionInfo,
+    state: &'a mut Option<serde_json::Value>,
+    actions: &'a mut Vec<Action>,
+}
+
+impl Raw<'_> {
+    fn load<S: serde::de::DeserializeOwned + Default>(&self) -> S {
+        match self.state.clone().map(serde_json::from_value) {
+            None => S::default(),
+            Some(Ok(s)) => s,
+            Some(Err(e)) => {
+                warn!(supplement = self.name, error = %e, "stored state unreadable; starting afresh");
+                S::default()
+            }
+        }
+    }
+
+    fn save<S: serde::Serialize>(&mut self, state: &S) {
+        // Plain data always serialises; a stateless supplement stores
+        // nothing.
+        *self.state = serde_json::to_value(state).ok().filter(|v| !v.is_null());
+    }
+}
+
+/// [`SessionSupplement`] with its state type erased, so supplements of
+/// every kind sit in one list.
+#[async_trait]
+pub trait Erased: Send + Sync + 'static {
+    async fn begin(&self, raw: &mut Raw<'_>);
+    async fn end(&self, raw: &mut Raw<'_>);
+    async fn incoming_request(&self, raw: &mut Raw<'_>, side: Side, request: &Message) -> Verdict;
+    async fn incoming_response(&self, raw: &mut Raw<'_>, side: Side, response: &Message);
+    async fn outgoing(&self, raw: &mut Raw<'_>, side: Side, message: &mut Message);
+    async fn timer(&self, raw: &mut Raw<'_>);
+}
+
+#[async_trait]
+impl<T: SessionSupplement> Erased for T {
+    async fn begin(&self, raw: &mut Raw<'_>) {
+        let mut state = raw.load::<T::State>();
+        T::begin(self, &mut Cx::new(raw.session, &mut state, raw.actions)).await;
+        raw.save(&state);
+    }
+
+    async fn end(&self, raw: &mut Raw<'_>) {
+        let mut state = raw.load::<T::State>();
+        T::end(self, &mut Cx::new(raw.session, &mut state, raw.actions)).await;
+    }
+
+    async fn incoming_request(&self, raw: &mut Raw<'_>, side: Side, request: &Message) -> Verdict {
+        let mut state = raw.load::<T::State>();
+        let verdict =
+            T::incoming_request(self, &mut Cx::new(raw.session, &mut state, raw.actions), side, request).await;
+        raw.save(&state);
+        verdict
+    }
+
+    async fn incoming_response(&self, raw: &mut Raw<'_>, side: Side, response: &Message) {
+        let mut state = raw.load::<T::State>();
+        T::incoming_response(self, &mut Cx::new(raw.session, &mut state, raw.actions), side, response).await;
+        raw.save(&state);
+    }
+
+    async fn outgoing(&self, raw: &mut Raw<'_>, side: Side, message: &mut Message) {
+        let mut state = raw.load::<T::State>();
+        let request = message.is_request();
+        let mut draft = Draft::new(message, raw.name);
+        let mut cx = Cx::new(raw.session, &mut state, raw.actions);
+        if request {
+            T::outgoing_request(self, &mut cx, side, &mut draft).await;
+        } else {
+            T::outgoing_response(self, &mut cx, side, &mut draft).await;
+        }
+        raw.save(&state);
+    }
+
+    async fn timer(&self, raw: &mut Raw<'_>) {
+        let mut state = raw.load::<T::State>();
+        T::timer(self, &mut Cx::new(raw.session, &mut state, raw.actions)).await;
+        raw.save(&state);
+    }
+}
+
+/// One configured supplement.
+struct Registered {
+    name: String,
+    /// Empty: every method.
+    methods: Vec<Method>,
+    imp: Arc<dyn Erased>,
+}
+
+impl Registered {
+    fn hears(&self, method: Option<&Method>) -> bool {
+        self.methods.is_empty() || method.is_some_and(|m| self.methods.contains(m))
+    }
+}
+
+/// What supplements asked for while a chain ran, each with its name.
+pub type Actions = Vec<(String, Action)>;
+
+/// Every configured supplement, ordered by priority (stable).
+pub struct Supplements {
+    list: Vec<Registered>,
+}
+
+fn info(s: &Session) -> SessionInfo {
+    SessionInfo {
+        id: s.id.clone(),
+        caller: s.caller.clone(),
+        callee: s.callee.clone(),
+        endpoint: s.endpoint.clone(),
+    }
+}
+
+impl Supplements {
+    /// The configured chain; external supplements connect on first use,
+    /// which needs a Tokio runtime.
+    pub fn from_config(config: &SessionConfig) -> Result<Self, Vec<ConfigProblem>> {
+        Self::build(config, true)
+    }
+
+    /// Every problem [`Supplements::from_config`] would find, without
+    /// connecting anywhere.
+    pub fn check(config: &SessionConfig) -> Vec<ConfigProblem> {
+        Self::build(config, false).err().unwrap_or_default()
+    }
+
+    fn build(config: &SessionConfig, connect: bool) -> Result<Self, Vec<ConfigProblem>> {
+        let mut problems = Vec::new();
+        let mut list: Vec<(i32, Registered)> = Vec::new();
+        for (i, module) in config.supplements.iter().enumerate() {
+            let key = format!("session.supplements[{i}]");
+            let found = module.check(Point::SessionSupplement, &key);
+            if !found.is_empty() {
+                problems.extend(found);
+                continue;
+            }
+            if list.iter().any(|(_, r)| r.name == module.name) {
+                problems.push(ConfigProblem {
+                    key: format!("{key}.name"),
+                    reason: format!("`{}` is listed twice", module.name),
+                });
+                continue;
+            }
+            let methods: Result<Vec<Method>, ConfigProblem> = module
+                .methods
+                .iter()
+                .map(|m| {
+                    Method::parse(m).ok_or_else(|| ConfigProblem {
+                        key: format!("{key}.methods"),
+                        reason: format!("`{m}` is not a method"),
+                    })
+                })
+                .collect();
+            let imp = methods.and_then(|methods| Ok((methods, Self::module(config, module, &key, connect)?)));
+            match imp {
+                Ok((methods, Some(imp))) => list.push((
+                    module.priority,
+                    Registered {
+                        name: module.name.clone(),
+                        methods,
+                        imp,
+                    },
+                )),
+                Ok((_, None)) => {}
+                Err(p) => problems.push(p),
+            }
+        }
+        if !problems.is_empty() {
+            return Err(problems);
+        }
+        list.sort_by_key(|(priority, _)| *priority);
+        Ok(Self {
+            list: list.into_iter().map(|(_, r)| r).collect(),
+        })
+    }
+
+    /// A built-in, or an external supplement (`None` when only checking).
+    fn module(
+        config: &SessionConfig,
+        module: &ModuleConfig,
+        key: &str,
+        connect: bool,
+    ) -> Result<Option<Arc<dyn Erased>>, ConfigProblem> {
+        match (module.is_external(), connect) {
+            (false, _) => BUILTINS.build(module, key, config).map(Some),
+            (true, false) => Ok(None),
+            (true, true) => {
+                let ext = External::connect(Point::SessionSupplement, module, key)?;
+                Ok(Some(Arc::new(ExternalSupplement::new(ext))))
+            }
+        }
+    }
+
+    /// The chain a new session keeps for its whole life.
+    pub fn chain(&self) -> Vec<String> {
+        self.list.iter().map(|r| r.name.clone()).collect()
+    }
+
+    /// The session's supplements in the session's order; one removed from
+    /// the configuration since the session began is skipped.
+    fn of(&self, chain: &[String]) -> Vec<&Registered> {
+        chain
+            .iter()
+            .filter_map(|name| self.list.iter().find(|r| &r.name == name))
+            .collect()
+    }
+
+    /// Runs one callback for each supplement of the session that hears
+    /// `method`, with its state, until one says stop.
+    async fn run(&self, s: &mut Session, method: Option<&Method>, mut hook: Hook<'_>) -> (Option<Refusal>, Actions) {
+        let session = info(s);
+        let mut actions = Actions::new();
+        let chain = s.chain.clone();
+        // Begin, end and timers come to every supplement.
+        let always = matches!(hook, Hook::Begin | Hook::End | Hook::Timer);
+        for r in self.of(&chain) {
+            if !always && !r.hears(method) {
+                continue;
+            }
+            let mut state = s.data.remove(&r.name);
+            let mut asked = Vec::new();
+            let mut raw = Raw {
+                name: &r.name,
+                session: &session,
+                state: &mut state,
+                actions: &mut asked,
+            };
+            let verdict = match &mut hook {
+                Hook::Begin => {
+                    r.imp.begin(&mut raw).await;
+                    Verdict::Continue
+                }
+                Hook::End => {
+                    r.imp.end(&mut raw).await;
+                    Verdict::Continue
+                }
+                Hook::Request(side, req) => r.imp.incoming_request(&mut raw, *side, req).await,
+                Hook::Response(side, resp) => {
+                    r.imp.incoming_response(&mut raw, *side, resp).await;
+                    Verdict::Continue
+                }
+                Hook::Outgoing(side, out) => {
+                    r.imp.outgoing(&mut raw, *side, out).await;
+                    Verdict::Continue
+                }
+                Hook::Timer => {
+                    r.imp.timer(&mut raw).await;
+                    Verdict::Continue
+                }
+            };
+            if let Some(v) = state {
+                s.data.insert(r.name.clone(), v);
+            }
+            actions.extend(asked.into_iter().map(|a| (r.name.clone(), a)));
+            if let Verdict::Stop(refusal) = verdict {
+                return (Some(refusal), actions);
+            }
+        }
+        (None, actions)
+    }
+
+    pub async fn begin(&self, s: &mut Session) -> Actions {
+        self.run(s, None, Hook::Begin).await.1
+    }
+
+    /// Once per session, also when the call failed. What supplements ask
+    /// for now is moot: the session is over.
+    pub async fn end(&self, s: &Session) {
+        let mut copy = s.clone();
+        self.run(&mut copy, None, Hook::End).await;
+    }
+
+    /// Runs the chain on a request that arrived on `side`; `Err` when a
+    /// supplement (or a failing one's policy) answered it.
+    pub async fn incoming_request(&self, s: &mut Session, side: Side, req: &Message) -> (Result<(), Refusal>, Actions) {
+        let (stop, actions) = self.run(s, req.method(), Hook::Request(side, req)).await;
+        (stop.map_or(Ok(()), Err), actions)
+    }
+
+    pub async fn incoming_response(&self, s: &mut Session, side: Side, resp: &Message) -> Actions {
+        let method = resp.cseq().ok().map(|c| c.method);
+        self.run(s, method.as_ref(), Hook::Response(side, resp)).await.1
+    }
+
+    /// Runs the outgoing hooks on a message about to leave on `side`.
+    pub async fn outgoing(&self, s: &mut Session, side: Side, out: &mut Message) -> Actions {
+        let method = match out.method() {
+            Some(m) => Some(m.clone()),
+            None => out.cseq().ok().map(|c| c.method),
+        };
+        self.run(s, method.as_ref(), Hook::Outgoing(side, out)).await.1
+    }
+
+    /// One supplement's timer fired.
+    pub async fn timer(&self, s: &mut Session, name: &str) -> Actions {
+        if !s.chain.iter().any(|n| n == name) {
+            return Actions::new();
+        }
+        let chain = std::mem::replace(&mut s.chain, vec![name.to_owned()]);
+        let (_, actions) = self.run(s, None, Hook::Timer).await;
+        s.chain = chain;
+        actions
+    }
+}
+
+/// Which callback a chain run makes.
+enum Hook<'m> {
+    Begin,
+    End,
+    Request(Side, &'m Message),
+    Response(Side, &'m Message),
+    Outgoing(Side, &'m mut Message),
+    Timer,
+}
+
+/// A test supplement: name, priority, methods, the supplement.
+#[cfg(test)]
+pub(crate) type TestEntry<'a> = (&'a str, i32, Vec<Method>, Arc<dyn Erased>);
+
+#[cfg(test)]
+impl Supplements {
+    /// A chain of test supplements.
+    pub(crate) fn of_list(mut list: Vec<TestEntry<'_>>) -> Self {
+        list.sort_by_key(|(_, p, _, _)| *p);
+        Self {
+            list: list
+                .into_iter()
+                .map(|(name, _, methods, imp)| Registered {
+                    name: name.to_owned(),
+                    methods,
+                    imp,
+                })
+                .collect(),
+        }
+    }
+}

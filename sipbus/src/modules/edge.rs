@@ -1,0 +1,129 @@
+//! sip-edge: transports, transactions, and the router that hands each
+//! request to the service that owns its method, in process or over gRPC.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use bus::grpc::{EdgeService, RemoteHandler};
+use bus::{HandlerPool, ReplicaSource, Replicas, Router};
+use edge_api::RequestHandler;
+use registrar_svc::RegistrarService;
+use session_svc::SessionService;
+use sip_message::Method;
+use tracing::info;
+
+use super::{Ctx, Module, Name, Process, problem};
+use crate::config::Config;
+
+pub const MODULE: Module = Module {
+    name: Name::Edge,
+    target: Some("sip-edge"),
+    needs: &[],
+    // The services it routes to in process start first; session-svc,
+    // which needs the edge's API, fills its pool after.
+    after: &[Name::Store, Name::Registrar],
+    check,
+    start: |ctx| Box::pin(start(ctx)),
+};
+
+fn check(config: &Config, process: &Process) -> Vec<extension::ConfigProblem> {
+    let mut problems: Vec<_> = match config.edge.check() {
+        Ok(()) => Vec::new(),
+        Err(found) => found
+            .into_iter()
+            .map(|e| problem(&format!("edge.{}", e.key), e.problem))
+            .collect(),
+    };
+    let bus = &config.bus;
+    let remote_registrar = !process.runs(Name::Registrar) && !bus.registrar.is_empty();
+    let remote_session = !process.runs(Name::Session) && !bus.session.is_empty();
+    if !process.runs(Name::Registrar) && !process.runs(Name::Session) && !remote_registrar && !remote_session {
+        problems.push(problem(
+            "bus.registrar, bus.session",
+            format!("--target {} needs at least one service's addresses", process.target),
+        ));
+    }
+    if remote_session && config.edge.instance.is_none() {
+        problems.push(problem(
+            "edge.instance",
+            "required with bus.session (session-svc reaches this edge by its instance name in its bus.edges)",
+        ));
+    }
+    for (key, list, remote) in [
+        ("bus.registrar", &bus.registrar, remote_registrar),
+        ("bus.session", &bus.session, remote_session),
+    ] {
+        if let (true, Err(e)) = (remote, ReplicaSource::parse_all(list)) {
+            problems.push(problem(key, e.to_string()));
+        }
+    }
+    problems
+}
+
+/// The replicas of one service the edge calls over gRPC, followed through
+/// DNS when named so.
+async fn remote_pool(ctx: &mut Ctx<'_>, key: &str, replicas: &[String]) -> anyhow::Result<Arc<HandlerPool>> {
+    let bus = &ctx.config.bus;
+    let deadline = Duration::from_millis(bus.deadline_ms);
+    let connect_timeout = Duration::from_millis(bus.connect_timeout_ms);
+    let sources = ReplicaSource::parse_all(replicas).with_context(|| format!("config: {key}"))?;
+    let connect = move |address: &str| -> Result<Arc<dyn RequestHandler>, String> {
+        let channel = bus::grpc::channel(address, connect_timeout)?;
+        Ok(Arc::new(RemoteHandler::new(channel, deadline)))
+    };
+    let pool = Replicas::discover(&sources, deadline, &connect)
+        .await
+        .map_err(anyhow::Error::msg)
+        .with_context(|| format!("config: {key}"))?;
+    info!(replicas = ?pool.addresses(), "{key} replicas");
+    let every = Duration::from_millis(bus.discovery_ms);
+    ctx.tasks
+        .push(tokio::spawn(pool.clone().follow(sources, every, connect)));
+    Ok(pool)
+}
+
+async fn start(ctx: &mut Ctx<'_>) -> anyhow::Result<()> {
+    let config = ctx.config;
+    let deadline = Duration::from_millis(config.bus.deadline_ms);
+    let mut router = Router::new(config.edge.overload.retry_after_s);
+    if let Some(registrar) = &ctx.registrar {
+        let handler: Arc<dyn RequestHandler> = Arc::new(RegistrarService::new(registrar.clone()));
+        router = router.route(Method::Register, Arc::new(Replicas::local(handler, deadline)));
+    } else if !config.bus.registrar.is_empty() {
+        router = router.route(
+            Method::Register,
+            remote_pool(ctx, "bus.registrar", &config.bus.registrar).await?,
+        );
+    }
+    let sessions = if ctx.process.runs(Name::Session) {
+        // session-svc needs this edge's API and the edge needs session-svc:
+        // the pool is filled once session-svc exists.
+        let pool = Arc::new(Replicas::new(Vec::new(), deadline));
+        ctx.session_pool = Some(pool.clone());
+        Some(pool)
+    } else if !config.bus.session.is_empty() {
+        Some(remote_pool(ctx, "bus.session", &config.bus.session).await?)
+    } else {
+        None
+    };
+    if let Some(pool) = sessions {
+        for m in SessionService::methods() {
+            router = router.route(m, pool.clone());
+        }
+    }
+    let edge = sip_edge::start(&config.edge, Arc::new(router))
+        .await
+        .context("starting sip-edge")?;
+    let handle = edge.handle();
+    info!(instance = %handle.id(), "sip-edge started");
+    if ctx.process.runs(Name::Grpc) {
+        // Split services answer later and send requests through the edge
+        // API.
+        let id = handle.id().clone();
+        ctx.services
+            .add_service(EdgeService::new(Arc::new(handle), id).into_server());
+    }
+    ctx.edge = Some(edge);
+    Ok(())
+}

@@ -1,0 +1,41 @@
+//! The gRPC server of a split process: every contract the process's
+//! modules serve, on `grpc.listen`.
+
+use anyhow::Context;
+use tracing::info;
+
+use super::{Ctx, Module, Name, Process};
+use crate::config::Config;
+
+pub const MODULE: Module = Module {
+    name: Name::Grpc,
+    target: None,
+    needs: &[],
+    // Last: it serves what the others made.
+    after: &[Name::Store, Name::Registrar, Name::Sdp, Name::Edge, Name::Session],
+    check,
+    start: |ctx| Box::pin(start(ctx)),
+};
+
+fn check(_config: &Config, _process: &Process) -> Vec<extension::ConfigProblem> {
+    Vec::new()
+}
+
+async fn start(ctx: &mut Ctx<'_>) -> anyhow::Result<()> {
+    let addr = ctx.config.grpc.listen;
+    let listener = tokio::net::TcpListener::bind(addr)
+        .await
+        .with_context(|| format!("cannot listen on grpc.listen {addr}"))?;
+    info!(%addr, target = ctx.process.target, "serving gRPC");
+    let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    let routes = std::mem::take(&mut ctx.services).routes();
+    let server = tonic::transport::Server::builder()
+        .add_routes(routes)
+        .serve_with_incoming(incoming);
+    ctx.tasks.push(tokio::spawn(async move {
+        if let Err(e) = server.await {
+            tracing::error!(error = %e, "gRPC server stopped");
+        }
+    }));
+    Ok(())
+}

@@ -1,0 +1,251 @@
+//! What a process runs, as a graph of modules (the shape of grafana/dskit
+//! `modules`): each module says what it must run with (`needs`), what it
+//! comes after when both run in one process (`after`), which `--target`
+//! runs it alone, what it checks in the configuration, and how it starts.
+//! `all` runs every module in one process; a split target runs its module,
+//! what that needs, and the gRPC server. Split and combined run the same
+//! code in the same order; only whether a neighbour is in process or
+//! reached over gRPC differs. A new service is one file here and one line
+//! in [`MODULES`].
+
+mod edge;
+mod grpc;
+mod registrar;
+mod sdp;
+mod session;
+mod store;
+
+use std::pin::Pin;
+use std::sync::Arc;
+
+use anyhow::Result;
+use bus::HandlerPool;
+use extension::ConfigProblem;
+use sip_edge::RunningEdge;
+use tokio::task::JoinHandle;
+
+use crate::config::Config;
+
+/// The modules there are.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, PartialOrd, Ord)]
+pub enum Name {
+    Store,
+    Registrar,
+    Sdp,
+    Edge,
+    Session,
+    Grpc,
+}
+
+/// A module's start: what it makes goes into the context.
+pub type Start = for<'a, 'b> fn(&'a mut Ctx<'b>) -> Pin<Box<dyn Future<Output = Result<()>> + 'a>>;
+
+/// One module of the graph.
+pub struct Module {
+    pub name: Name,
+    /// The `--target` that runs this module alone (with what it needs).
+    pub target: Option<&'static str>,
+    /// What must run in the same process.
+    pub needs: &'static [Name],
+    /// What starts first when it runs in the same process.
+    pub after: &'static [Name],
+    /// Problems in the configuration for this module, in this process.
+    pub check: fn(&Config, &Process) -> Vec<ConfigProblem>,
+    pub start: Start,
+}
+
+/// Every module, in no particular order: the graph orders them.
+pub static MODULES: [Module; 6] = [
+    store::MODULE,
+    registrar::MODULE,
+    sdp::MODULE,
+    edge::MODULE,
+    session::MODULE,
+    grpc::MODULE,
+];
+
+fn module(name: Name) -> &'static Module {
+    MODULES
+        .iter()
+        .find(|m| m.name == name)
+        .unwrap_or_else(|| unreachable!("every name has its module"))
+}
+
+/// The targets `--target` takes: `all`, then each module's.
+pub fn targets() -> Vec<&'static str> {
+    std::iter::once("all")
+        .chain(MODULES.iter().filter_map(|m| m.target))
+        .collect()
+}
+
+/// Which modules run in this process, in start order.
+pub struct Process {
+    pub target: &'static str,
+    modules: Vec<Name>,
+}
+
+impl Process {
+    /// The process of `target`; `None` for a target no module has.
+    pub fn of(target: &str) -> Option<Process> {
+        let (target, roots): (&'static str, Vec<Name>) = if target == "all" {
+            (
+                "all",
+                MODULES.iter().map(|m| m.name).filter(|n| *n != Name::Grpc).collect(),
+            )
+        } else {
+            let m = MODULES.iter().find(|m| m.target == Some(target))?;
+            (m.target?, vec![m.name, Name::Grpc])
+        };
+        let mut modules = Vec::new();
+        for root in roots {
+            add_with_needs(root, &mut modules);
+        }
+        Some(Process {
+            target,
+            modules: order(modules),
+        })
+    }
+
+    /// A module runs in this process.
+    pub fn runs(&self, name: Name) -> bool {
+        self.modules.contains(&name)
+    }
+
+    /// Every problem each module finds in the configuration, each naming
+    /// its key: what `--check-config` reports, and what stops a start.
+    pub fn check(&self, config: &Config) -> Vec<ConfigProblem> {
+        self.modules
+            .iter()
+            .flat_map(|n| (module(*n).check)(config, self))
+            .collect()
+    }
+
+    /// Starts every module in order; any failure stops the process.
+    pub async fn start(&self, config: &Config) -> Result<Running> {
+        let mut ctx = Ctx {
+            config,
+            process: self,
+            store: None,
+            registrar: None,
+            sdp: None,
+            session_pool: None,
+            edge: None,
+            services: tonic::service::Routes::builder(),
+            tasks: Vec::new(),
+        };
+        for name in &self.modules {
+            (module(*name).start)(&mut ctx).await?;
+        }
+        Ok(Running {
+            edge: ctx.edge,
+            tasks: ctx.tasks,
+        })
+    }
+}
+
+fn add_with_needs(name: Name, into: &mut Vec<Name>) {
+    if into.contains(&name) {
+        return;
+    }
+    into.push(name);
+    for n in module(name).needs {
+        add_with_needs(*n, into);
+    }
+}
+
+/// Start order: a module after the ones it names in `after` that run too.
+fn order(mut pending: Vec<Name>) -> Vec<Name> {
+    pending.sort();
+    let mut ordered: Vec<Name> = Vec::new();
+    while !pending.is_empty() {
+        let ready = pending
+            .iter()
+            .position(|n| {
+                module(*n)
+                    .after
+                    .iter()
+                    .all(|a| ordered.contains(a) || !pending.contains(a))
+            })
+            // The graph has no cycle (a test says so); take any rather
+            // than loop.
+            .unwrap_or(0);
+        ordered.push(pending.remove(ready));
+    }
+    ordered
+}
+
+/// What the modules started so far made, for the ones after them.
+pub struct Ctx<'a> {
+    pub config: &'a Config,
+    pub process: &'a Process,
+    pub store: Option<state_store::Store>,
+    pub registrar: Option<Arc<registrar_svc::Registrar>>,
+    pub sdp: Option<Arc<sdp_svc::Negotiator>>,
+    /// The edge's pool of session-svc replicas, when session-svc runs in
+    /// this process: filled once session-svc exists (it needs the edge).
+    pub session_pool: Option<Arc<HandlerPool>>,
+    pub edge: Option<RunningEdge>,
+    /// gRPC services to serve, for the gRPC module.
+    pub services: tonic::service::RoutesBuilder,
+    pub tasks: Vec<JoinHandle<()>>,
+}
+
+/// Everything a process started; stopped together.
+pub struct Running {
+    pub edge: Option<RunningEdge>,
+    tasks: Vec<JoinHandle<()>>,
+}
+
+impl Running {
+    pub fn stop(self) {
+        if let Some(edge) = self.edge {
+            edge.stop();
+        }
+        for t in self.tasks {
+            t.abort();
+        }
+    }
+}
+
+/// A problem with a key, for the checks.
+pub(crate) fn problem(key: &str, reason: impl Into<String>) -> ConfigProblem {
+    ConfigProblem {
+        key: key.to_owned(),
+        reason: reason.into(),
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn targets_and_their_modules() {
+        assert_eq!(
+            targets(),
+            ["all", "registrar-svc", "sdp-svc", "sip-edge", "session-svc"]
+        );
+        let all = Process::of("all").map(|p| p.modules).unwrap_or_default();
+        assert_eq!(
+            all,
+            [Name::Store, Name::Registrar, Name::Sdp, Name::Edge, Name::Session]
+        );
+        let session = Process::of("session-svc").map(|p| p.modules).unwrap_or_default();
+        assert_eq!(session, [Name::Store, Name::Session, Name::Grpc]);
+        let edge = Process::of("sip-edge").map(|p| p.modules).unwrap_or_default();
+        assert_eq!(edge, [Name::Edge, Name::Grpc]);
+        assert!(Process::of("nothing").is_none());
+    }
+
+    #[test]
+    fn every_module_can_start_after_what_it_names() {
+        // No cycle: each module's `after` only names modules placed
+        // before it in the full order.
+        let all = order(MODULES.iter().map(|m| m.name).collect());
+        for (i, n) in all.iter().enumerate() {
+            for a in module(*n).after {
+                assert!(all[..i].contains(a), "{n:?} after {a:?}");
+            }
+        }
+    }
+}

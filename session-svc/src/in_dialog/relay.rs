@@ -90,8 +90,9 @@ pub(super) async fn relay(core: &Core, tx: &ServerTxRef, (s, version): (Session,
         }
     };
     let before = s.media.clone();
+    let data_before = s.data.clone();
     let relayed = relay_claimed(core, &mut s, side, &req, out).await;
-    if offer {
+    if offer || s.data != data_before {
         // A refused offer leaves the session as it was (RFC 3264 8).
         let media_now = if relayed.accepted { s.media.clone() } else { before };
         let data = s.data.clone();
@@ -99,9 +100,12 @@ pub(super) async fn relay(core: &Core, tx: &ServerTxRef, (s, version): (Session,
         let _ = core
             .sessions
             .update(&s.id, |st| {
+                st.data = data.clone();
+                if !offer {
+                    return Some(());
+                }
                 st.offer_pending_since_ms = None;
                 st.media = media_now.clone();
-                st.data = data.clone();
                 st.ack_pending = ack_pending.clone();
                 // Target refresh (RFC 3261 12.2): each side's new Contact.
                 if let Some((mine, theirs)) = &relayed.targets {

@@ -213,6 +213,7 @@ async fn provisional(core: &Core, id: &str, idx: usize, resp: &Message, current:
     let Ok(Some((mut s, mut version, first))) = written else {
         return;
     };
+    let data_before = s.data.clone();
     core.incoming_response(&mut s, Side::B, resp).await;
     let code = resp.status().unwrap_or(180);
     let mut out = s.caller_response(code, resp.reason().unwrap_or("Ringing"));
@@ -252,6 +253,19 @@ async fn provisional(core: &Core, id: &str, idx: usize, resp: &Message, current:
         events::publish_both(core.sessions.store(), &s, DialogState::Early, None).await;
     }
     debug!(branch = idx, code, "provisional relayed");
+    if s.data != data_before {
+        let data = s.data.clone();
+        if let Ok(Some((st, v, ()))) = core
+            .sessions
+            .update_from(id, Some((s.clone(), version)), |st| {
+                st.data = data.clone();
+                Some(())
+            })
+            .await
+        {
+            (s, version) = (st, v);
+        }
+    }
     *current = Some((s, version));
 }
 
@@ -337,6 +351,8 @@ async fn answered(
         return;
     };
     outcome.winner = Some((idx, tag.to_owned()));
+    // What supplements change from here on is written after the answer.
+    let data_before = s.data.clone();
     core.incoming_response(&mut s, Side::B, resp).await;
     let mut ok = s.caller_response(200, "OK");
     ok.push_header(Known::Contact, &core.contact(&s, Side::A));
@@ -344,7 +360,6 @@ async fn answered(
     if let Some(sdp) = &for_caller {
         set_sdp(&mut ok, sdp);
     }
-    let data_before = s.data.clone();
     if !core.answer_caller(&mut s, ok).await {
         // The caller cancelled as the callee answered (the edge sent 487
         // first): the callee is ACKed and hung up, the call is over.

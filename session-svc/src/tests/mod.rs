@@ -9,6 +9,7 @@
 mod chain;
 mod in_dialog;
 mod races;
+mod timers;
 
 use std::collections::HashSet;
 use std::sync::{Arc, Mutex};
@@ -265,11 +266,11 @@ CSeq: {cseq} {method}\nContact: <sip:alice@192.0.2.1:5060>\nMax-Forwards: 70\n\n
         crate::in_dialog::request(&self.core, tx, Harness::flow(), req).await;
     }
 
-    /// The next thing session-svc sent, within a second.
+    /// The next thing session-svc sent, within 5 s.
     pub async fn next(&mut self) -> Sent {
-        tokio::time::timeout(Duration::from_secs(1), self.events.recv())
+        tokio::time::timeout(Duration::from_secs(5), self.events.recv())
             .await
-            .expect("session-svc sent something within a second")
+            .expect("session-svc sent something within 5 s")
             .expect("the edge is alive")
     }
 

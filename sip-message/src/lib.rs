@@ -26,6 +26,8 @@
 #![forbid(unsafe_code)]
 
 mod builder;
+#[cfg(feature = "parse-counter")]
+mod counter;
 mod error;
 pub mod framing;
 mod limits;
@@ -40,6 +42,8 @@ pub mod typed;
 pub mod uri;
 
 pub use builder::ResponseHead;
+#[cfg(feature = "parse-counter")]
+pub use counter::parse_count;
 pub use error::{LimitKind, ParseError, UriError};
 pub use limits::Limits;
 pub use message::{HeaderRef, Message};

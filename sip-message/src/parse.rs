@@ -43,6 +43,8 @@ impl Message {
     /// The structural pass alone. A message it returns may still be invalid:
     /// call [`Message::validate`] before trusting it.
     pub fn parse_structure(data: Bytes, limits: &Limits) -> Result<Message, ParseError> {
+        #[cfg(feature = "parse-counter")]
+        crate::counter::count();
         if data.is_empty() {
             return Err(ParseError::Empty);
         }

@@ -41,7 +41,7 @@ pub struct Cli {
         long,
         default_value = "all",
         env = "SIPBUS_TARGET",
-        value_parser = clap::builder::PossibleValuesParser::new(crate::modules::targets())
+        value_parser = clap::builder::PossibleValuesParser::new(sipbus::modules::targets())
     )]
     pub target: String,
 

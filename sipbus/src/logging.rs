@@ -2,7 +2,7 @@
 
 use tracing_subscriber::EnvFilter;
 
-use crate::config::{LogConfig, LogFormat};
+use sipbus::config::{LogConfig, LogFormat};
 
 pub fn init(config: &LogConfig) {
     let filter = EnvFilter::try_from_default_env()

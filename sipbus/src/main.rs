@@ -3,9 +3,7 @@
 #![forbid(unsafe_code)]
 
 mod cli;
-mod config;
 mod logging;
-mod modules;
 
 use std::process::ExitCode;
 
@@ -13,7 +11,8 @@ use clap::Parser;
 use tracing::info;
 
 use cli::Cli;
-use modules::Process;
+use sipbus::config;
+use sipbus::modules::Process;
 
 // glibc's malloc spent a fifth of session-svc's time in its own locks and
 // consolidation under load (perf, bench/calls.sh); mimalloc's per-thread

@@ -1,0 +1,8 @@
+//! The sipbus process as a library: the layered configuration and the
+//! module graph that starts a target. The `sipbus` binary is a command
+//! line over it; tests start a target in process through it.
+
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod modules;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use edge_api::{Flow, HandlerError, Reply, RequestHandler, ServerTxRef, Trace};
 use sip_edge::{BoxFuture, Dispatch, EdgeHandle, IncomingRequest, ServerTxId};
-use sip_message::{Known, Message, Method};
+use sip_message::{Known, Message, Method, Refusal};
 use tracing::{Instrument, debug, info_span, warn};
 
 use crate::replicas::{CallError, NeverArrived, Replicas};
@@ -140,10 +140,9 @@ impl Dispatch for Router {
                     Ok(Reply::Later) => return,
                     Err(e) => {
                         warn!(error = %e, "no service answered");
-                        let mut r =
-                            request.make_response(503, "Service Unavailable (no replica answered)", Some(tx.to_tag()));
-                        r.push_header(Known::RetryAfter, &retry_after);
-                        r
+                        Refusal::new(503, "Service Unavailable (no replica answered)")
+                            .with_header(Known::RetryAfter, retry_after)
+                            .response_to(&request, Some(tx.to_tag()))
                     }
                 };
                 debug!(status = response.status().unwrap_or(0), "answered");

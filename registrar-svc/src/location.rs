@@ -7,7 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bus::{CallError, NeverArrived, Replica, Replicas};
+use bus::{CallError, NeverArrived, Replicas};
 use proto::registrar::v1 as rpb;
 use proto::registrar::v1::registrar_client::RegistrarClient;
 use state_store::now_ms;
@@ -70,21 +70,13 @@ impl LocationClient {
 
     /// registrar-svc replicas at `http://host:port` each.
     pub fn from_addresses(addresses: &[String], connect_timeout: Duration) -> Result<Self, String> {
-        let list = addresses
-            .iter()
-            .map(|a| {
-                let channel = bus::grpc::channel(a, connect_timeout).map_err(|e| format!("`{a}`: {e}"))?;
-                let client: Arc<dyn Location> = Arc::new(RemoteLocation {
-                    client: RegistrarClient::new(channel),
-                });
-                Ok(Replica {
-                    address: a.clone(),
-                    client,
-                })
-            })
-            .collect::<Result<Vec<_>, String>>()?;
+        let replicas = Replicas::over_grpc(addresses, LOOKUP_DEADLINE, connect_timeout, |channel| {
+            Arc::new(RemoteLocation {
+                client: RegistrarClient::new(channel),
+            }) as Arc<dyn Location>
+        })?;
         Ok(Self {
-            replicas: Arc::new(Replicas::new(list, LOOKUP_DEADLINE)),
+            replicas: Arc::new(replicas),
         })
     }
 
@@ -166,11 +158,21 @@ fn binding_to_proto(b: Binding, now: u64) -> rpb::Binding {
     }
 }
 
-/// What another process sent is checked before use: a binding whose flow
-/// does not parse fails the lookup.
+/// What another process sent is checked before use: a binding whose flow,
+/// URI, Contact or Path does not parse fails the lookup (they become the
+/// Request-URI and Route of a request).
 fn binding_from_proto(b: rpb::Binding, now: u64) -> Result<Binding, LocationError> {
+    let bad = |what: &str| LocationError::Failed(format!("registrar-svc sent a binding with an unusable {what}"));
     let flow = b.flow.unwrap_or_default();
     let flow = bus::convert::flow_from_proto(&flow).map_err(|e| LocationError::Failed(e.to_string()))?;
+    sip_message::Uri::parse(&b.uri).map_err(|_| bad("uri"))?;
+    sip_message::typed::NameAddr::parse(&b.contact).map_err(|_| bad("contact"))?;
+    if b.path
+        .iter()
+        .any(|p| sip_message::typed::NameAddr::parse(p).is_err() || p.contains(['\r', '\n']))
+    {
+        return Err(bad("path"));
+    }
     Ok(Binding {
         contact: b.contact,
         uri: b.uri,

@@ -10,7 +10,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use async_trait::async_trait;
-use bus::{CallError, NeverArrived, Replica, Replicas};
+use bus::{CallError, NeverArrived, Replicas};
 use proto::sdp::v1 as pb;
 use proto::sdp::v1::offer_reply::Result as PbOffered;
 use proto::sdp::v1::sdp_negotiator_client::SdpNegotiatorClient;
@@ -132,7 +132,9 @@ fn flatten<T>(r: Result<T, CallError<SdpError>>) -> Result<T, SdpError> {
     r.map_err(|e| match e {
         CallError::Failed { error, .. } => error,
         CallError::Unreachable { last, .. } => last,
-        other => SdpError::Unreachable(other.to_string()),
+        // A late answer may still have been worked on.
+        e @ CallError::Timeout { .. } => SdpError::Failed(e.to_string()),
+        e @ CallError::Empty => SdpError::Unreachable(e.to_string()),
     })
 }
 
@@ -146,21 +148,13 @@ impl SdpClient {
 
     /// sdp-svc replicas at `http://host:port` each.
     pub fn from_addresses(addresses: &[String], connect_timeout: Duration) -> Result<Self, String> {
-        let list = addresses
-            .iter()
-            .map(|a| {
-                let channel = bus::grpc::channel(a, connect_timeout).map_err(|e| format!("`{a}`: {e}"))?;
-                let client: Arc<dyn Negotiate> = Arc::new(RemoteNegotiator {
-                    client: SdpNegotiatorClient::new(channel),
-                });
-                Ok(Replica {
-                    address: a.clone(),
-                    client,
-                })
-            })
-            .collect::<Result<Vec<_>, String>>()?;
+        let replicas = Replicas::over_grpc(addresses, CALL_DEADLINE, connect_timeout, |channel| {
+            Arc::new(RemoteNegotiator {
+                client: SdpNegotiatorClient::new(channel),
+            }) as Arc<dyn Negotiate>
+        })?;
         Ok(Self {
-            replicas: Arc::new(Replicas::new(list, CALL_DEADLINE)),
+            replicas: Arc::new(replicas),
         })
     }
 
@@ -232,6 +226,12 @@ fn field(bytes: &[u8], name: &str) -> Result<Sdp, SdpError> {
     parse_sdp(bytes).map_err(|e| SdpError::Invalid(format!("{name}: {e}")))
 }
 
+/// Parses a description sdp-svc sent back: one that does not parse is
+/// sdp-svc's failure, not the offerer's.
+fn from_sdp_svc(bytes: &[u8], name: &str) -> Result<Sdp, SdpError> {
+    parse_sdp(bytes).map_err(|e| SdpError::Failed(format!("sdp-svc sent an unusable {name}: {e}")))
+}
+
 fn optional(bytes: &[u8], name: &str) -> Result<Option<Sdp>, SdpError> {
     if bytes.is_empty() {
         Ok(None)
@@ -240,29 +240,53 @@ fn optional(bytes: &[u8], name: &str) -> Result<Option<Sdp>, SdpError> {
     }
 }
 
+/// Header fields a refusal may carry from sdp-svc: bounded, each a token
+/// name and a one-line value (they go on the wire as they are).
+const MAX_REJECT_HEADERS: usize = 16;
+
+fn usable_header(name: &str, value: &str) -> bool {
+    sip_message::text::is_token(name) && !value.contains(['\r', '\n']) && value.len() <= 1024
+}
+
 fn refusal_from_proto(r: pb::Reject) -> Refusal {
     let status = u16::try_from(r.status).unwrap_or(500);
-    let refusal = match (status, r.reason.is_empty()) {
+    let mut refusal = match (status, r.reason.is_empty()) {
         (488, true) => Refusal::not_acceptable_here("", None),
         (_, true) => Refusal::new(status, "Media Negotiation Failed"),
         (_, false) => Refusal::new(status, r.reason),
     };
-    match r.warning.as_str() {
-        "" => refusal,
-        w => refusal.with_header(Known::Warning, w),
+    let warning = Some(r.warning).filter(|w| !w.is_empty() && usable_header("Warning", w));
+    for (name, value) in warning
+        .map(|w| ("Warning".to_owned(), w))
+        .into_iter()
+        .chain(r.headers.into_iter().map(|h| (h.name, h.value)))
+        .filter(|(n, v)| usable_header(n, v))
+        .take(MAX_REJECT_HEADERS)
+    {
+        refusal = refusal.with_header(name.as_str(), value);
     }
+    refusal
 }
 
 fn refusal_to_proto(r: &Refusal) -> pb::Reject {
+    let is_warning = |n: &sip_message::HeaderName| n.as_str().eq_ignore_ascii_case(Known::Warning.as_str());
     let warning = r
         .headers()
-        .find(|(n, _)| n.as_str().eq_ignore_ascii_case("Warning"))
+        .find(|(n, _)| is_warning(n))
         .map(|(_, v)| v.to_owned())
         .unwrap_or_default();
     pb::Reject {
         status: u32::from(r.code()),
         warning,
         reason: r.reason().to_owned(),
+        headers: r
+            .headers()
+            .filter(|(n, _)| !is_warning(n))
+            .map(|(n, v)| proto::edge::v1::Header {
+                name: n.as_str().to_owned(),
+                value: v.to_owned(),
+            })
+            .collect(),
     }
 }
 
@@ -302,7 +326,7 @@ impl Negotiate for RemoteNegotiator {
         let reply = self.client.clone().offer(request(msg)).await.map_err(call_error)?;
         match reply.into_inner().result {
             Some(PbOffered::Forward(f)) => Ok(Offered::Forward {
-                sdp: field(&f.sdp, "forwarded")?,
+                sdp: from_sdp_svc(&f.sdp, "forwarded")?,
                 handlers: handlers_from_proto(f.handlers),
             }),
             Some(PbOffered::Reject(r)) => Ok(Offered::Reject(refusal_from_proto(r))),
@@ -320,8 +344,8 @@ impl Negotiate for RemoteNegotiator {
             origin: a.origin.as_ref().map(origin_to_proto),
             previous: previous_text(&a.previous),
         };
-        let reply = self.client.clone().answer(request(msg)).await.map_err(call_error)?;
-        field(&reply.into_inner().sdp, "answer")
+        let answered = self.client.clone().answer(request(msg)).await.map_err(call_error)?;
+        from_sdp_svc(&answered.into_inner().sdp, "answer")
     }
 
     async fn end(&self, e: &Ended) {

@@ -124,11 +124,13 @@ impl EdgeHandle {
     /// A flow is sent on its connection only by the edge that holds it.
     fn own(&self, flow: Flow) -> Result<Flow, EdgeError> {
         match (&flow.edge, flow.connection) {
-            (Some(other), Some(c)) if *other != self.id => Err(EdgeError::Invalid(format!(
-                "{c} belongs to edge {other}, not to {}",
-                self.id
+            (Some(edge), Some(_)) if *edge == self.id => Ok(flow),
+            (edge, Some(c)) => Err(EdgeError::Invalid(format!(
+                "{c} is not a connection of edge {} (the flow names {})",
+                self.id,
+                edge.as_ref().map_or("no edge", |e| e.as_str())
             ))),
-            _ => Ok(flow),
+            (_, None) => Ok(flow),
         }
     }
 }

@@ -21,12 +21,32 @@ pub struct Refusal {
 /// pass (RFC 3261 20.33).
 pub const RETRY_AFTER_S: u32 = 5;
 
+/// The longest reason phrase a refusal carries.
+pub const MAX_REASON: usize = 256;
+
+/// Line breaks and control characters become spaces; the phrase is cut at
+/// a character boundary below `MAX_REASON`.
+fn one_line(reason: Cow<'static, str>) -> Cow<'static, str> {
+    if reason.len() <= MAX_REASON && !reason.chars().any(char::is_control) {
+        return reason;
+    }
+    let mut clean: String = reason.chars().map(|c| if c.is_control() { ' ' } else { c }).collect();
+    let mut cut = clean.len().min(MAX_REASON);
+    while !clean.is_char_boundary(cut) {
+        cut -= 1;
+    }
+    clean.truncate(cut);
+    Cow::Owned(clean)
+}
+
 impl Refusal {
     /// A refusal with any final status from 300 to 699; anything else
-    /// becomes 500, so a bad code never reaches the wire.
+    /// becomes 500, so a bad code never reaches the wire. The reason phrase
+    /// is kept to one line of at most [`MAX_REASON`] bytes: it may come from
+    /// another process (an external module's stop).
     pub fn new(code: u16, reason: impl Into<Cow<'static, str>>) -> Refusal {
         let (code, reason) = if (300..700).contains(&code) {
-            (code, reason.into())
+            (code, one_line(reason.into()))
         } else {
             (500, Cow::Borrowed("Server Internal Error"))
         };
@@ -226,6 +246,13 @@ Content-Length: 0\r\n\r\n";
                 req.make_response(code, "R", tag).to_bytes()
             );
         }
+    }
+
+    #[test]
+    fn a_reason_is_one_bounded_line() {
+        let r = Refusal::new(486, "Busy\r\nX-Injected: 1");
+        assert_eq!(r.reason(), "Busy  X-Injected: 1");
+        assert_eq!(Refusal::new(486, "é".repeat(200)).reason().len(), MAX_REASON);
     }
 
     #[test]

@@ -11,7 +11,10 @@ use std::process::Command;
 /// stderr).
 fn check(target: &str, env: &[(&str, &str)]) -> (Option<i32>, String) {
     let mut c = Command::new(env!("CARGO_BIN_EXE_sipbus"));
-    c.env_remove("RUST_LOG").arg("--check-config").arg("--target").arg(target);
+    c.env_remove("RUST_LOG")
+        .arg("--check-config")
+        .arg("--target")
+        .arg(target);
     for (k, v) in env {
         c.env(k, v);
     }
@@ -70,7 +73,14 @@ fn session_svc_needs_its_neighbours() {
     );
     refused(
         "session-svc",
-        &[REDIS, NONCE, DOMAINS, EDGES, ("SIPBUS_BUS__SDP", r#"["10.0.0.1:7003"]"#), REGISTRARS],
+        &[
+            REDIS,
+            NONCE,
+            DOMAINS,
+            EDGES,
+            ("SIPBUS_BUS__SDP", r#"["10.0.0.1:7003"]"#),
+            REGISTRARS,
+        ],
         "bus.sdp",
     );
 }
@@ -94,8 +104,14 @@ fn the_edge_needs_services_and_a_name_for_session_svc() {
 fn supplements_are_checked_before_start() {
     let cases = [
         (r#"[{name = "caler-id"}]"#, "session.supplements[0].name"),
-        (r#"[{name = "x", url = "ftp://127.0.0.1:7000"}]"#, "session.supplements[0].url"),
-        (r#"[{name = "reason", methods = ["IN VITE"]}]"#, "session.supplements[0].methods"),
+        (
+            r#"[{name = "x", url = "ftp://127.0.0.1:7000"}]"#,
+            "session.supplements[0].url",
+        ),
+        (
+            r#"[{name = "reason", methods = ["IN VITE"]}]"#,
+            "session.supplements[0].methods",
+        ),
         (
             r#"[{name = "x", url = "http://127.0.0.1:7000", on_failure = "closed", reject_status = 200}]"#,
             "session.supplements[0].reject_status",
@@ -108,14 +124,28 @@ fn supplements_are_checked_before_start() {
             r#"[{name = "session-timer", settings = {expires = 90}}]"#,
             "session.supplements[0].settings",
         ),
-        (r#"[{name = "reason"}, {name = "reason"}]"#, "session.supplements[1].name"),
-        (r#"[{name = "reason", media = ["audio"]}]"#, "session.supplements[0].media"),
+        (
+            r#"[{name = "reason"}, {name = "reason"}]"#,
+            "session.supplements[1].name",
+        ),
+        (
+            r#"[{name = "reason", media = ["audio"]}]"#,
+            "session.supplements[0].media",
+        ),
     ];
     for (list, key) in cases {
         refused("all", &[("SIPBUS_SESSION__SUPPLEMENTS", list)], key);
         refused(
             "session-svc",
-            &[REDIS, NONCE, DOMAINS, EDGES, REGISTRARS, SDPS, ("SIPBUS_SESSION__SUPPLEMENTS", list)],
+            &[
+                REDIS,
+                NONCE,
+                DOMAINS,
+                EDGES,
+                REGISTRARS,
+                SDPS,
+                ("SIPBUS_SESSION__SUPPLEMENTS", list),
+            ],
             key,
         );
     }
@@ -123,10 +153,17 @@ fn supplements_are_checked_before_start() {
 
 #[test]
 fn sdp_handlers_and_codecs_are_checked_before_start() {
-    refused("sdp-svc", &[("SIPBUS_SDP__CODECS", r#"["PCMU/8000", "PCMA"]"#)], "sdp.codecs[1]");
     refused(
         "sdp-svc",
-        &[("SIPBUS_SDP__HANDLERS", r#"[{name = "t140", url = "nowhere", media = ["text"]}]"#)],
+        &[("SIPBUS_SDP__CODECS", r#"["PCMU/8000", "PCMA"]"#)],
+        "sdp.codecs[1]",
+    );
+    refused(
+        "sdp-svc",
+        &[(
+            "SIPBUS_SDP__HANDLERS",
+            r#"[{name = "t140", url = "nowhere", media = ["text"]}]"#,
+        )],
         "sdp.handlers[0].url",
     );
     refused(
@@ -160,7 +197,13 @@ fn an_outbound_route_must_be_an_address() {
 fn every_problem_at_once_and_valid_split_configurations_pass() {
     let (code, err) = check("session-svc", &[DOMAINS]);
     assert_eq!(code, Some(2));
-    for key in ["store.redis", "bus.edges", "bus.registrar", "bus.sdp", "registrar.auth.nonce_key"] {
+    for key in [
+        "store.redis",
+        "bus.edges",
+        "bus.registrar",
+        "bus.sdp",
+        "registrar.auth.nonce_key",
+    ] {
         assert!(err.contains(&format!("config: {key}")), "{key} missing:\n{err}");
     }
     for (target, env) in [
@@ -173,4 +216,37 @@ fn every_problem_at_once_and_valid_split_configurations_pass() {
         let (code, err) = check(target, &env);
         assert_eq!(code, Some(0), "--target {target}: {err}");
     }
+}
+
+#[test]
+fn addresses_and_timing_that_would_fail_later() {
+    refused(
+        "registrar-svc",
+        &[NONCE, DOMAINS, ("SIPBUS_STORE__REDIS", "localhost:6379")],
+        "store.redis",
+    );
+    // No TLS in this build: an https replica would fail at every call.
+    refused(
+        "sip-edge",
+        &[("SIPBUS_BUS__REGISTRAR", r#"["https://10.0.0.1:50051"]"#)],
+        "bus.registrar",
+    );
+    refused(
+        "sip-edge",
+        &[REGISTRARS, ("SIPBUS_EDGE__INSTANCE", "")],
+        "edge.instance",
+    );
+    refused(
+        "sip-edge",
+        &[REGISTRARS, ("SIPBUS_BUS__CONNECT_TIMEOUT_MS", "3000")],
+        "bus.connect_timeout_ms",
+    );
+    refused(
+        "all",
+        &[(
+            "SIPBUS_SESSION__SUPPLEMENTS",
+            r#"[{name = "x", url = "http://127.0.0.1:1"}, {name = "x", url = "http://127.0.0.1:2"}]"#,
+        )],
+        "session.supplements[1].name",
+    );
 }

@@ -111,6 +111,19 @@ impl Store {
         Store::Memory(MemoryStore::new())
     }
 
+    /// Checks `urls` as [`Store::redis`] reads them, without connecting:
+    /// each must be a Redis URL.
+    pub fn check_urls(urls: &str) -> std::result::Result<(), String> {
+        let urls: Vec<&str> = urls.split(',').map(str::trim).filter(|u| !u.is_empty()).collect();
+        if urls.is_empty() {
+            return Err("no URL".into());
+        }
+        for url in urls {
+            redis::IntoConnectionInfo::into_connection_info(url).map_err(|e| format!("`{url}`: {e}"))?;
+        }
+        Ok(())
+    }
+
     /// Connects to Redis: `redis://host:port/db` for one node, several
     /// comma-separated URLs for a Cluster.
     pub async fn redis(urls: &str) -> Result<Store> {

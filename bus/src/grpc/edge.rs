@@ -82,8 +82,9 @@ impl pb::edge_server::Edge for EdgeService {
     ) -> Result<Response<Self::SendRequestStream>, Status> {
         let req = request.into_inner();
         let flow = flow_of(req.flow)?;
-        if let (Some(edge), Some(_)) = (&flow.edge, flow.connection) {
-            self.mine(edge.as_str(), "connection")?;
+        // A connection is only this edge's to use when the flow says so.
+        if flow.connection.is_some() {
+            self.mine(flow.edge.as_ref().map_or("", |e| e.as_str()), "connection")?;
         }
         let message = req.request.ok_or_else(|| Status::invalid_argument("no request"))?;
         // Validated by the transaction layer once it has its Via.

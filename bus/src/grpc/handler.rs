@@ -122,7 +122,7 @@ impl RemoteHandler {
         let reply = self.client.clone().handle(request).await.map_err(|s| {
             if never_arrived(&s) {
                 HandlerError::Unreachable(s.to_string())
-            } else if s.code() == tonic::Code::DeadlineExceeded {
+            } else if matches!(s.code(), tonic::Code::DeadlineExceeded | tonic::Code::Cancelled) {
                 HandlerError::Timeout(self.deadline)
             } else {
                 HandlerError::Failed(format!("{}: {}", s.code(), s.message()))

@@ -535,6 +535,9 @@ impl TransactionLayer {
             return Err(TxError::NotARequest);
         }
         self.stamp_request(&mut ack, &target);
+        // What we send must pass the checks we apply to what we receive.
+        ack.validate(&sip_message::Limits::default())
+            .map_err(TxError::InvalidRequest)?;
         Ok(self.inner.transmit.transmit(&target, ack.to_bytes())?)
     }
 

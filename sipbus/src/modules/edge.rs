@@ -44,11 +44,21 @@ fn check(config: &Config, process: &Process) -> Vec<extension::ConfigProblem> {
             format!("--target {} needs at least one service's addresses", process.target),
         ));
     }
-    if remote_session && config.edge.instance.is_none() {
-        problems.push(problem(
+    match config.edge.instance.as_deref() {
+        None if remote_session => problems.push(problem(
             "edge.instance",
             "required with bus.session (session-svc reaches this edge by its instance name in its bus.edges)",
-        ));
+        )),
+        Some(name) if name.is_empty() || name.contains(char::is_whitespace) => {
+            problems.push(problem(
+                "edge.instance",
+                format!("`{name}` is empty or contains white space"),
+            ));
+        }
+        _ => {}
+    }
+    if remote_registrar || remote_session {
+        problems.extend(timing(&config.bus));
     }
     for (key, list, remote) in [
         ("bus.registrar", &bus.registrar, remote_registrar),
@@ -126,4 +136,28 @@ async fn start(ctx: &mut Ctx<'_>) -> anyhow::Result<()> {
     }
     ctx.edge = Some(edge);
     Ok(())
+}
+
+/// The bus's timing, as the retry rule needs it: a replica that is down is
+/// only skipped when its connection fails before the call's deadline.
+fn timing(bus: &crate::config::BusConfig) -> Vec<extension::ConfigProblem> {
+    let mut problems = Vec::new();
+    for (key, value) in [
+        ("bus.deadline_ms", bus.deadline_ms),
+        ("bus.discovery_ms", bus.discovery_ms),
+    ] {
+        if value == 0 {
+            problems.push(problem(key, "must be above 0"));
+        }
+    }
+    if bus.connect_timeout_ms >= bus.deadline_ms {
+        problems.push(problem(
+            "bus.connect_timeout_ms",
+            format!(
+                "{} is not below bus.deadline_ms ({}): a replica that is down would never be skipped",
+                bus.connect_timeout_ms, bus.deadline_ms
+            ),
+        ));
+    }
+    problems
 }

@@ -18,7 +18,14 @@ pub const MODULE: Module = Module {
 };
 
 fn check(config: &Config, process: &Process) -> Vec<extension::ConfigProblem> {
-    if process.target != "all" && config.store.redis.is_empty() {
+    let redis = &config.store.redis;
+    if !redis.is_empty() {
+        return match Store::check_urls(redis) {
+            Ok(()) => Vec::new(),
+            Err(e) => vec![problem("store.redis", e)],
+        };
+    }
+    if process.target != "all" {
         return vec![problem(
             "store.redis",
             format!(

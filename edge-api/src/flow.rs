@@ -113,6 +113,19 @@ impl Flow {
         }
     }
 
+    /// A new flow to the address a SIP URI names: an IP host (a name needs
+    /// resolving first: `None`), port 5060 unless given, TCP with
+    /// `transport=tcp`.
+    pub fn to_uri(uri: &str) -> Option<Flow> {
+        let Ok(sip_message::Uri::Sip(u)) = sip_message::Uri::parse(uri) else {
+            return None;
+        };
+        let ip = u.host.ip()?;
+        let tcp = u.transport().is_some_and(|t| t.eq_ignore_ascii_case("tcp"));
+        let transport = if tcp { Transport::Tcp } else { Transport::Udp };
+        Some(Flow::to(transport, SocketAddr::new(ip, u.port.unwrap_or(5060))))
+    }
+
     /// The same flow, owned by `edge`.
     pub fn on_edge(mut self, edge: &EdgeId) -> Flow {
         self.edge = Some(edge.clone());
@@ -160,6 +173,14 @@ mod tests {
             r#"{"transport":"udp","remote":"192.0.2.1:5080"}"#
         );
         assert_eq!(Transport::from_token("TCP"), Some(Transport::Tcp));
+        let gw = Flow::to_uri("sip:10.0.0.9:5080;transport=TCP").unwrap();
+        assert_eq!(
+            (gw.transport, gw.remote),
+            (Transport::Tcp, "10.0.0.9:5080".parse().unwrap())
+        );
+        assert_eq!(Flow::to_uri("sip:bob@192.0.2.1").unwrap().remote.port(), 5060);
+        assert!(Flow::to_uri("sip:gateway.example.com").is_none());
+        assert!(Flow::to_uri("tel:+15551234").is_none());
         assert_eq!(Transport::from_token("sctp"), None);
     }
 }

@@ -2,10 +2,8 @@
 
 use std::collections::BTreeMap;
 
-use extension::{ConfigProblem, ModuleConfig};
+use extension::ModuleConfig;
 use serde::{Deserialize, Serialize};
-
-use crate::supplements::Supplements;
 
 #[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
 #[serde(default, deny_unknown_fields)]
@@ -58,24 +56,6 @@ impl Default for SessionConfig {
             identity: BTreeMap::new(),
             timer_poll_ms: 250,
         }
-    }
-}
-
-impl SessionConfig {
-    /// Every problem that would stop session-svc at start, each naming its
-    /// key.
-    pub fn check(&self) -> Vec<ConfigProblem> {
-        let mut problems = Supplements::check(self);
-        if self.non_local == NonLocal::Outbound && crate::setup::flow_to(&self.outbound).is_none() {
-            problems.push(ConfigProblem {
-                key: "session.outbound".into(),
-                reason: format!(
-                    "`{}` is not sip:IP[:PORT][;transport=tcp] (needed with non_local = \"outbound\")",
-                    self.outbound
-                ),
-            });
-        }
-        problems
     }
 }
 

@@ -282,6 +282,28 @@ impl Core {
         Ok(r?.map(|(s, _, ())| s))
     }
 
+    /// Ends an answered call that `still` says may end: the session moves
+    /// to `Ended(reason)` and the BYE of each leg is counted in its dialog.
+    /// `Ok(None)` when it was not answered (or `still` said no).
+    pub(crate) async fn end_answered(
+        &self,
+        id: &str,
+        reason: EndReason,
+        still: impl Fn(&Session) -> bool,
+    ) -> Result<Option<(Session, [Message; 2])>, StateError> {
+        let ended = self
+            .sessions
+            .update(id, |s| {
+                if s.phase != Phase::Confirmed || !still(s) {
+                    return None;
+                }
+                s.phase = Phase::Ended(reason);
+                Some(Side::BOTH.map(|side| s.legs[side].dialog.request(Method::Bye)))
+            })
+            .await?;
+        Ok(ended.map(|(s, _, byes)| (s, byes)))
+    }
+
     /// Cancels every branch still ringing, with the CANCEL headers the
     /// supplements choose (Reason).
     pub(crate) async fn cancel_branches(&self, s: &mut Session, except: Option<usize>) {
@@ -323,6 +345,77 @@ impl Core {
         }
     }
 
+    /// Sends the ACK of a 2xx on a leg's flow; a failure is logged.
+    pub(crate) async fn send_ack(&self, ack: Message, flow: Option<Flow>, what: &str) {
+        let Some(flow) = flow else {
+            warn!(what, "no flow to send on");
+            return;
+        };
+        if let Err(e) = self.edges.send_ack(ack, flow).await {
+            warn!(error = %e, what, "ACK not sent");
+        }
+    }
+
+    /// The final response of a client transaction (`None`: none came);
+    /// what follows (2xx retransmissions of an INVITE) is read in the
+    /// background.
+    pub(crate) async fn final_response(&self, mut client: edge_api::ClientTx) -> Option<Message> {
+        let mut fin = None;
+        while let Some(event) = client.next().await {
+            if event.response.status().unwrap_or(0) >= 200 {
+                fin = Some(event.response);
+                break;
+            }
+        }
+        client.finish_in_background();
+        fin
+    }
+
+    /// Writes what supplements changed in their state since `before`, and
+    /// only that: a retry on a newer record keeps what others wrote there.
+    /// `s` and `version` become the record as written. An error is logged
+    /// and returned (a timer may fire again).
+    pub(crate) async fn save_states(
+        &self,
+        s: &mut Session,
+        version: &mut u64,
+        before: &std::collections::BTreeMap<String, serde_json::Value>,
+    ) -> Result<(), StateError> {
+        let changes = s.state_changes(before);
+        if changes.is_empty() {
+            return Ok(());
+        }
+        let written = self
+            .sessions
+            .update_from(&s.id, Some((s.clone(), *version)), |st| {
+                changes.apply(st);
+                Some(())
+            })
+            .await;
+        match written {
+            Ok(Some((st, v, ()))) => {
+                (*s, *version) = (st, v);
+                Ok(())
+            }
+            Ok(None) => Ok(()),
+            Err(e) => {
+                warn!(session = %s.id, error = %e, "supplement state not written");
+                Err(e)
+            }
+        }
+    }
+
+    /// Ends a setup for good: the branches still ringing are cancelled,
+    /// the caller gets `refusal` (unless its transaction was answered
+    /// already), and the ending is told.
+    pub(crate) async fn abandon_setup(&self, s: &mut Session, refusal: Option<&Refusal>) {
+        self.cancel_branches(s, None).await;
+        if let Some(r) = refusal {
+            self.refuse_caller(s, r).await;
+        }
+        self.finish(s).await;
+    }
+
     /// Sends (or sends again) the callee's ACK for the call's 2xx.
     pub(crate) async fn ack_callee(&self, s: &Session) {
         let b = &s.legs.b;
@@ -332,16 +425,14 @@ impl Core {
         {
             media::set_sdp(&mut ack, answer);
         }
-        let Some(flow) = b.flow.clone() else { return };
-        if let Err(e) = self.edges.send_ack(ack, flow).await {
-            warn!(error = %e, "ACK to the callee not sent");
-        }
+        self.send_ack(ack, b.flow.clone(), "ACK to the callee").await;
     }
 
-    /// BYE on both legs of an answered call sipbus ends itself, the
-    /// callee's 2xx ACKed first when the caller never did (RFC 3261
-    /// 13.2.2.4). `s` already counts the BYEs in its dialogs.
-    pub(crate) async fn bye_both(&self, s: &mut Session, byes: [Message; 2], reason: Option<&str>) {
+    /// Hangs up an answered call sipbus ends itself ([`Core::end_answered`]
+    /// gave `s` and `byes`): BYE on both legs, the callee's 2xx ACKed first
+    /// when the caller never did (RFC 3261 13.2.2.4), then the ending is
+    /// told.
+    pub(crate) async fn hang_up_answered(&self, s: &mut Session, byes: [Message; 2], reason: Option<&str>) {
         if !s.caller_acked {
             self.ack_callee(s).await;
         }
@@ -352,5 +443,6 @@ impl Core {
             self.outgoing(s, side, &mut bye).await;
             self.send_and_forget(bye, s.legs[side].flow.clone(), "BYE").await;
         }
+        self.finish(s).await;
     }
 }

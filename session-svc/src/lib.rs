@@ -39,6 +39,22 @@ pub use service::SessionService;
 pub use session::{Side, Sides};
 pub use supplements::{Action, Cx, Draft, SessionInfo, SessionSupplement, Supplements, Verdict};
 
+/// Every problem that would stop session-svc at start, each naming its
+/// key.
+pub fn check(config: &SessionConfig) -> Vec<extension::ConfigProblem> {
+    let mut problems = Supplements::check(config);
+    if config.non_local == config::NonLocal::Outbound && edge_api::Flow::to_uri(&config.outbound).is_none() {
+        problems.push(extension::ConfigProblem {
+            key: "session.outbound".into(),
+            reason: format!(
+                "`{}` is not sip:IP[:PORT][;transport=tcp] (needed with non_local = \"outbound\")",
+                config.outbound
+            ),
+        });
+    }
+    problems
+}
+
 /// A fresh tag (RFC 3261 19.3: at least 32 bits of randomness).
 pub(crate) fn random_tag() -> String {
     format!("{:016x}", fastrand::u64(..))

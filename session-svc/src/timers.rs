@@ -7,23 +7,35 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use state_store::{ClaimedTimer, now_ms};
+use tokio::sync::Semaphore;
 use tracing::{Instrument, info_span, warn};
 
 use crate::core::{ACTION_QUEUE, Core, Deferred, NO_ANSWER_QUEUE, SUPPLEMENT_QUEUE};
 use crate::{in_dialog, setup};
 
-/// Runs until the task is dropped.
+/// How many timers a replica fires at once: a refresh waits for its
+/// response (up to 32 s), and must not hold up the rest.
+const IN_FLIGHT: usize = 64;
+
+/// How long a claimed timer stays this replica's before another may fire
+/// it: longer than a refresh's transaction (Timer B / F, 32 s), so a slow
+/// phone does not get two refreshes.
+const LEASE: Duration = Duration::from_secs(40);
+
+/// Runs until the task is dropped (the timers it started finish on their
+/// own; one cut short fires again elsewhere when its lease runs out).
 pub async fn run(core: Arc<Core>) {
     let every = Duration::from_millis(core.config.timer_poll_ms.max(10));
+    let slots = Arc::new(Semaphore::new(IN_FLIGHT));
     loop {
         tokio::time::sleep(every).await;
         for queue in [NO_ANSWER_QUEUE, SUPPLEMENT_QUEUE, ACTION_QUEUE] {
-            let claimed = match core
-                .sessions
-                .store()
-                .claim_due(queue, now_ms(), Duration::from_secs(10), 64)
-                .await
-            {
+            // Only as many as can start now: a claimed timer's lease runs.
+            let free = slots.available_permits();
+            if free == 0 {
+                break;
+            }
+            let claimed = match core.sessions.store().claim_due(queue, now_ms(), LEASE, free).await {
                 Ok(c) => c,
                 Err(e) => {
                     warn!(queue, error = %e, "timers not claimed");
@@ -31,13 +43,23 @@ pub async fn run(core: Arc<Core>) {
                 }
             };
             for timer in claimed {
+                let Ok(slot) = slots.clone().acquire_owned().await else {
+                    return;
+                };
+                let core = core.clone();
                 let span = info_span!("timer", id = %timer.id);
-                let handled = fire(&core, queue, &timer).instrument(span).await;
-                // Not handled (the store failed): the lease runs out and the
-                // timer fires again, here or on another replica.
-                if handled && let Err(e) = core.sessions.store().complete(&timer).await {
-                    warn!(error = %e, "timer not completed");
-                }
+                tokio::spawn(
+                    async move {
+                        let handled = fire(&core, queue, &timer).await;
+                        // Not handled (the store failed): the lease runs
+                        // out and the timer fires again, here or elsewhere.
+                        if handled && let Err(e) = core.sessions.store().complete(&timer).await {
+                            warn!(error = %e, "timer not completed");
+                        }
+                        drop(slot);
+                    }
+                    .instrument(span),
+                );
             }
         }
     }
@@ -79,16 +101,10 @@ async fn supplement_timer(core: &Core, id: &str, name: &str) -> bool {
     if s.phase.is_ended() {
         return true;
     }
+    let before = s.data.clone();
     let actions = core.supplements.timer(&mut s, name).await;
-    let data = s.data.clone();
-    let written = core
-        .sessions
-        .update_from(id, Some((s, version)), |st| {
-            st.data = data.clone();
-            Some(())
-        })
-        .await;
-    if written.is_err() {
+    let mut version = version;
+    if core.save_states(&mut s, &mut version, &before).await.is_err() {
         return false;
     }
     core.perform(id, actions).await;

@@ -1,6 +1,8 @@
 //! Why a message could not create, join or advance a dialog, and the
 //! response that answers it (one table, here).
 
+use sip_message::Refusal;
+
 /// What was wrong with a message given to a [`Dialog`](crate::Dialog).
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum DialogError {
@@ -27,34 +29,20 @@ pub enum DialogError {
 }
 
 impl DialogError {
-    /// The status a UAS answers the offending request with: 500 for a CSeq
-    /// out of order (RFC 3261 12.2.2), 400 for a malformed request.
+    /// The answer a UAS gives the offending request: 500 for a CSeq out of
+    /// order (RFC 3261 12.2.2), 400 for a malformed request.
     /// `NotDialogCreating` and `OtherFork` come from responses, which nobody
     /// answers; they map to 500, and a B2BUA relaying the failure upstream
     /// picks its own status (502).
-    pub fn status(&self) -> u16 {
+    pub fn refusal(&self) -> Refusal {
         match self {
-            DialogError::MissingTag(_) | DialogError::MissingContact | DialogError::BadHeader(_) => 400,
-            DialogError::NotDialogCreating(_) | DialogError::OtherFork | DialogError::OutOfOrder { .. } => 500,
+            DialogError::MissingTag(header) => Refusal::bad_request(&format!("{header} without tag")),
+            DialogError::MissingContact => Refusal::bad_request("no Contact URI"),
+            DialogError::BadHeader(header) => Refusal::bad_request(&format!("invalid {header}")),
+            DialogError::NotDialogCreating(_) => Refusal::server_error("not a dialog-creating response"),
+            DialogError::OtherFork => Refusal::server_error("response from another fork"),
+            DialogError::OutOfOrder { .. } => Refusal::out_of_order(),
         }
-    }
-
-    /// The reason phrase for [`DialogError::status`], with a short
-    /// explanation in parentheses: "Server Internal Error (CSeq out of order)".
-    pub fn reason(&self) -> String {
-        let phrase = match self.status() {
-            400 => "Bad Request",
-            _ => "Server Internal Error",
-        };
-        let why = match self {
-            DialogError::MissingTag(header) => format!("{header} without tag"),
-            DialogError::MissingContact => "no Contact URI".to_owned(),
-            DialogError::BadHeader(header) => format!("invalid {header}"),
-            DialogError::NotDialogCreating(_) => "not a dialog-creating response".to_owned(),
-            DialogError::OtherFork => "response from another fork".to_owned(),
-            DialogError::OutOfOrder { .. } => "CSeq out of order".to_owned(),
-        };
-        format!("{phrase} ({why})")
     }
 }
 
@@ -65,16 +53,22 @@ mod tests {
     #[test]
     fn statuses_and_reasons() {
         let e = DialogError::OutOfOrder { got: 3, last: 5 };
-        assert_eq!(e.status(), 500);
-        assert_eq!(e.reason(), "Server Internal Error (CSeq out of order)");
-        assert_eq!(DialogError::MissingTag("From").status(), 400);
+        assert_eq!(e.refusal().code(), 500);
+        assert_eq!(e.refusal().reason(), "Server Internal Error (CSeq out of order)");
+        assert_eq!(DialogError::MissingTag("From").refusal().code(), 400);
         assert_eq!(
-            DialogError::MissingTag("From").reason(),
+            DialogError::MissingTag("From").refusal().reason(),
             "Bad Request (From without tag)"
         );
-        assert_eq!(DialogError::MissingContact.reason(), "Bad Request (no Contact URI)");
-        assert_eq!(DialogError::BadHeader("CSeq").reason(), "Bad Request (invalid CSeq)");
-        assert_eq!(DialogError::OtherFork.status(), 500);
+        assert_eq!(
+            DialogError::MissingContact.refusal().reason(),
+            "Bad Request (no Contact URI)"
+        );
+        assert_eq!(
+            DialogError::BadHeader("CSeq").refusal().reason(),
+            "Bad Request (invalid CSeq)"
+        );
+        assert_eq!(DialogError::OtherFork.refusal().code(), 500);
         assert_eq!(e.to_string(), "CSeq 3 is lower than the last remote CSeq 5");
     }
 }

@@ -66,7 +66,7 @@ mod tests {
         assert_eq!(d.remote_cseq(), Some(12));
         let err = d.receive(&in_dialog(Method::Info, 11)).unwrap_err();
         assert_eq!(err, DialogError::OutOfOrder { got: 11, last: 12 });
-        assert_eq!(err.status(), 500);
+        assert_eq!(err.refusal().code(), 500);
         assert_eq!(d.remote_cseq(), Some(12));
         // ACK and CANCEL carry the INVITE's number.
         d.receive(&in_dialog(Method::Ack, 3)).unwrap();

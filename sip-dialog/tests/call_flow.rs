@@ -112,7 +112,7 @@ fn alice_calls_bob() {
     let err = bob.receive(&old).unwrap_err();
     assert_eq!(err, DialogError::OutOfOrder { got: 1, last: 2 });
     assert_eq!(
-        (err.status(), err.reason().as_str()),
+        (err.refusal().code(), err.refusal().reason()),
         (500, "Server Internal Error (CSeq out of order)")
     );
 

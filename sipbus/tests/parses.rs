@@ -34,7 +34,10 @@ impl Agent {
 
     async fn send(&self, text: &str) {
         let mut text = text.replace('\n', "\r\n");
-        let (head, body) = text.split_once("\r\n\r\n").map(|(h, b)| (h.to_owned(), b.to_owned())).unwrap();
+        let (head, body) = text
+            .split_once("\r\n\r\n")
+            .map(|(h, b)| (h.to_owned(), b.to_owned()))
+            .unwrap();
         text = format!("{head}\r\nContent-Length: {}\r\n\r\n{body}", body.len());
         self.sock.send_to(text.as_bytes(), self.server).await.unwrap();
     }
@@ -68,7 +71,10 @@ fn headers<'a>(msg: &'a str, name: &str) -> Vec<&'a str> {
 }
 
 fn header<'a>(msg: &'a str, name: &str) -> &'a str {
-    headers(msg, name).first().copied().unwrap_or_else(|| panic!("no {name} in\n{msg}"))
+    headers(msg, name)
+        .first()
+        .copied()
+        .unwrap_or_else(|| panic!("no {name} in\n{msg}"))
 }
 
 /// The fields a response copies from `req`, with `tag` added to To.
@@ -78,7 +84,11 @@ fn response_head(req: &str, status: &str, tag: &str) -> String {
         out.push_str(&format!("Via: {via}\n"));
     }
     let to = header(req, "To");
-    let to = if to.contains("tag=") { to.to_owned() } else { format!("{to};tag={tag}") };
+    let to = if to.contains("tag=") {
+        to.to_owned()
+    } else {
+        format!("{to};tag={tag}")
+    };
     out.push_str(&format!(
         "From: {}\nTo: {to}\nCall-ID: {}\nCSeq: {}\n",
         header(req, "From"),
@@ -96,7 +106,10 @@ async fn one_parse_per_message_received_and_none_in_between() {
     let env = [
         ("SIPBUS_EDGE__LISTEN", r#"["udp:127.0.0.1:0"]"#),
         ("SIPBUS_REGISTRAR__DOMAINS", r#"["example.com"]"#),
-        ("SIPBUS_REGISTRAR__USERS", r#"[{user = "alice", password = "x"}, {user = "bob", password = "x"}]"#),
+        (
+            "SIPBUS_REGISTRAR__USERS",
+            r#"[{user = "alice", password = "x"}, {user = "bob", password = "x"}]"#,
+        ),
         ("SIPBUS_REGISTRAR__AUTH__ENABLED", "false"),
         ("SIPBUS_SESSION__AUTHENTICATE", "false"),
     ]
@@ -130,8 +143,11 @@ Content-Type: application/sdp\n\n{SDP}"
     // parsed.
     assert_eq!(parse_count() - start, 1, "parses of the caller's INVITE");
 
-    bob.send(&format!("{}Contact: <sip:bob@{b}>\n\n", response_head(&invite, "180 Ringing", "b1")))
-        .await;
+    bob.send(&format!(
+        "{}Contact: <sip:bob@{b}>\n\n",
+        response_head(&invite, "180 Ringing", "b1")
+    ))
+    .await;
     assert!(alice.recv().await.starts_with("SIP/2.0 180"));
     assert_eq!(parse_count() - start, 2, "one more for a relayed 180");
 

@@ -364,6 +364,28 @@ impl Background {
     }
 }
 
+/// A callee SIPp on `port` taking one call with the shipped scenario
+/// `scenario_name`, in the background; ready once it has bound its port.
+pub fn sipp_callee(scenario_name: &str, port: u16, extra: &[&str]) -> Background {
+    sipp_callee_at(scenario(scenario_name).to_str().unwrap_or_default(), port, extra)
+}
+
+/// [`sipp_callee`] with the scenario at `scenario_path` (one a test
+/// wrote).
+pub fn sipp_callee_at(scenario_path: &str, port: u16, extra: &[&str]) -> Background {
+    let port = port.to_string();
+    let args: Vec<String> = ["-sf", scenario_path]
+        .into_iter()
+        .chain(one_call_on(&port))
+        .chain(extra.iter().copied())
+        .map(str::to_owned)
+        .collect();
+    let bg = Background::start(args, Duration::from_secs(50));
+    // SIPp binds its port before reading the scenario's first message.
+    std::thread::sleep(Duration::from_millis(300));
+    bg
+}
+
 /// Registers `user@example.com` (digest, password `secret`) with a Contact
 /// at 127.0.0.1:`port`, from that port, so a callee SIPp started on it
 /// afterwards receives the calls.
@@ -434,16 +456,23 @@ pub fn sipp_caller(
         "-key",
         "domain",
         domain,
+    ];
+    args.extend(one_call_on(&port));
+    args.extend_from_slice(extra);
+    run_sipp(&args, Duration::from_secs(50))
+}
+
+/// SIPp options for one call from loopback `port`, failing after 40 s.
+fn one_call_on(port: &str) -> [&str; 9] {
+    [
         "-i",
         "127.0.0.1",
         "-p",
-        &port,
+        port,
         "-m",
         "1",
         "-timeout",
         "40s",
         "-timeout_error",
-    ];
-    args.extend_from_slice(extra);
-    run_sipp(&args, Duration::from_secs(50))
+    ]
 }

@@ -12,7 +12,7 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use sipbus_tests::{
-    Background, CallSplit, Sipbus, SippResult, free_port, register_contact, register_contact_with, scenario,
+    CallSplit, Sipbus, SippResult, free_port, register_contact, register_contact_with, scenario, sipp_callee,
     sipp_caller, temp_file,
 };
 use state_store::testing::RedisServer;
@@ -43,31 +43,6 @@ fn path(name: &str) -> String {
     scenario(name).to_str().unwrap_or_default().to_owned()
 }
 
-/// A callee SIPp on `port` taking one call with `scenario`.
-fn callee(scenario_name: &str, port: u16, extra: &[&str]) -> Background {
-    let mut args: Vec<String> = [
-        "-sf",
-        &path(scenario_name),
-        "-i",
-        "127.0.0.1",
-        "-p",
-        &port.to_string(),
-        "-m",
-        "1",
-        "-timeout",
-        "40s",
-        "-timeout_error",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    args.extend(extra.iter().map(|s| s.to_string()));
-    let bg = Background::start(args, Duration::from_secs(50));
-    // SIPp binds its port before reading the scenario's first message.
-    std::thread::sleep(Duration::from_millis(300));
-    bg
-}
-
 /// The caller: one call from alice to `user` with `scenario`.
 fn caller(server: SocketAddr, scenario_path: &str, user: &str, extra: &[&str]) -> anyhow::Result<SippResult> {
     sipp_caller(server, scenario_path, user, "example.com", extra)
@@ -96,7 +71,7 @@ fn refused(server: SocketAddr, user: &str, status: u16) -> anyhow::Result<SippRe
 fn pair(server: SocketAddr, user: &str, uas: &str, uac: &str, logs: &dyn Fn() -> String) -> anyhow::Result<()> {
     let port = free_port()?;
     register_contact(server, user, port)?;
-    let b = callee(uas, port, &[]);
+    let b = sipp_callee(uas, port, &[]);
     let a = caller(server, &path(uac), user, &[])?;
     check(&a, &format!("{uac} (caller)"), logs);
     check(&b.finish()?, &format!("{uas} (callee)"), logs);
@@ -112,7 +87,7 @@ fn battery(server: SocketAddr, logs: &dyn Fn() -> String) -> anyhow::Result<()> 
     // Over TCP: the callee registered over a connection is called over it.
     let port = free_port()?;
     register_contact_with(server, "tcp", port, &["-t", "t1"])?;
-    let b = callee("call_uas.xml", port, &["-t", "t1"]);
+    let b = sipp_callee("call_uas.xml", port, &["-t", "t1"]);
     // Over TCP nothing retransmits an INVITE that found no listener yet.
     let listening = Instant::now();
     while std::net::TcpStream::connect(("127.0.0.1", port)).is_err() {
@@ -133,7 +108,7 @@ fn battery(server: SocketAddr, logs: &dyn Fn() -> String) -> anyhow::Result<()> 
     // Busy: the callee's 486 reaches the caller.
     let port = free_port()?;
     register_contact(server, "busy", port)?;
-    let b = callee("uas_busy.xml", port, &[]);
+    let b = sipp_callee("uas_busy.xml", port, &[]);
     check(
         &caller(server, &path("call_uac_busy.xml"), "busy", &[])?,
         "busy (caller)",
@@ -145,7 +120,7 @@ fn battery(server: SocketAddr, logs: &dyn Fn() -> String) -> anyhow::Result<()> 
     // caller gets 480.
     let port = free_port()?;
     register_contact(server, "noanswer", port)?;
-    let b = callee("uas_noanswer.xml", port, &[]);
+    let b = sipp_callee("uas_noanswer.xml", port, &[]);
     let started = Instant::now();
     check(&refused(server, "noanswer", 480)?, "no answer (caller)", logs);
     assert!(
@@ -170,8 +145,8 @@ fn battery(server: SocketAddr, logs: &dyn Fn() -> String) -> anyhow::Result<()> 
     register_contact(server, "fork", p2)?;
     let trace = temp_file(&format!("fork-{}.msg", server.port()), "")?;
     let trace_text = trace.to_str().unwrap_or_default().to_owned();
-    let ringing = callee("uas_noanswer.xml", p1, &["-trace_msg", "-message_file", &trace_text]);
-    let answering = callee("call_uas.xml", p2, &[]);
+    let ringing = sipp_callee("uas_noanswer.xml", p1, &["-trace_msg", "-message_file", &trace_text]);
+    let answering = sipp_callee("call_uas.xml", p2, &[]);
     check(
         &caller(server, &path("call_uac.xml"), "fork", &[])?,
         "fork (caller)",
@@ -253,7 +228,7 @@ fn bye_survives_the_death_of_the_replica_that_set_up_the_call() -> anyhow::Resul
     let server = split.edge.sip;
     let port = free_port()?;
     register_contact(server, "survivor", port)?;
-    let b = callee("call_uas.xml", port, &[]);
+    let b = sipp_callee("call_uas.xml", port, &[]);
     let uac = path("call_uac.xml");
     let a = std::thread::spawn(move || caller(server, &uac, "survivor", &["-d", "4000"]));
     let start = Instant::now();
@@ -303,7 +278,7 @@ fn calls_need_credentials() -> anyhow::Result<()> {
     register_contact(server, "basic", port)?;
     let trace = temp_file(&format!("auth-{}.msg", server.port()), "")?;
     let trace_text = trace.to_str().unwrap_or_default().to_owned();
-    let b = callee("call_uas.xml", port, &["-trace_msg", "-message_file", &trace_text]);
+    let b = sipp_callee("call_uas.xml", port, &["-trace_msg", "-message_file", &trace_text]);
     // SIPp digests `sip:<remote address>` unless told the Request-URI.
     let credentials = [
         "-key",
@@ -361,7 +336,7 @@ fn calls_to_other_domains() -> anyhow::Result<()> {
     env.push(("SIPBUS_SESSION__NON_LOCAL", "outbound"));
     env.push(("SIPBUS_SESSION__OUTBOUND", &outbound));
     let open = Sipbus::start("all", &env)?;
-    let b = callee("call_uas.xml", gateway, &[]);
+    let b = sipp_callee("call_uas.xml", gateway, &[]);
     let a = sipp_caller(open.sip, &path("call_uac.xml"), "dave", "elsewhere.example", &[])?;
     check(&a, "non-local through the outbound target (caller)", &|| {
         open.log_text()

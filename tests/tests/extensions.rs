@@ -8,7 +8,6 @@
 #![allow(clippy::unwrap_used)]
 
 use std::net::SocketAddr;
-use std::time::Duration;
 
 use proto::convert::to_proto;
 use proto::edge::v1 as epb;
@@ -17,7 +16,7 @@ use proto::sdp::v1::sdp_handler_server::{SdpHandler, SdpHandlerServer};
 use proto::session::v1 as spb;
 use proto::session::v1::session_supplement_server::{SessionSupplement, SessionSupplementServer};
 use sip_message::Message;
-use sipbus_tests::{Background, Sipbus, free_port, register_contact, scenario, sipp_caller, temp_file};
+use sipbus_tests::{Sipbus, free_port, register_contact, scenario, sipp_callee_at, sipp_caller, temp_file};
 use tonic::{Request, Response, Status};
 
 struct Screen;
@@ -139,27 +138,11 @@ fn text_call(server: SocketAddr, round: &str) -> anyhow::Result<CallTraces> {
     register_contact(server, "ext", port)?;
     let callee_trace = temp_file(&format!("text-uas-{round}.msg"), "")?;
     let caller_trace = temp_file(&format!("text-uac-{round}.msg"), "")?;
-    let args: Vec<String> = [
-        "-sf",
-        uas.as_str(),
-        "-i",
-        "127.0.0.1",
-        "-p",
-        &port.to_string(),
-        "-m",
-        "1",
-        "-timeout",
-        "30s",
-        "-timeout_error",
-        "-trace_msg",
-        "-message_file",
-        callee_trace.to_str().unwrap_or_default(),
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    let b = Background::start(args, Duration::from_secs(40));
-    std::thread::sleep(Duration::from_millis(300));
+    let b = sipp_callee_at(
+        &uas,
+        port,
+        &["-trace_msg", "-message_file", callee_trace.to_str().unwrap_or_default()],
+    );
     let a = sipp_caller(
         server,
         &uac,

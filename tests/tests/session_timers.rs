@@ -8,11 +8,9 @@
 //! timers.
 #![allow(clippy::unwrap_used)]
 
-use std::net::SocketAddr;
-use std::time::Duration;
-
-use sipbus_tests::{Background, CallSplit, Sipbus, free_port, register_contact, scenario, sipp_caller};
+use sipbus_tests::{CallSplit, Sipbus, free_port, register_contact, scenario, sipp_callee, sipp_caller};
 use state_store::testing::RedisServer;
+use std::net::SocketAddr;
 
 fn env(timer_settings: &'static str) -> Vec<(&'static str, &'static str)> {
     vec![
@@ -44,24 +42,7 @@ fn path(name: &str) -> String {
 fn pair(server: SocketAddr, user: &str, uas: &str, uac: &str, logs: &dyn Fn() -> String) -> anyhow::Result<()> {
     let port = free_port()?;
     register_contact(server, user, port)?;
-    let args: Vec<String> = [
-        "-sf",
-        &path(uas),
-        "-i",
-        "127.0.0.1",
-        "-p",
-        &port.to_string(),
-        "-m",
-        "1",
-        "-timeout",
-        "30s",
-        "-timeout_error",
-    ]
-    .iter()
-    .map(|s| s.to_string())
-    .collect();
-    let b = Background::start(args, Duration::from_secs(40));
-    std::thread::sleep(Duration::from_millis(300));
+    let b = sipp_callee(uas, port, &[]);
     let a = sipp_caller(server, &path(uac), user, "example.com", &[])?;
     let b = b.finish()?;
     for (who, r) in [("caller", &a), ("callee", &b)] {

@@ -27,25 +27,18 @@ pub(crate) async fn ack(core: &Core, ack: Message) {
     if side != Some(Side::A) || cseq != s.legs.a.invite_cseq || s.phase != Phase::Confirmed {
         return;
     }
-    let late_answer = match sdp_of(&ack) {
-        Ok(Some(answer)) if s.media.late_offer && !s.caller_acked => {
-            match media::answer(&core.sdp, &s, Side::B, &answer).await {
-                Ok(a) => Some((answer, a)),
-                Err(e) => {
-                    warn!(error = %e, "answer in ACK not negotiated");
-                    None
-                }
-            }
-        }
-        _ => None,
+    let late_answer = if s.media.late_offer && !s.caller_acked {
+        answer_in(core, &s, Side::B, &ack).await
+    } else {
+        None
     };
     let id = s.id.clone();
     let Ok(Some((s, _, ()))) = core
         .sessions
         .update_from(&id, Some((s, version)), |st| {
             st.caller_acked = true;
-            if let Some((answer, answered)) = &late_answer {
-                st.media.record_answer(Side::B, answer.clone(), answered.clone());
+            if let Some(answered) = &late_answer {
+                st.media.record_answer(Side::B, answered.clone());
             }
             Some(())
         })
@@ -63,34 +56,35 @@ pub(crate) async fn ack(core: &Core, ack: Message) {
 /// answer goes on in the other leg's ACK.
 async fn deferred(core: &Core, (s, version): (Session, u64), p: &AckPending, ack: &Message) {
     let other = p.from.other();
-    let answered = match sdp_of(ack) {
-        Ok(Some(a)) => match media::answer(&core.sdp, &s, other, &a).await {
-            Ok(x) => Some((a, x)),
-            Err(e) => {
-                warn!(error = %e, "answer in ACK not negotiated");
-                None
-            }
-        },
-        _ => None,
-    };
+    let answered = answer_in(core, &s, other, ack).await;
     let id = s.id.clone();
     let cleared = core
         .sessions
         .update_from(&id, Some((s, version)), |st| {
             st.ack_pending = None;
-            if let Some((a, x)) = &answered {
-                st.media.record_answer(other, a.clone(), x.clone());
+            if let Some(x) = &answered {
+                st.media.record_answer(other, x.clone());
             }
             Some(())
         })
         .await;
     let Ok(Some((s, _, ()))) = cleared else { return };
     let mut out = s.legs[other].dialog.ack(p.cseq_out);
-    if let Some((_, x)) = &answered {
+    if let Some(x) = &answered {
         set_sdp(&mut out, x);
     }
-    let Some(flow) = s.legs[other].flow.clone() else { return };
-    if let Err(e) = core.edges.send_ack(out, flow).await {
-        warn!(error = %e, "deferred ACK not sent");
+    core.send_ack(out, s.legs[other].flow.clone(), "deferred ACK").await;
+}
+
+/// The answer an ACK carries (RFC 3261 14.1), turned into the one for the
+/// leg `to` that offered.
+async fn answer_in(core: &Core, s: &Session, to: Side, ack: &Message) -> Option<sdp::Sdp> {
+    let answer = sdp_of(ack).ok().flatten()?;
+    match media::answer(&core.sdp, s, to, &answer).await {
+        Ok(answered) => Some(answered),
+        Err(e) => {
+            warn!(error = %e, "answer in ACK not negotiated");
+            None
+        }
     }
 }

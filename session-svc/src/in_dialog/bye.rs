@@ -15,9 +15,7 @@ pub(super) async fn bye(core: &Core, tx: &ServerTxRef, (s, version): (Session, u
             Ok(Some(mut s)) => {
                 core.respond(tx, ok).await;
                 let _ = core.incoming_request(&mut s, Side::A, &req).await;
-                core.cancel_branches(&mut s, None).await;
-                core.refuse_caller(&mut s, &Refusal::request_terminated()).await;
-                core.finish(&s).await;
+                core.abandon_setup(&mut s, Some(&Refusal::request_terminated())).await;
                 return;
             }
             // Answered meanwhile: hang up the answered call instead.

@@ -23,7 +23,6 @@ pub(crate) async fn cancelled(core: &Core, tx: ServerTxRef, cancel: Message) {
         return;
     };
     let _ = core.incoming_request(&mut s, Side::A, &cancel).await;
-    core.cancel_branches(&mut s, None).await;
     info!(session = %s.id, "call cancelled by the caller");
-    core.finish(&s).await;
+    core.abandon_setup(&mut s, None).await;
 }

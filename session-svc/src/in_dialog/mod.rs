@@ -43,7 +43,7 @@ pub(crate) async fn request(core: &Core, tx: ServerTxRef, _flow: Flow, req: Mess
     // RFC 3261 12.2.2: lower than the last one is an error (an equal one is
     // a retransmission, which the edge's transaction absorbs).
     if let Err(e) = s.legs[side].dialog.clone().receive(&req) {
-        return core.refuse(&tx, &req, &Refusal::new(e.status(), e.reason())).await;
+        return core.refuse(&tx, &req, &e.refusal()).await;
     }
     match req.method() {
         Some(Method::Bye) => bye::bye(core, &tx, (s, version), side, req).await,

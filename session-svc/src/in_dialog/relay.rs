@@ -9,11 +9,6 @@ use tracing::warn;
 use crate::core::Core;
 use crate::media::{self, sdp_of, set_sdp};
 use crate::session::{AckPending, Phase, Session, Side};
-use crate::setup::media_refusal;
-
-/// A pending offer older than this is taken as abandoned (its relaying
-/// replica died): more than an INVITE may wait for its final response.
-pub(super) const PENDING_MAX_MS: u64 = 200_000;
 
 /// Header fields relayed from a request on one leg to the same request on
 /// the other (the rest is the dialog's, or hop-by-hop).
@@ -66,10 +61,7 @@ pub(super) async fn relay(core: &Core, tx: &ServerTxRef, (s, version): (Session,
             if st.phase != Phase::Confirmed {
                 return None;
             }
-            let pending = st
-                .offer_pending_since_ms
-                .is_some_and(|since| now.saturating_sub(since) < PENDING_MAX_MS);
-            if offer && pending {
+            if offer && st.offer_pending(now) {
                 return Some(None);
             }
             // Checked before; records the number.
@@ -92,15 +84,15 @@ pub(super) async fn relay(core: &Core, tx: &ServerTxRef, (s, version): (Session,
     let before = s.media.clone();
     let data_before = s.data.clone();
     let relayed = relay_claimed(core, &mut s, side, &req, out).await;
-    if offer || s.data != data_before {
+    let changes = s.state_changes(&data_before);
+    if offer || !changes.is_empty() {
         // A refused offer leaves the session as it was (RFC 3264 8).
         let media_now = if relayed.accepted { s.media.clone() } else { before };
-        let data = s.data.clone();
         let ack_pending = relayed.ack_pending.clone();
         let _ = core
             .sessions
             .update(&s.id, |st| {
-                st.data = data.clone();
+                changes.apply(st);
                 if !offer {
                     return Some(());
                 }
@@ -159,9 +151,14 @@ async fn relay_claimed(core: &Core, s: &mut Session, side: Side, req: &Message, 
         out.push_header(Known::Contact, &core.contact(s, other));
     }
     relay_headers(req, &mut out);
-    let offer = match sdp_of(req) {
-        Ok(o) => o,
-        Err(e) => return Relayed::refused(req, &media_refusal(&e)),
+    // Only an offer's body is SDP to negotiate; any other is relayed as is.
+    let offer = if offer_method {
+        match sdp_of(req) {
+            Ok(o) => o,
+            Err(e) => return Relayed::refused(req, &e.refusal()),
+        }
+    } else {
+        None
     };
     match (&offer, offer_method) {
         (Some(body), true) => match media::offer(&core.sdp, s, side, body, false).await {
@@ -170,7 +167,7 @@ async fn relay_claimed(core: &Core, s: &mut Session, side: Side, req: &Message, 
                 s.media.record_offer(side, body.clone(), sdp, handlers);
             }
             Ok(Offered::Reject(r)) => return Relayed::refused(req, &r),
-            Err(e @ media::MediaError::Invalid(_)) => return Relayed::refused(req, &media_refusal(&e)),
+            Err(e @ media::MediaError::Invalid(_)) => return Relayed::refused(req, &e.refusal()),
             Err(e) => {
                 warn!(error = %e, "re-offer not negotiated");
                 return Relayed::refused(req, &Refusal::server_error("media negotiation"));
@@ -182,24 +179,18 @@ async fn relay_claimed(core: &Core, s: &mut Session, side: Side, req: &Message, 
     let Some(flow) = s.legs[other].flow.clone() else {
         return Relayed::refused(req, &Refusal::service_unavailable("other leg unreachable"));
     };
-    let mut client = match core.edges.send_request(out, flow.clone()).await {
+    let client = match core.edges.send_request(out, flow.clone()).await {
         Ok(client) => client,
         Err(e) => {
             warn!(error = %e, "request not relayed");
             return Relayed::refused(req, &Refusal::service_unavailable("other leg unreachable"));
         }
     };
-    let fin = loop {
-        let Some(event) = client.next().await else {
-            return Relayed::refused(req, &Refusal::request_timeout());
-        };
-        if event.response.status().unwrap_or(0) >= 200 {
-            break event.response;
-        }
-    };
     // The responses of an INVITE go on for 2xx retransmissions; the edge
     // absorbs them once the ACK below (or the deferred one) is sent.
-    client.finish_in_background();
+    let Some(fin) = core.final_response(client).await else {
+        return Relayed::refused(req, &Refusal::request_timeout());
+    };
     core.incoming_response(s, other, &fin).await;
     let code = fin.status().unwrap_or(500);
     let success = (200..300).contains(&code);
@@ -215,7 +206,7 @@ async fn relay_claimed(core: &Core, s: &mut Session, side: Side, req: &Message, 
             (true, Some(answer)) => match media::answer(&core.sdp, s, side, &answer).await {
                 Ok(answered) => {
                     set_sdp(&mut resp, &answered);
-                    s.media.record_answer(side, answer, answered);
+                    s.media.record_answer(side, answered);
                 }
                 Err(e) => warn!(error = %e, "re-answer not negotiated"),
             },
@@ -244,9 +235,7 @@ async fn relay_claimed(core: &Core, s: &mut Session, side: Side, req: &Message, 
         // The other leg's 2xx is ACKed now: the legs are separate dialogs
         // and the sender's ACK carries nothing it needs.
         let ack = s.legs[other].dialog.ack(cseq_out);
-        if let Err(e) = core.edges.send_ack(ack, flow).await {
-            warn!(error = %e, "ACK of a re-INVITE not sent");
-        }
+        core.send_ack(ack, Some(flow), "ACK of a re-INVITE").await;
     }
     for name in ["Retry-After", "Warning"] {
         if let Some(v) = fin.header(name) {

@@ -3,10 +3,9 @@
 //! refresh of one leg (RFC 4028), and a hang-up of both.
 
 use sip_message::{Known, Method, Refusal};
-use tracing::{info, warn};
+use tracing::info;
 
-use super::relay::PENDING_MAX_MS;
-use crate::core::Core;
+use crate::core::{ALLOW, Core};
 use crate::media::set_sdp;
 use crate::session::{EndReason, Phase, Side};
 
@@ -27,10 +26,7 @@ pub(crate) async fn refresh(core: &Core, id: &str, side: Side) -> bool {
             }
             let update = st.legs[side].allows_update;
             if !update {
-                let pending = st
-                    .offer_pending_since_ms
-                    .is_some_and(|since| now.saturating_sub(since) < PENDING_MAX_MS);
-                if pending {
+                if st.offer_pending(now) {
                     return None;
                 }
                 st.offer_pending_since_ms = Some(now);
@@ -44,54 +40,48 @@ pub(crate) async fn refresh(core: &Core, id: &str, side: Side) -> bool {
         Ok(None) => return true,
         Err(_) => return false,
     };
+    let data_before = s.data.clone();
     let invite = out.method() == Some(&Method::Invite);
     out.push_header(Known::Contact, &core.contact(&s, side));
+    out.push_header(Known::Allow, ALLOW);
     if invite && let Some(sdp) = &s.media.last_sent[side] {
         set_sdp(&mut out, sdp);
     }
     let cseq = out.cseq().map(|c| c.seq).unwrap_or(0);
     core.outgoing(&mut s, side, &mut out).await;
     let flow = s.legs[side].flow.clone();
-    let status = match flow {
-        Some(flow) => match core.edges.send_request(out, flow.clone()).await {
-            Ok(mut client) => {
-                let mut fin = None;
-                while let Some(event) = client.next().await {
-                    if event.response.status().unwrap_or(0) >= 200 {
-                        fin = Some(event.response);
-                        break;
-                    }
-                }
-                client.finish_in_background();
-                match fin {
-                    Some(resp) => {
-                        let code = resp.status().unwrap_or(500);
-                        if (200..300).contains(&code) {
-                            core.incoming_response(&mut s, side, &resp).await;
-                            if invite && let Err(e) = core.edges.send_ack(s.legs[side].dialog.ack(cseq), flow).await {
-                                warn!(error = %e, "ACK of a refresh not sent");
-                            }
-                        }
-                        code
-                    }
-                    None => 408,
-                }
-            }
+    let answer = match flow.clone() {
+        Some(flow) => match core.edges.send_request(out, flow).await {
+            Ok(client) => core.final_response(client).await,
             Err(e) => {
-                warn!(error = %e, "refresh not sent");
-                503
+                info!(error = %e, "refresh not sent");
+                None
             }
         },
-        None => 503,
+        None => None,
     };
-    let data = s.data.clone();
+    let status = answer.as_ref().and_then(|r| r.status()).unwrap_or(408);
+    let ok = answer.filter(|_| (200..300).contains(&status));
+    if let Some(resp) = &ok {
+        core.incoming_response(&mut s, side, resp).await;
+        if invite {
+            core.send_ack(s.legs[side].dialog.ack(cseq), flow, "ACK of a refresh")
+                .await;
+        }
+    }
+    let changes = s.state_changes(&data_before);
     let _ = core
         .sessions
         .update(id, |st| {
             if invite {
                 st.offer_pending_since_ms = None;
             }
-            st.data = data.clone();
+            // The 2xx of a target-refresh request carries the phone's
+            // Contact now (RFC 3261 12.2.1.2).
+            if let Some(resp) = &ok {
+                st.legs[side].dialog.refresh_target(resp);
+            }
+            changes.apply(st);
             Some(())
         })
         .await;
@@ -110,32 +100,19 @@ pub(crate) async fn refresh(core: &Core, id: &str, side: Side) -> bool {
 pub(crate) async fn hang_up(core: &Core, id: &str, reason: &str) -> bool {
     match core.end_setup(id, EndReason::HungUp).await {
         Ok(Some(mut s)) => {
-            core.cancel_branches(&mut s, None).await;
-            core.refuse_caller(&mut s, &Refusal::temporarily_unavailable("hung up"))
+            core.abandon_setup(&mut s, Some(&Refusal::temporarily_unavailable("hung up")))
                 .await;
-            core.finish(&s).await;
             return true;
         }
         Ok(None) => {}
         Err(_) => return false,
     }
-    let ended = core
-        .sessions
-        .update(id, |st| {
-            if st.phase != Phase::Confirmed {
-                return None;
-            }
-            st.phase = Phase::Ended(EndReason::HungUp);
-            Some(Side::BOTH.map(|side| st.legs[side].dialog.request(Method::Bye)))
-        })
-        .await;
-    let (mut s, byes) = match ended {
-        Ok(Some((s, _, byes))) => (s, byes),
+    let (mut s, byes) = match core.end_answered(id, EndReason::HungUp, |_| true).await {
+        Ok(Some(found)) => found,
         Ok(None) => return true,
         Err(_) => return false,
     };
     info!(session = id, reason, "hanging up both legs");
-    core.bye_both(&mut s, byes, Some(reason)).await;
-    core.finish(&s).await;
+    core.hang_up_answered(&mut s, byes, Some(reason)).await;
     true
 }

@@ -4,6 +4,7 @@
 //! version check, and writes it back; nothing lives only in a replica's
 //! memory once a request has been answered.
 
+mod media;
 mod store;
 
 use std::collections::BTreeMap;
@@ -14,8 +15,7 @@ use serde::{Deserialize, Serialize};
 use sip_dialog::Dialog;
 use sip_message::{Known, Message, ResponseHead};
 
-use crate::media::MediaState;
-
+pub use media::MediaState;
 pub use store::{B_CALL_ID_PREFIX, Sessions, StateError};
 
 /// Which side of the back-to-back user agent.
@@ -177,7 +177,54 @@ pub struct Session {
     pub data: BTreeMap<String, serde_json::Value>,
 }
 
+/// A pending offer older than this is taken as abandoned (its relaying
+/// replica died): more than an INVITE may wait for its final response.
+const PENDING_MAX_MS: u64 = 200_000;
+
+/// What supplements changed in their state: name and new value (`None`:
+/// removed).
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct StateChanges(Vec<(String, Option<serde_json::Value>)>);
+
+impl StateChanges {
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    /// Applies the changes to `s` (a newer copy of the record), leaving
+    /// the states nobody here changed as another replica wrote them.
+    pub fn apply(&self, s: &mut Session) {
+        for (name, value) in &self.0 {
+            match value {
+                Some(v) => s.data.insert(name.clone(), v.clone()),
+                None => s.data.remove(name),
+            };
+        }
+    }
+}
+
 impl Session {
+    /// An offer relayed or sent on this call has no final response yet
+    /// (and is recent enough to be alive).
+    pub fn offer_pending(&self, now_ms: u64) -> bool {
+        self.offer_pending_since_ms
+            .is_some_and(|since| now_ms.saturating_sub(since) < PENDING_MAX_MS)
+    }
+
+    /// The supplement states that differ from `before`.
+    pub fn state_changes(&self, before: &BTreeMap<String, serde_json::Value>) -> StateChanges {
+        StateChanges(
+            before
+                .keys()
+                .chain(self.data.keys())
+                .filter(|k| before.get(*k) != self.data.get(*k))
+                .map(|k| (k.clone(), self.data.get(k).cloned()))
+                .collect::<BTreeMap<_, _>>()
+                .into_iter()
+                .collect(),
+        )
+    }
+
     /// Which leg a request belongs to (its Call-ID and tags).
     pub fn side_of(&self, request: &Message) -> Option<Side> {
         Side::BOTH.into_iter().find(|s| self.legs[*s].dialog.matches(request))

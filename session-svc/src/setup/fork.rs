@@ -120,8 +120,7 @@ pub(super) async fn drive(core: Arc<Core>, mut s: Session, version: u64, req: Me
     if s.branches.is_empty() && !s.phase.is_ended() {
         if let Ok(Some(mut ended)) = core.end_setup(&s.id, EndReason::Error).await {
             let r = Refusal::temporarily_unavailable("no branch reachable");
-            core.refuse_caller(&mut ended, &r).await;
-            core.finish(&ended).await;
+            core.abandon_setup(&mut ended, Some(&r)).await;
         }
         return;
     }
@@ -232,7 +231,7 @@ async fn provisional(core: &Core, id: &str, idx: usize, resp: &Message, current:
             let media_written = core
                 .sessions
                 .update_from(id, Some((s.clone(), version)), |st| {
-                    st.media.record_answer(Side::A, answer.clone(), answered.clone());
+                    st.media.record_answer(Side::A, answered.clone());
                     st.media.early_branch = Some(idx);
                     Some(())
                 })
@@ -253,19 +252,7 @@ async fn provisional(core: &Core, id: &str, idx: usize, resp: &Message, current:
         events::publish_both(core.sessions.store(), &s, DialogState::Early, None).await;
     }
     debug!(branch = idx, code, "provisional relayed");
-    if s.data != data_before {
-        let data = s.data.clone();
-        if let Ok(Some((st, v, ()))) = core
-            .sessions
-            .update_from(id, Some((s.clone(), version)), |st| {
-                st.data = data.clone();
-                Some(())
-            })
-            .await
-        {
-            (s, version) = (st, v);
-        }
-    }
+    let _ = core.save_states(&mut s, &mut version, &data_before).await;
     *current = Some((s, version));
 }
 
@@ -318,7 +305,7 @@ async fn answered(
     if let Err(e) = callee.establish(resp) {
         // Nothing to ACK or hang up: the branch failed.
         warn!(error = %e, "2xx unusable: branch failed");
-        let r = Refusal::new(502, format!("Bad Gateway (callee's 2xx: {})", e.reason()));
+        let r = Refusal::new(502, format!("Bad Gateway (callee's 2xx: {e})"));
         outcome.failed(idx, r.response_to(invite, None));
         *current = Some((s, version));
         return;
@@ -346,10 +333,21 @@ async fn answered(
         .await
         .ok()
         .flatten();
-    let Some((mut s, version, ())) = won else {
+    let Some((mut s, mut version, ())) = won else {
         hang_up_stray(core, invite, resp, flow).await;
         return;
     };
+    // The same timer now waits for the caller's ACK (RFC 3261 13.3.1.4),
+    // moved at once: the no-answer time must not end an answered call.
+    let ack_due = now_ms() + core.config.ack_wait_s.saturating_mul(1000);
+    if let Err(e) = core
+        .sessions
+        .store()
+        .schedule(&no_answer_timer(id), ack_due, bytes::Bytes::from(id.to_owned()))
+        .await
+    {
+        debug!(error = %e, "ACK timer not armed");
+    }
     outcome.winner = Some((idx, tag.to_owned()));
     // What supplements change from here on is written after the answer.
     let data_before = s.data.clone();
@@ -367,6 +365,9 @@ async fn answered(
         if let Ok(Some((mut ended, _, ()))) = core
             .sessions
             .update(id, |st| {
+                if st.phase.is_ended() {
+                    return None;
+                }
                 st.phase = Phase::Ended(EndReason::Cancelled);
                 Some(())
             })
@@ -379,26 +380,7 @@ async fn answered(
         return;
     }
     core.cancel_branches(&mut s, Some(idx)).await;
-    if s.data != data_before {
-        let data = s.data.clone();
-        let _ = core
-            .sessions
-            .update_from(id, Some((s.clone(), version)), |st| {
-                st.data = data.clone();
-                Some(())
-            })
-            .await;
-    }
-    // The same timer now waits for the caller's ACK (RFC 3261 13.3.1.4).
-    let ack_due = now_ms() + core.config.ack_wait_s.saturating_mul(1000);
-    if let Err(e) = core
-        .sessions
-        .store()
-        .schedule(&no_answer_timer(id), ack_due, bytes::Bytes::from(id.to_owned()))
-        .await
-    {
-        debug!(error = %e, "ACK timer not armed");
-    }
+    let _ = core.save_states(&mut s, &mut version, &data_before).await;
     events::publish_both(core.sessions.store(), &s, DialogState::Confirmed, None).await;
     info!(branch = idx, "call answered");
 }
@@ -423,7 +405,7 @@ async fn negotiate_answer(core: &Core, s: &mut Session, resp: &Message) -> Optio
         },
         (Some(answer), false) => match media::answer(&core.sdp, s, Side::A, &answer).await {
             Ok(answered) => {
-                s.media.record_answer(Side::A, answer, answered.clone());
+                s.media.record_answer(Side::A, answered.clone());
                 Some(answered)
             }
             Err(e) => {
@@ -451,9 +433,8 @@ async fn hang_up_stray(core: &Core, invite: &Message, resp: &Message, flow: &Flo
         debug!(error = %e, "unwanted 2xx cannot be ACKed");
         return;
     }
-    if let Err(e) = core.edges.send_ack(stray.ack(cseq), flow.clone()).await {
-        warn!(error = %e, "ACK of an unwanted 2xx not sent");
-    }
+    core.send_ack(stray.ack(cseq), Some(flow.clone()), "ACK of an unwanted 2xx")
+        .await;
     let mut bye = stray.request(Method::Bye);
     bye.push_header(Known::Reason, COMPLETED_ELSEWHERE);
     core.send_and_forget(bye, Some(flow.clone()), "BYE of an unwanted 2xx")
@@ -509,7 +490,6 @@ fn map_failure(resp: &Message) -> (u16, String) {
 /// CANCEL whose notice found no session yet): end the setup.
 async fn caller_gone(core: &Core, id: &str) {
     if let Ok(Some(mut s)) = core.end_setup(id, EndReason::Cancelled).await {
-        core.cancel_branches(&mut s, None).await;
-        core.finish(&s).await;
+        core.abandon_setup(&mut s, None).await;
     }
 }

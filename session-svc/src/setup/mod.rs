@@ -13,18 +13,17 @@ use std::sync::Arc;
 use edge_api::{Flow, ServerTxRef};
 use sdp_svc::Offered;
 use sip_auth::Challenger;
-use sip_dialog::{Dialog, without_tag};
+use sip_dialog::Dialog;
 use sip_message::{Known, Message, Refusal};
 use state_store::now_ms;
 use tracing::{info, warn};
 
 use crate::core::{Core, no_answer_timer};
 use crate::events::{self, DialogState};
-use crate::media::{self, MediaError, MediaState, sdp_of};
-use crate::session::{B_CALL_ID_PREFIX, CallerInvite, Leg, Phase, Session, Side, Sides};
+use crate::media::{self, sdp_of};
+use crate::session::{B_CALL_ID_PREFIX, CallerInvite, Leg, MediaState, Phase, Session, Side, Sides};
 use crate::{random_id, random_tag};
 
-pub(crate) use route::flow_to;
 pub(crate) use timeout::no_answer;
 
 /// The call's story: authenticate, prepare, route, offer, start, drive.
@@ -95,21 +94,19 @@ async fn prepare(
     id: &str,
     endpoint: String,
 ) -> Result<Session, Refusal> {
-    let caller = Dialog::uas(req, id).map_err(|e| Refusal::new(e.status(), e.reason()))?;
-    let (Some(from), Some(to)) = (req.known_header(Known::From), req.known_header(Known::To)) else {
-        return Err(Refusal::bad_request("From, To"));
-    };
+    let caller = Dialog::uas(req, id).map_err(|e| e.refusal())?;
+    // The callee's leg shows the caller's From and To (without their tags).
     let callee = Dialog::uac(
         &format!("{B_CALL_ID_PREFIX}{id}"),
         &random_tag(),
-        &without_tag(from),
-        &without_tag(to),
+        caller.remote_uri(),
+        caller.local_uri(),
         1,
     );
     let mut s = Session {
         id: id.to_owned(),
         phase: Phase::Trying,
-        caller: from_uri(from),
+        caller: from_uri(caller.remote_uri()),
         callee: req.request_uri().unwrap_or("").to_owned(),
         endpoint,
         legs: Sides {
@@ -156,21 +153,10 @@ fn from_uri(value: &str) -> String {
         .unwrap_or_else(|_| value.to_owned())
 }
 
-/// The refusal a media failure comes to.
-pub(crate) fn media_refusal(e: &MediaError) -> Refusal {
-    match e {
-        MediaError::Invalid(why) => Refusal::not_acceptable_here(why, None),
-        MediaError::Unavailable(_) => {
-            warn!(error = %e, "offer not negotiated");
-            Refusal::service_unavailable("media negotiation")
-        }
-    }
-}
-
 /// Offer/answer for the caller's INVITE: its offer goes through sdp-svc
 /// now; an INVITE without SDP is a late offer.
 async fn offer_initial(core: &Core, s: &mut Session, req: &Message) -> Result<(), Refusal> {
-    let offer = sdp_of(req).map_err(|e| media_refusal(&e))?;
+    let offer = sdp_of(req).map_err(|e| e.refusal())?;
     let Some(offer) = offer else {
         if !req.body().is_empty() {
             return Err(Refusal::unsupported_media_type("only application/sdp"));
@@ -184,7 +170,7 @@ async fn offer_initial(core: &Core, s: &mut Session, req: &Message) -> Result<()
             Ok(())
         }
         Ok(Offered::Reject(r)) => Err(r),
-        Err(e) => Err(media_refusal(&e)),
+        Err(e) => Err(e.refusal()),
     }
 }
 

@@ -1,7 +1,7 @@
 //! Where a call goes: the bindings of a local address-of-record, or the
 //! outbound target for other domains.
 
-use edge_api::{Flow, Transport};
+use edge_api::Flow;
 use registrar_svc::binding::Binding;
 use sip_message::{Message, Refusal, Uri};
 use tracing::warn;
@@ -62,7 +62,7 @@ fn outbound(core: &Core, ruri: &str) -> Result<Vec<Plan>, Refusal> {
         NonLocal::Outbound => {
             // Checked with the configuration.
             let flow =
-                flow_to(&core.config.outbound).ok_or_else(|| Refusal::service_unavailable("no outbound route"))?;
+                Flow::to_uri(&core.config.outbound).ok_or_else(|| Refusal::service_unavailable("no outbound route"))?;
             Ok(vec![Plan {
                 uri: ruri.to_owned(),
                 flow,
@@ -70,20 +70,6 @@ fn outbound(core: &Core, ruri: &str) -> Result<Vec<Plan>, Refusal> {
             }])
         }
     }
-}
-
-/// The flow to a SIP URI with an IP host.
-pub(crate) fn flow_to(uri: &str) -> Option<Flow> {
-    let Ok(Uri::Sip(u)) = Uri::parse(uri) else {
-        return None;
-    };
-    let ip = u.host.ip()?;
-    let tcp = u.transport().is_some_and(|t| t.eq_ignore_ascii_case("tcp"));
-    let transport = if tcp { Transport::Tcp } else { Transport::Udp };
-    Some(Flow::to(
-        transport,
-        std::net::SocketAddr::new(ip, u.port.unwrap_or(5060)),
-    ))
 }
 
 /// How to reach one binding: over its registration flow when it asked for
@@ -96,7 +82,7 @@ fn plan_of(b: Binding) -> Option<Plan> {
         Flow {
             local: b.flow.local,
             edge: b.flow.edge,
-            ..flow_to(&b.uri)?
+            ..Flow::to_uri(&b.uri)?
         }
     };
     Some(Plan {

@@ -2,11 +2,11 @@
 //! nobody answered in `no_answer_s`, or the caller never ACKed its 200 in
 //! `ack_wait_s` (the same timer, moved at the answer).
 
-use sip_message::{Method, Refusal};
+use sip_message::Refusal;
 use tracing::info;
 
 use crate::core::Core;
-use crate::session::{EndReason, Phase, Side};
+use crate::session::EndReason;
 
 /// The timer fired. `false` when the store could not be read: the timer
 /// must fire again.
@@ -17,10 +17,8 @@ pub(crate) async fn no_answer(core: &Core, id: &str) -> bool {
         Err(_) => return false,
     };
     info!(session = id, "no answer: cancelling");
-    core.cancel_branches(&mut s, None).await;
-    core.refuse_caller(&mut s, &Refusal::temporarily_unavailable("no answer"))
+    core.abandon_setup(&mut s, Some(&Refusal::temporarily_unavailable("no answer")))
         .await;
-    core.finish(&s).await;
     true
 }
 
@@ -28,23 +26,13 @@ pub(crate) async fn no_answer(core: &Core, id: &str) -> bool {
 /// leg (RFC 3261 13.3.1.4), the callee's 2xx ACKed first. `false` when
 /// the store could not be read.
 async fn ack_timeout(core: &Core, id: &str) -> bool {
-    let ended = core
-        .sessions
-        .update(id, |s| {
-            if s.phase != Phase::Confirmed || s.caller_acked {
-                return None;
-            }
-            s.phase = Phase::Ended(EndReason::Timeout);
-            Some(Side::BOTH.map(|side| s.legs[side].dialog.request(Method::Bye)))
-        })
-        .await;
+    let ended = core.end_answered(id, EndReason::Timeout, |s| !s.caller_acked).await;
     let (mut s, byes) = match ended {
-        Ok(Some((s, _, byes))) => (s, byes),
+        Ok(Some(found)) => found,
         Ok(None) => return true,
         Err(_) => return false,
     };
     info!(session = id, "no ACK from the caller: hanging up both legs");
-    core.bye_both(&mut s, byes, None).await;
-    core.finish(&s).await;
+    core.hang_up_answered(&mut s, byes, None).await;
     true
 }

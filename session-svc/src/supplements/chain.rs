@@ -153,7 +153,7 @@ impl Supplements {
                 problems.extend(found);
                 continue;
             }
-            if list.iter().any(|(_, r)| r.name == module.name) {
+            if config.supplements[..i].iter().any(|m| m.name == module.name) {
                 problems.push(ConfigProblem {
                     key: format!("{key}.name"),
                     reason: format!("`{}` is listed twice", module.name),

@@ -22,6 +22,9 @@ use super::draft;
 use super::{Cx, Draft, SessionInfo, SessionSupplement, Verdict};
 use crate::session::Side;
 
+/// The most header fields a stop's answer carries.
+const MAX_STOP_HEADERS: usize = 32;
+
 /// Bounds on what one supplement may keep per session.
 const MAX_VALUES: usize = 64;
 const MAX_KEY_BYTES: usize = 256;
@@ -72,10 +75,18 @@ fn leg(side: Side) -> i32 {
     }
 }
 
-/// Applies the actions of a reply; an unusable one is dropped.
+/// The most actions one reply may ask for (a timer, a refresh per leg
+/// and a hang-up leave room to spare).
+const MAX_ACTIONS: usize = 8;
+
+/// Applies the actions of a reply; an unusable one is dropped, and so is
+/// any past the first [`MAX_ACTIONS`].
 fn act(cx: &mut Cx<'_, Datastore>, actions: Vec<pb::Action>) {
     use pb::action::Action as A;
-    for a in actions {
+    if actions.len() > MAX_ACTIONS {
+        tracing::warn!(actions = actions.len(), kept = MAX_ACTIONS, "supplement asked too much");
+    }
+    for a in actions.into_iter().take(MAX_ACTIONS) {
         match a.action {
             Some(A::SetTimerMs(ms)) => cx.set_timer(Duration::from_millis(u64::from(ms))),
             Some(A::CancelTimer(true)) => cx.cancel_timer(),
@@ -96,10 +107,12 @@ fn refusal_of(stop: epb::SipMessage) -> Refusal {
         }
         _ => Refusal::server_error("supplement sent no valid status"),
     };
-    for h in stop.headers {
-        if matches!(draft::check(&h.name, Some(&h.value)), Ok(k) if k != Some(Known::From)) {
-            refusal = refusal.with_header(h.name.as_str(), h.value);
-        }
+    let usable = stop
+        .headers
+        .into_iter()
+        .filter(|h| matches!(draft::check(&h.name, Some(&h.value)), Ok(k) if k != Some(Known::From)));
+    for h in usable.take(MAX_STOP_HEADERS) {
+        refusal = refusal.with_header(h.name.as_str(), h.value);
     }
     refusal
 }

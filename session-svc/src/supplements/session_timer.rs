@@ -92,8 +92,10 @@ impl Role {
     }
 }
 
-/// A session's timer.
+/// A session's timer. A field missing from a stored state takes its
+/// default (a state written by an older version still loads).
 #[derive(Debug, Default, Serialize, Deserialize)]
+#[serde(default)]
 pub struct Timer {
     /// The session interval, seconds.
     interval: u32,
@@ -318,8 +320,13 @@ impl SessionSupplement for SessionTimer {
             "Session-Expires",
             &format!("{};refresher={}", t.interval, t.role_on(side, false).token()),
         );
-        if t.supports[side] {
-            draft.replace("Require", "timer");
+        // Added to what the response requires already, once.
+        let required = draft
+            .message()
+            .known_values(Known::Require)
+            .any(|v| v.eq_ignore_ascii_case("timer"));
+        if t.supports[side] && !required {
+            draft.add("Require", "timer");
         }
         // A 2xx to a refresh the phone sent: the session is refreshed.
         cx.state.refreshed_at_ms = now_ms();

@@ -215,6 +215,9 @@ fn the_guide_shows_the_built_in_as_it_is() {
     // docs/extending.md shows rfc3326.rs whole: it must not drift.
     let guide = include_str!("../../../docs/extending.md");
     let source = include_str!("../supplements/rfc3326.rs");
-    assert!(guide.contains(source), "docs/extending.md no longer shows rfc3326.rs as it is");
+    assert!(
+        guide.contains(source),
+        "docs/extending.md no longer shows rfc3326.rs as it is"
+    );
     assert!(guide.contains("name: \"reason\",\n        build: rfc3326::build,"));
 }

@@ -25,7 +25,7 @@ pub const MODULE: Module = Module {
 };
 
 fn check(config: &Config, process: &Process) -> Vec<extension::ConfigProblem> {
-    let mut problems = config.session.check();
+    let mut problems = session_svc::check(&config.session);
     let bus = &config.bus;
     if !process.runs(Name::Edge) {
         if bus.edges.is_empty() {

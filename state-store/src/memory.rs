@@ -28,6 +28,10 @@ struct Timers {
 #[derive(Default)]
 struct Inner {
     records: Map<String, Record>,
+    /// (expiry, key) of every record with a TTL: what expired is dropped
+    /// as the store is written, not only when its key is read again (a
+    /// call's records are never read after it ended).
+    expiry: BTreeSet<(u64, String)>,
     /// By queue.
     timers: Map<String, Timers>,
     events: Map<String, (u64, VecDeque<(u64, Bytes)>)>,
@@ -75,12 +79,17 @@ impl MemoryStore {
 
     pub(crate) async fn put(&self, key: &str, value: Bytes, expect: Expect, ttl: Option<Duration>) -> Result<u64> {
         let mut inner = self.lock();
+        let now = now_ms();
+        sweep(&mut inner, now);
         let current = live(&mut inner, key).map(|r| r.version);
         check(key, current, expect)?;
         inner.last_version += 1;
         let version = inner.last_version;
-        let expires_ms = ttl.map(|t| now_ms() + t.as_millis() as u64);
-        inner.records.insert(
+        let expires_ms = ttl.map(|t| now + t.as_millis() as u64);
+        if let Some(e) = expires_ms {
+            inner.expiry.insert((e, key.to_owned()));
+        }
+        let old = inner.records.insert(
             key.to_owned(),
             Record {
                 value,
@@ -88,6 +97,9 @@ impl MemoryStore {
                 expires_ms,
             },
         );
+        if let Some(old_e) = old.and_then(|r| r.expires_ms).filter(|e| Some(*e) != expires_ms) {
+            inner.expiry.remove(&(old_e, key.to_owned()));
+        }
         Ok(version)
     }
 
@@ -97,7 +109,7 @@ impl MemoryStore {
         if expect != Expect::Any {
             check(key, current, expect)?;
         }
-        Ok(inner.records.remove(key).is_some())
+        Ok(remove(&mut inner, key))
     }
 
     pub(crate) async fn schedule(&self, id: &str, due_ms: u64, payload: Bytes) -> Result<()> {
@@ -225,9 +237,42 @@ fn live<'a>(inner: &'a mut Inner, key: &str) -> Option<&'a Record> {
         .get(key)
         .is_some_and(|r| r.expires_ms.is_some_and(|e| e <= now))
     {
-        inner.records.remove(key);
+        remove(inner, key);
     }
     inner.records.get(key)
+}
+
+/// Removes a record and its expiry entry.
+fn remove(inner: &mut Inner, key: &str) -> bool {
+    match inner.records.remove(key) {
+        Some(r) => {
+            if let Some(e) = r.expires_ms {
+                inner.expiry.remove(&(e, key.to_owned()));
+            }
+            true
+        }
+        None => false,
+    }
+}
+
+/// How many expired records one write drops at most: more than a write
+/// adds, so expired records never pile up, and a bounded pause.
+const SWEEP_MAX: usize = 64;
+
+/// Drops records whose TTL ran out, oldest first.
+fn sweep(inner: &mut Inner, now: u64) {
+    for _ in 0..SWEEP_MAX {
+        let Some((e, key)) = inner.expiry.first().cloned() else {
+            return;
+        };
+        if e > now {
+            return;
+        }
+        inner.expiry.remove(&(e, key.clone()));
+        if inner.records.get(&key).is_some_and(|r| r.expires_ms == Some(e)) {
+            inner.records.remove(&key);
+        }
+    }
 }
 
 fn check(key: &str, current: Option<u64>, expect: Expect) -> Result<()> {
@@ -240,5 +285,61 @@ fn check(key: &str, current: Option<u64>, expect: Expect) -> Result<()> {
         Ok(())
     } else {
         Err(StoreError::Conflict { key: key.to_owned() })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn expired_records_are_dropped_by_later_writes_without_being_read() {
+        let store = MemoryStore::new();
+        for i in 0..100 {
+            let key = format!("call:{i}");
+            store
+                .put(
+                    &key,
+                    Bytes::from_static(b"x"),
+                    Expect::Any,
+                    Some(Duration::from_millis(1)),
+                )
+                .await
+                .unwrap();
+            // Written again with a longer life: one expiry entry per record.
+            store
+                .put(
+                    &key,
+                    Bytes::from_static(b"y"),
+                    Expect::Any,
+                    Some(Duration::from_millis(2)),
+                )
+                .await
+                .unwrap();
+        }
+        assert_eq!(store.lock().expiry.len(), 100);
+        tokio::time::sleep(Duration::from_millis(10)).await;
+        for _ in 0..2 {
+            store
+                .put("other", Bytes::from_static(b"z"), Expect::Any, None)
+                .await
+                .unwrap();
+        }
+        let inner = store.lock();
+        assert_eq!(inner.records.len(), 1, "only the record without a TTL is left");
+        assert!(inner.expiry.is_empty());
+    }
+
+    #[tokio::test]
+    async fn a_deleted_record_leaves_no_expiry_entry() {
+        let store = MemoryStore::new();
+        let ttl = Some(Duration::from_secs(60));
+        store
+            .put("k", Bytes::from_static(b"x"), Expect::Any, ttl)
+            .await
+            .unwrap();
+        assert!(store.delete("k", Expect::Any).await.unwrap());
+        assert!(store.lock().expiry.is_empty());
+        assert_eq!(store.get("k").await.unwrap(), None);
     }
 }

@@ -252,7 +252,12 @@ impl Core {
     /// An ended session's timers: its setup timer and its supplements'.
     pub(crate) async fn cancel_timers(&self, s: &Session) {
         let store = self.sessions.store();
-        let timers = std::iter::once(no_answer_timer(&s.id)).chain(s.chain.iter().map(|n| supplement_timer(&s.id, n)));
+        let timed = self.supplements.timed(&s.chain).map(|n| supplement_timer(&s.id, n));
+        // The caller's ACK cancelled the setup timer already (and should
+        // that have failed, the timer finds the call ended and does
+        // nothing).
+        let setup = (!s.caller_acked).then(|| no_answer_timer(&s.id));
+        let timers = setup.into_iter().chain(timed);
         for t in timers {
             if let Err(e) = store.cancel(&t).await {
                 debug!(error = %e, timer = %t, "timer not cancelled");

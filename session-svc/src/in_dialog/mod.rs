@@ -45,11 +45,12 @@ pub(crate) async fn request(core: &Core, tx: ServerTxRef, _flow: Flow, req: Mess
     if let Err(e) = s.legs[side].dialog.clone().receive(&req) {
         return core.refuse(&tx, &req, &e.refusal()).await;
     }
+    // Boxed: a task is as large as its largest branch.
     match req.method() {
-        Some(Method::Bye) => bye::bye(core, &tx, (s, version), side, req).await,
+        Some(Method::Bye) => Box::pin(bye::bye(core, &tx, (s, version), side, req)).await,
         _ if s.phase.is_ended() => core.refuse(&tx, &req, &Refusal::no_dialog()).await,
         // Early-dialog requests other than BYE are not relayed yet.
         _ if s.phase != Phase::Confirmed => core.refuse(&tx, &req, &Refusal::glare()).await,
-        _ => relay::relay(core, &tx, (s, version), side, req).await,
+        _ => Box::pin(relay::relay(core, &tx, (s, version), side, req)).await,
     }
 }

@@ -160,13 +160,15 @@ pub struct Session {
     pub callee: String,
     /// The authenticated user that placed the call, or empty.
     pub endpoint: String,
-    pub legs: Sides<Leg>,
+    /// Boxed, like `media`: a session is moved and copied through many
+    /// awaits, and tasks are as large as what they hold across them.
+    pub legs: Box<Sides<Leg>>,
     pub invite: CallerInvite,
     pub branches: Vec<Branch>,
     /// The caller's ACK for the 2xx arrived.
     pub caller_acked: bool,
     pub ack_pending: Option<AckPending>,
-    pub media: MediaState,
+    pub media: Box<MediaState>,
     /// When an offer (re-INVITE / UPDATE) was relayed that has no final
     /// response yet: another offer now is glare (491). A pending offer
     /// whose relaying replica died expires.
@@ -266,7 +268,7 @@ impl Session {
             caller: "sip:alice@example.com".into(),
             callee: "sip:bob@example.com".into(),
             endpoint: String::new(),
-            legs: Sides {
+            legs: Box::new(Sides {
                 a: Leg {
                     dialog: Dialog::uas(&invite, id).expect("a test INVITE makes a dialog"),
                     flow: None,
@@ -279,7 +281,7 @@ impl Session {
                     invite_cseq: 1,
                     allows_update: true,
                 },
-            },
+            }),
             invite: CallerInvite {
                 tx: ServerTxRef {
                     edge: edge_api::EdgeId::new("edge"),
@@ -290,7 +292,7 @@ impl Session {
             branches: Vec::new(),
             caller_acked: false,
             ack_pending: None,
-            media: MediaState::default(),
+            media: Box::default(),
             offer_pending_since_ms: None,
             chain: Vec::new(),
             data: BTreeMap::new(),

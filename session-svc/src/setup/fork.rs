@@ -11,7 +11,7 @@ use sip_dialog::{Dialog, without_tag};
 use sip_message::{Known, Message, Method, Refusal};
 use state_store::now_ms;
 use tokio::sync::mpsc;
-use tracing::{debug, info, warn};
+use tracing::{Instrument, debug, info, warn};
 
 use super::allows_update;
 use super::route::Plan;
@@ -133,24 +133,33 @@ pub(super) async fn drive(core: Arc<Core>, mut s: Session, version: u64, req: Me
         }
     };
     let mut outcome = Outcome::default();
+    // Each response's work is boxed: its state is allocated while it runs,
+    // not carried in this task for as long as the call rings.
     while let Some((idx, event)) = rx.recv().await {
         let resp = event.response;
         let code = resp.status().unwrap_or(0);
         let Some((invite, flow)) = sent.get(idx) else { continue };
         match code {
             100 => {}
-            101..=199 => provisional(&core, &s.id, idx, &resp, &mut current).await,
+            101..=199 => Box::pin(provisional(&core, &s.id, idx, &resp, &mut current)).await,
             200..=299 => {
                 let branch = Sent { idx, invite, flow };
-                answered(&core, &s.id, branch, &resp, &mut outcome, &mut current).await;
+                Box::pin(answered(&core, &s.id, branch, &resp, &mut outcome, &mut current)).await;
+                if let Some(winner) = outcome.winner.take() {
+                    // What may still come for 32 s (the winner's 2xx
+                    // again, a fork's 2xx) is a small task's: this one's
+                    // state is not kept that long for every call.
+                    tokio::spawn(after_win(core.clone(), s.id.clone(), rx, sent, winner).in_current_span());
+                    return;
+                }
                 if outcome.all_failed(sent.len()) {
-                    all_failed(&core, &s.id, &outcome).await;
+                    Box::pin(all_failed(&core, &s.id, &outcome)).await;
                 }
             }
             _ => {
                 outcome.failed(idx, resp);
                 if outcome.all_failed(sent.len()) {
-                    all_failed(&core, &s.id, &outcome).await;
+                    Box::pin(all_failed(&core, &s.id, &outcome)).await;
                 }
             }
         }
@@ -161,7 +170,7 @@ pub(super) async fn drive(core: Arc<Core>, mut s: Session, version: u64, req: Me
         for (idx, (invite, _)) in sent.iter().enumerate() {
             outcome.failed(idx, Refusal::request_timeout().response_to(invite, None));
         }
-        all_failed(&core, &s.id, &outcome).await;
+        Box::pin(all_failed(&core, &s.id, &outcome)).await;
     }
 }
 
@@ -276,20 +285,6 @@ async fn answered(
 ) {
     let Sent { idx, invite, flow } = branch;
     let tag = resp.to_tag().unwrap_or("");
-    if outcome.winner.as_ref().is_some_and(|(w, t)| *w == idx && t == tag) {
-        // A retransmission: our ACK was lost, or the caller's has not come.
-        if let Ok(Some((s, _))) = core.sessions.load(id).await
-            && s.caller_acked
-        {
-            core.ack_callee(&s).await;
-        }
-        return;
-    }
-    if outcome.winner.is_some() {
-        // Another 2xx (another branch, or a fork behind the winner's).
-        hang_up_stray(core, invite, resp, flow).await;
-        return;
-    }
     // The SDP work first, from the session as this replica last wrote it
     // (only the branch driver changes media while the call rings), so the
     // win and its media are one write.
@@ -311,6 +306,19 @@ async fn answered(
         return;
     }
     let for_caller = negotiate_answer(core, &mut s, resp).await;
+    // Supplements hear the answer and shape the caller's 200 before the
+    // win is written, so what they change goes in the same write; what
+    // they ask for is done once the call is won.
+    let data_before = s.data.clone();
+    let mut actions = core.supplements.incoming_response(&mut s, Side::B, resp).await;
+    let mut ok = s.caller_response(200, "OK");
+    ok.push_header(Known::Contact, &core.contact(&s, Side::A));
+    ok.push_header(Known::Allow, ALLOW);
+    if let Some(sdp) = &for_caller {
+        set_sdp(&mut ok, sdp);
+    }
+    actions.extend(core.supplements.outgoing(&mut s, Side::A, &mut ok).await);
+    let changes = s.state_changes(&data_before);
     let media_now = s.media.clone();
     let update = allows_update(resp);
     let won = core
@@ -328,6 +336,7 @@ async fn answered(
             if let Some(b) = st.branches.get_mut(idx) {
                 b.done = true;
             }
+            changes.apply(st);
             Some(())
         })
         .await
@@ -349,16 +358,8 @@ async fn answered(
         debug!(error = %e, "ACK timer not armed");
     }
     outcome.winner = Some((idx, tag.to_owned()));
-    // What supplements change from here on is written after the answer.
-    let data_before = s.data.clone();
-    core.incoming_response(&mut s, Side::B, resp).await;
-    let mut ok = s.caller_response(200, "OK");
-    ok.push_header(Known::Contact, &core.contact(&s, Side::A));
-    ok.push_header(Known::Allow, ALLOW);
-    if let Some(sdp) = &for_caller {
-        set_sdp(&mut ok, sdp);
-    }
-    if !core.answer_caller(&mut s, ok).await {
+    core.perform(id, actions).await;
+    if !core.respond(&s.invite.tx, ok).await {
         // The caller cancelled as the callee answered (the edge sent 487
         // first): the callee is ACKed and hung up, the call is over.
         info!("callee answered a cancelled call: hanging up");
@@ -379,6 +380,9 @@ async fn answered(
         }
         return;
     }
+    // The CANCELs' supplement edits rarely change state; if they do, it
+    // is written.
+    let data_before = s.data.clone();
     core.cancel_branches(&mut s, Some(idx)).await;
     let _ = core.save_states(&mut s, &mut version, &data_before).await;
     events::publish_both(core.sessions.store(), &s, DialogState::Confirmed, None).await;
@@ -414,6 +418,36 @@ async fn negotiate_answer(core: &Core, s: &mut Session, resp: &Message) -> Optio
             }
         },
         (None, _) => s.media.answered.clone(),
+    }
+}
+
+/// After the call was won: the winner's 2xx again (our ACK was lost, or
+/// the caller's has not come) is ACKed again once the caller ACKed; any
+/// other 2xx (another branch, a fork behind the winner) is hung up.
+async fn after_win(
+    core: Arc<Core>,
+    id: String,
+    mut rx: mpsc::Receiver<(usize, ClientEvent)>,
+    sent: Vec<(Message, Flow)>,
+    (winner, winner_tag): (usize, String),
+) {
+    while let Some((idx, event)) = rx.recv().await {
+        let resp = event.response;
+        let Some((invite, flow)) = sent
+            .get(idx)
+            .filter(|_| resp.status().is_some_and(|c| (200..300).contains(&c)))
+        else {
+            continue;
+        };
+        if idx == winner && resp.to_tag() == Some(winner_tag.as_str()) {
+            if let Ok(Some((s, _))) = core.sessions.load(&id).await
+                && s.caller_acked
+            {
+                core.ack_callee(&s).await;
+            }
+        } else {
+            hang_up_stray(&core, invite, &resp, flow).await;
+        }
     }
 }
 

@@ -109,7 +109,7 @@ async fn prepare(
         caller: from_uri(caller.remote_uri()),
         callee: req.request_uri().unwrap_or("").to_owned(),
         endpoint,
-        legs: Sides {
+        legs: Box::new(Sides {
             a: Leg {
                 invite_cseq: req.cseq().map(|c| c.seq).unwrap_or(1),
                 dialog: caller,
@@ -122,7 +122,7 @@ async fn prepare(
                 invite_cseq: 1,
                 allows_update: false,
             },
-        },
+        }),
         invite: CallerInvite {
             tx: tx.clone(),
             head: req.response_head(),
@@ -130,7 +130,7 @@ async fn prepare(
         branches: Vec::new(),
         caller_acked: false,
         ack_pending: None,
-        media: MediaState::new(),
+        media: Box::new(MediaState::new()),
         offer_pending_since_ms: None,
         chain: core.supplements.chain(),
         data: Default::default(),

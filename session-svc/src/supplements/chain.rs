@@ -50,6 +50,8 @@ pub trait Erased: Send + Sync + 'static {
     async fn incoming_response(&self, raw: &mut Raw<'_>, side: Side, response: &Message);
     async fn outgoing(&self, raw: &mut Raw<'_>, side: Side, message: &mut Message);
     async fn timer(&self, raw: &mut Raw<'_>);
+    /// [`SessionSupplement::TIMER`].
+    fn has_timer(&self) -> bool;
 }
 
 #[async_trait]
@@ -96,6 +98,10 @@ impl<T: SessionSupplement> Erased for T {
         let mut state = raw.load::<T::State>();
         T::timer(self, &mut Cx::new(raw.session, &mut state, raw.actions)).await;
         raw.save(&state);
+    }
+
+    fn has_timer(&self) -> bool {
+        T::TIMER
     }
 }
 
@@ -215,6 +221,14 @@ impl Supplements {
         self.list.iter().map(|r| r.name.clone()).collect()
     }
 
+    /// The supplements of `chain` that may have a timer armed.
+    pub fn timed<'a>(&'a self, chain: &'a [String]) -> impl Iterator<Item = &'a str> + 'a {
+        self.of(chain)
+            .into_iter()
+            .filter(|r| r.imp.has_timer())
+            .map(|r| r.name.as_str())
+    }
+
     /// The session's supplements in the session's order; one removed from
     /// the configuration since the session began is skipped.
     fn of(&self, chain: &[String]) -> Vec<&Registered> {
@@ -270,7 +284,14 @@ impl Supplements {
             if let Some(v) = state {
                 s.data.insert(r.name.clone(), v);
             }
-            actions.extend(asked.into_iter().map(|a| (r.name.clone(), a)));
+            let timer = r.imp.has_timer();
+            for a in asked {
+                if !timer && matches!(a, Action::SetTimer(_) | Action::CancelTimer) {
+                    warn!(supplement = %r.name, "timer of a supplement that declares none ignored");
+                    continue;
+                }
+                actions.push((r.name.clone(), a));
+            }
             if let Verdict::Stop(refusal) = verdict {
                 return (Some(refusal), actions);
             }

@@ -127,6 +127,8 @@ impl ExternalSupplement {
 #[async_trait]
 impl SessionSupplement for ExternalSupplement {
     type State = Datastore;
+    // Whether a module will ask is not known here.
+    const TIMER: bool = true;
 
     async fn begin(&self, cx: &mut Cx<'_, Datastore>) {
         let msg = pb::BeginRequest {

@@ -109,6 +109,11 @@ pub trait SessionSupplement: Send + Sync + 'static {
     /// sees it); `Default` before the first callback.
     type State: Serialize + DeserializeOwned + Default + Send + Sync + 'static;
 
+    /// The supplement arms a timer ([`Cx::set_timer`]). Only these have
+    /// their timer cancelled when a session ends (a store round trip
+    /// spared for the rest), and only theirs are armed.
+    const TIMER: bool = false;
+
     async fn begin(&self, _cx: &mut Cx<'_, Self::State>) {}
 
     async fn end(&self, _cx: &mut Cx<'_, Self::State>) {}

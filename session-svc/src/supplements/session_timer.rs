@@ -206,6 +206,7 @@ fn add_supported(draft: &mut Draft<'_>) {
 #[async_trait]
 impl SessionSupplement for SessionTimer {
     type State = Timer;
+    const TIMER: bool = true;
 
     async fn incoming_request(&self, cx: &mut Cx<'_, Timer>, side: Side, req: &Message) -> Verdict {
         if !is_refresh(req.method()) {

@@ -181,6 +181,7 @@ struct Alarm;
 #[async_trait]
 impl SessionSupplement for Alarm {
     type State = ();
+    const TIMER: bool = true;
 
     async fn begin(&self, cx: &mut Cx<'_, ()>) {
         cx.set_timer(Duration::from_secs(30));
@@ -208,6 +209,38 @@ async fn actions_are_named_by_their_supplement() {
     );
     assert!(sups.timer(&mut s, "other").await.is_empty());
     assert_eq!(s.chain, ["alarm"], "the chain is left as it was");
+}
+
+/// Arms a timer without declaring one.
+struct Undeclared;
+
+#[async_trait]
+impl SessionSupplement for Undeclared {
+    type State = ();
+
+    async fn begin(&self, cx: &mut Cx<'_, ()>) {
+        cx.set_timer(Duration::from_secs(30));
+        cx.refresh(crate::Side::B);
+    }
+}
+
+#[tokio::test]
+async fn only_supplements_that_declare_a_timer_arm_one_and_have_it_cancelled() {
+    let sups = Supplements::of_list(vec![
+        ("alarm", 1, Vec::new(), Arc::new(Alarm) as Arc<dyn Erased>),
+        ("undeclared", 2, Vec::new(), Arc::new(Undeclared) as Arc<dyn Erased>),
+    ]);
+    let mut s = session(sups.chain());
+    let asked = sups.begin(&mut s).await;
+    assert_eq!(
+        asked,
+        [
+            ("alarm".to_owned(), crate::Action::SetTimer(Duration::from_secs(30))),
+            ("undeclared".to_owned(), crate::Action::Refresh(crate::Side::B)),
+        ],
+        "the undeclared timer is dropped, its other action kept"
+    );
+    assert_eq!(sups.timed(&s.chain).collect::<Vec<_>>(), ["alarm"]);
 }
 
 #[test]

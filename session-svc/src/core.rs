@@ -167,6 +167,9 @@ impl Core {
         for (name, value) in refusal.headers() {
             resp.push_header(name.clone(), value);
         }
+        if !refusal.body().is_empty() {
+            resp.set_body(refusal.body().clone());
+        }
         self.answer_caller(s, resp).await;
     }
 
@@ -428,7 +431,7 @@ impl Core {
         if s.media.late_offer
             && let Some(answer) = &s.media.last_sent.b
         {
-            media::set_sdp(&mut ack, answer);
+            media::set_stored_sdp(&mut ack, answer);
         }
         self.send_ack(ack, b.flow.clone(), "ACK to the callee").await;
     }

@@ -6,6 +6,8 @@
 
 use std::borrow::Cow;
 
+use bytes::Bytes;
+
 use crate::message::Message;
 use crate::name::{HeaderName, Known};
 
@@ -15,6 +17,9 @@ pub struct Refusal {
     code: u16,
     reason: Cow<'static, str>,
     headers: Vec<(HeaderName, String)>,
+    /// Usually empty; an external module may give its refusal a body (its
+    /// Content-Type among the headers).
+    body: Bytes,
 }
 
 /// Seconds a client is asked to wait after a failure of ours that should
@@ -54,7 +59,18 @@ impl Refusal {
             code,
             reason,
             headers: Vec::new(),
+            body: Bytes::new(),
         }
+    }
+
+    /// Gives the response a body.
+    pub fn with_body(mut self, body: Bytes) -> Refusal {
+        self.body = body;
+        self
+    }
+
+    pub fn body(&self) -> &Bytes {
+        &self.body
     }
 
     /// Adds a header field to the response.
@@ -81,6 +97,9 @@ impl Refusal {
         let mut resp = request.make_response(self.code, &self.reason, to_tag);
         for (name, value) in &self.headers {
             resp.push_header(name.clone(), value);
+        }
+        if !self.body.is_empty() {
+            resp.set_body(self.body.clone());
         }
         resp
     }

@@ -99,7 +99,8 @@ fn act(cx: &mut Cx<'_, Datastore>, actions: Vec<pb::Action>) {
 }
 
 /// The refusal a supplement's stop message asks for: its status (300 to
-/// 699, else 500) and reason, and its headers but those sipbus owns.
+/// 699, else 500) and reason, its headers but those sipbus owns, and its
+/// body.
 fn refusal_of(stop: epb::SipMessage) -> Refusal {
     let mut refusal = match &stop.start_line {
         Some(epb::sip_message::StartLine::Status(s)) if (300..700).contains(&s.code) => {
@@ -113,6 +114,12 @@ fn refusal_of(stop: epb::SipMessage) -> Refusal {
         .filter(|h| matches!(draft::check(&h.name, Some(&h.value)), Ok(k) if k != Some(Known::From)));
     for h in usable.take(MAX_STOP_HEADERS) {
         refusal = refusal.with_header(h.name.as_str(), h.value);
+    }
+    // A body as large as sipbus would accept from the network, no larger.
+    if stop.body.len() <= sip_message::Limits::default().max_body_bytes {
+        refusal = refusal.with_body(stop.body);
+    } else {
+        tracing::warn!(bytes = stop.body.len(), "supplement's stop body too large: dropped");
     }
     refusal
 }
@@ -271,6 +278,21 @@ mod tests {
         let names: Vec<&str> = r.headers().map(|(n, _)| n.as_str()).collect();
         assert_eq!(names, ["Retry-After"]);
         assert_eq!(refusal_of(to_proto(&Message::response(200, "OK"))).code(), 500);
+    }
+
+    #[test]
+    fn a_stop_keeps_its_body_up_to_the_network_limit() {
+        let mut m = Message::response(403, "Forbidden");
+        m.push_header_as_spelled("Content-Type", "text/plain");
+        m.set_body(bytes::Bytes::from_static(b"no calls to premium numbers"));
+        let r = refusal_of(to_proto(&m));
+        assert_eq!(r.body().as_ref(), b"no calls to premium numbers");
+        let answered = r.response_to(&crate::testing::invite_from("c", "t"), Some("x"));
+        assert_eq!(answered.body().as_ref(), b"no calls to premium numbers");
+        assert_eq!(answered.header("Content-Type"), Some("text/plain"));
+        let huge = sip_message::Limits::default().max_body_bytes + 1;
+        m.set_body(bytes::Bytes::from(vec![b'x'; huge]));
+        assert!(refusal_of(to_proto(&m)).body().is_empty());
     }
 
     #[test]

@@ -17,8 +17,6 @@ mod attr;
 mod error;
 mod model;
 pub mod negotiate;
-#[cfg(feature = "serde")]
-mod stored;
 
 pub use attr::{Direction, Fmtp, Rtpmap};
 pub use error::ParseError;

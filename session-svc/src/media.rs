@@ -8,7 +8,7 @@ use sdp::Sdp;
 use sdp_svc::{Answer, Ended, Offer, Offered, Origin, SdpClient, SdpError};
 use sip_message::{Known, Message, Refusal};
 
-use crate::session::{Session, Side};
+use crate::session::{SdpText, Session, Side};
 
 /// Why a description could not be used.
 #[derive(Debug, thiserror::Error)]
@@ -68,6 +68,19 @@ pub fn set_sdp(m: &mut Message, sdp: &Sdp) {
     m.set_body(bytes::Bytes::from(sdp.to_text()));
 }
 
+/// [`set_sdp`] with a description from the record.
+pub fn set_stored_sdp(m: &mut Message, sdp: &SdpText) {
+    m.set_header(Known::ContentType, "application/sdp");
+    m.set_body(bytes::Bytes::from(sdp.as_str().to_owned()));
+}
+
+/// A description from the record, parsed for a negotiation.
+fn stored(sdp: Option<&SdpText>) -> Result<Option<Sdp>, MediaError> {
+    sdp.map(SdpText::parse)
+        .transpose()
+        .map_err(|e| MediaError::Invalid(format!("stored description unreadable: {e}")))
+}
+
 /// The IP sipbus writes in o= on a leg: the edge address of its flow.
 fn origin_address(s: &Session, side: Side) -> IpAddr {
     let local = |side: Side| s.legs[side].flow.as_ref().and_then(|f| f.local);
@@ -98,7 +111,7 @@ pub async fn offer(sdp: &SdpClient, s: &Session, from: Side, body: &Sdp, initial
         origin: Some(origin(s, to)),
         handlers: if initial { Vec::new() } else { s.media.handlers.clone() },
         initial,
-        previous: s.media.last_sent[to].clone(),
+        previous: stored(s.media.last_sent[to].as_ref())?,
     };
     Ok(sdp.offer(&req).await?)
 }
@@ -106,30 +119,32 @@ pub async fn offer(sdp: &SdpClient, s: &Session, from: Side, body: &Sdp, initial
 /// The answer for the offering leg `to`, from the other leg's `answer` to
 /// what was forwarded.
 pub async fn answer(sdp: &SdpClient, s: &Session, to: Side, answer: &Sdp) -> Result<Sdp, MediaError> {
-    let (Some(offer), Some(forwarded)) = (&s.media.offer, &s.media.forwarded) else {
+    let (Some(offer), Some(forwarded)) = (stored(s.media.offer.as_ref())?, stored(s.media.forwarded.as_ref())?) else {
         return Err(MediaError::Invalid("an answer without an offer".into()));
     };
     let req = Answer {
         session: s.id.clone(),
-        offer: offer.clone(),
-        forwarded: forwarded.clone(),
+        offer,
+        forwarded,
         answer: answer.clone(),
         handlers: s.media.handlers.clone(),
         origin: Some(origin(s, to)),
-        previous: s.media.last_sent[to].clone(),
+        previous: stored(s.media.last_sent[to].as_ref())?,
     };
     Ok(sdp.answer(&req).await?)
 }
 
 /// Tells the handlers the session's streams ended.
 pub async fn end(sdp: &SdpClient, s: &Session) {
-    let Some(forwarded) = &s.media.forwarded else { return };
     if s.media.handlers.iter().all(Option::is_none) {
         return;
     }
+    let Ok(Some(forwarded)) = stored(s.media.forwarded.as_ref()) else {
+        return;
+    };
     sdp.end(&Ended {
         session: s.id.clone(),
-        offer: forwarded.clone(),
+        offer: forwarded,
         handlers: s.media.handlers.clone(),
     })
     .await;

@@ -38,7 +38,7 @@ pub(crate) async fn ack(core: &Core, ack: Message) {
         .update_from(&id, Some((s, version)), |st| {
             st.caller_acked = true;
             if let Some(answered) = &late_answer {
-                st.media.record_answer(Side::B, answered.clone());
+                st.media.record_answer(Side::B, answered);
             }
             Some(())
         })
@@ -63,7 +63,7 @@ async fn deferred(core: &Core, (s, version): (Session, u64), p: &AckPending, ack
         .update_from(&id, Some((s, version)), |st| {
             st.ack_pending = None;
             if let Some(x) = &answered {
-                st.media.record_answer(other, x.clone());
+                st.media.record_answer(other, x);
             }
             Some(())
         })

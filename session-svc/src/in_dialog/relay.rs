@@ -164,7 +164,7 @@ async fn relay_claimed(core: &Core, s: &mut Session, side: Side, req: &Message, 
         (Some(body), true) => match media::offer(&core.sdp, s, side, body, false).await {
             Ok(Offered::Forward { sdp, handlers }) => {
                 set_sdp(&mut out, &sdp);
-                s.media.record_offer(side, body.clone(), sdp, handlers);
+                s.media.record_offer(side, body, &sdp, handlers);
             }
             Ok(Offered::Reject(r)) => return Relayed::refused(req, &r),
             Err(e @ media::MediaError::Invalid(_)) => return Relayed::refused(req, &e.refusal()),
@@ -206,7 +206,7 @@ async fn relay_claimed(core: &Core, s: &mut Session, side: Side, req: &Message, 
             (true, Some(answer)) => match media::answer(&core.sdp, s, side, &answer).await {
                 Ok(answered) => {
                     set_sdp(&mut resp, &answered);
-                    s.media.record_answer(side, answered);
+                    s.media.record_answer(side, &answered);
                 }
                 Err(e) => warn!(error = %e, "re-answer not negotiated"),
             },
@@ -216,7 +216,7 @@ async fn relay_claimed(core: &Core, s: &mut Session, side: Side, req: &Message, 
                 match media::offer(&core.sdp, s, other, &their_offer, false).await {
                     Ok(Offered::Forward { sdp, handlers }) => {
                         set_sdp(&mut resp, &sdp);
-                        s.media.record_offer(other, their_offer, sdp, handlers);
+                        s.media.record_offer(other, &their_offer, &sdp, handlers);
                         ack_pending = Some(AckPending {
                             from: side,
                             cseq_in: req.cseq().map(|c| c.seq).unwrap_or(0),

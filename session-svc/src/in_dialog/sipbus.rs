@@ -6,7 +6,7 @@ use sip_message::{Known, Method, Refusal};
 use tracing::info;
 
 use crate::core::{ALLOW, Core};
-use crate::media::set_sdp;
+use crate::media::set_stored_sdp;
 use crate::session::{EndReason, Phase, Side};
 
 /// Why a refresh that failed ends the call (RFC 4028 10).
@@ -45,7 +45,7 @@ pub(crate) async fn refresh(core: &Core, id: &str, side: Side) -> bool {
     out.push_header(Known::Contact, &core.contact(&s, side));
     out.push_header(Known::Allow, ALLOW);
     if invite && let Some(sdp) = &s.media.last_sent[side] {
-        set_sdp(&mut out, sdp);
+        set_stored_sdp(&mut out, sdp);
     }
     let cseq = out.cseq().map(|c| c.seq).unwrap_or(0);
     core.outgoing(&mut s, side, &mut out).await;

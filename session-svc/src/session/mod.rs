@@ -15,7 +15,7 @@ use serde::{Deserialize, Serialize};
 use sip_dialog::Dialog;
 use sip_message::{Known, Message, ResponseHead};
 
-pub use media::MediaState;
+pub use media::{MediaState, SdpText};
 pub use store::{B_CALL_ID_PREFIX, Sessions, StateError};
 
 /// Which side of the back-to-back user agent.

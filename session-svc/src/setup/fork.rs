@@ -5,7 +5,6 @@
 use std::sync::Arc;
 
 use edge_api::{ClientEvent, Flow};
-use sdp::Sdp;
 use sdp_svc::Offered;
 use sip_dialog::{Dialog, without_tag};
 use sip_message::{Known, Message, Method, Refusal};
@@ -17,8 +16,8 @@ use super::allows_update;
 use super::route::Plan;
 use crate::core::{ALLOW, Core, contact, no_answer_timer};
 use crate::events::{self, DialogState};
-use crate::media::{self, sdp_of, set_sdp};
-use crate::session::{Branch, EndReason, Phase, Session, Side};
+use crate::media::{self, sdp_of, set_sdp, set_stored_sdp};
+use crate::session::{Branch, EndReason, Phase, SdpText, Session, Side};
 use crate::supplements::rfc3326::COMPLETED_ELSEWHERE;
 
 /// The session as last written by this replica, with its version: the next
@@ -41,7 +40,7 @@ fn callee_invite(s: &Session, req: &Message, contact_host: &str) -> Message {
     m.push_header(Known::Contact, &contact(&s.id, s.legs.a.flow.as_ref(), contact_host));
     m.push_header(Known::Allow, ALLOW);
     if let Some(offer) = &s.media.forwarded {
-        set_sdp(&mut m, offer);
+        set_stored_sdp(&mut m, offer);
     }
     m
 }
@@ -233,14 +232,14 @@ async fn provisional(core: &Core, id: &str, idx: usize, resp: &Message, current:
     if let Some(answer) = early_sdp.filter(|_| !s.media.late_offer && early_owner) {
         if s.media.early_branch == Some(idx) {
             if let Some(answered) = &s.media.answered {
-                set_sdp(&mut out, answered);
+                set_stored_sdp(&mut out, answered);
             }
         } else if let Ok(answered) = media::answer(&core.sdp, &s, Side::A, &answer).await {
             set_sdp(&mut out, &answered);
             let media_written = core
                 .sessions
                 .update_from(id, Some((s.clone(), version)), |st| {
-                    st.media.record_answer(Side::A, answered.clone());
+                    st.media.record_answer(Side::A, &answered);
                     st.media.early_branch = Some(idx);
                     Some(())
                 })
@@ -315,7 +314,7 @@ async fn answered(
     ok.push_header(Known::Contact, &core.contact(&s, Side::A));
     ok.push_header(Known::Allow, ALLOW);
     if let Some(sdp) = &for_caller {
-        set_sdp(&mut ok, sdp);
+        set_stored_sdp(&mut ok, sdp);
     }
     actions.extend(core.supplements.outgoing(&mut s, Side::A, &mut ok).await);
     let changes = s.state_changes(&data_before);
@@ -391,7 +390,7 @@ async fn answered(
 
 /// What the caller's 200 carries: the answer built from the callee's, or
 /// (late offer) the callee's offer; `s.media` is updated to match.
-async fn negotiate_answer(core: &Core, s: &mut Session, resp: &Message) -> Option<Sdp> {
+async fn negotiate_answer(core: &Core, s: &mut Session, resp: &Message) -> Option<SdpText> {
     let body = match sdp_of(resp) {
         Ok(b) => b,
         Err(e) => {
@@ -402,15 +401,15 @@ async fn negotiate_answer(core: &Core, s: &mut Session, resp: &Message) -> Optio
     match (body, s.media.late_offer) {
         (Some(offer), true) => match media::offer(&core.sdp, s, Side::B, &offer, true).await {
             Ok(Offered::Forward { sdp, handlers }) => {
-                s.media.record_offer(Side::B, offer, sdp.clone(), handlers);
-                Some(sdp)
+                s.media.record_offer(Side::B, &offer, &sdp, handlers);
+                s.media.forwarded.clone()
             }
             _ => None,
         },
         (Some(answer), false) => match media::answer(&core.sdp, s, Side::A, &answer).await {
             Ok(answered) => {
-                s.media.record_answer(Side::A, answered.clone());
-                Some(answered)
+                s.media.record_answer(Side::A, &answered);
+                s.media.answered.clone()
             }
             Err(e) => {
                 warn!(error = %e, "answer not negotiated");

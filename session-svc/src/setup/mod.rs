@@ -166,7 +166,7 @@ async fn offer_initial(core: &Core, s: &mut Session, req: &Message) -> Result<()
     };
     match media::offer(&core.sdp, s, Side::A, &offer, true).await {
         Ok(Offered::Forward { sdp, handlers }) => {
-            s.media.record_offer(Side::A, offer, sdp, handlers);
+            s.media.record_offer(Side::A, &offer, &sdp, handlers);
             Ok(())
         }
         Ok(Offered::Reject(r)) => Err(r),

@@ -89,7 +89,11 @@ impl Sipbus {
             .arg(target)
             .env("SIPBUS_EDGE__LISTEN", format!("[\"udp:{sip}\", \"tcp:{sip}\"]"))
             .env("SIPBUS_GRPC__LISTEN", grpc.to_string())
-            .env("SIPBUS_LOG__LEVEL", "info")
+            // TEST_SIPBUS_LOG=debug (or any filter) when hunting a failure.
+            .env(
+                "SIPBUS_LOG__LEVEL",
+                std::env::var("TEST_SIPBUS_LOG").unwrap_or_else(|_| "info".to_owned()),
+            )
             .env_remove("RUST_LOG")
             .stdout(Stdio::null())
             .stderr(log_file);

@@ -217,8 +217,19 @@ async fn provisional(core: &Core, id: &str, idx: usize, resp: &Message, current:
             Some(first)
         })
         .await;
-    let Ok(Some((mut s, mut version, first))) = written else {
-        return;
+    let (mut s, mut version, first) = match written {
+        Ok(Some(w)) => w,
+        Ok(None) => {
+            debug!(
+                branch = idx,
+                "provisional after the call was set up or ended: not relayed"
+            );
+            return;
+        }
+        Err(e) => {
+            warn!(error = %e, branch = idx, "provisional not relayed: session not written");
+            return;
+        }
     };
     let data_before = s.data.clone();
     core.incoming_response(&mut s, Side::B, resp).await;

@@ -27,6 +27,12 @@ pub(crate) async fn ack(core: &Core, ack: Message) {
     if side != Some(Side::A) || cseq != s.legs.a.invite_cseq || s.phase != Phase::Confirmed {
         return;
     }
+    // A request the caller sent after this ACK overtook it and ACKed the
+    // callee already (in_dialog::relay); the callee's retransmitted 2xx
+    // are ACKed by the setup's last task.
+    if s.caller_acked && !s.media.late_offer {
+        return;
+    }
     let late_answer = if s.media.late_offer && !s.caller_acked {
         answer_in(core, &s, Side::B, &ack).await
     } else {

@@ -4,9 +4,9 @@
 use edge_api::ServerTxRef;
 use sdp_svc::Offered;
 use sip_message::{Known, Message, Method, Refusal};
-use tracing::warn;
+use tracing::{debug, warn};
 
-use crate::core::Core;
+use crate::core::{Core, no_answer_timer};
 use crate::media::{self, sdp_of, set_sdp};
 use crate::session::{AckPending, Phase, Session, Side};
 
@@ -61,7 +61,13 @@ pub(super) async fn relay(core: &Core, tx: &ServerTxRef, (s, version): (Session,
             if st.phase != Phase::Confirmed {
                 return None;
             }
-            if offer && st.offer_pending(now) {
+            // The caller sent its ACK before this request, but another
+            // replica may still be relaying it: the callee must not see
+            // this request first.
+            let ack_in_flight = side == Side::A && !st.caller_acked;
+            // With a late offer that ACK carries the answer: an offer now
+            // would cross it.
+            if offer && (st.offer_pending(now) || (ack_in_flight && st.media.late_offer)) {
                 return Some(None);
             }
             // Checked before; records the number.
@@ -69,11 +75,25 @@ pub(super) async fn relay(core: &Core, tx: &ServerTxRef, (s, version): (Session,
             if offer {
                 st.offer_pending_since_ms = Some(now);
             }
-            Some(Some(st.legs[other].dialog.request(method.clone())))
+            let ack_first = ack_in_flight && !st.media.late_offer;
+            if ack_first {
+                st.caller_acked = true;
+            }
+            Some(Some((st.legs[other].dialog.request(method.clone()), ack_first)))
         })
         .await;
     let (mut s, out) = match claimed {
-        Ok(Some((s, _, Some(out)))) => (s, out),
+        Ok(Some((s, _, Some((out, ack_first))))) => {
+            if ack_first {
+                // The callee's 2xx is ACKed here, before the request; the
+                // caller's ACK, when it lands, finds it done.
+                core.ack_callee(&s).await;
+                if let Err(e) = core.sessions.store().cancel(&no_answer_timer(&s.id)).await {
+                    debug!(error = %e, "ACK timer not cancelled");
+                }
+            }
+            (s, out)
+        }
         Ok(Some((_, _, None))) => return core.refuse(tx, &req, &Refusal::glare()).await,
         Ok(None) => return core.refuse(tx, &req, &Refusal::no_dialog()).await,
         Err(e) => {

@@ -1,19 +1,9 @@
 //! Requests in and around a call, in process: failures relayed, offers
 //! that cross (491), CSeq order (500), unknown dialogs (481).
 
-use sip_message::{Known, Method};
+use sip_message::Method;
 
-use super::{Harness, OFFER, Sent, reply};
-
-/// An answered call: its caller-leg tag, the callee's INVITE.
-async fn answered(h: &mut Harness, call_id: &str) -> (String, sip_message::Message) {
-    let (tx, _) = h.call(call_id);
-    let (branch, invite) = h.request(Method::Invite).await;
-    h.answer(branch, reply(&invite, 200, "b1", true)).await;
-    let ok = h.response(&tx).await;
-    assert_eq!(ok.status(), Some(200));
-    (ok.to_tag().unwrap().to_owned(), invite)
-}
+use super::{Harness, Sent, reply};
 
 #[tokio::test]
 async fn a_busy_callee_is_relayed_to_the_caller() {
@@ -36,20 +26,13 @@ async fn nobody_registered_is_480_and_unknown_users_404() {
 #[tokio::test]
 async fn a_second_offer_while_one_is_pending_is_glare() {
     let mut h = Harness::new(&["sip:bob@192.0.2.2:5060"]).await;
-    let (tag, _) = answered(&mut h, "glare-1").await;
-    let (tx1, mut reinvite) = h.caller_request(Method::Invite, "glare-1", &tag, 2);
-    reinvite.push_header(Known::ContentType, "application/sdp");
-    reinvite.set_body(bytes::Bytes::from(OFFER));
-    let core = h.core.clone();
-    let first = tokio::spawn(async move {
-        crate::in_dialog::request(&core, tx1, super::Harness::flow(), reinvite).await;
-    });
+    let (tag, _) = h.answered("glare-1").await;
+    let (tx1, reinvite) = h.caller_offer(Method::Invite, "glare-1", &tag, 2);
+    let first = h.in_dialog_spawned(tx1, reinvite);
     // The callee holds the re-INVITE; the caller offers again.
     let (_, relayed) = h.request(Method::Invite).await;
     assert!(relayed.body().len() > 10, "the re-offer is relayed with SDP");
-    let (tx2, mut update) = h.caller_request(Method::Update, "glare-1", &tag, 3);
-    update.push_header(Known::ContentType, "application/sdp");
-    update.set_body(bytes::Bytes::from(OFFER));
+    let (tx2, update) = h.caller_offer(Method::Update, "glare-1", &tag, 3);
     h.in_dialog(tx2.clone(), update).await;
     assert_eq!(h.response(&tx2).await.status(), Some(491));
     first.abort();
@@ -58,7 +41,7 @@ async fn a_second_offer_while_one_is_pending_is_glare() {
 #[tokio::test]
 async fn a_request_lower_in_cseq_is_refused_and_unknown_tags_are_481() {
     let mut h = Harness::new(&["sip:bob@192.0.2.2:5060"]).await;
-    let (tag, _) = answered(&mut h, "order-1").await;
+    let (tag, _) = h.answered("order-1").await;
     let (tx, info) = h.caller_request(Method::Info, "order-1", &tag, 5);
     let core = h.core.clone();
     tokio::spawn(async move { crate::in_dialog::request(&core, tx, super::Harness::flow(), info).await });

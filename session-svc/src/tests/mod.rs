@@ -261,9 +261,35 @@ CSeq: {cseq} {method}\nContact: <sip:alice@192.0.2.1:5060>\nMax-Forwards: 70\n\n
         (tx, req)
     }
 
+    /// [`Harness::caller_request`] carrying an SDP offer.
+    pub fn caller_offer(&mut self, method: Method, call_id: &str, to_tag: &str, cseq: u32) -> (ServerTxRef, Message) {
+        let (tx, mut req) = self.caller_request(method, call_id, to_tag, cseq);
+        req.push_header(Known::ContentType, "application/sdp");
+        req.set_body(bytes::Bytes::from(OFFER));
+        (tx, req)
+    }
+
+    /// A call answered by its one branch (tag `b1`), the caller's ACK not
+    /// sent: sipbus's tag on the caller's leg, and the callee's INVITE.
+    pub async fn answered(&mut self, call_id: &str) -> (String, Message) {
+        let (tx, _) = self.call(call_id);
+        let (branch, invite) = self.request(Method::Invite).await;
+        self.answer(branch, reply(&invite, 200, "b1", true)).await;
+        let ok = self.response(&tx).await;
+        assert_eq!(ok.status(), Some(200));
+        (ok.to_tag().unwrap().to_owned(), invite)
+    }
+
     /// Hands a request with a To tag to session-svc, as the edge does.
     pub async fn in_dialog(&self, tx: ServerTxRef, req: Message) {
         crate::in_dialog::request(&self.core, tx, Harness::flow(), req).await;
+    }
+
+    /// [`Harness::in_dialog`] on a task of its own: for a request whose
+    /// relay waits on what the test does next.
+    pub fn in_dialog_spawned(&self, tx: ServerTxRef, req: Message) -> tokio::task::JoinHandle<()> {
+        let core = self.core.clone();
+        tokio::spawn(async move { crate::in_dialog::request(&core, tx, Harness::flow(), req).await })
     }
 
     /// The next thing session-svc sent, within 5 s.

@@ -176,3 +176,37 @@ async fn a_bye_before_the_callers_ack_acks_the_callee_first() {
         }
     }
 }
+
+#[tokio::test]
+async fn a_reinvite_that_overtakes_the_callers_ack_finds_the_callee_acked() {
+    let mut h = Harness::new(&["sip:bob@192.0.2.2:5060"]).await;
+    let (tag, _) = h.answered("overtake-1").await;
+    // The caller ACKs, then puts the call on hold; the re-INVITE reaches a
+    // replica before its ACK is relayed by another.
+    let (reinvite_tx, reinvite) = h.caller_offer(Method::Invite, "overtake-1", &tag, 2);
+    let relaying = h.in_dialog_spawned(reinvite_tx, reinvite);
+    let mut acked = false;
+    loop {
+        match h.next().await {
+            Sent::Ack { message } => {
+                assert_eq!(message.to_tag(), Some("b1"));
+                assert_eq!(message.cseq().unwrap().seq, 1, "the ACK of the call's 2xx");
+                acked = true;
+            }
+            Sent::Request { message, .. } if message.method() == Some(&Method::Invite) => {
+                assert!(acked, "the callee's 2xx is ACKed before the re-INVITE reaches it");
+                break;
+            }
+            _ => {}
+        }
+    }
+    // The caller's own ACK, late, sends nothing more to the callee.
+    let (_, ack) = h.caller_request(Method::Ack, "overtake-1", &tag, 1);
+    crate::in_dialog::ack(&h.core, ack).await;
+    let rest = h.drain().await;
+    assert!(
+        !rest.iter().any(|s| matches!(s, Sent::Ack { .. })),
+        "one ACK for the callee's 2xx: {rest:?}"
+    );
+    relaying.abort();
+}

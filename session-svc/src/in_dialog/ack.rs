@@ -27,9 +27,11 @@ pub(crate) async fn ack(core: &Core, ack: Message) {
     if side != Some(Side::A) || cseq != s.legs.a.invite_cseq || s.phase != Phase::Confirmed {
         return;
     }
-    // A request the caller sent after this ACK overtook it and ACKed the
-    // callee already (in_dialog::relay); the callee's retransmitted 2xx
-    // are ACKed by the setup's last task.
+    // Already relayed (this is a retransmission, or a request the caller
+    // sent after it waited and then ACKed the callee: in_dialog::relay).
+    // A second ACK would reach the callee after that request and pass for
+    // the ACK of its answer. The callee's retransmitted 2xx are ACKed by
+    // the setup's last task.
     if s.caller_acked && !s.media.late_offer {
         return;
     }
@@ -38,8 +40,15 @@ pub(crate) async fn ack(core: &Core, ack: Message) {
     } else {
         None
     };
+    let mut s = s;
+    if let Some(answered) = &late_answer {
+        s.media.record_answer(Side::B, answered);
+    }
+    // Sent before the record says so: a request the caller sent after
+    // this ACK waits for `caller_acked`, and must find the callee ACKed.
+    core.ack_callee(&s).await;
     let id = s.id.clone();
-    let Ok(Some((s, _, ()))) = core
+    let written = core
         .sessions
         .update_from(&id, Some((s, version)), |st| {
             st.caller_acked = true;
@@ -48,12 +57,12 @@ pub(crate) async fn ack(core: &Core, ack: Message) {
             }
             Some(())
         })
-        .await
-    else {
+        .await;
+    if let Err(e) = written {
+        warn!(error = %e, "caller's ACK not recorded: the ACK timer will end the call");
         return;
-    };
-    core.ack_callee(&s).await;
-    if let Err(e) = core.sessions.store().cancel(&no_answer_timer(&s.id)).await {
+    }
+    if let Err(e) = core.sessions.store().cancel(&no_answer_timer(&id)).await {
         debug!(error = %e, "ACK timer not cancelled");
     }
 }

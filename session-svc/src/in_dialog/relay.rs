@@ -61,9 +61,9 @@ pub(super) async fn relay(core: &Core, tx: &ServerTxRef, (s, version): (Session,
             if st.phase != Phase::Confirmed {
                 return None;
             }
-            // The caller sent its ACK before this request, but another
-            // replica may still be relaying it: the callee must not see
-            // this request first.
+            // The caller's ACK never came (lost, or slower than
+            // super::after_callers_ack waits): the caller has the 2xx, so
+            // sipbus ACKs the callee.
             let ack_in_flight = side == Side::A && !st.caller_acked;
             // With a late offer that ACK carries the answer: an offer now
             // would cross it.

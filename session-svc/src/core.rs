@@ -88,6 +88,16 @@ pub struct Core {
     pub(crate) directory: Directory,
 }
 
+/// Copies the fields of a final response that stay meaningful when it is
+/// relayed to the other leg (when to retry, and why it failed).
+pub fn copy_retry_fields(from: &Message, to: &mut Message) {
+    for name in ["Retry-After", "Warning"] {
+        if let Some(v) = from.header(name) {
+            to.push_header_as_spelled(name, v);
+        }
+    }
+}
+
 /// The methods sipbus takes inside a call (Allow of what it sends).
 pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, UPDATE, INFO, MESSAGE, REFER, NOTIFY, OPTIONS";
 
@@ -164,12 +174,7 @@ impl Core {
     /// Refuses the caller's INVITE.
     pub(crate) async fn refuse_caller(&self, s: &mut Session, refusal: &Refusal) {
         let mut resp = s.caller_response(refusal.code(), refusal.reason());
-        for (name, value) in refusal.headers() {
-            resp.push_header(name.clone(), value);
-        }
-        if !refusal.body().is_empty() {
-            resp.set_body(refusal.body().clone());
-        }
+        refusal.complete(&mut resp);
         self.answer_caller(s, resp).await;
     }
 
@@ -269,13 +274,18 @@ impl Core {
     }
 
     /// Ends a session that is still setting up (CANCEL, early BYE, no
-    /// answer): `Ok(None)` when it had already ended or was answered; an
-    /// error when the store could not say (the caller may retry, e.g. a
-    /// timer stays due).
-    pub(crate) async fn end_setup(&self, id: &str, reason: EndReason) -> Result<Option<Session>, StateError> {
+    /// answer), from `current` when the caller holds the record: `Ok(None)`
+    /// when it had already ended or was answered; an error when the store
+    /// could not say (the caller may retry, e.g. a timer stays due).
+    pub(crate) async fn end_setup(
+        &self,
+        id: &str,
+        current: Option<(Session, u64)>,
+        reason: EndReason,
+    ) -> Result<Option<Session>, StateError> {
         let r = self
             .sessions
-            .update(id, |s| {
+            .update_from(id, current, |s| {
                 if s.phase.is_setting_up() {
                     s.phase = Phase::Ended(reason);
                     Some(())

@@ -49,12 +49,12 @@ pub fn sdp_of(m: &Message) -> Result<Option<Sdp>, MediaError> {
     if m.body().is_empty() {
         return Ok(None);
     }
-    let essence = m
-        .known_header(Known::ContentType)
-        .and_then(|ct| ct.split(';').next())
-        .unwrap_or("")
-        .trim();
-    if !essence.eq_ignore_ascii_case("application/sdp") {
+    let sdp = m
+        .content_type()
+        .ok()
+        .flatten()
+        .is_some_and(|t| t.is("application", "sdp"));
+    if !sdp {
         return Ok(None);
     }
     Sdp::parse(m.body())

@@ -63,7 +63,7 @@ impl RequestHandler for SessionService {
                 return Ok(Reply::Now(resp));
             }
             _ => {
-                tokio::spawn(async move { in_dialog::request(&core, tx, flow, request).await }.instrument(span));
+                tokio::spawn(async move { in_dialog::request(&core, tx, request).await }.instrument(span));
             }
         }
         Ok(Reply::Later)

@@ -95,13 +95,20 @@ impl Refusal {
     /// the request had none.
     pub fn response_to(&self, request: &Message, to_tag: Option<&str>) -> Message {
         let mut resp = request.make_response(self.code, &self.reason, to_tag);
+        self.complete(&mut resp);
+        resp
+    }
+
+    /// Adds this refusal's header fields and body to `resp`, a response
+    /// with its status line built elsewhere (from a kept
+    /// [`crate::ResponseHead`], say).
+    pub fn complete(&self, resp: &mut Message) {
         for (name, value) in &self.headers {
             resp.push_header(name.clone(), value);
         }
         if !self.body.is_empty() {
             resp.set_body(self.body.clone());
         }
-        resp
     }
 
     fn with_why(code: u16, phrase: &'static str, why: &str) -> Refusal {

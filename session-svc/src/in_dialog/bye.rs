@@ -10,8 +10,9 @@ use crate::session::{EndReason, Phase, Session, Side};
 
 pub(super) async fn bye(core: &Core, tx: &ServerTxRef, (s, version): (Session, u64), side: Side, req: Message) {
     let ok = req.make_response(200, "OK", None);
+    let id = s.id.clone();
     let (s, version) = if s.phase.is_setting_up() && side == Side::A {
-        match core.end_setup(&s.id, EndReason::Cancelled).await {
+        match core.end_setup(&id, Some((s, version)), EndReason::Cancelled).await {
             Ok(Some(mut s)) => {
                 core.respond(tx, ok).await;
                 let _ = core.incoming_request(&mut s, Side::A, &req).await;
@@ -19,7 +20,7 @@ pub(super) async fn bye(core: &Core, tx: &ServerTxRef, (s, version): (Session, u
                 return;
             }
             // Answered meanwhile: hang up the answered call instead.
-            Ok(None) => match core.sessions.load(&s.id).await {
+            Ok(None) => match core.sessions.load(&id).await {
                 Ok(Some(current)) => current,
                 _ => return core.refuse(tx, &req, &Refusal::no_dialog()).await,
             },
@@ -29,7 +30,6 @@ pub(super) async fn bye(core: &Core, tx: &ServerTxRef, (s, version): (Session, u
         (s, version)
     };
     let other = side.other();
-    let id = s.id.clone();
     let ended = core
         .sessions
         .update_from(&id, Some((s, version)), |st| {

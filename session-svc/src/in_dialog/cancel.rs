@@ -13,13 +13,14 @@ pub(crate) async fn cancelled(core: &Core, tx: ServerTxRef, cancel: Message) {
     let (Ok(call_id), Some(from_tag)) = (cancel.call_id(), cancel.from_tag()) else {
         return;
     };
-    let Ok(Some((s, _))) = core.sessions.find_setup(call_id, from_tag).await else {
+    let Ok(Some((s, version))) = core.sessions.find_setup(call_id, from_tag).await else {
         return;
     };
     if s.invite.tx != tx {
         return;
     }
-    let Ok(Some(mut s)) = core.end_setup(&s.id, EndReason::Cancelled).await else {
+    let id = s.id.clone();
+    let Ok(Some(mut s)) = core.end_setup(&id, Some((s, version)), EndReason::Cancelled).await else {
         return;
     };
     let _ = core.incoming_request(&mut s, Side::A, &cancel).await;

@@ -11,7 +11,7 @@ mod sipbus;
 
 use std::time::Duration;
 
-use edge_api::{Flow, ServerTxRef};
+use edge_api::ServerTxRef;
 use sip_message::{Message, Method, Refusal};
 use tokio::time::Instant;
 use tracing::warn;
@@ -24,7 +24,7 @@ pub(crate) use cancel::cancelled;
 pub(crate) use sipbus::{hang_up, refresh};
 
 /// Any request with a To tag.
-pub(crate) async fn request(core: &Core, tx: ServerTxRef, _flow: Flow, req: Message) {
+pub(crate) async fn request(core: &Core, tx: ServerTxRef, req: Message) {
     let (Ok(call_id), Some(to_tag)) = (req.call_id(), req.to_tag()) else {
         return core
             .refuse(&tx, &req, &Refusal::bad_request("dialog identifiers"))

@@ -6,7 +6,7 @@ use sdp_svc::Offered;
 use sip_message::{Known, Message, Method, Refusal};
 use tracing::{debug, warn};
 
-use crate::core::{Core, no_answer_timer};
+use crate::core::{Core, copy_retry_fields, no_answer_timer};
 use crate::media::{self, sdp_of, set_sdp};
 use crate::session::{AckPending, Phase, Session, Side};
 
@@ -82,8 +82,8 @@ pub(super) async fn relay(core: &Core, tx: &ServerTxRef, (s, version): (Session,
             Some(Some((st.legs[other].dialog.request(method.clone()), ack_first)))
         })
         .await;
-    let (mut s, out) = match claimed {
-        Ok(Some((s, _, Some((out, ack_first))))) => {
+    let (mut s, version, out) = match claimed {
+        Ok(Some((s, version, Some((out, ack_first))))) => {
             if ack_first {
                 // The callee's 2xx is ACKed here, before the request; the
                 // caller's ACK, when it lands, finds it done.
@@ -92,7 +92,7 @@ pub(super) async fn relay(core: &Core, tx: &ServerTxRef, (s, version): (Session,
                     debug!(error = %e, "ACK timer not cancelled");
                 }
             }
-            (s, out)
+            (s, version, out)
         }
         Ok(Some((_, _, None))) => return core.refuse(tx, &req, &Refusal::glare()).await,
         Ok(None) => return core.refuse(tx, &req, &Refusal::no_dialog()).await,
@@ -109,9 +109,11 @@ pub(super) async fn relay(core: &Core, tx: &ServerTxRef, (s, version): (Session,
         // A refused offer leaves the session as it was (RFC 3264 8).
         let media_now = if relayed.accepted { s.media.clone() } else { before };
         let ack_pending = relayed.ack_pending.clone();
+        // From the copy just written: no read unless another replica
+        // wrote since (the closure redoes everything relaying changed).
         let _ = core
             .sessions
-            .update(&s.id, |st| {
+            .update_from(&id, Some((s, version)), |st| {
                 changes.apply(st);
                 if !offer {
                     return Some(());
@@ -257,11 +259,7 @@ async fn relay_claimed(core: &Core, s: &mut Session, side: Side, req: &Message, 
         let ack = s.legs[other].dialog.ack(cseq_out);
         core.send_ack(ack, Some(flow), "ACK of a re-INVITE").await;
     }
-    for name in ["Retry-After", "Warning"] {
-        if let Some(v) = fin.header(name) {
-            resp.push_header_as_spelled(name, v);
-        }
-    }
+    copy_retry_fields(&fin, &mut resp);
     core.outgoing(s, side, &mut resp).await;
     Relayed {
         response: resp,

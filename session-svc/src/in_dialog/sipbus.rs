@@ -35,8 +35,8 @@ pub(crate) async fn refresh(core: &Core, id: &str, side: Side) -> bool {
             Some(st.legs[side].dialog.request(method))
         })
         .await;
-    let (mut s, mut out) = match claimed {
-        Ok(Some((s, _, out))) => (s, out),
+    let (mut s, version, mut out) = match claimed {
+        Ok(Some((s, version, out))) => (s, version, out),
         Ok(None) => return true,
         Err(_) => return false,
     };
@@ -70,9 +70,11 @@ pub(crate) async fn refresh(core: &Core, id: &str, side: Side) -> bool {
         }
     }
     let changes = s.state_changes(&data_before);
+    // From the copy just written: no read unless another replica wrote
+    // since (the closure redoes what the refresh changed).
     let _ = core
         .sessions
-        .update(id, |st| {
+        .update_from(id, Some((s, version)), |st| {
             if invite {
                 st.offer_pending_since_ms = None;
             }
@@ -98,7 +100,7 @@ pub(crate) async fn refresh(core: &Core, id: &str, side: Side) -> bool {
 /// rings, cancels it and answers the caller 480). `false` when the store
 /// could not be read.
 pub(crate) async fn hang_up(core: &Core, id: &str, reason: &str) -> bool {
-    match core.end_setup(id, EndReason::HungUp).await {
+    match core.end_setup(id, None, EndReason::HungUp).await {
         Ok(Some(mut s)) => {
             core.abandon_setup(&mut s, Some(&Refusal::temporarily_unavailable("hung up")))
                 .await;

@@ -6,7 +6,7 @@ use std::sync::Arc;
 
 use edge_api::{ClientEvent, Flow};
 use sdp_svc::Offered;
-use sip_dialog::{Dialog, without_tag};
+use sip_dialog::Dialog;
 use sip_message::{Known, Message, Method, Refusal};
 use state_store::now_ms;
 use tokio::sync::mpsc;
@@ -14,7 +14,7 @@ use tracing::{Instrument, debug, info, warn};
 
 use super::allows_update;
 use super::route::Plan;
-use crate::core::{ALLOW, Core, contact, no_answer_timer};
+use crate::core::{ALLOW, Core, contact, copy_retry_fields, no_answer_timer};
 use crate::events::{self, DialogState};
 use crate::media::{self, sdp_of, set_sdp, set_stored_sdp};
 use crate::session::{Branch, EndReason, Phase, SdpText, Session, Side};
@@ -32,10 +32,7 @@ fn callee_invite(s: &Session, req: &Message, contact_host: &str) -> Message {
     m.push_header(Known::To, b.remote_uri());
     m.push_header(Known::CallId, b.call_id());
     m.push_header(Known::CSeq, &format!("{} INVITE", s.legs.b.invite_cseq));
-    let mf = req
-        .known_header(Known::MaxForwards)
-        .and_then(|v| v.trim().parse::<u32>().ok())
-        .map_or(70, |n| n.saturating_sub(1));
+    let mf = req.max_forwards().ok().flatten().map_or(70, |n| n.saturating_sub(1));
     m.push_header(Known::MaxForwards, &mf.to_string());
     m.push_header(Known::Contact, &contact(&s.id, s.legs.a.flow.as_ref(), contact_host));
     m.push_header(Known::Allow, ALLOW);
@@ -52,7 +49,7 @@ pub(super) async fn drive(core: Arc<Core>, mut s: Session, version: u64, req: Me
     core.outgoing(&mut s, Side::B, &mut template).await;
     // A supplement may have rewritten From (anonymity): the dialog's too.
     if let Some(f) = template.known_header(Known::From) {
-        s.legs.b.dialog.set_local_uri(&without_tag(f));
+        s.legs.b.dialog.set_local_uri(f);
     }
     let (tx, mut rx) = mpsc::channel::<(usize, ClientEvent)>(64);
     let mut sent = Vec::new();
@@ -117,7 +114,7 @@ pub(super) async fn drive(core: Arc<Core>, mut s: Session, version: u64, req: Me
         core.cancel_branches(&mut s, None).await;
     }
     if s.branches.is_empty() && !s.phase.is_ended() {
-        if let Ok(Some(mut ended)) = core.end_setup(&s.id, EndReason::Error).await {
+        if let Ok(Some(mut ended)) = core.end_setup(&s.id, None, EndReason::Error).await {
             let r = Refusal::temporarily_unavailable("no branch reachable");
             core.abandon_setup(&mut ended, Some(&r)).await;
         }
@@ -472,7 +469,7 @@ async fn hang_up_stray(core: &Core, invite: &Message, resp: &Message, flow: &Flo
     ) else {
         return;
     };
-    let mut stray = Dialog::uac(call_id, from_tag, &without_tag(from), &without_tag(to), cseq);
+    let mut stray = Dialog::uac(call_id, from_tag, from, to, cseq);
     if let Err(e) = stray.establish(resp) {
         debug!(error = %e, "unwanted 2xx cannot be ACKed");
         return;
@@ -488,7 +485,7 @@ async fn hang_up_stray(core: &Core, invite: &Message, resp: &Message, flow: &Flo
 /// Every branch failed: the caller gets the best of their answers.
 async fn all_failed(core: &Core, id: &str, outcome: &Outcome) {
     let Some(best) = outcome.best() else { return };
-    let Ok(Some(mut s)) = core.end_setup(id, EndReason::Rejected).await else {
+    let Ok(Some(mut s)) = core.end_setup(id, None, EndReason::Rejected).await else {
         return;
     };
     core.incoming_response(&mut s, Side::B, best).await;
@@ -499,11 +496,7 @@ async fn all_failed(core: &Core, id: &str, outcome: &Outcome) {
             resp.push_header(Known::Contact, c);
         }
     }
-    for name in ["Retry-After", "Warning"] {
-        if let Some(v) = best.header(name) {
-            resp.push_header_as_spelled(name, v);
-        }
-    }
+    copy_retry_fields(best, &mut resp);
     core.answer_caller(&mut s, resp).await;
     info!(code, "call failed");
     core.finish(&s).await;
@@ -533,7 +526,7 @@ fn map_failure(resp: &Message) -> (u16, String) {
 /// The caller's INVITE transaction was answered behind our back (487 for a
 /// CANCEL whose notice found no session yet): end the setup.
 async fn caller_gone(core: &Core, id: &str) {
-    if let Ok(Some(mut s)) = core.end_setup(id, EndReason::Cancelled).await {
+    if let Ok(Some(mut s)) = core.end_setup(id, None, EndReason::Cancelled).await {
         core.abandon_setup(&mut s, None).await;
     }
 }

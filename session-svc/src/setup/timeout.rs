@@ -11,7 +11,7 @@ use crate::session::EndReason;
 /// The timer fired. `false` when the store could not be read: the timer
 /// must fire again.
 pub(crate) async fn no_answer(core: &Core, id: &str) -> bool {
-    let mut s = match core.end_setup(id, EndReason::Timeout).await {
+    let mut s = match core.end_setup(id, None, EndReason::Timeout).await {
         Ok(Some(s)) => s,
         Ok(None) => return ack_timeout(core, id).await,
         Err(_) => return false,

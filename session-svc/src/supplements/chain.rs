@@ -23,7 +23,7 @@ pub struct Raw<'a> {
 
 impl Raw<'_> {
     fn load<S: serde::de::DeserializeOwned + Default>(&self) -> S {
-        match self.state.clone().map(serde_json::from_value) {
+        match self.state.as_ref().map(S::deserialize) {
             None => S::default(),
             Some(Ok(s)) => s,
             Some(Err(e)) => {

@@ -44,7 +44,7 @@ async fn a_request_lower_in_cseq_is_refused_and_unknown_tags_are_481() {
     let (tag, _) = h.answered("order-1").await;
     let (tx, info) = h.caller_request(Method::Info, "order-1", &tag, 5);
     let core = h.core.clone();
-    tokio::spawn(async move { crate::in_dialog::request(&core, tx, super::Harness::flow(), info).await });
+    tokio::spawn(async move { crate::in_dialog::request(&core, tx, info).await });
     let (id, relayed) = h.request(Method::Info).await;
     h.answer(id, reply(&relayed, 200, "b1", false)).await;
     let (old_tx, old) = h.caller_request(Method::Info, "order-1", &tag, 3);

@@ -282,14 +282,14 @@ CSeq: {cseq} {method}\nContact: <sip:alice@192.0.2.1:5060>\nMax-Forwards: 70\n\n
 
     /// Hands a request with a To tag to session-svc, as the edge does.
     pub async fn in_dialog(&self, tx: ServerTxRef, req: Message) {
-        crate::in_dialog::request(&self.core, tx, Harness::flow(), req).await;
+        crate::in_dialog::request(&self.core, tx, req).await;
     }
 
     /// [`Harness::in_dialog`] on a task of its own: for a request whose
     /// relay waits on what the test does next.
     pub fn in_dialog_spawned(&self, tx: ServerTxRef, req: Message) -> tokio::task::JoinHandle<()> {
         let core = self.core.clone();
-        tokio::spawn(async move { crate::in_dialog::request(&core, tx, Harness::flow(), req).await })
+        tokio::spawn(async move { crate::in_dialog::request(&core, tx, req).await })
     }
 
     /// The next thing session-svc sent, within 5 s.

@@ -14,10 +14,9 @@ use crate::error::DialogError;
 /// `;` of an addr-spec (RFC 3261 20.10); quoted strings are skipped, so a
 /// display name holding `<` or `;` changes nothing.
 pub fn without_tag(value: &str) -> String {
-    let value = trim_ws(value);
-    let (head, params) = value.split_at(params_start(value));
-    let mut out = trim_ws(head).to_owned();
-    for param in split_top_level(params, b';').map(trim_ws) {
+    let mut parts = split_top_level(trim_ws(value), b';').map(trim_ws);
+    let mut out = parts.next().unwrap_or_default().to_owned();
+    for param in parts {
         let name = trim_ws(param.split('=').next().unwrap_or_default());
         if param.is_empty() || name.eq_ignore_ascii_case("tag") {
             continue;
@@ -26,37 +25,6 @@ pub fn without_tag(value: &str) -> String {
         out.push_str(param);
     }
     out
-}
-
-/// Where the header parameters of a name-addr or addr-spec begin (the
-/// index of their first `;`), or the length when there are none.
-fn params_start(value: &str) -> usize {
-    let b = value.as_bytes();
-    let mut i = 0;
-    while i < b.len() {
-        match b[i] {
-            b'"' => {
-                i += 1;
-                while i < b.len() && b[i] != b'"' {
-                    i += if b[i] == b'\\' { 2 } else { 1 };
-                }
-            }
-            b'<' => {
-                let Some(gt) = b[i..].iter().position(|&c| c == b'>') else {
-                    return b.len();
-                };
-                let after = i + gt + 1;
-                return b[after..]
-                    .iter()
-                    .position(|&c| c == b';')
-                    .map_or(b.len(), |p| after + p);
-            }
-            b';' => return i,
-            _ => {}
-        }
-        i += 1;
-    }
-    b.len()
 }
 
 /// `value;tag=tag`, or `value` alone while the tag is unknown.

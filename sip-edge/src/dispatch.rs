@@ -10,7 +10,7 @@ use async_trait::async_trait;
 use edge_api::{ClientTxId, ClientTxRef, Edge, EdgeError, EdgeId};
 use sip_message::{Message, Method};
 
-use crate::transaction::{ClientTx, ServerTx, ServerTxId, TransactionLayer, TxError};
+use crate::transaction::{ServerTx, ServerTxId, TransactionLayer, TxError};
 use crate::transport::Flow;
 
 /// A new request for a service.
@@ -71,18 +71,6 @@ impl EdgeHandle {
     /// carry it.
     pub fn id(&self) -> &EdgeId {
         &self.id
-    }
-
-    pub fn respond(&self, tx: ServerTxId, response: Message) -> Result<(), TxError> {
-        self.layer.respond(tx, response)
-    }
-
-    pub fn send_request(&self, request: Message, target: Flow) -> Result<ClientTx, TxError> {
-        self.layer.send_request(request, target)
-    }
-
-    pub fn send_ack(&self, ack: Message, target: Flow) -> Result<(), TxError> {
-        self.layer.send_ack(ack, target)
     }
 
     /// Transactions in progress: (server, client).

@@ -9,6 +9,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
+use edge_api::Edge;
 use sip_edge::transport::ListenAddr;
 use sip_edge::{
     BoxFuture, Dispatch, EdgeConfig, EdgeHandle, Flow, IncomingRequest, NoServices, RunningEdge, Transport,
@@ -288,7 +289,7 @@ impl Dispatch for SlowService {
             let resp = req.request.make_response(486, "Busy Here", Some("svc"));
             tokio::spawn(async move {
                 tokio::time::sleep(Duration::from_millis(100)).await;
-                edge.respond(id, resp).unwrap();
+                edge.respond(id, resp).await.unwrap();
             });
         })
     }
@@ -328,6 +329,7 @@ async fn client_transaction_over_udp_to_a_real_socket() {
     let mut ctx = edge
         .handle()
         .send_request(req, Flow::to(Transport::Udp, peer.local_addr().unwrap()))
+        .await
         .unwrap();
     let mut buf = vec![0u8; 65536];
     let (n, from) = timeout(WAIT, peer.recv_from(&mut buf)).await.unwrap().unwrap();

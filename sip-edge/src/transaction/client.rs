@@ -21,27 +21,16 @@ pub(super) enum ClientInput {
 }
 
 /// The caller's side of a client transaction: its responses arrive in
-/// order, the final one last.
+/// order, the final one last. Cancelling goes by id
+/// ([`TransactionLayer::cancel`]).
 pub struct ClientTx {
     id: ClientTxId,
-    request: Message,
-    control: mpsc::Sender<ClientInput>,
     events: mpsc::Receiver<ClientEvent>,
 }
 
 impl ClientTx {
-    pub(super) fn new(
-        id: ClientTxId,
-        request: Message,
-        control: mpsc::Sender<ClientInput>,
-        events: mpsc::Receiver<ClientEvent>,
-    ) -> Self {
-        Self {
-            id,
-            request,
-            control,
-            events,
-        }
+    pub(super) fn new(id: ClientTxId, events: mpsc::Receiver<ClientEvent>) -> Self {
+        Self { id, events }
     }
 
     pub fn id(&self) -> ClientTxId {
@@ -54,29 +43,15 @@ impl ClientTx {
         self.events
     }
 
-    /// The request as sent (with the layer's Via).
-    pub fn request(&self) -> &Message {
-        &self.request
-    }
-
     /// The next response; `None` once the transaction has ended.
     pub async fn next(&mut self) -> Option<ClientEvent> {
         self.events.recv().await
     }
-
-    /// Cancels an INVITE: the CANCEL goes out once a provisional response
-    /// has arrived (RFC 3261 9.1), and not at all after a final one.
-    pub fn cancel(&self) {
-        self.canceller().cancel(Vec::new());
-    }
-
-    /// A handle that cancels this transaction from elsewhere.
-    pub fn canceller(&self) -> Canceller {
-        Canceller(self.control.clone())
-    }
 }
 
-/// Cancels one INVITE client transaction; see [`ClientTx::cancel`].
+/// Cancels one INVITE client transaction: the CANCEL goes out once a
+/// provisional response has arrived (RFC 3261 9.1), and not at all after a
+/// final one.
 #[derive(Clone)]
 pub struct Canceller(mpsc::Sender<ClientInput>);
 

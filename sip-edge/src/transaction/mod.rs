@@ -510,13 +510,13 @@ impl TransactionLayer {
             layer: self.clone(),
             id,
             key,
-            request: request.clone(),
+            request,
             target,
             rx: input_rx,
             events: events_tx,
         };
         tokio::spawn(task.run(invite));
-        Ok(ClientTx::new(id, request, input_tx, events_rx))
+        Ok(ClientTx::new(id, events_rx))
     }
 
     /// Cancels INVITE client transaction `id` (see [`ClientTx::cancel`]);

@@ -114,7 +114,7 @@ impl Store {
     /// Checks `urls` as [`Store::redis`] reads them, without connecting:
     /// each must be a Redis URL.
     pub fn check_urls(urls: &str) -> std::result::Result<(), String> {
-        let urls: Vec<&str> = urls.split(',').map(str::trim).filter(|u| !u.is_empty()).collect();
+        let urls = redis_backend::redis_urls(urls);
         if urls.is_empty() {
             return Err("no URL".into());
         }

@@ -72,10 +72,15 @@ fn unavailable(op: &'static str) -> impl FnOnce(redis::RedisError) -> StoreError
     move |source| StoreError::Unavailable { op, source }
 }
 
+/// The URLs of a `redis` setting: comma-separated, blanks ignored.
+pub(crate) fn redis_urls(setting: &str) -> Vec<&str> {
+    setting.split(',').map(str::trim).filter(|u| !u.is_empty()).collect()
+}
+
 impl RedisStore {
     /// One URL: a single node. Several, comma-separated: Cluster seed nodes.
     pub async fn connect(urls: &str) -> Result<RedisStore> {
-        let urls: Vec<&str> = urls.split(',').map(str::trim).filter(|u| !u.is_empty()).collect();
+        let urls = redis_urls(urls);
         let conn = if urls.len() == 1 {
             let client = redis::Client::open(urls[0]).map_err(unavailable("connect"))?;
             Conn::Single(client.get_connection_manager().await.map_err(unavailable("connect"))?)

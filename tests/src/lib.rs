@@ -216,6 +216,11 @@ pub fn scenario(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios").join(name)
 }
 
+/// [`scenario`] as the text SIPp's `-sf` takes.
+pub fn scenario_path(name: &str) -> String {
+    scenario(name).to_str().unwrap_or_default().to_owned()
+}
+
 /// Counts from a finished SIPp run.
 #[derive(Debug)]
 pub struct SippResult {
@@ -371,7 +376,7 @@ impl Background {
 /// A callee SIPp on `port` taking one call with the shipped scenario
 /// `scenario_name`, in the background; ready once it has bound its port.
 pub fn sipp_callee(scenario_name: &str, port: u16, extra: &[&str]) -> Background {
-    sipp_callee_at(scenario(scenario_name).to_str().unwrap_or_default(), port, extra)
+    sipp_callee_at(&scenario_path(scenario_name), port, extra)
 }
 
 /// [`sipp_callee`] with the scenario at `scenario_path` (one a test
@@ -388,6 +393,17 @@ pub fn sipp_callee_at(scenario_path: &str, port: u16, extra: &[&str]) -> Backgro
     // SIPp binds its port before reading the scenario's first message.
     std::thread::sleep(Duration::from_millis(300));
     bg
+}
+
+/// One call between two shipped scenarios: a callee registered as
+/// `user@example.com` at a fresh port running `uas`, and alice calling it
+/// with `uac`. Both SIPp results, caller first, for the test to check.
+pub fn call_pair(server: SocketAddr, user: &str, uas: &str, uac: &str) -> Result<(SippResult, SippResult)> {
+    let port = free_port()?;
+    register_contact(server, user, port)?;
+    let b = sipp_callee(uas, port, &[]);
+    let a = sipp_caller(server, &scenario_path(uac), user, "example.com", &[])?;
+    Ok((a, b.finish()?))
 }
 
 /// Registers `user@example.com` (digest, password `secret`) with a Contact

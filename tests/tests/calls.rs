@@ -12,8 +12,8 @@ use std::net::SocketAddr;
 use std::time::{Duration, Instant};
 
 use sipbus_tests::{
-    CallSplit, Sipbus, SippResult, free_port, register_contact, register_contact_with, scenario, sipp_callee,
-    sipp_caller, temp_file,
+    CallSplit, Sipbus, SippResult, call_pair, free_port, register_contact, register_contact_with, scenario,
+    scenario_path, sipp_callee, sipp_caller, temp_file,
 };
 use state_store::testing::RedisServer;
 
@@ -37,10 +37,6 @@ pub fn call_env() -> Vec<(&'static str, &'static str)> {
         // covers the 407 path.
         ("SIPBUS_SESSION__AUTHENTICATE", "false"),
     ]
-}
-
-fn path(name: &str) -> String {
-    scenario(name).to_str().unwrap_or_default().to_owned()
 }
 
 /// The caller: one call from alice to `user` with `scenario`.
@@ -69,12 +65,9 @@ fn refused(server: SocketAddr, user: &str, status: u16) -> anyhow::Result<SippRe
 
 /// One call with a callee scenario and a caller scenario.
 fn pair(server: SocketAddr, user: &str, uas: &str, uac: &str, logs: &dyn Fn() -> String) -> anyhow::Result<()> {
-    let port = free_port()?;
-    register_contact(server, user, port)?;
-    let b = sipp_callee(uas, port, &[]);
-    let a = caller(server, &path(uac), user, &[])?;
+    let (a, b) = call_pair(server, user, uas, uac)?;
     check(&a, &format!("{uac} (caller)"), logs);
-    check(&b.finish()?, &format!("{uas} (callee)"), logs);
+    check(&b, &format!("{uas} (callee)"), logs);
     Ok(())
 }
 
@@ -98,7 +91,7 @@ fn battery(server: SocketAddr, logs: &dyn Fn() -> String) -> anyhow::Result<()> 
         std::thread::sleep(Duration::from_millis(50));
     }
     check(
-        &caller(server, &path("call_uac.xml"), "tcp", &["-t", "t1"])?,
+        &caller(server, &scenario_path("call_uac.xml"), "tcp", &["-t", "t1"])?,
         "TCP call (caller)",
         logs,
     );
@@ -110,7 +103,7 @@ fn battery(server: SocketAddr, logs: &dyn Fn() -> String) -> anyhow::Result<()> 
     register_contact(server, "busy", port)?;
     let b = sipp_callee("uas_busy.xml", port, &[]);
     check(
-        &caller(server, &path("call_uac_busy.xml"), "busy", &[])?,
+        &caller(server, &scenario_path("call_uac_busy.xml"), "busy", &[])?,
         "busy (caller)",
         logs,
     );
@@ -133,7 +126,7 @@ fn battery(server: SocketAddr, logs: &dyn Fn() -> String) -> anyhow::Result<()> 
     check(&refused(server, "nobody", 404)?, "unknown user", logs);
     check(&refused(server, "carol", 480)?, "not registered", logs);
     check(
-        &caller(server, &path("call_uac_488.xml"), "basic", &[])?,
+        &caller(server, &scenario_path("call_uac_488.xml"), "basic", &[])?,
         "no acceptable codec",
         logs,
     );
@@ -148,7 +141,7 @@ fn battery(server: SocketAddr, logs: &dyn Fn() -> String) -> anyhow::Result<()> 
     let ringing = sipp_callee("uas_noanswer.xml", p1, &["-trace_msg", "-message_file", &trace_text]);
     let answering = sipp_callee("call_uas.xml", p2, &[]);
     check(
-        &caller(server, &path("call_uac.xml"), "fork", &[])?,
+        &caller(server, &scenario_path("call_uac.xml"), "fork", &[])?,
         "fork (caller)",
         logs,
     );
@@ -229,7 +222,7 @@ fn bye_survives_the_death_of_the_replica_that_set_up_the_call() -> anyhow::Resul
     let port = free_port()?;
     register_contact(server, "survivor", port)?;
     let b = sipp_callee("call_uas.xml", port, &[]);
-    let uac = path("call_uac.xml");
+    let uac = scenario_path("call_uac.xml");
     let a = std::thread::spawn(move || caller(server, &uac, "survivor", &["-d", "4000"]));
     let start = Instant::now();
     let owner = loop {
@@ -291,7 +284,7 @@ fn calls_need_credentials() -> anyhow::Result<()> {
         "-auth_uri",
         "basic@example.com",
     ];
-    let a = caller(server, &path("call_uac_auth.xml"), "basic", &credentials)?;
+    let a = caller(server, &scenario_path("call_uac_auth.xml"), "basic", &credentials)?;
     check(&a, "authenticated caller", &logs);
     check(&b.finish()?, "callee of the authenticated caller", &logs);
     let seen = std::fs::read_to_string(&trace)?;
@@ -311,7 +304,7 @@ fn calls_need_credentials() -> anyhow::Result<()> {
         "-auth_uri",
         "basic@example.com",
     ];
-    let r = caller(server, &path("call_uac_auth_reject.xml"), "basic", &wrong)?;
+    let r = caller(server, &scenario_path("call_uac_auth_reject.xml"), "basic", &wrong)?;
     check(&r, "bad credentials get 403", &logs);
     Ok(())
 }
@@ -337,7 +330,13 @@ fn calls_to_other_domains() -> anyhow::Result<()> {
     env.push(("SIPBUS_SESSION__OUTBOUND", &outbound));
     let open = Sipbus::start("all", &env)?;
     let b = sipp_callee("call_uas.xml", gateway, &[]);
-    let a = sipp_caller(open.sip, &path("call_uac.xml"), "dave", "elsewhere.example", &[])?;
+    let a = sipp_caller(
+        open.sip,
+        &scenario_path("call_uac.xml"),
+        "dave",
+        "elsewhere.example",
+        &[],
+    )?;
     check(&a, "non-local through the outbound target (caller)", &|| {
         open.log_text()
     });

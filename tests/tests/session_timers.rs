@@ -8,7 +8,7 @@
 //! timers.
 #![allow(clippy::unwrap_used)]
 
-use sipbus_tests::{CallSplit, Sipbus, free_port, register_contact, scenario, sipp_callee, sipp_caller};
+use sipbus_tests::{CallSplit, Sipbus, call_pair, scenario_path, sipp_caller};
 use state_store::testing::RedisServer;
 use std::net::SocketAddr;
 
@@ -34,17 +34,9 @@ const DEFAULTS: &str = r#"[{name = "caller-id"}, {name = "reason"}, {name = "ses
 const SHORT: &str =
     r#"[{name = "caller-id"}, {name = "reason"}, {name = "session-timer", settings = {expires_s = 4, min_se_s = 2}}]"#;
 
-fn path(name: &str) -> String {
-    scenario(name).to_str().unwrap_or_default().to_owned()
-}
-
 /// One call between the two scenarios, callee registered as `user`.
 fn pair(server: SocketAddr, user: &str, uas: &str, uac: &str, logs: &dyn Fn() -> String) -> anyhow::Result<()> {
-    let port = free_port()?;
-    register_contact(server, user, port)?;
-    let b = sipp_callee(uas, port, &[]);
-    let a = sipp_caller(server, &path(uac), user, "example.com", &[])?;
-    let b = b.finish()?;
+    let (a, b) = call_pair(server, user, uas, uac)?;
     for (who, r) in [("caller", &a), ("callee", &b)] {
         assert_eq!(
             (r.exit_code, r.failed),
@@ -68,7 +60,13 @@ fn refreshes_by_update_and_reinvite_and_422_below_min_se() -> anyhow::Result<()>
         "timer_uac_refresh.xml",
         &logs,
     )?;
-    let r = sipp_caller(sipbus.sip, &path("timer_uac_422.xml"), "small", "example.com", &[])?;
+    let r = sipp_caller(
+        sipbus.sip,
+        &scenario_path("timer_uac_422.xml"),
+        "small",
+        "example.com",
+        &[],
+    )?;
     assert_eq!((r.exit_code, r.failed), (Some(0), 0), "422: {}\n{}", r.output, logs());
     Ok(())
 }

@@ -5,8 +5,9 @@
 //! `all` runs every module in one process; a split target runs its module,
 //! what that needs, and the gRPC server. Split and combined run the same
 //! code in the same order; only whether a neighbour is in process or
-//! reached over gRPC differs. A new service is one file here and one line
-//! in [`MODULES`].
+//! reached over gRPC differs. A new service is one file here, a [`Name`]
+//! for it, and its line in [`MODULES`] (plus a [`Ctx`] field when other
+//! modules use what it starts).
 
 mod edge;
 mod grpc;

@@ -184,6 +184,31 @@ impl Store {
     pub async fn read_events(&self, stream: &str, after: &str, max: usize) -> Result<Vec<(String, Bytes)>> {
         dispatch!(self, s => s.read_events(stream, after, max).await)
     }
+
+    /// Takes up to `max` events of `stream` for `consumer` of `group`, so
+    /// that each event goes to one consumer of the group: first events
+    /// another consumer took more than `reclaim_after` ago and never
+    /// acknowledged (it died), then events no consumer was given yet. A
+    /// group created by its first call starts at the end of the log. Every
+    /// event taken must be [`Store::ack`]ed once handled.
+    pub async fn consume(
+        &self,
+        stream: &str,
+        group: &str,
+        consumer: &str,
+        max: usize,
+        reclaim_after: Duration,
+    ) -> Result<Vec<(String, Bytes)>> {
+        dispatch!(self, s => s.consume(stream, group, consumer, max, reclaim_after).await)
+    }
+
+    /// The events were handled: no consumer gets them again.
+    pub async fn ack(&self, stream: &str, group: &str, ids: &[String]) -> Result<()> {
+        if ids.is_empty() {
+            return Ok(());
+        }
+        dispatch!(self, s => s.ack(stream, group, ids).await)
+    }
 }
 
 /// How many events a log keeps.

@@ -35,9 +35,20 @@ struct Inner {
     /// By queue.
     timers: Map<String, Timers>,
     events: Map<String, (u64, VecDeque<(u64, Bytes)>)>,
+    /// (stream, group) -> what the group was given.
+    groups: Map<(String, String), Group>,
     /// One counter for every record: a record deleted and created again
     /// never reuses a version a stale writer might still hold.
     last_version: u64,
+}
+
+/// A consumer group of one stream.
+#[derive(Default)]
+struct Group {
+    /// The last event handed to any consumer.
+    last: u64,
+    /// Given and not acknowledged: id -> (consumer, when given).
+    pending: std::collections::BTreeMap<u64, (String, u64)>,
 }
 
 /// The in-memory store. Cheap to clone; clones share state.
@@ -226,6 +237,73 @@ impl MemoryStore {
                     .collect()
             })
             .unwrap_or_default())
+    }
+}
+
+impl MemoryStore {
+    pub(crate) async fn consume(
+        &self,
+        stream: &str,
+        group: &str,
+        consumer: &str,
+        max: usize,
+        reclaim_after: Duration,
+    ) -> Result<Vec<(String, Bytes)>> {
+        let now = now_ms();
+        let mut guard = self.lock();
+        let inner = &mut *guard;
+        let (next, log) = inner.events.entry(stream.to_owned()).or_default();
+        let g = inner
+            .groups
+            .entry((stream.to_owned(), group.to_owned()))
+            .or_insert_with(|| Group {
+                last: *next,
+                pending: Default::default(),
+            });
+        let payload_of = |id: u64| log.iter().find(|(i, _)| *i == id).map(|(_, p)| p.clone());
+        let mut out = Vec::new();
+        let idle = reclaim_after.as_millis() as u64;
+        let stale: Vec<u64> = g
+            .pending
+            .iter()
+            .filter(|(_, (_, at))| at.saturating_add(idle) <= now)
+            .map(|(id, _)| *id)
+            .take(max)
+            .collect();
+        for id in stale {
+            match payload_of(id) {
+                Some(p) => {
+                    g.pending.insert(id, (consumer.to_owned(), now));
+                    out.push((id.to_string(), p));
+                }
+                // Trimmed from the log: nothing left to hand out.
+                None => {
+                    g.pending.remove(&id);
+                }
+            }
+        }
+        let from = g.last;
+        for (id, p) in log.iter().filter(|(id, _)| *id > from) {
+            if out.len() >= max {
+                break;
+            }
+            g.last = *id;
+            g.pending.insert(*id, (consumer.to_owned(), now));
+            out.push((id.to_string(), p.clone()));
+        }
+        Ok(out)
+    }
+
+    pub(crate) async fn ack(&self, stream: &str, group: &str, ids: &[String]) -> Result<()> {
+        let mut inner = self.lock();
+        if let Some(g) = inner.groups.get_mut(&(stream.to_owned(), group.to_owned())) {
+            for id in ids {
+                if let Ok(id) = id.parse::<u64>() {
+                    g.pending.remove(&id);
+                }
+            }
+        }
+        Ok(())
     }
 }
 

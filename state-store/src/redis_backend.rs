@@ -288,6 +288,103 @@ impl RedisStore {
     }
 }
 
+impl RedisStore {
+    pub(crate) async fn consume(
+        &self,
+        stream: &str,
+        group: &str,
+        consumer: &str,
+        max: usize,
+        reclaim_after: Duration,
+    ) -> Result<Vec<(String, Bytes)>> {
+        let mut conn = self.conn.clone();
+        // XAUTOCLAIM answers [cursor, entries, deleted ids] (Redis 7) or
+        // [cursor, entries] (6.2): read the entries only.
+        let claimed: std::result::Result<Vec<Value>, _> = redis::cmd("XAUTOCLAIM")
+            .arg(stream)
+            .arg(group)
+            .arg(consumer)
+            .arg(reclaim_after.as_millis() as u64)
+            .arg("0-0")
+            .arg("COUNT")
+            .arg(max)
+            .query_async(&mut conn)
+            .await;
+        let mut out = match claimed {
+            Ok(reply) => match reply.into_iter().nth(1) {
+                Some(v) => entries(
+                    redis::from_redis_value::<Vec<Option<StreamEntry>>>(v)
+                        .map_err(|_| StoreError::Protocol { op: "consume" })?,
+                ),
+                None => Vec::new(),
+            },
+            Err(e) if e.code() == Some("NOGROUP") => {
+                let created: std::result::Result<(), _> = redis::cmd("XGROUP")
+                    .arg("CREATE")
+                    .arg(stream)
+                    .arg(group)
+                    .arg("$")
+                    .arg("MKSTREAM")
+                    .query_async(&mut conn)
+                    .await;
+                match created {
+                    Ok(()) => {}
+                    Err(e) if e.code() == Some("BUSYGROUP") => {}
+                    Err(e) => return Err(unavailable("consume")(e)),
+                }
+                Vec::new()
+            }
+            Err(e) => return Err(unavailable("consume")(e)),
+        };
+        if out.len() >= max {
+            return Ok(out);
+        }
+        let fresh: Option<Vec<(String, Vec<StreamEntry>)>> = redis::cmd("XREADGROUP")
+            .arg("GROUP")
+            .arg(group)
+            .arg(consumer)
+            .arg("COUNT")
+            .arg(max - out.len())
+            .arg("STREAMS")
+            .arg(stream)
+            .arg(">")
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable("consume"))?;
+        for (_, list) in fresh.unwrap_or_default() {
+            out.extend(entries(list.into_iter().map(Some).collect()));
+        }
+        Ok(out)
+    }
+
+    pub(crate) async fn ack(&self, stream: &str, group: &str, ids: &[String]) -> Result<()> {
+        let mut conn = self.conn.clone();
+        let _: i64 = redis::cmd("XACK")
+            .arg(stream)
+            .arg(group)
+            .arg(ids)
+            .query_async(&mut conn)
+            .await
+            .map_err(unavailable("ack"))?;
+        Ok(())
+    }
+}
+
+/// Entries as (id, payload); a claimed entry trimmed from the log is nil.
+fn entries(list: Vec<Option<StreamEntry>>) -> Vec<(String, Bytes)> {
+    list.into_iter()
+        .flatten()
+        .map(|(id, fields)| {
+            let payload = fields
+                .into_iter()
+                .find(|(k, _)| k == "p")
+                .map(|(_, v)| v)
+                .unwrap_or_default();
+            (id, Bytes::from(payload))
+        })
+        .collect()
+}
+
 /// One XRANGE entry: id and field/value pairs.
 type StreamEntry = (String, Vec<(String, Vec<u8>)>);
 

@@ -187,11 +187,63 @@ async fn events(store: &Store, prefix: &str) {
     );
 }
 
+async fn consumer_groups(store: &Store, prefix: &str) {
+    let stream = format!("{prefix}:changes:{{g}}");
+    let reclaim = Duration::from_millis(300);
+    // The group starts at the end of the log: older events are not handed out.
+    store.publish(&stream, Bytes::from("old")).await.unwrap();
+    assert!(
+        store
+            .consume(&stream, "grp", "c1", 10, reclaim)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    for i in 0..4 {
+        store.publish(&stream, Bytes::from(format!("ev{i}"))).await.unwrap();
+    }
+    let a = store.consume(&stream, "grp", "c1", 2, reclaim).await.unwrap();
+    let b = store.consume(&stream, "grp", "c2", 10, reclaim).await.unwrap();
+    let payloads = |v: &[(String, Bytes)]| v.iter().map(|(_, p)| p.clone()).collect::<Vec<_>>();
+    // Each event to one consumer.
+    assert_eq!(payloads(&a), vec![Bytes::from("ev0"), Bytes::from("ev1")]);
+    assert_eq!(payloads(&b), vec![Bytes::from("ev2"), Bytes::from("ev3")]);
+    // Another group sees them all again.
+    let other = store.consume(&stream, "other", "x", 10, reclaim).await.unwrap();
+    assert!(other.is_empty(), "a new group starts at the end");
+    store.ack(&stream, "grp", &[a[0].0.clone()]).await.unwrap();
+    store
+        .ack(&stream, "grp", &b.iter().map(|(id, _)| id.clone()).collect::<Vec<_>>())
+        .await
+        .unwrap();
+    // c1 "dies" with ev1 unacknowledged: after the idle time c3 gets it.
+    assert!(
+        store
+            .consume(&stream, "grp", "c3", 10, reclaim)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    let again = store.consume(&stream, "grp", "c3", 10, reclaim).await.unwrap();
+    assert_eq!(payloads(&again), vec![Bytes::from("ev1")]);
+    store.ack(&stream, "grp", &[again[0].0.clone()]).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert!(
+        store
+            .consume(&stream, "grp", "c3", 10, reclaim)
+            .await
+            .unwrap()
+            .is_empty()
+    );
+}
+
 async fn suite(store: Store, prefix: &str) {
     records(&store, prefix).await;
     ttl(&store, prefix).await;
     timers(&store, prefix).await;
     events(&store, prefix).await;
+    consumer_groups(&store, prefix).await;
 }
 
 #[tokio::test]

@@ -2,8 +2,10 @@
 //! protoc-bin-vendored crate unless PROTOC is set, so a fresh machine needs
 //! nothing installed.
 
-const PROTOS: [&str; 4] = [
+const PROTOS: [&str; 6] = [
     "sipbus/edge/v1/edge.proto",
+    "sipbus/pubsub/v1/subscription.proto",
+    "sipbus/publish/v1/publication.proto",
     "sipbus/registrar/v1/registrar.proto",
     "sipbus/sdp/v1/sdp.proto",
     "sipbus/session/v1/supplement.proto",

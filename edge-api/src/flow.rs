@@ -127,6 +127,17 @@ impl Flow {
     }
 
     /// The same flow, owned by `edge`.
+    /// sipbus's Contact for messages on this flow: `user` at the edge
+    /// address the flow uses (or `host` when configured), with
+    /// `;transport=tcp` on a TCP flow so the peer comes back over TCP.
+    pub fn contact(flow: Option<&Flow>, user: &str, host: &str) -> String {
+        let local = flow.and_then(|f| f.local).map(|l| l.to_string()).unwrap_or_default();
+        let host = if host.is_empty() { local.as_str() } else { host };
+        let tcp = flow.is_some_and(|f| f.transport == Transport::Tcp);
+        let transport = if tcp { ";transport=tcp" } else { "" };
+        format!("<sip:{user}@{host}{transport}>")
+    }
+
     pub fn on_edge(mut self, edge: &EdgeId) -> Flow {
         self.edge = Some(edge.clone());
         self

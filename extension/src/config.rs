@@ -75,6 +75,10 @@ pub struct ModuleConfig {
     /// Subscription and publication handlers: their event packages.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub events: Vec<String>,
+    /// Subscription handlers: the body types they produce, preferred
+    /// first; publication handlers: the body types they take.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub types: Vec<String>,
     /// Lower runs first; equal priorities keep configuration order.
     #[serde(default = "default_priority")]
     pub priority: i32,
@@ -119,6 +123,7 @@ impl ModuleConfig {
             methods: Vec::new(),
             media: Vec::new(),
             events: Vec::new(),
+            types: Vec::new(),
             priority: default_priority(),
             timeout_ms: default_timeout_ms(),
             on_failure: OnFailure::Open,
@@ -160,6 +165,12 @@ impl ModuleConfig {
                 bad(field, format!("`{v}` is not a token"));
             }
         }
+        if !self.types.is_empty() && point.filter() != "events" {
+            bad("types", format!("not a setting of {point}s"));
+        }
+        if let Some(t) = self.types.iter().find(|t| !is_media_type(t)) {
+            bad("types", format!("`{t}` is not a type/subtype"));
+        }
         if self.is_external() {
             if let Err(reason) = bus::grpc::check_address(&self.url) {
                 bad("url", format!("`{}`: {reason}", self.url));
@@ -179,6 +190,12 @@ impl ModuleConfig {
         }
         problems
     }
+}
+
+/// `type/subtype`, both tokens.
+fn is_media_type(t: &str) -> bool {
+    let token = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+    t.split_once('/').is_some_and(|(a, b)| token(a) && token(b))
 }
 
 #[cfg(test)]

@@ -40,3 +40,20 @@ pub mod session {
         tonic::include_proto!("sipbus.session.v1");
     }
 }
+
+/// `sipbus.pubsub.v1`: the subscription handler extension point.
+#[allow(clippy::all, clippy::pedantic)]
+pub mod pubsub {
+    pub mod v1 {
+        tonic::include_proto!("sipbus.pubsub.v1");
+    }
+}
+
+/// `sipbus.publish.v1`: the publication handler extension point and the
+/// event state API.
+#[allow(clippy::all, clippy::pedantic)]
+pub mod publish {
+    pub mod v1 {
+        tonic::include_proto!("sipbus.publish.v1");
+    }
+}

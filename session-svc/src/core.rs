@@ -8,7 +8,7 @@ use std::collections::HashMap;
 use std::time::Duration;
 
 use bus::Edges;
-use edge_api::{Flow, ServerTxRef, Transport};
+use edge_api::{Flow, ServerTxRef};
 use registrar_svc::LocationClient;
 use sdp_svc::SdpClient;
 use serde::{Deserialize, Serialize};
@@ -102,18 +102,9 @@ pub fn copy_retry_fields(from: &Message, to: &mut Message) {
 pub const ALLOW: &str = "INVITE, ACK, CANCEL, BYE, UPDATE, INFO, MESSAGE, REFER, NOTIFY, OPTIONS";
 
 /// sipbus's Contact on a leg: the session id as user part, so a request
-/// that reaches the edge by it is easy to trace, at the edge address the
-/// leg's flow uses (or the configured host).
+/// that reaches the edge by it is easy to trace.
 pub fn contact(id: &str, flow: Option<&Flow>, contact_host: &str) -> String {
-    let local = flow.and_then(|f| f.local).map(|l| l.to_string()).unwrap_or_default();
-    let host = if contact_host.is_empty() {
-        local.as_str()
-    } else {
-        contact_host
-    };
-    let tcp = flow.is_some_and(|f| f.transport == Transport::Tcp);
-    let transport = if tcp { ";transport=tcp" } else { "" };
-    format!("<sip:{id}@{host}{transport}>")
+    Flow::contact(flow, id, contact_host)
 }
 
 impl Core {

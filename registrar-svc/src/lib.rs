@@ -7,6 +7,7 @@
 
 pub mod binding;
 pub mod config;
+mod directory;
 mod events;
 mod grpc;
 mod httpdate;
@@ -14,6 +15,7 @@ pub mod location;
 mod service;
 
 pub use config::RegistrarConfig;
+pub use directory::Directory;
 pub use events::{EVENT_STREAM, EventKind};
 pub use grpc::RegistrarService;
 pub use location::{Location, LocationClient, LocationError, LocationService};

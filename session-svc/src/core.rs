@@ -4,7 +4,6 @@
 //! (answering the caller, ending a session, cancelling branches, running
 //! supplements and doing what they ask).
 
-use std::collections::HashMap;
 use std::time::Duration;
 
 use bus::Edges;
@@ -56,26 +55,7 @@ impl Deferred {
     }
 }
 
-/// Who is ours: the registrar's domains and users, and how callers prove
-/// who they are.
-pub struct Directory {
-    pub domains: Vec<String>,
-    /// (user, domain) → secret.
-    pub users: HashMap<(String, String), sip_auth::Secret>,
-    /// The digest challenger of calls (realm and nonce key shared with
-    /// every replica); `None`: calls are not authenticated.
-    pub auth: Option<sip_auth::Authenticator>,
-}
-
-impl Directory {
-    pub fn knows(&self, user: &str, domain: &str) -> bool {
-        self.users.contains_key(&(user.to_owned(), domain.to_owned()))
-    }
-
-    pub fn serves(&self, domain: &str) -> bool {
-        self.domains.iter().any(|d| d.eq_ignore_ascii_case(domain))
-    }
-}
+pub use registrar_svc::Directory;
 
 /// Everything a session-svc replica works with.
 pub struct Core {

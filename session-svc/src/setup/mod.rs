@@ -12,7 +12,6 @@ use std::sync::Arc;
 
 use edge_api::{Flow, ServerTxRef};
 use sdp_svc::Offered;
-use sip_auth::Challenger;
 use sip_dialog::Dialog;
 use sip_message::{Known, Message, Refusal};
 use state_store::now_ms;
@@ -64,24 +63,21 @@ pub(crate) async fn invite(core: Arc<Core>, tx: ServerTxRef, flow: Flow, req: Me
     fork::drive(core, s, version, req, plans).await;
 }
 
-/// RFC 3261 22.3 for a new call: the caller proves who it is to sipbus (a
-/// proxy-style 407 challenge, so a phone's registrar credentials work).
+/// RFC 3261 22.3 for a new call: the caller proves who it is to sipbus.
 /// Returns the authenticated user, or "" when calls are not authenticated.
 fn authenticate(core: &Core, req: &Message) -> Result<String, Refusal> {
-    let Some(auth) = core.directory.auth.as_ref().filter(|_| core.config.authenticate) else {
+    if !core.config.authenticate {
         return Ok(String::new());
-    };
-    // Users are looked up in the caller's domain when it is ours.
-    let from_domain = req
-        .from_header()
-        .ok()
-        .and_then(|f| f.uri.as_sip().map(|u| u.host.to_string().to_ascii_lowercase()))
-        .filter(|d| core.directory.serves(d))
-        .or_else(|| core.directory.domains.first().cloned())
-        .unwrap_or_default();
-    auth.authenticate(req, Challenger::Proxy, |u| {
-        core.directory.users.get(&(u.to_owned(), from_domain.clone())).cloned()
-    })
+    }
+    let found = core.directory.authenticate(req)?;
+    // The endpoint is the user part: profiles are keyed by it.
+    Ok(found
+        .map(|aor| {
+            aor.strip_prefix("sip:")
+                .and_then(|a| a.split_once('@'))
+                .map_or(aor.clone(), |(u, _)| u.to_owned())
+        })
+        .unwrap_or_default())
 }
 
 /// The session as it starts, with both legs' dialogs (the callee's still

@@ -74,27 +74,7 @@ fn check(config: &Config, process: &Process) -> Vec<extension::ConfigProblem> {
 
 /// The users and domains calls are checked against: the registrar's.
 fn directory(config: &Config) -> Directory {
-    let domains: Vec<String> = config
-        .registrar
-        .domains
-        .iter()
-        .map(|d| d.to_ascii_lowercase())
-        .collect();
-    let realm = config
-        .registrar
-        .auth
-        .realm
-        .clone()
-        .unwrap_or_else(|| domains.first().cloned().unwrap_or_default());
-    let auth = config
-        .session
-        .authenticate
-        .then(|| config.registrar.authenticator(&realm));
-    Directory {
-        domains,
-        users: config.registrar.secrets(),
-        auth,
-    }
+    Directory::from_config(&config.registrar, config.session.authenticate)
 }
 
 async fn start(ctx: &mut Ctx<'_>) -> anyhow::Result<()> {

@@ -194,7 +194,11 @@ impl ModuleConfig {
 
 /// `type/subtype`, both tokens.
 fn is_media_type(t: &str) -> bool {
-    let token = |s: &str| !s.is_empty() && s.bytes().all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b));
+    let token = |s: &str| {
+        !s.is_empty()
+            && s.bytes()
+                .all(|b| b.is_ascii_alphanumeric() || b"!#$%&'*+-.^_`|~".contains(&b))
+    };
     t.split_once('/').is_some_and(|(a, b)| token(a) && token(b))
 }
 

@@ -20,7 +20,9 @@
 mod builtins;
 mod config;
 mod external;
+mod packages;
 
 pub use builtins::{Builtin, Builtins, Settings};
 pub use config::{ConfigProblem, ModuleConfig, OnFailure, Point};
 pub use external::{External, Failure, FailurePolicy, Stats};
+pub use packages::{Connect, DefaultBuiltin, PackageEntry, Packages};

@@ -126,7 +126,6 @@ impl Flow {
         Some(Flow::to(transport, SocketAddr::new(ip, u.port.unwrap_or(5060))))
     }
 
-    /// The same flow, owned by `edge`.
     /// sipbus's Contact for messages on this flow: `user` at the edge
     /// address the flow uses (or `host` when configured), with
     /// `;transport=tcp` on a TCP flow so the peer comes back over TCP.
@@ -138,6 +137,7 @@ impl Flow {
         format!("<sip:{user}@{host}{transport}>")
     }
 
+    /// The same flow, owned by `edge`.
     pub fn on_edge(mut self, edge: &EdgeId) -> Flow {
         self.edge = Some(edge.clone());
         self

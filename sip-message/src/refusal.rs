@@ -149,6 +149,12 @@ impl Refusal {
         Refusal::with_why(416, "Unsupported URI Scheme", why)
     }
 
+    /// 406 with Accept (RFC 3261 21.4.7, RFC 6665 4.2.1.1): no body type
+    /// the request accepts can be produced.
+    pub fn not_acceptable(types: &[String]) -> Refusal {
+        Refusal::new(406, "Not Acceptable").with_header(Known::Accept, types.join(", "))
+    }
+
     /// 412 (RFC 3903 11.2.1): the entity tag names no publication.
     pub fn conditional_request_failed() -> Refusal {
         Refusal::new(412, "Conditional Request Failed")

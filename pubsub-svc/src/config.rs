@@ -1,0 +1,163 @@
+//! `[pubsub]`: authentication, per-package Expires bounds, pacing and
+//! authorization policy, the handler list.
+
+use std::collections::BTreeMap;
+
+use extension::{ConfigProblem, ModuleConfig, Packages, Point};
+use serde::{Deserialize, Serialize};
+
+use crate::handlers::{BUILTINS, DEFAULTS, SubscriptionHandler};
+
+#[derive(Debug, Clone, PartialEq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PubsubConfig {
+    /// Digest authentication of SUBSCRIBE with the registrar's users and
+    /// nonce key (`[registrar.auth]`, a 407 challenge); the authenticated
+    /// user is the watcher.
+    pub authenticate: bool,
+    /// Host (and port) for the Contact of sipbus's side of subscriptions;
+    /// empty: the edge address the subscription came in on.
+    pub contact_host: String,
+    /// Settings by event package (`[pubsub.packages.presence]`); a package
+    /// not named gets the defaults.
+    pub packages: BTreeMap<String, PackageSettings>,
+    /// Subscription handlers: `[[pubsub.handlers]]`, one per event
+    /// package. The built-ins `message-summary`, `presence` and `dialog`
+    /// run unless listed.
+    pub handlers: Vec<ModuleConfig>,
+    /// A resource change another replica took but never finished (it
+    /// died) is taken over after this long. Above the longest a NOTIFY
+    /// may wait for its answer (64*T1 = 32 s) by default; shorter only
+    /// costs duplicate NOTIFYs when a subscriber is that slow.
+    pub reclaim_after_ms: u64,
+    /// How often the store's event logs are polled when idle.
+    pub poll_ms: u64,
+    /// Resource changes handled at once by one replica.
+    pub max_concurrent_changes: usize,
+}
+
+impl Default for PubsubConfig {
+    fn default() -> Self {
+        Self {
+            authenticate: true,
+            contact_host: String::new(),
+            packages: BTreeMap::new(),
+            handlers: Vec::new(),
+            reclaim_after_ms: 40_000,
+            poll_ms: 20,
+            max_concurrent_changes: 256,
+        }
+    }
+}
+
+/// Who may watch a resource (RFC 6665 5.4.7: a notifier decides; the
+/// package's handler has the last word).
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(rename_all = "kebab-case")]
+pub enum Authorization {
+    /// Any watcher of one of our domains (and anyone when SUBSCRIBE is not
+    /// authenticated).
+    #[default]
+    Domain,
+    /// Only the resource's own user (its mailbox, its phones).
+    Owner,
+    /// Anyone.
+    Open,
+}
+
+/// `[pubsub.packages.<name>]`.
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct PackageSettings {
+    pub default_expires_s: u32,
+    pub min_expires_s: u32,
+    pub max_expires_s: u32,
+    /// Changes closer together than this are coalesced: the next NOTIFY
+    /// waits and carries the newest state.
+    pub min_interval_ms: u64,
+    pub authorization: Authorization,
+}
+
+impl Default for PackageSettings {
+    fn default() -> Self {
+        Self {
+            default_expires_s: 3600,
+            min_expires_s: 60,
+            max_expires_s: 86_400,
+            min_interval_ms: 200,
+            authorization: Authorization::Domain,
+        }
+    }
+}
+
+impl PubsubConfig {
+    /// A package's settings: configured, or the package's defaults
+    /// (message-summary is its owner's only; dialog NOTIFYs are not paced).
+    pub fn package(&self, name: &str) -> PackageSettings {
+        if let Some(s) = self.packages.get(name) {
+            return s.clone();
+        }
+        match name {
+            "message-summary" => PackageSettings {
+                authorization: Authorization::Owner,
+                ..PackageSettings::default()
+            },
+            "dialog" => PackageSettings {
+                min_interval_ms: 0,
+                ..PackageSettings::default()
+            },
+            _ => PackageSettings::default(),
+        }
+    }
+
+    /// Every problem that would stop a start, without connecting anywhere.
+    pub fn check(&self) -> Vec<ConfigProblem> {
+        let mut problems = match self.handlers(None) {
+            Ok(_) => Vec::new(),
+            Err(p) => p,
+        };
+        for (name, s) in &self.packages {
+            let key = format!("pubsub.packages.{name}");
+            if s.min_expires_s == 0 || s.min_expires_s > s.max_expires_s {
+                problems.push(ConfigProblem {
+                    key: format!("{key}.min_expires_s"),
+                    reason: format!("must be above 0 and at most max_expires_s ({})", s.max_expires_s),
+                });
+            }
+            if !(s.min_expires_s..=s.max_expires_s).contains(&s.default_expires_s) {
+                problems.push(ConfigProblem {
+                    key: format!("{key}.default_expires_s"),
+                    reason: "must lie between min_expires_s and max_expires_s".into(),
+                });
+            }
+        }
+        if self.reclaim_after_ms < 1000 {
+            problems.push(ConfigProblem {
+                key: "pubsub.reclaim_after_ms".into(),
+                reason: "below 1000: live replicas would take each other's changes".into(),
+            });
+        }
+        if self.poll_ms == 0 || self.max_concurrent_changes == 0 {
+            problems.push(ConfigProblem {
+                key: "pubsub.poll_ms, pubsub.max_concurrent_changes".into(),
+                reason: "must be above 0".into(),
+            });
+        }
+        problems
+    }
+
+    pub fn handlers(
+        &self,
+        connect: extension::Connect<'_, dyn SubscriptionHandler>,
+    ) -> Result<Packages<dyn SubscriptionHandler>, Vec<ConfigProblem>> {
+        Packages::build(
+            Point::SubscriptionHandler,
+            "pubsub.handlers",
+            &self.handlers,
+            DEFAULTS,
+            &BUILTINS,
+            self,
+            connect,
+        )
+    }
+}

@@ -58,6 +58,9 @@ impl RequestHandler for SessionService {
             Method::Invite if request.to_tag().is_none() => {
                 tokio::spawn(setup::invite(core, tx, flow, request).instrument(span));
             }
+            Method::Message if request.to_tag().is_none() => {
+                tokio::spawn(setup::pager::message(core, tx, flow, request).instrument(span));
+            }
             _ if request.to_tag().is_none() => {
                 let resp = Refusal::no_dialog().response_to(&request, Some(&crate::random_tag()));
                 return Ok(Reply::Now(resp));

@@ -2,7 +2,7 @@
 
 use std::path::PathBuf;
 
-use clap::Parser;
+use clap::{Args, Parser, Subcommand};
 
 /// sipbus: a SIP application server built as small services joined by a
 /// gRPC extension bus.
@@ -54,4 +54,53 @@ pub struct Cli {
     /// Print the effective configuration as TOML and exit.
     #[arg(long)]
     pub print_config: bool,
+
+    #[command(subcommand)]
+    pub command: Option<Command>,
+}
+
+/// Tools that talk to a running sipbus over its gRPC API.
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Message-waiting state of a mailbox (RFC 3842): what subscribers to
+    /// its `message-summary` see.
+    Mwi {
+        #[command(subcommand)]
+        action: MwiAction,
+    },
+}
+
+#[derive(Debug, Subcommand)]
+pub enum MwiAction {
+    /// Sets a mailbox's counts (kept until set again or cleared).
+    Set {
+        /// The mailbox: a user of the first domain, or `sip:user@domain`.
+        mailbox: String,
+        /// New (unheard) voice messages.
+        #[arg(long, default_value_t = 0)]
+        new: u32,
+        /// Old (heard) voice messages.
+        #[arg(long, default_value_t = 0)]
+        old: u32,
+        #[arg(long, default_value_t = 0)]
+        urgent_new: u32,
+        #[arg(long, default_value_t = 0)]
+        urgent_old: u32,
+        #[command(flatten)]
+        server: Server,
+    },
+    /// Removes the state `set` gave the mailbox.
+    Clear {
+        mailbox: String,
+        #[command(flatten)]
+        server: Server,
+    },
+}
+
+/// Which sipbus to talk to.
+#[derive(Debug, Args)]
+pub struct Server {
+    /// The gRPC API of all-in-one or of a publish-svc replica.
+    #[arg(long, env = "SIPBUS_SERVER", default_value = "http://127.0.0.1:50051")]
+    pub server: String,
 }

@@ -6,6 +6,8 @@ use std::path::Path;
 
 use std::collections::BTreeMap;
 
+use publish_svc::PublishConfig;
+use pubsub_svc::PubsubConfig;
 use registrar_svc::RegistrarConfig;
 use sdp_svc::SdpConfig;
 use serde::{Deserialize, Serialize};
@@ -25,6 +27,8 @@ pub struct Config {
     pub registrar: RegistrarConfig,
     pub session: SessionConfig,
     pub sdp: SdpConfig,
+    pub pubsub: PubsubConfig,
+    pub publish: PublishConfig,
     pub log: LogConfig,
 }
 
@@ -50,6 +54,12 @@ pub struct BusConfig {
     pub session: Vec<String>,
     /// sdp-svc replicas (for session-svc): `http://host:port` each.
     pub sdp: Vec<String>,
+    /// pubsub-svc replicas (for sip-edge: SUBSCRIBE), same forms as
+    /// `registrar`.
+    pub pubsub: Vec<String>,
+    /// publish-svc replicas (for sip-edge: PUBLISH), same forms as
+    /// `registrar`.
+    pub publish: Vec<String>,
     /// The edge API of each sip-edge instance, by `edge.instance` name
     /// (for session-svc): `{ edge-1 = "http://10.0.0.5:50051" }`.
     pub edges: BTreeMap<String, String>,
@@ -66,6 +76,8 @@ impl Default for BusConfig {
             registrar: Vec::new(),
             session: Vec::new(),
             sdp: Vec::new(),
+            pubsub: Vec::new(),
+            publish: Vec::new(),
             edges: BTreeMap::new(),
             deadline_ms: 2000,
             connect_timeout_ms: 500,
@@ -74,18 +86,24 @@ impl Default for BusConfig {
     }
 }
 
-/// `[grpc]`: where a service target serves its contracts.
-#[derive(Debug, Clone, Deserialize, Serialize)]
+/// `[grpc]`: where a process serves its contracts (split targets: their
+/// service; every process: the APIs `sipbus` subcommands use).
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
 #[serde(default)]
 pub struct GrpcConfig {
-    pub listen: std::net::SocketAddr,
+    /// Unset: `0.0.0.0:50051` for a split target, `127.0.0.1:50051` for
+    /// all-in-one (its API is for local tools, not the network).
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<std::net::SocketAddr>,
 }
 
-impl Default for GrpcConfig {
-    fn default() -> Self {
-        Self {
-            listen: ([0, 0, 0, 0], 50051).into(),
-        }
+impl GrpcConfig {
+    pub fn listen_for(&self, target: &str) -> std::net::SocketAddr {
+        self.listen.unwrap_or(if target == "all" {
+            ([127, 0, 0, 1], 50051).into()
+        } else {
+            ([0, 0, 0, 0], 50051).into()
+        })
     }
 }
 

@@ -4,6 +4,7 @@
 
 mod cli;
 mod logging;
+mod tools;
 
 use std::process::ExitCode;
 
@@ -21,7 +22,23 @@ use sipbus::modules::Process;
 static GLOBAL: mimalloc::MiMalloc = mimalloc::MiMalloc;
 
 fn main() -> ExitCode {
-    let cli = Cli::parse();
+    let mut cli = Cli::parse();
+    if let Some(command) = cli.command.take() {
+        let runtime = match tokio::runtime::Builder::new_current_thread().enable_all().build() {
+            Ok(rt) => rt,
+            Err(e) => {
+                eprintln!("cannot start the runtime: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        return match runtime.block_on(tools::run(command)) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("error: {e:#}");
+                ExitCode::FAILURE
+            }
+        };
+    }
     // The value parser only lets through the targets there are.
     let Some(process) = Process::of(&cli.target) else {
         eprintln!("unknown target {}", cli.target);

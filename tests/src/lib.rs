@@ -290,11 +290,42 @@ pub struct CallSplit {
     pub registrar: Sipbus,
     pub sessions: Vec<Sipbus>,
     pub sdps: Vec<Sipbus>,
+    pub pubsubs: Vec<Sipbus>,
+    pub publishes: Vec<Sipbus>,
+}
+
+/// How many replicas of each service a split run starts.
+#[derive(Debug, Clone, Copy)]
+pub struct Replicas {
+    pub sessions: usize,
+    pub sdps: usize,
+    pub pubsubs: usize,
+    pub publishes: usize,
 }
 
 impl CallSplit {
     /// `env` goes to every process (registrar users, session settings).
     pub fn start(redis_url: &str, env: &[(&str, &str)], sessions: usize, sdps: usize) -> Result<CallSplit> {
+        Self::start_with(
+            redis_url,
+            env,
+            Replicas {
+                sessions,
+                sdps,
+                pubsubs: 0,
+                publishes: 0,
+            },
+        )
+    }
+
+    /// [`CallSplit::start`] with pubsub-svc and publish-svc replicas too.
+    pub fn start_with(redis_url: &str, env: &[(&str, &str)], n: Replicas) -> Result<CallSplit> {
+        let Replicas {
+            sessions,
+            sdps,
+            pubsubs,
+            publishes,
+        } = n;
         let mut all: Vec<(&str, &str)> = env.to_vec();
         all.push(("SIPBUS_STORE__REDIS", redis_url));
         all.push(("SIPBUS_REGISTRAR__AUTH__NONCE_KEY", "shared test key"));
@@ -327,12 +358,37 @@ impl CallSplit {
             session_addrs.push(grpc);
         }
         let session_list = quoted(&session_addrs);
+        let mut pubsub_env = all.clone();
+        pubsub_env.push(("SIPBUS_BUS__EDGES", &edges));
+        pubsub_env.push(("SIPBUS_BUS__REGISTRAR", &registrar_list));
+        let mut pubsubs_running = Vec::new();
+        let mut pubsub_addrs = Vec::new();
+        for _ in 0..pubsubs {
+            let grpc: SocketAddr = ([127, 0, 0, 1], free_port()?).into();
+            pubsubs_running.push(Sipbus::start_service("pubsub-svc", &pubsub_env, grpc)?);
+            pubsub_addrs.push(grpc);
+        }
+        let pubsub_list = quoted(&pubsub_addrs);
+        let mut publishes_running = Vec::new();
+        let mut publish_addrs = Vec::new();
+        for _ in 0..publishes {
+            let grpc: SocketAddr = ([127, 0, 0, 1], free_port()?).into();
+            publishes_running.push(Sipbus::start_service("publish-svc", &all, grpc)?);
+            publish_addrs.push(grpc);
+        }
+        let publish_list = quoted(&publish_addrs);
         let edge_grpc_text = edge_grpc.to_string();
         let mut edge_env = all.clone();
         edge_env.push(("SIPBUS_EDGE__INSTANCE", "edge1"));
         edge_env.push(("SIPBUS_GRPC__LISTEN", &edge_grpc_text));
         edge_env.push(("SIPBUS_BUS__REGISTRAR", &registrar_list));
         edge_env.push(("SIPBUS_BUS__SESSION", &session_list));
+        if pubsubs > 0 {
+            edge_env.push(("SIPBUS_BUS__PUBSUB", &pubsub_list));
+        }
+        if publishes > 0 {
+            edge_env.push(("SIPBUS_BUS__PUBLISH", &publish_list));
+        }
         edge_env.push(("SIPBUS_BUS__DEADLINE_MS", "1000"));
         let edge = Sipbus::start("sip-edge", &edge_env)?;
         Ok(CallSplit {
@@ -340,6 +396,8 @@ impl CallSplit {
             registrar,
             sessions: sessions_running,
             sdps: sdps_running,
+            pubsubs: pubsubs_running,
+            publishes: publishes_running,
         })
     }
 
@@ -351,6 +409,12 @@ impl CallSplit {
         }
         for (i, r) in self.sdps.iter().enumerate() {
             s.push_str(&format!("\n--- sdp-svc {i} ---\n{}", r.log_text()));
+        }
+        for (i, r) in self.pubsubs.iter().enumerate() {
+            s.push_str(&format!("\n--- pubsub-svc {i} ---\n{}", r.log_text()));
+        }
+        for (i, r) in self.publishes.iter().enumerate() {
+            s.push_str(&format!("\n--- publish-svc {i} ---\n{}", r.log_text()));
         }
         s
     }

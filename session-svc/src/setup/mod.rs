@@ -5,6 +5,7 @@
 //! CANCEL, ACK, BYE and the no-answer timer can be handled by any replica.
 
 mod fork;
+pub(crate) mod pager;
 mod route;
 mod timeout;
 

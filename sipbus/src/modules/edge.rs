@@ -8,6 +8,7 @@ use anyhow::Context;
 use bus::grpc::{EdgeService, RemoteHandler};
 use bus::{HandlerPool, ReplicaSource, Replicas, Router};
 use edge_api::RequestHandler;
+use publish_svc::PublishService;
 use registrar_svc::RegistrarService;
 use session_svc::SessionService;
 use sip_message::Method;
@@ -22,7 +23,7 @@ pub const MODULE: Module = Module {
     needs: &[],
     // The services it routes to in process start first; session-svc,
     // which needs the edge's API, fills its pool after.
-    after: &[Name::Store, Name::Registrar],
+    after: &[Name::Store, Name::Registrar, Name::Publish],
     check,
     start: |ctx| Box::pin(start(ctx)),
 };
@@ -38,16 +39,22 @@ fn check(config: &Config, process: &Process) -> Vec<extension::ConfigProblem> {
     let bus = &config.bus;
     let remote_registrar = !process.runs(Name::Registrar) && !bus.registrar.is_empty();
     let remote_session = !process.runs(Name::Session) && !bus.session.is_empty();
-    if !process.runs(Name::Registrar) && !process.runs(Name::Session) && !remote_registrar && !remote_session {
+    let remote_pubsub = !process.runs(Name::Pubsub) && !bus.pubsub.is_empty();
+    let remote_publish = !process.runs(Name::Publish) && !bus.publish.is_empty();
+    let any_local = [Name::Registrar, Name::Session, Name::Pubsub, Name::Publish]
+        .into_iter()
+        .any(|n| process.runs(n));
+    if !any_local && !remote_registrar && !remote_session && !remote_pubsub && !remote_publish {
         problems.push(problem(
-            "bus.registrar, bus.session",
+            "bus.registrar, bus.session, bus.pubsub, bus.publish",
             format!("--target {} needs at least one service's addresses", process.target),
         ));
     }
     match config.edge.instance.as_deref() {
-        None if remote_session => problems.push(problem(
+        None if remote_session || remote_pubsub => problems.push(problem(
             "edge.instance",
-            "required with bus.session (session-svc reaches this edge by its instance name in its bus.edges)",
+            "required with bus.session or bus.pubsub (those services reach this edge by its instance name in their \
+             bus.edges)",
         )),
         Some(name) if name.is_empty() || name.contains(char::is_whitespace) => {
             problems.push(problem(
@@ -57,12 +64,14 @@ fn check(config: &Config, process: &Process) -> Vec<extension::ConfigProblem> {
         }
         _ => {}
     }
-    if remote_registrar || remote_session {
+    if remote_registrar || remote_session || remote_pubsub || remote_publish {
         problems.extend(timing(&config.bus));
     }
     for (key, list, remote) in [
         ("bus.registrar", &bus.registrar, remote_registrar),
         ("bus.session", &bus.session, remote_session),
+        ("bus.pubsub", &bus.pubsub, remote_pubsub),
+        ("bus.publish", &bus.publish, remote_publish),
     ] {
         if let (true, Err(e)) = (remote, ReplicaSource::parse_all(list)) {
             problems.push(problem(key, e.to_string()));
@@ -106,6 +115,26 @@ async fn start(ctx: &mut Ctx<'_>) -> anyhow::Result<()> {
             remote_pool(ctx, "bus.registrar", &config.bus.registrar).await?,
         );
     }
+    if let Some(publisher) = &ctx.publisher {
+        let handler: Arc<dyn RequestHandler> = Arc::new(PublishService::new(publisher.clone()));
+        router = router.route(Method::Publish, Arc::new(Replicas::local(handler, deadline)));
+    } else if !config.bus.publish.is_empty() {
+        router = router.route(
+            Method::Publish,
+            remote_pool(ctx, "bus.publish", &config.bus.publish).await?,
+        );
+    }
+    if ctx.process.runs(Name::Pubsub) {
+        // Like session-svc: filled once pubsub-svc exists.
+        let pool = Arc::new(Replicas::new(Vec::new(), deadline));
+        ctx.pubsub_pool = Some(pool.clone());
+        router = router.route(Method::Subscribe, pool);
+    } else if !config.bus.pubsub.is_empty() {
+        router = router.route(
+            Method::Subscribe,
+            remote_pool(ctx, "bus.pubsub", &config.bus.pubsub).await?,
+        );
+    }
     let sessions = if ctx.process.runs(Name::Session) {
         // session-svc needs this edge's API and the edge needs session-svc:
         // the pool is filled once session-svc exists.
@@ -127,7 +156,7 @@ async fn start(ctx: &mut Ctx<'_>) -> anyhow::Result<()> {
         .context("starting sip-edge")?;
     let handle = edge.handle();
     info!(instance = %handle.id(), "sip-edge started");
-    if ctx.process.runs(Name::Grpc) {
+    if ctx.process.serves_bus() {
         // Split services answer later and send requests through the edge
         // API.
         let id = handle.id().clone();

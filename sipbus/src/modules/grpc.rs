@@ -1,5 +1,6 @@
-//! The gRPC server of a split process: every contract the process's
-//! modules serve, on `grpc.listen`.
+//! The gRPC server: every contract the process's modules serve, on
+//! `grpc.listen` (all-in-one serves them too, for `sipbus mwi` and other
+//! local tools).
 
 use anyhow::Context;
 use tracing::info;
@@ -12,7 +13,15 @@ pub const MODULE: Module = Module {
     target: None,
     needs: &[],
     // Last: it serves what the others made.
-    after: &[Name::Store, Name::Registrar, Name::Sdp, Name::Edge, Name::Session],
+    after: &[
+        Name::Store,
+        Name::Registrar,
+        Name::Sdp,
+        Name::Publish,
+        Name::Edge,
+        Name::Session,
+        Name::Pubsub,
+    ],
     check,
     start: |ctx| Box::pin(start(ctx)),
 };
@@ -22,7 +31,7 @@ fn check(_config: &Config, _process: &Process) -> Vec<extension::ConfigProblem> 
 }
 
 async fn start(ctx: &mut Ctx<'_>) -> anyhow::Result<()> {
-    let addr = ctx.config.grpc.listen;
+    let addr = ctx.config.grpc.listen_for(ctx.process.target);
     let listener = tokio::net::TcpListener::bind(addr)
         .await
         .with_context(|| format!("cannot listen on grpc.listen {addr}"))?;

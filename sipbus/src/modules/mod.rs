@@ -11,6 +11,8 @@
 
 mod edge;
 mod grpc;
+mod publish;
+mod pubsub;
 mod registrar;
 mod sdp;
 mod session;
@@ -33,8 +35,10 @@ pub enum Name {
     Store,
     Registrar,
     Sdp,
+    Publish,
     Edge,
     Session,
+    Pubsub,
     Grpc,
 }
 
@@ -56,12 +60,14 @@ pub struct Module {
 }
 
 /// Every module, in no particular order: the graph orders them.
-pub static MODULES: [Module; 6] = [
+pub static MODULES: [Module; 8] = [
     store::MODULE,
     registrar::MODULE,
     sdp::MODULE,
+    publish::MODULE,
     edge::MODULE,
     session::MODULE,
+    pubsub::MODULE,
     grpc::MODULE,
 ];
 
@@ -89,10 +95,7 @@ impl Process {
     /// The process of `target`; `None` for a target no module has.
     pub fn of(target: &str) -> Option<Process> {
         let (target, roots): (&'static str, Vec<Name>) = if target == "all" {
-            (
-                "all",
-                MODULES.iter().map(|m| m.name).filter(|n| *n != Name::Grpc).collect(),
-            )
+            ("all", MODULES.iter().map(|m| m.name).collect())
         } else {
             let m = MODULES.iter().find(|m| m.target == Some(target))?;
             (m.target?, vec![m.name, Name::Grpc])
@@ -105,6 +108,13 @@ impl Process {
             target,
             modules: order(modules),
         })
+    }
+
+    /// A split process serves its service's contract to the others (in
+    /// all-in-one everything is called in process; only the tools' APIs are
+    /// served).
+    pub fn serves_bus(&self) -> bool {
+        self.target != "all" && self.runs(Name::Grpc)
     }
 
     /// A module runs in this process.
@@ -129,7 +139,9 @@ impl Process {
             store: None,
             registrar: None,
             sdp: None,
+            publisher: None,
             session_pool: None,
+            pubsub_pool: None,
             edge: None,
             services: tonic::service::Routes::builder(),
             tasks: Vec::new(),
@@ -182,9 +194,11 @@ pub struct Ctx<'a> {
     pub store: Option<state_store::Store>,
     pub registrar: Option<Arc<registrar_svc::Registrar>>,
     pub sdp: Option<Arc<sdp_svc::Negotiator>>,
-    /// The edge's pool of session-svc replicas, when session-svc runs in
-    /// this process: filled once session-svc exists (it needs the edge).
+    pub publisher: Option<Arc<publish_svc::Publisher>>,
+    /// The edge's pools of session-svc and pubsub-svc replicas, when they
+    /// run in this process: filled once they exist (they need the edge).
     pub session_pool: Option<Arc<HandlerPool>>,
+    pub pubsub_pool: Option<Arc<HandlerPool>>,
     pub edge: Option<RunningEdge>,
     /// gRPC services to serve, for the gRPC module.
     pub services: tonic::service::RoutesBuilder,
@@ -208,6 +222,108 @@ impl Running {
     }
 }
 
+/// A service that sends through the edge API needs each edge's address
+/// when the edge runs elsewhere.
+pub(crate) fn edge_api_problems(config: &Config, process: &Process) -> Vec<ConfigProblem> {
+    let mut problems = Vec::new();
+    if process.runs(Name::Edge) {
+        return problems;
+    }
+    if config.bus.edges.is_empty() {
+        problems.push(problem(
+            "bus.edges",
+            format!("--target {} needs each edge instance's API address", process.target),
+        ));
+    }
+    for (name, address) in &config.bus.edges {
+        if let Err(e) = bus::grpc::check_address(address) {
+            problems.push(problem(&format!("bus.edges.{name}"), format!("`{address}`: {e}")));
+        }
+    }
+    problems
+}
+
+/// A service this process calls and does not run needs its addresses.
+pub(crate) fn neighbour_problems(
+    process: &Process,
+    runs: Name,
+    key: &str,
+    list: &[String],
+    what: &str,
+) -> Vec<ConfigProblem> {
+    let mut problems = Vec::new();
+    if process.runs(runs) {
+        return problems;
+    }
+    if list.is_empty() {
+        problems.push(problem(key, format!("--target {} needs {what}", process.target)));
+    }
+    if let Some(bad) = list.iter().find(|a| bus::grpc::check_address(a).is_err()) {
+        problems.push(problem(key, format!("`{bad}`: expected http://host:port")));
+    }
+    problems
+}
+
+/// Replicas that authenticate must verify each other's nonces.
+pub(crate) fn nonce_problems(
+    config: &Config,
+    process: &Process,
+    authenticate: bool,
+    switch: &str,
+) -> Vec<ConfigProblem> {
+    if process.target != "all" && authenticate && config.registrar.auth.nonce_key.is_empty() {
+        vec![problem(
+            "registrar.auth.nonce_key",
+            format!(
+                "required with --target {} when {switch} is on (every replica must verify the nonces the others \
+                 issue)",
+                process.target
+            ),
+        )]
+    } else {
+        Vec::new()
+    }
+}
+
+/// The edges a service sends through: this process's, or each one's API.
+pub(crate) fn edges(ctx: &Ctx<'_>) -> anyhow::Result<bus::Edges> {
+    use anyhow::Context as _;
+    match &ctx.edge {
+        Some(edge) => {
+            let handle = edge.handle();
+            let id = handle.id().clone();
+            Ok(bus::Edges::local(id, Arc::new(handle) as Arc<dyn edge_api::Edge>))
+        }
+        None => {
+            let edges: Vec<(String, String)> = ctx
+                .config
+                .bus
+                .edges
+                .iter()
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect();
+            let connect = std::time::Duration::from_millis(ctx.config.bus.connect_timeout_ms);
+            bus::Edges::remote(&edges, connect)
+                .map_err(anyhow::Error::msg)
+                .context("config: bus.edges")
+        }
+    }
+}
+
+/// The location service: registrar-svc in process, or its replicas.
+pub(crate) fn locations(ctx: &Ctx<'_>) -> anyhow::Result<registrar_svc::LocationClient> {
+    use anyhow::Context as _;
+    match &ctx.registrar {
+        Some(r) => Ok(registrar_svc::LocationClient::new(r.clone())),
+        None => {
+            let connect = std::time::Duration::from_millis(ctx.config.bus.connect_timeout_ms);
+            registrar_svc::LocationClient::from_addresses(&ctx.config.bus.registrar, connect)
+                .map_err(anyhow::Error::msg)
+                .context("config: bus.registrar")
+        }
+    }
+}
+
 /// A problem with a key, for the checks.
 pub(crate) fn problem(key: &str, reason: impl Into<String>) -> ConfigProblem {
     ConfigProblem {
@@ -224,12 +340,29 @@ mod tests {
     fn targets_and_their_modules() {
         assert_eq!(
             targets(),
-            ["all", "registrar-svc", "sdp-svc", "sip-edge", "session-svc"]
+            [
+                "all",
+                "registrar-svc",
+                "sdp-svc",
+                "publish-svc",
+                "sip-edge",
+                "session-svc",
+                "pubsub-svc"
+            ]
         );
         let all = Process::of("all").map(|p| p.modules).unwrap_or_default();
         assert_eq!(
             all,
-            [Name::Store, Name::Registrar, Name::Sdp, Name::Edge, Name::Session]
+            [
+                Name::Store,
+                Name::Registrar,
+                Name::Sdp,
+                Name::Publish,
+                Name::Edge,
+                Name::Session,
+                Name::Pubsub,
+                Name::Grpc
+            ]
         );
         let session = Process::of("session-svc").map(|p| p.modules).unwrap_or_default();
         assert_eq!(session, [Name::Store, Name::Session, Name::Grpc]);

@@ -45,7 +45,7 @@ async fn start(ctx: &mut Ctx<'_>) -> anyhow::Result<()> {
     let store = ctx.store.clone().context("registrar-svc starts after the store")?;
     let registrar = Arc::new(Registrar::new(ctx.config.registrar.clone(), store));
     ctx.tasks.push(tokio::spawn(registrar.clone().run_expiry()));
-    if ctx.process.runs(Name::Grpc) {
+    if ctx.process.serves_bus() {
         ctx.services
             .add_service(HandlerService::new(Arc::new(RegistrarService::new(registrar.clone()))).into_server())
             .add_service(LocationService::new(registrar.clone()).into_server());

@@ -22,7 +22,7 @@ fn check(config: &Config, _process: &Process) -> Vec<extension::ConfigProblem> {
 
 async fn start(ctx: &mut Ctx<'_>) -> anyhow::Result<()> {
     let negotiator = Arc::new(Negotiator::from_config(&ctx.config.sdp).map_err(|e| anyhow::anyhow!("config: {e}"))?);
-    if ctx.process.runs(Name::Grpc) {
+    if ctx.process.serves_bus() {
         ctx.services
             .add_service(SdpService::new(negotiator.clone()).into_server());
     }

@@ -4,15 +4,14 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::Context;
+use bus::Replica;
 use bus::grpc::HandlerService;
-use bus::{Edges, Replica};
-use edge_api::{Edge, RequestHandler};
-use registrar_svc::LocationClient;
+use edge_api::RequestHandler;
 use sdp_svc::SdpClient;
 use session_svc::{Core, Directory, SessionService, Supplements};
 use tracing::info;
 
-use super::{Ctx, Module, Name, Process, problem};
+use super::{Ctx, Module, Name, Process};
 use crate::config::Config;
 
 pub const MODULE: Module = Module {
@@ -27,48 +26,27 @@ pub const MODULE: Module = Module {
 fn check(config: &Config, process: &Process) -> Vec<extension::ConfigProblem> {
     let mut problems = session_svc::check(&config.session);
     let bus = &config.bus;
-    if !process.runs(Name::Edge) {
-        if bus.edges.is_empty() {
-            problems.push(problem(
-                "bus.edges",
-                format!("--target {} needs each edge instance's API address", process.target),
-            ));
-        }
-        for (name, address) in &bus.edges {
-            if let Err(e) = bus::grpc::check_address(address) {
-                problems.push(problem(&format!("bus.edges.{name}"), format!("`{address}`: {e}")));
-            }
-        }
-    }
-    for (runs, key, list, what) in [
-        (
-            Name::Registrar,
-            "bus.registrar",
-            &bus.registrar,
-            "registrar-svc addresses (location lookups)",
-        ),
-        (Name::Sdp, "bus.sdp", &bus.sdp, "sdp-svc addresses"),
-    ] {
-        if process.runs(runs) {
-            continue;
-        }
-        if list.is_empty() {
-            problems.push(problem(key, format!("--target {} needs {what}", process.target)));
-        }
-        if let Some(bad) = list.iter().find(|a| bus::grpc::check_address(a).is_err()) {
-            problems.push(problem(key, format!("`{bad}`: expected http://host:port")));
-        }
-    }
-    if process.target != "all" && config.session.authenticate && config.registrar.auth.nonce_key.is_empty() {
-        problems.push(problem(
-            "registrar.auth.nonce_key",
-            format!(
-                "required with --target {} when session.authenticate is on (every replica must verify the nonces the \
-                 others issue)",
-                process.target
-            ),
-        ));
-    }
+    problems.extend(super::edge_api_problems(config, process));
+    problems.extend(super::neighbour_problems(
+        process,
+        Name::Registrar,
+        "bus.registrar",
+        &bus.registrar,
+        "registrar-svc addresses (location lookups)",
+    ));
+    problems.extend(super::neighbour_problems(
+        process,
+        Name::Sdp,
+        "bus.sdp",
+        &bus.sdp,
+        "sdp-svc addresses",
+    ));
+    problems.extend(super::nonce_problems(
+        config,
+        process,
+        config.session.authenticate,
+        "session.authenticate",
+    ));
     problems
 }
 
@@ -81,25 +59,8 @@ async fn start(ctx: &mut Ctx<'_>) -> anyhow::Result<()> {
     let config = ctx.config;
     let connect = Duration::from_millis(config.bus.connect_timeout_ms);
     let store = ctx.store.clone().context("session-svc starts after the store")?;
-    let edges = match &ctx.edge {
-        Some(edge) => {
-            let handle = edge.handle();
-            let id = handle.id().clone();
-            Edges::local(id, Arc::new(handle) as Arc<dyn Edge>)
-        }
-        None => {
-            let edges: Vec<(String, String)> = config.bus.edges.iter().map(|(k, v)| (k.clone(), v.clone())).collect();
-            Edges::remote(&edges, connect)
-                .map_err(anyhow::Error::msg)
-                .context("config: bus.edges")?
-        }
-    };
-    let locations = match &ctx.registrar {
-        Some(r) => LocationClient::new(r.clone()),
-        None => LocationClient::from_addresses(&config.bus.registrar, connect)
-            .map_err(anyhow::Error::msg)
-            .context("config: bus.registrar")?,
-    };
+    let edges = super::edges(ctx)?;
+    let locations = super::locations(ctx)?;
     let sdp = match &ctx.sdp {
         Some(n) => SdpClient::new(n.clone()),
         None => SdpClient::from_addresses(&config.bus.sdp, connect)
@@ -128,7 +89,7 @@ async fn start(ctx: &mut Ctx<'_>) -> anyhow::Result<()> {
         }]);
         info!("session-svc serves the edge in process");
     }
-    if ctx.process.runs(Name::Grpc) {
+    if ctx.process.serves_bus() {
         ctx.services.add_service(HandlerService::new(service).into_server());
     }
     Ok(())

@@ -1,0 +1,566 @@
+//! Events through sipbus with SIPp watchers, publishers and phones,
+//! against all-in-one and against split mode (an edge, a registrar-svc,
+//! a session-svc, three pubsub-svc and two publish-svc replicas on one
+//! Redis): message-waiting from `sipbus mwi set` and from PUBLISH, presence
+//! derived from registrations and composed from two publications, the busy
+//! lamp during a call, fetch, expiry, NOTIFY answered 481, the refusals
+//! (489 with Allow-Events, 423, 406, 404, 412, 415), and pager-mode
+//! MESSAGE. Watchers log what they receive (`-trace_msg`); the tests read
+//! the NOTIFYs back from those logs.
+#![allow(clippy::unwrap_used)]
+// Real processes on real sockets: wall-clock time is what counts here.
+#![allow(clippy::disallowed_types)]
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::process::Command;
+use std::time::Duration;
+
+use sipbus_tests::{
+    Background, CallSplit, Replicas, Sipbus, SippResult, free_port, register_contact, run_sipp, scenario,
+    scenario_path, sipbus_bin, sipp_callee, sipp_caller, temp_file,
+};
+use state_store::testing::RedisServer;
+
+fn env() -> Vec<(&'static str, &'static str)> {
+    vec![
+        // SIPp answers the first challenge, MD5.
+        ("SIPBUS_REGISTRAR__AUTH__ALGORITHMS", r#"["MD5", "SHA-256"]"#),
+        ("SIPBUS_REGISTRAR__DOMAINS", r#"["example.com"]"#),
+        (
+            "SIPBUS_REGISTRAR__USERS",
+            r#"[{user = "mbox", password = "secret"}, {user = "pres", password = "secret"},
+                {user = "blf", password = "secret"}, {user = "alice", password = "secret"},
+                {user = "watcher", password = "secret"}, {user = "fetch", password = "secret"},
+                {user = "brief", password = "secret"}, {user = "r481", password = "secret"},
+                {user = "msg", password = "secret"}, {user = "gone", password = "secret"}]"#,
+        ),
+        ("SIPBUS_SESSION__AUTHENTICATE", "false"),
+        ("SIPBUS_PUBSUB__AUTHENTICATE", "false"),
+        ("SIPBUS_PUBLISH__AUTHENTICATE", "false"),
+        // One-second subscriptions for the expiry check.
+        (
+            "SIPBUS_PUBSUB__PACKAGES__PRESENCE",
+            "{ min_expires_s = 1, min_interval_ms = 100 }",
+        ),
+    ]
+}
+
+/// A template scenario with its `{{NAME}}` fields filled, as a file.
+fn filled(template: &str, fields: &[(&str, &str)]) -> String {
+    let mut text = std::fs::read_to_string(scenario(template)).unwrap();
+    for (k, v) in fields {
+        text = text.replace(&format!("{{{{{k}}}}}"), v);
+    }
+    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
+    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
+    let file = temp_file(&format!("{template}-{}-{n}", std::process::id()), &text).unwrap();
+    file.to_str().unwrap().to_owned()
+}
+
+/// SIPp arguments for one scenario run towards `user@example.com`.
+fn args(server: SocketAddr, sf: &str, user: &str, extra: &[&str]) -> Vec<String> {
+    let port = free_port().unwrap().to_string();
+    let mut a: Vec<String> = [
+        &server.to_string(),
+        "-sf",
+        sf,
+        "-s",
+        user,
+        "-key",
+        "domain",
+        "example.com",
+        "-i",
+        "127.0.0.1",
+        "-p",
+        &port,
+        "-m",
+        "1",
+        "-timeout",
+        "40s",
+        "-timeout_error",
+    ]
+    .iter()
+    .map(|s| (*s).to_owned())
+    .collect();
+    a.extend(extra.iter().map(|s| (*s).to_owned()));
+    a
+}
+
+/// One NOTIFY as the watcher received it.
+#[derive(Debug, Clone)]
+struct Notify {
+    cseq: u32,
+    state: String,
+    body: String,
+}
+
+/// A watcher running in the background.
+struct Watch {
+    sipp: Background,
+    log: PathBuf,
+}
+
+impl Watch {
+    fn start(server: SocketAddr, user: &str, event: &str, accept: &str, expires: u32, idle_ms: u32) -> Watch {
+        let sf = filled(
+            "subscriber.xml",
+            &[
+                ("EVENT", event),
+                ("ACCEPT", accept),
+                ("EXPIRES", &expires.to_string()),
+                ("IDLE_MS", &idle_ms.to_string()),
+                ("FROM", "watcher"),
+            ],
+        );
+        let log = std::env::temp_dir().join(format!("watch-{user}-{event}-{}.log", free_port().unwrap()));
+        let log_text = log.to_str().unwrap().to_owned();
+        let sipp = Background::start(
+            args(server, &sf, user, &["-trace_msg", "-message_file", &log_text]),
+            Duration::from_secs(50),
+        );
+        // SIPp subscribes at once; let its first NOTIFY arrive.
+        std::thread::sleep(Duration::from_millis(500));
+        Watch { sipp, log }
+    }
+
+    /// Waits for the watcher to end; its result and the NOTIFYs it got, in
+    /// CSeq order, retransmissions dropped.
+    fn finish(self) -> (SippResult, Vec<Notify>) {
+        let r = self.sipp.finish().unwrap();
+        let text = std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .replace("\r\n", "\n");
+        (r, notifies(&text))
+    }
+}
+
+fn notifies(log: &str) -> Vec<Notify> {
+    let mut out: Vec<Notify> = Vec::new();
+    for chunk in log.split("message received") {
+        let Some(start) = chunk.find("NOTIFY sip:") else {
+            continue;
+        };
+        let msg = &chunk[start..];
+        let (head, body) = msg.split_once("\n\n").unwrap_or((msg, ""));
+        let header = |name: &str| {
+            head.lines()
+                .find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_owned()))
+                .unwrap_or_default()
+        };
+        let cseq: u32 = header("CSeq:")
+            .split_whitespace()
+            .next()
+            .unwrap_or("0")
+            .parse()
+            .unwrap_or(0);
+        if out.iter().any(|n| n.cseq == cseq) {
+            continue;
+        }
+        // The log separates messages with dashes: the body ends there.
+        let body = body.split("----------").next().unwrap_or("").trim().to_owned();
+        out.push(Notify {
+            cseq,
+            state: header("Subscription-State:"),
+            body,
+        });
+    }
+    out.sort_by_key(|n| n.cseq);
+    out
+}
+
+fn ok(r: &SippResult, what: &str, logs: &dyn Fn() -> String) {
+    assert_eq!(
+        (r.exit_code, r.failed),
+        (Some(0), 0),
+        "{what}: {}\n--- sipbus logs ---\n{}",
+        r.output,
+        logs()
+    );
+}
+
+fn show(n: &[Notify]) -> String {
+    n.iter()
+        .map(|n| format!("#{} [{}]\n{}\n", n.cseq, n.state, n.body))
+        .collect()
+}
+
+/// One request answered `status` with `header` matching `re`.
+#[allow(clippy::too_many_arguments)]
+fn expect(
+    server: SocketAddr,
+    method: &str,
+    user: &str,
+    headers: &[&str],
+    body: &str,
+    status: u16,
+    header: &str,
+    re: &str,
+) -> SippResult {
+    let headers: Vec<String> = headers.iter().map(|h| format!("      {h}")).collect();
+    let sf = filled(
+        "request_status.xml",
+        &[
+            ("METHOD", method),
+            ("FROM", "watcher"),
+            ("HEADERS", &headers.join("\n")),
+            ("BODY", body),
+            ("STATUS", &status.to_string()),
+            ("CHECK_HEADER", header),
+            ("CHECK_RE", re),
+        ],
+    );
+    let a = args(server, &sf, user, &[]);
+    let refs: Vec<&str> = a.iter().map(String::as_str).collect();
+    run_sipp(&refs, Duration::from_secs(50)).unwrap()
+}
+
+fn publisher(server: SocketAddr, user: &str, event: &str, ty: &str, body: &str, hold1: u32, hold2: u32) -> Background {
+    let sf = filled(
+        "publisher.xml",
+        &[
+            ("EVENT", event),
+            ("TYPE", ty),
+            ("BODY", body),
+            ("FROM", user),
+            ("HOLD1_MS", &hold1.to_string()),
+            ("HOLD2_MS", &hold2.to_string()),
+        ],
+    );
+    Background::start(args(server, &sf, user, &[]), Duration::from_secs(50))
+}
+
+fn pidf(user: &str, tuple: &str, basic: &str) -> String {
+    format!(
+        "<?xml version=\"1.0\" encoding=\"UTF-8\"?>\n<presence xmlns=\"urn:ietf:params:xml:ns:pidf\" \
+         entity=\"sip:{user}@example.com\"><tuple id=\"{tuple}\"><status><basic>{basic}</basic></status></tuple></presence>"
+    )
+}
+
+fn refusals(server: SocketAddr, logs: &dyn Fn() -> String) {
+    // (method, user, headers, body, status, header to check, its pattern)
+    type Case<'a> = (&'a str, &'a str, Vec<&'a str>, &'a str, u16, &'a str, &'a str);
+    let cases: Vec<Case<'_>> = vec![
+        (
+            "SUBSCRIBE",
+            "pres",
+            vec!["Event: nothing"],
+            "",
+            489,
+            "Allow-Events:",
+            "dialog, message-summary, presence",
+        ),
+        ("SUBSCRIBE", "pres", vec![], "", 489, "Allow-Events:", "presence"),
+        (
+            "SUBSCRIBE",
+            "pres",
+            vec!["Event: presence", "Expires: 0"],
+            "",
+            200,
+            "Expires:",
+            "^ *0$",
+        ),
+        (
+            "SUBSCRIBE",
+            "mbox",
+            vec!["Event: message-summary", "Expires: 5"],
+            "",
+            423,
+            "Min-Expires:",
+            "60",
+        ),
+        (
+            "SUBSCRIBE",
+            "pres",
+            vec!["Event: presence", "Accept: text/plain"],
+            "",
+            406,
+            "Accept:",
+            "application/pidf",
+        ),
+        ("SUBSCRIBE", "nobody", vec!["Event: presence"], "", 404, "To:", "nobody"),
+        (
+            "PUBLISH",
+            "pres",
+            vec!["Event: presence", "SIP-If-Match: 0123456789abcdef0123456789abcdef"],
+            "",
+            412,
+            "To:",
+            "pres",
+        ),
+        (
+            "PUBLISH",
+            "pres",
+            vec!["Event: presence", "Content-Type: text/plain"],
+            "hi",
+            415,
+            "Accept:",
+            "application/pidf",
+        ),
+        (
+            "PUBLISH",
+            "pres",
+            vec!["Event: bogus", "Content-Type: text/plain"],
+            "hi",
+            489,
+            "Allow-Events:",
+            "message-summary",
+        ),
+        (
+            "PUBLISH",
+            "pres",
+            vec!["Event: presence", "Expires: 10", "Content-Type: application/pidf+xml"],
+            "x",
+            423,
+            "Min-Expires:",
+            "60",
+        ),
+        (
+            "PUBLISH",
+            "pres",
+            vec!["Event: presence", "Content-Type: application/pidf+xml"],
+            "<nope/>",
+            400,
+            "To:",
+            "pres",
+        ),
+        (
+            "MESSAGE",
+            "nobody",
+            vec!["Content-Type: text/plain"],
+            "hi",
+            404,
+            "To:",
+            "nobody",
+        ),
+        (
+            "MESSAGE",
+            "gone",
+            vec!["Content-Type: text/plain"],
+            "hi",
+            480,
+            "To:",
+            "gone",
+        ),
+    ];
+    for (method, user, headers, body, status, header, re) in cases {
+        let r = expect(server, method, user, &headers, body, status, header, re);
+        ok(&r, &format!("{method} {user} {headers:?} -> {status}"), logs);
+    }
+}
+
+fn mwi(server: SocketAddr, grpc: SocketAddr, logs: &dyn Fn() -> String) {
+    let w = Watch::start(
+        server,
+        "mbox",
+        "message-summary",
+        "application/simple-message-summary",
+        600,
+        2500,
+    );
+    let out = Command::new(sipbus_bin().unwrap())
+        .args(["mwi", "set", "mbox", "--new", "2", "--old", "1", "--server"])
+        .arg(format!("http://{grpc}"))
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "sipbus mwi set: {}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(String::from_utf8_lossy(&out.stdout).contains("sip:mbox@example.com"));
+    std::thread::sleep(Duration::from_millis(600));
+    let p = publisher(
+        server,
+        "mbox",
+        "message-summary",
+        "application/simple-message-summary",
+        "Messages-Waiting: yes\nVoice-Message: 5/0 (1/0)",
+        400,
+        400,
+    );
+    ok(&p.finish().unwrap(), "message-summary publisher", logs);
+    let (r, n) = w.finish();
+    ok(&r, "mwi watcher", logs);
+    let pos = |needle: &str| n.iter().position(|x| x.body.contains(needle));
+    assert!(n[0].body.contains("Messages-Waiting: no"), "{}", show(&n));
+    let api = pos("Voice-Message: 2/1").unwrap_or_else(|| panic!("no 2/1: {}", show(&n)));
+    let published = pos("5/0 (1/0)").unwrap_or_else(|| panic!("no 5/0: {}", show(&n)));
+    assert!(api < published, "{}", show(&n));
+    // Removing the publication leaves the state set through the API.
+    assert!(n[published..].iter().any(|x| x.body.contains("2/1")), "{}", show(&n));
+    assert!(n.last().unwrap().state.starts_with("terminated"), "{}", show(&n));
+    assert_eq!(n.iter().filter(|x| x.state.starts_with("terminated")).count(), 1);
+    // Clear it for the next run against the same store.
+    let out = Command::new(sipbus_bin().unwrap())
+        .args(["mwi", "clear", "mbox", "--server"])
+        .arg(format!("http://{grpc}"))
+        .output()
+        .unwrap();
+    assert!(out.status.success());
+}
+
+fn presence(server: SocketAddr, logs: &dyn Fn() -> String) {
+    let w = Watch::start(server, "pres", "presence", "application/pidf+xml", 600, 2500);
+    // A binding: derived "open".
+    register_contact(server, "pres", free_port().unwrap()).unwrap();
+    std::thread::sleep(Duration::from_millis(500));
+    // Two devices publish; their tuples are composed into one document.
+    let desk = publisher(
+        server,
+        "pres",
+        "presence",
+        "application/pidf+xml",
+        &pidf("pres", "desk", "open"),
+        1500,
+        300,
+    );
+    std::thread::sleep(Duration::from_millis(400));
+    let mobile = publisher(
+        server,
+        "pres",
+        "presence",
+        "application/pidf+xml",
+        &pidf("pres", "mobile", "closed"),
+        300,
+        300,
+    );
+    ok(&mobile.finish().unwrap(), "mobile publisher", logs);
+    ok(&desk.finish().unwrap(), "desk publisher", logs);
+    let (r, n) = w.finish();
+    ok(&r, "presence watcher", logs);
+    let closed_first = n[0].body.contains("<basic>closed</basic>") && !n[0].body.contains("desk");
+    assert!(closed_first, "no binding yet: closed\n{}", show(&n));
+    let derived_open = n
+        .iter()
+        .position(|x| x.body.contains("<basic>open</basic>") && x.body.contains("sipbus"));
+    let both = n
+        .iter()
+        .position(|x| x.body.contains("\"desk\"") && x.body.contains("\"mobile\""));
+    assert!(derived_open.is_some() && both.is_some(), "{}", show(&n));
+    assert!(derived_open < both, "{}", show(&n));
+    // Both removed: derived from the binding again.
+    let after = &n[both.unwrap()..];
+    assert!(
+        after
+            .iter()
+            .any(|x| x.body.contains("tuple id=\"sipbus\"") && x.body.contains("open")),
+        "{}",
+        show(&n)
+    );
+}
+
+fn blf(server: SocketAddr, logs: &dyn Fn() -> String) {
+    let w = Watch::start(server, "blf", "dialog", "application/dialog-info+xml", 600, 2500);
+    // A call of a second, so the lamp has a confirmed state to show.
+    let port = free_port().unwrap();
+    register_contact(server, "blf", port).unwrap();
+    let b = sipp_callee("call_uas.xml", port, &[]);
+    let a = sipp_caller(
+        server,
+        &scenario_path("call_uac.xml"),
+        "blf",
+        "example.com",
+        &["-d", "1000"],
+    )
+    .unwrap();
+    let b = b.finish().unwrap();
+    ok(&a, "blf caller", logs);
+    ok(&b, "blf callee", logs);
+    let (r, n) = w.finish();
+    ok(&r, "blf watcher", logs);
+    let confirmed = n.iter().position(|x| x.body.contains(">confirmed</state>"));
+    let terminated = n.iter().position(|x| x.body.contains(">terminated</state>"));
+    assert!(
+        confirmed.is_some() && terminated.is_some() && confirmed < terminated,
+        "{}",
+        show(&n)
+    );
+    assert!(
+        n[confirmed.unwrap()].body.contains("sip:alice@example.com"),
+        "{}",
+        show(&n)
+    );
+    // version counts the NOTIFYs of the subscription.
+    for (i, x) in n.iter().filter(|x| !x.body.is_empty()).enumerate() {
+        assert!(x.body.contains(&format!("version=\"{i}\"")), "{}", show(&n));
+    }
+}
+
+fn fetch_expiry_and_481(server: SocketAddr, logs: &dyn Fn() -> String) {
+    let w = Watch::start(server, "fetch", "presence", "application/pidf+xml", 0, 10_000);
+    let (r, n) = w.finish();
+    ok(&r, "fetch", logs);
+    assert_eq!(n.len(), 1, "{}", show(&n));
+    assert!(
+        n[0].state.starts_with("terminated") && n[0].body.contains("<presence"),
+        "{}",
+        show(&n)
+    );
+
+    let w = Watch::start(server, "brief", "presence", "application/pidf+xml", 1, 10_000);
+    let (r, n) = w.finish();
+    ok(&r, "one-second subscription", logs);
+    let ends: Vec<&Notify> = n.iter().filter(|x| x.state.starts_with("terminated")).collect();
+    assert_eq!(ends.len(), 1, "{}", show(&n));
+    assert_eq!(ends[0].state, "terminated;reason=timeout", "{}", show(&n));
+
+    let a = args(server, scenario("subscriber_481.xml").to_str().unwrap(), "r481", &[]);
+    let refs: Vec<&str> = a.iter().map(String::as_str).collect();
+    ok(
+        &run_sipp(&refs, Duration::from_secs(50)).unwrap(),
+        "NOTIFY answered 481",
+        logs,
+    );
+}
+
+fn pager(server: SocketAddr, logs: &dyn Fn() -> String) {
+    let port = free_port().unwrap();
+    register_contact(server, "msg", port).unwrap();
+    let phone = sipp_callee("message_uas.xml", port, &[]);
+    let r = expect(
+        server,
+        "MESSAGE",
+        "msg",
+        &["Content-Type: text/plain"],
+        "hello from sipbus",
+        200,
+        "To:",
+        "tag=",
+    );
+    ok(&r, "MESSAGE to a registered user", logs);
+    ok(&phone.finish().unwrap(), "MESSAGE recipient", logs);
+}
+
+fn battery(server: SocketAddr, grpc: SocketAddr, logs: &dyn Fn() -> String) {
+    refusals(server, logs);
+    mwi(server, grpc, logs);
+    presence(server, logs);
+    blf(server, logs);
+    fetch_expiry_and_481(server, logs);
+    pager(server, logs);
+}
+
+#[test]
+fn events_all_in_one() {
+    let sipbus = Sipbus::start("all", &env()).unwrap();
+    battery(sipbus.sip, sipbus.grpc, &|| sipbus.log_text());
+}
+
+#[test]
+fn events_split_with_three_pubsub_replicas() {
+    let redis = RedisServer::start().unwrap();
+    let split = CallSplit::start_with(
+        &redis.url(),
+        &env(),
+        Replicas {
+            sessions: 1,
+            sdps: 1,
+            pubsubs: 3,
+            publishes: 2,
+        },
+    )
+    .unwrap();
+    let grpc = split.publishes[1].grpc;
+    battery(split.edge.sip, grpc, &|| split.logs());
+}

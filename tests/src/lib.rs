@@ -216,6 +216,19 @@ pub fn scenario(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios").join(name)
 }
 
+/// A template scenario (`scenarios/<name>`) with its `{{NAME}}` fields
+/// filled, written to a fresh temporary file; its path as `-sf` takes it.
+pub fn filled(name: &str, fields: &[(&str, &str)]) -> Result<String> {
+    let mut text = std::fs::read_to_string(scenario(name))?;
+    for (k, v) in fields {
+        text = text.replace(&format!("{{{{{k}}}}}"), v);
+    }
+    static N: AtomicU32 = AtomicU32::new(0);
+    let n = N.fetch_add(1, Ordering::Relaxed);
+    let file = temp_file(&format!("{name}-{}-{n}", std::process::id()), &text)?;
+    Ok(file.to_str().unwrap_or_default().to_owned())
+}
+
 /// [`scenario`] as the text SIPp's `-sf` takes.
 pub fn scenario_path(name: &str) -> String {
     scenario(name).to_str().unwrap_or_default().to_owned()

@@ -46,16 +46,8 @@ fn env() -> Vec<(&'static str, &'static str)> {
     ]
 }
 
-/// A template scenario with its `{{NAME}}` fields filled, as a file.
 fn filled(template: &str, fields: &[(&str, &str)]) -> String {
-    let mut text = std::fs::read_to_string(scenario(template)).unwrap();
-    for (k, v) in fields {
-        text = text.replace(&format!("{{{{{k}}}}}"), v);
-    }
-    static N: std::sync::atomic::AtomicU32 = std::sync::atomic::AtomicU32::new(0);
-    let n = N.fetch_add(1, std::sync::atomic::Ordering::Relaxed);
-    let file = temp_file(&format!("{template}-{}-{n}", std::process::id()), &text).unwrap();
-    file.to_str().unwrap().to_owned()
+    sipbus_tests::filled(template, fields).unwrap()
 }
 
 /// SIPp arguments for one scenario run towards `user@example.com`.

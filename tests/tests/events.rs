@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use sipbus_tests::{
     Background, CallSplit, Replicas, Sipbus, SippResult, free_port, register_contact, run_sipp, scenario,
-    scenario_path, sipbus_bin, sipp_callee, sipp_caller, temp_file,
+    scenario_path, sipbus_bin, sipp_callee, sipp_caller,
 };
 use state_store::testing::RedisServer;
 

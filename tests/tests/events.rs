@@ -533,6 +533,58 @@ fn battery(server: SocketAddr, grpc: SocketAddr, logs: &dyn Fn() -> String) {
     pager(server, logs);
 }
 
+/// Watchers and publishers prove who they are; the authorization policy
+/// and the publishing rule then apply to the authenticated user.
+#[test]
+fn events_need_credentials() {
+    let env: Vec<(&str, &str)> = env()
+        .into_iter()
+        .filter(|(k, _)| {
+            !k.ends_with("PUBSUB__AUTHENTICATE")
+                && !k.ends_with("PUBLISH__AUTHENTICATE")
+                && !k.ends_with("SESSION__AUTHENTICATE")
+        })
+        .collect();
+    let sipbus = Sipbus::start("all", &env).unwrap();
+    let server = sipbus.sip;
+    let presence = ["Event: presence", "Expires: 0"];
+    let mwi = ["Event: message-summary", "Expires: 0"];
+    let pidf_alice = pidf("alice", "t", "open");
+    let pidf_other = pidf("pres", "t", "open");
+    let publish = ["Event: presence", "Content-Type: application/pidf+xml"];
+    let cases: Vec<(&str, &str, &[&str], &str, u16)> = vec![
+        ("SUBSCRIBE", "pres", &presence, "", 200),
+        // message-summary: only one's own mailbox.
+        ("SUBSCRIBE", "mbox", &mwi, "", 403),
+        ("SUBSCRIBE", "alice", &mwi, "", 200),
+        // One publishes one's own state only.
+        ("PUBLISH", "pres", &publish, &pidf_other, 403),
+        ("PUBLISH", "alice", &publish, &pidf_alice, 200),
+        ("MESSAGE", "gone", &["Content-Type: text/plain"], "hi", 480),
+    ];
+    for (method, user, headers, body, status) in cases {
+        let headers: Vec<String> = headers.iter().map(|h| format!("      {h}")).collect();
+        let sf = filled(
+            "auth_request_status.xml",
+            &[
+                ("METHOD", method),
+                ("FROM", "alice"),
+                ("HEADERS", &headers.join("\n")),
+                ("BODY", body),
+                ("STATUS", &status.to_string()),
+            ],
+        );
+        // SIPp digests `sip:<remote address>` unless told the Request-URI.
+        let uri = format!("{user}@example.com");
+        let a = args(server, &sf, user, &["-au", "alice", "-ap", "secret", "-auth_uri", &uri]);
+        let refs: Vec<&str> = a.iter().map(String::as_str).collect();
+        let r = run_sipp(&refs, Duration::from_secs(50)).unwrap();
+        ok(&r, &format!("{method} {user} as alice -> {status}"), &|| {
+            sipbus.log_text()
+        });
+    }
+}
+
 #[test]
 fn events_all_in_one() {
     let sipbus = Sipbus::start("all", &env()).unwrap();

@@ -26,7 +26,8 @@ pub struct PubsubConfig {
     /// run unless listed.
     pub handlers: Vec<ModuleConfig>,
     /// A resource change another replica took but never finished (it
-    /// died) is taken over after this long. Above the longest a NOTIFY
+    /// died) is taken over after this long, and so is a NOTIFY it was
+    /// sending. Above the longest a NOTIFY
     /// may wait for its answer (64*T1 = 32 s) by default; shorter only
     /// costs duplicate NOTIFYs when a subscriber is that slow.
     pub reclaim_after_ms: u64,

@@ -23,15 +23,16 @@ use crate::timers;
 /// What a subscription is due.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub enum Next {
-    /// Its resource's current state.
+    /// Its resource's state after a change: not sent when the body would
+    /// repeat the last one (a change handled twice, after a takeover).
     State,
+    /// Its resource's current state, sent whatever the last one was (the
+    /// first NOTIFY, a refresh).
+    Full,
     /// Its last NOTIFY, `terminated` for this reason.
     End(Termination),
 }
 
-/// How long a sender holds a subscription's NOTIFYs: above 64*T1 (the
-/// longest a NOTIFY waits for its answer over UDP).
-const LEASE_MS: u64 = 40_000;
 /// NOTIFYs one call of [`run`] sends at most (changes keep coming).
 const MAX_ROUNDS: usize = 8;
 const CAS_ATTEMPTS: usize = 8;
@@ -70,7 +71,10 @@ pub async fn run(core: &Arc<Core>, id: &str, mut next: Next) {
 }
 
 async fn claim(core: &Arc<Core>, id: &str, next: Next) -> Option<Claimed> {
-    for _ in 0..CAS_ATTEMPTS {
+    for attempt in 0..CAS_ATTEMPTS {
+        if attempt > 0 {
+            debug!(subscription = id, attempt, "subscription changed meanwhile; again");
+        }
         let (mut sub, version) = match subscription::load(&core.store, id).await {
             Ok(Some(found)) => found,
             Ok(None) => return None,
@@ -87,9 +91,14 @@ async fn claim(core: &Arc<Core>, id: &str, next: Next) -> Option<Claimed> {
             match next {
                 Next::End(r) => sub.ending = Some(sub.ending.unwrap_or(r)),
                 Next::State => sub.dirty = true,
+                Next::Full => {
+                    sub.dirty = true;
+                    sub.full = true;
+                }
             }
             match subscription::save(&core.store, &sub, Some(version)).await {
                 Ok(_) => {
+                    debug!(subscription = id, until_ms, "NOTIFY in flight: this one waits for it");
                     timers::pace(core, id, until_ms).await;
                     return None;
                 }
@@ -102,14 +111,16 @@ async fn claim(core: &Arc<Core>, id: &str, next: Next) -> Option<Claimed> {
         }
         let end = match next {
             Next::End(r) => Some(r),
-            Next::State => sub.ending,
+            Next::State | Next::Full => sub.ending,
         };
+        let forced = next == Next::Full || sub.full || end.is_some();
         let min = core.config.package(&sub.package).min_interval_ms;
         if end.is_none() && sub.last_sent_ms > 0 && sub.last_sent_ms + min > now {
             // Too soon after the last one: coalesced into one NOTIFY then.
             sub.dirty = true;
             match subscription::save(&core.store, &sub, Some(version)).await {
                 Ok(_) => {
+                    debug!(subscription = id, "NOTIFY coalesced: too soon after the last");
                     timers::pace(core, id, sub.last_sent_ms + min).await;
                     return None;
                 }
@@ -124,9 +135,27 @@ async fn claim(core: &Arc<Core>, id: &str, next: Next) -> Option<Claimed> {
                 return None;
             }
         };
+        let digest = body.as_deref().map_or(0, fnv1a);
+        if !forced && sub.version > 0 && digest == sub.last_body {
+            // The subscriber has this state already.
+            sub.dirty = false;
+            match subscription::save(&core.store, &sub, Some(version)).await {
+                Ok(_) => {
+                    debug!(subscription = id, "NOTIFY skipped: same state as the last");
+                    return None;
+                }
+                Err(StoreError::Conflict { .. }) => continue,
+                Err(_) => return None,
+            }
+        }
         let notify = build(core, &mut sub, end, body, now);
+        sub.last_body = digest;
+        sub.full = false;
+        // The sender holds the subscription's NOTIFYs as long as a replica
+        // holds a change before another takes it over: both say when a
+        // silent replica counts as dead.
         sub.sending = Sending::InFlight {
-            until_ms: now + LEASE_MS,
+            until_ms: now + core.config.reclaim_after_ms,
             last: end.is_some(),
         };
         sub.dirty = false;
@@ -135,6 +164,12 @@ async fn claim(core: &Arc<Core>, id: &str, next: Next) -> Option<Claimed> {
         sub.version = sub.version.saturating_add(1);
         match subscription::save(&core.store, &sub, Some(version)).await {
             Ok(_) => {
+                debug!(
+                    subscription = id,
+                    version = sub.version,
+                    last = end.is_some(),
+                    "NOTIFY claimed"
+                );
                 return Some(Claimed {
                     notify,
                     flow: sub.flow.clone(),
@@ -269,6 +304,7 @@ async fn release(core: &Arc<Core>, id: &str, retry_at: Option<u64>) -> Option<Ne
         let next = match (retry_at, sub.ending, sub.dirty) {
             (Some(_), _, _) => None,
             (None, Some(r), _) => Some(Next::End(r)),
+            (None, None, true) if sub.full => Some(Next::Full),
             (None, None, true) => Some(Next::State),
             (None, None, false) => None,
         };
@@ -284,6 +320,14 @@ async fn release(core: &Arc<Core>, id: &str, retry_at: Option<u64>) -> Option<Ne
         }
     }
     None
+}
+
+/// FNV-1a of a body: enough to tell one state from the next, the same in
+/// every replica and release.
+fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
 }
 
 /// Forgets a subscription: record, index entry, timers; tells its handler.

@@ -109,7 +109,7 @@ pub(crate) async fn subscribe(core: Arc<Core>, tx: ServerTxRef, flow: Flow, req:
     let next = if fetch {
         Next::End(Termination::Unsubscribed)
     } else {
-        Next::State
+        Next::Full
     };
     notify::run(&core, &id, next).await;
 }
@@ -163,6 +163,8 @@ async fn create(core: &Core, flow: &Flow, req: &Message, id: &str) -> Result<(Su
         dirty: false,
         ending: None,
         last_sent_ms: 0,
+        full: false,
+        last_body: 0,
     };
     let unavailable = |e: StoreError| {
         warn!(error = %e, "subscription not stored");
@@ -195,7 +197,7 @@ pub(crate) async fn refresh(core: Arc<Core>, tx: ServerTxRef, flow: Flow, req: M
                 if let Some(entry) = core.packages.get(&sub.package) {
                     entry.handler.refreshed(sub.view()).await;
                 }
-                Next::State
+                Next::Full
             };
             notify::run(&core, &tag, next).await;
         }

@@ -58,6 +58,13 @@ pub struct Subscription {
     /// The subscription ends with its next NOTIFY, for this reason.
     pub ending: Option<Termination>,
     pub last_sent_ms: u64,
+    /// The next NOTIFY goes even if its state is the last one's (a
+    /// refresh came while one was in flight).
+    #[serde(default)]
+    pub full: bool,
+    /// Digest of the last NOTIFY's body.
+    #[serde(default)]
+    pub last_body: u64,
 }
 
 impl Subscription {
@@ -155,4 +162,32 @@ pub async fn index(
         }
     }
     Err(StoreError::Conflict { key: k })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+    use super::*;
+
+    #[tokio::test(flavor = "multi_thread", worker_threads = 4)]
+    async fn concurrent_index_adds_lose_none() {
+        let redis = state_store::testing::RedisServer::start().unwrap();
+        let mut stores = Vec::new();
+        for _ in 0..3 {
+            stores.push(Store::redis(&redis.url()).await.unwrap());
+        }
+        let mut set = tokio::task::JoinSet::new();
+        for i in 0..200 {
+            let store = stores[i % 3].clone();
+            set.spawn(async move { index(&store, "p", "r", &format!("id{i}"), true, Duration::from_secs(60)).await });
+        }
+        let mut failed = 0;
+        while let Some(r) = set.join_next().await {
+            if r.unwrap().is_err() {
+                failed += 1;
+            }
+        }
+        let ids = watchers(&stores[0], "p", "r").await.unwrap();
+        assert_eq!((ids.len(), failed), (200, 0));
+    }
 }

@@ -93,11 +93,13 @@ async fn paced(core: &Arc<Core>, id: &str) {
     };
     let next = match (sub.ending, sub.dirty) {
         (Some(r), _) => Next::End(r),
+        (None, true) if sub.full => Next::Full,
         (None, true) => Next::State,
         (None, false) => {
-            // A lease ran out with nothing left to send: only release it.
+            // A sender died with its NOTIFY unanswered: whether it arrived
+            // is unknown, so the state goes again.
             if matches!(sub.sending, Sending::InFlight { until_ms, .. } if until_ms <= now_ms()) {
-                Next::State
+                Next::Full
             } else {
                 return;
             }

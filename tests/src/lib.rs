@@ -573,3 +573,52 @@ fn one_call_on(port: &str) -> [&str; 9] {
         "-timeout_error",
     ]
 }
+
+/// One NOTIFY as a SIPp watcher received it.
+#[derive(Debug, Clone)]
+pub struct Notify {
+    pub cseq: u32,
+    /// The Subscription-State value.
+    pub state: String,
+    pub body: String,
+}
+
+/// The NOTIFYs of a SIPp message log (`-trace_msg`), by Call-ID, each in
+/// CSeq order with retransmissions dropped.
+pub fn notifies_by_call(log: &str) -> std::collections::BTreeMap<String, Vec<Notify>> {
+    let log = log.replace("\r\n", "\n");
+    let mut out: std::collections::BTreeMap<String, Vec<Notify>> = Default::default();
+    for chunk in log.split("message received") {
+        let Some(start) = chunk.find("NOTIFY sip:") else {
+            continue;
+        };
+        let msg = &chunk[start..];
+        let (head, body) = msg.split_once("\n\n").unwrap_or((msg, ""));
+        let header = |name: &str| {
+            head.lines()
+                .find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_owned()))
+                .unwrap_or_default()
+        };
+        let cseq: u32 = header("CSeq:")
+            .split_whitespace()
+            .next()
+            .unwrap_or("0")
+            .parse()
+            .unwrap_or(0);
+        let list = out.entry(header("Call-ID:")).or_default();
+        if list.iter().any(|n| n.cseq == cseq) {
+            continue;
+        }
+        // The log separates messages with dashes: the body ends there.
+        let body = body.split("----------").next().unwrap_or("").trim().to_owned();
+        list.push(Notify {
+            cseq,
+            state: header("Subscription-State:"),
+            body,
+        });
+    }
+    for list in out.values_mut() {
+        list.sort_by_key(|n| n.cseq);
+    }
+    out
+}

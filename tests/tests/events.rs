@@ -17,8 +17,8 @@ use std::process::Command;
 use std::time::Duration;
 
 use sipbus_tests::{
-    Background, CallSplit, Replicas, Sipbus, SippResult, free_port, register_contact, run_sipp, scenario,
-    scenario_path, sipbus_bin, sipp_callee, sipp_caller,
+    Background, CallSplit, Notify, Replicas, Sipbus, SippResult, free_port, notifies_by_call, register_contact,
+    run_sipp, scenario, scenario_path, sipbus_bin, sipp_callee, sipp_caller,
 };
 use state_store::testing::RedisServer;
 
@@ -79,14 +79,6 @@ fn args(server: SocketAddr, sf: &str, user: &str, extra: &[&str]) -> Vec<String>
     a
 }
 
-/// One NOTIFY as the watcher received it.
-#[derive(Debug, Clone)]
-struct Notify {
-    cseq: u32,
-    state: String,
-    body: String,
-}
-
 /// A watcher running in the background.
 struct Watch {
     sipp: Background,
@@ -128,37 +120,7 @@ impl Watch {
 }
 
 fn notifies(log: &str) -> Vec<Notify> {
-    let mut out: Vec<Notify> = Vec::new();
-    for chunk in log.split("message received") {
-        let Some(start) = chunk.find("NOTIFY sip:") else {
-            continue;
-        };
-        let msg = &chunk[start..];
-        let (head, body) = msg.split_once("\n\n").unwrap_or((msg, ""));
-        let header = |name: &str| {
-            head.lines()
-                .find_map(|l| l.strip_prefix(name).map(|v| v.trim().to_owned()))
-                .unwrap_or_default()
-        };
-        let cseq: u32 = header("CSeq:")
-            .split_whitespace()
-            .next()
-            .unwrap_or("0")
-            .parse()
-            .unwrap_or(0);
-        if out.iter().any(|n| n.cseq == cseq) {
-            continue;
-        }
-        // The log separates messages with dashes: the body ends there.
-        let body = body.split("----------").next().unwrap_or("").trim().to_owned();
-        out.push(Notify {
-            cseq,
-            state: header("Subscription-State:"),
-            body,
-        });
-    }
-    out.sort_by_key(|n| n.cseq);
-    out
+    notifies_by_call(log).into_values().next().unwrap_or_default()
 }
 
 fn ok(r: &SippResult, what: &str, logs: &dyn Fn() -> String) {

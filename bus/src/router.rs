@@ -23,6 +23,11 @@ impl NeverArrived for HandlerError {
 /// Routes requests by method to the service pools.
 pub struct Router {
     routes: HashMap<Method, Arc<HandlerPool>>,
+    /// Requests of a method whose Request-URI user starts with a prefix
+    /// go to another pool: the prefix is the owner kind a service writes
+    /// into the Contact of the dialogs it creates (pubsub-svc's outgoing
+    /// subscriptions get their NOTIFYs, session-svc the rest).
+    by_prefix: Vec<(Method, &'static str, Arc<HandlerPool>)>,
     allow: Vec<Method>,
     retry_after: String,
 }
@@ -31,6 +36,7 @@ impl Router {
     pub fn new(retry_after_s: u32) -> Self {
         Self {
             routes: HashMap::new(),
+            by_prefix: Vec::new(),
             allow: Vec::new(),
             retry_after: retry_after_s.to_string(),
         }
@@ -41,6 +47,33 @@ impl Router {
         self.allow.push(method.clone());
         self.routes.insert(method, pool);
         self
+    }
+
+    /// Sends requests of `method` whose Request-URI user starts with
+    /// `prefix` to `pool` (the others follow [`Router::route`]).
+    pub fn route_prefix(mut self, method: Method, prefix: &'static str, pool: Arc<HandlerPool>) -> Self {
+        if !self.allow.contains(&method) {
+            self.allow.push(method.clone());
+        }
+        self.by_prefix.push((method, prefix, pool));
+        self
+    }
+
+    fn pool_for(&self, method: &Method, request: &Message) -> Option<Arc<HandlerPool>> {
+        let user = request
+            .request_uri()
+            .and_then(|u| u.split_once(':'))
+            .and_then(|(_, rest)| rest.split_once('@'))
+            .map(|(user, _)| user);
+        if let Some(user) = user
+            && let Some((_, _, pool)) = self
+                .by_prefix
+                .iter()
+                .find(|(m, prefix, _)| m == method && user.starts_with(prefix))
+        {
+            return Some(pool.clone());
+        }
+        self.routes.get(method).cloned()
     }
 
     /// Hands a notice to the service that owns INVITE. Nothing is
@@ -107,7 +140,7 @@ impl Dispatch for Router {
 
     fn dispatch(&self, req: IncomingRequest, edge: EdgeHandle) -> BoxFuture {
         let method = req.request.method().cloned().unwrap_or(Method::Options);
-        let pool = self.routes.get(&method).cloned();
+        let pool = self.pool_for(&method, &req.request);
         let retry_after = self.retry_after.clone();
         // One trace per request, carried to the service.
         let trace = Trace::new();

@@ -80,6 +80,11 @@ impl fmt::Display for EdgeId {
     }
 }
 
+/// The Contact host a service writes when it does not know which edge
+/// address a request leaves from (a new flow): the edge that sends the
+/// request writes its own address there, as it does in the Via.
+pub const EDGE_HOST: &str = "edge.invalid";
+
 /// Where a message came from, and how to reach that peer again; or where to
 /// send a new request.
 #[derive(Debug, Clone, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -130,7 +135,9 @@ impl Flow {
     /// address the flow uses (or `host` when configured), with
     /// `;transport=tcp` on a TCP flow so the peer comes back over TCP.
     pub fn contact(flow: Option<&Flow>, user: &str, host: &str) -> String {
-        let local = flow.and_then(|f| f.local).map(|l| l.to_string()).unwrap_or_default();
+        let local = flow
+            .and_then(|f| f.local)
+            .map_or_else(|| EDGE_HOST.to_owned(), |l| l.to_string());
         let host = if host.is_empty() { local.as_str() } else { host };
         let tcp = flow.is_some_and(|f| f.transport == Transport::Tcp);
         let transport = if tcp { ";transport=tcp" } else { "" };

@@ -18,7 +18,7 @@ mod trace;
 mod tx;
 
 pub use edge::{ClientEvent, ClientTx, Edge, EdgeError, Origin};
-pub use flow::{ConnectionId, EdgeId, Flow, Transport};
+pub use flow::{ConnectionId, EDGE_HOST, EdgeId, Flow, Transport};
 pub use handler::{HandlerError, IncomingRequest, Reply, RequestHandler};
 pub use trace::Trace;
 pub use tx::{ClientTxId, ClientTxRef, ServerTxId, ServerTxRef};

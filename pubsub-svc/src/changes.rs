@@ -20,7 +20,7 @@ use tracing::{debug, warn};
 use crate::core::Core;
 use crate::dialogs::{self, DIALOG_EVENTS, DialogEvent};
 use crate::notify::{self, Next};
-use crate::subscription;
+use crate::{subscription, unsolicited};
 
 /// The consumer group of every pubsub-svc replica.
 const GROUP: &str = "pubsub-svc";
@@ -99,6 +99,9 @@ async fn handle(core: &Arc<Core>, log: Log, payload: Bytes) {
         Log::Resources => {
             if let Ok(c) = serde_json::from_slice::<ResourceChange>(&payload) {
                 fan_out(core, &c.package, &c.resource).await;
+                if c.package == "message-summary" {
+                    unsolicited::notify(core, &c.resource).await;
+                }
             }
         }
         Log::Bindings => {
@@ -108,6 +111,10 @@ async fn handle(core: &Arc<Core>, log: Log, payload: Bytes) {
             // A refresh changes nobody's presence.
             if b.event != "refreshed" {
                 fan_out(core, "presence", &b.aor).await;
+            }
+            // A phone that just registered learns its mailbox's state.
+            if b.event == "registered" {
+                unsolicited::notify(core, &b.aor).await;
             }
         }
         Log::Dialogs => {

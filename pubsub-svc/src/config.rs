@@ -25,6 +25,13 @@ pub struct PubsubConfig {
     /// package. The built-ins `message-summary`, `presence` and `dialog`
     /// run unless listed.
     pub handlers: Vec<ModuleConfig>,
+    /// Users (`alice` or `sip:alice@example.com`) whose phones get
+    /// message-waiting NOTIFYs without subscribing: on every change of
+    /// their mailbox and when a phone registers.
+    pub unsolicited_mwi: Vec<String>,
+    /// Subscriptions sipbus makes to external notifiers (the subscriber
+    /// role): `[[pubsub.upstream]]`.
+    pub upstream: Vec<Upstream>,
     /// A resource change another replica took but never finished (it
     /// died) is taken over after this long, and so is a NOTIFY it was
     /// sending. Above the longest a NOTIFY
@@ -44,11 +51,48 @@ impl Default for PubsubConfig {
             contact_host: String::new(),
             packages: BTreeMap::new(),
             handlers: Vec::new(),
+            upstream: Vec::new(),
+            unsolicited_mwi: Vec::new(),
             reclaim_after_ms: 40_000,
             poll_ms: 20,
             max_concurrent_changes: 256,
         }
     }
+}
+
+/// An outgoing subscription: sipbus subscribes to `target` for `package`
+/// and hands each NOTIFY's state to the package's handler as the state of
+/// the local `resource` (a voicemail server's message summary for a
+/// mailbox).
+#[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
+#[serde(deny_unknown_fields)]
+pub struct Upstream {
+    pub package: String,
+    /// The local resource: a user of the first domain, or `sip:user@domain`.
+    pub resource: String,
+    /// The SUBSCRIBE's Request-URI at the notifier.
+    pub target: String,
+    /// Where the SUBSCRIBE goes, `sip:IP:PORT` (`;transport=tcp`); empty:
+    /// the target's host, which must then be an address.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub outbound: String,
+    #[serde(default = "default_upstream_expires")]
+    pub expires_s: u32,
+    /// Credentials for the notifier's challenge; empty: none.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub username: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
+    pub password: String,
+    /// Seconds before trying again after a refusal or a lost notifier.
+    #[serde(default = "default_upstream_retry")]
+    pub retry_s: u32,
+}
+
+fn default_upstream_expires() -> u32 {
+    3600
+}
+fn default_upstream_retry() -> u32 {
+    30
 }
 
 /// Who may watch a resource (RFC 6665 5.4.7: a notifier decides; the
@@ -130,6 +174,33 @@ impl PubsubConfig {
                     key: format!("{key}.default_expires_s"),
                     reason: "must lie between min_expires_s and max_expires_s".into(),
                 });
+            }
+        }
+        for (i, u) in self.upstream.iter().enumerate() {
+            let key = format!("pubsub.upstream[{i}]");
+            let mut bad = |field: &str, reason: String| {
+                problems.push(ConfigProblem {
+                    key: format!("{key}.{field}"),
+                    reason,
+                })
+            };
+            if !DEFAULTS.iter().any(|d| d.events.contains(&u.package.as_str()))
+                && !self.handlers.iter().any(|h| h.events.contains(&u.package))
+            {
+                bad("package", format!("`{}` has no subscription handler", u.package));
+            }
+            if !u.target.starts_with("sip:") && !u.target.starts_with("sips:") {
+                bad("target", format!("`{}` is not a SIP URI", u.target));
+            }
+            let hop = if u.outbound.is_empty() { &u.target } else { &u.outbound };
+            if edge_api::Flow::to_uri(hop).is_none() {
+                bad(
+                    "outbound",
+                    format!("`{hop}` has no IP address to send to (set outbound = \"sip:IP:PORT\")"),
+                );
+            }
+            if u.expires_s < 60 || u.retry_s == 0 {
+                bad("expires_s", "expires_s must be at least 60 and retry_s above 0".into());
             }
         }
         if self.reclaim_after_ms < 1000 {

@@ -20,10 +20,12 @@ mod service;
 mod subscribe;
 mod subscription;
 pub mod timers;
+mod unsolicited;
+pub mod upstream;
 
 pub use crate::config::PubsubConfig;
 pub use crate::core::Core;
-pub use handlers::{Decision, StateCx, SubView, SubscriptionHandler, Termination};
+pub use handlers::{Decision, NotifiedCx, StateCx, SubView, SubscriptionHandler, Termination};
 pub use service::PubsubService;
 
 /// A subscription id, also sipbus's dialog tag: unique, not guessable

@@ -10,7 +10,7 @@ use sip_message::Method;
 use tracing::{Instrument, info_span};
 
 use crate::core::Core;
-use crate::subscribe;
+use crate::{subscribe, upstream};
 
 #[derive(Clone)]
 pub struct PubsubService {
@@ -32,10 +32,15 @@ impl RequestHandler for PubsubService {
             flow,
             trace,
         } = req;
-        if request.method() != Some(&Method::Subscribe) {
-            return Err(HandlerError::Invalid("pubsub-svc only handles SUBSCRIBE".into()));
-        }
         let call_id = request.call_id().unwrap_or("").to_owned();
+        if request.method() == Some(&Method::Notify) {
+            let span = info_span!("notified", %call_id, trace_id = %trace.trace_id(), server_tx = %tx.id);
+            tokio::spawn(upstream::notified(self.core.clone(), tx, request).instrument(span));
+            return Ok(Reply::Later);
+        }
+        if request.method() != Some(&Method::Subscribe) {
+            return Err(HandlerError::Invalid("pubsub-svc handles SUBSCRIBE and NOTIFY".into()));
+        }
         let span = info_span!("subscribe", %call_id, trace_id = %trace.trace_id(), server_tx = %tx.id);
         let core = self.core.clone();
         if request.to_tag().is_none() {

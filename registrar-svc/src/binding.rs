@@ -31,6 +31,21 @@ impl Binding {
     pub fn identity(&self) -> String {
         identity(self.instance.as_deref(), self.reg_id, &self.uri)
     }
+
+    /// How a request reaches this binding: over its registration flow when
+    /// it asked for that (RFC 5626 reg-id) or registered over a
+    /// connection, else to its Contact from the edge socket it registered
+    /// through. `None` for a Contact whose host is a name.
+    pub fn reach(&self) -> Option<Flow> {
+        if self.reg_id.is_some() || self.flow.connection.is_some() {
+            return Some(self.flow.clone());
+        }
+        Some(Flow {
+            local: self.flow.local,
+            edge: self.flow.edge.clone(),
+            ..Flow::to_uri(&self.uri)?
+        })
+    }
 }
 
 pub fn identity(instance: Option<&str>, reg_id: Option<u32>, uri: &str) -> String {

@@ -14,6 +14,8 @@
 
 #![forbid(unsafe_code)]
 
+pub mod client;
+
 use std::fmt;
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 

@@ -33,8 +33,10 @@ fn env() -> Vec<(&'static str, &'static str)> {
                 {user = "blf", password = "secret"}, {user = "alice", password = "secret"},
                 {user = "watcher", password = "secret"}, {user = "fetch", password = "secret"},
                 {user = "brief", password = "secret"}, {user = "r481", password = "secret"},
-                {user = "msg", password = "secret"}, {user = "gone", password = "secret"}]"#,
+                {user = "msg", password = "secret"}, {user = "gone", password = "secret"},
+                {user = "desk", password = "secret"}]"#,
         ),
+        ("SIPBUS_PUBSUB__UNSOLICITED_MWI", r#"["desk"]"#),
         ("SIPBUS_SESSION__AUTHENTICATE", "false"),
         ("SIPBUS_PUBSUB__AUTHENTICATE", "false"),
         ("SIPBUS_PUBLISH__AUTHENTICATE", "false"),
@@ -486,6 +488,52 @@ fn pager(server: SocketAddr, logs: &dyn Fn() -> String) {
     ok(&phone.finish().unwrap(), "MESSAGE recipient", logs);
 }
 
+/// A phone listed for unsolicited MWI gets its mailbox's NOTIFYs without
+/// subscribing.
+fn unsolicited_mwi(server: SocketAddr, grpc: SocketAddr, logs: &dyn Fn() -> String) {
+    let port = free_port().unwrap();
+    register_contact(server, "desk", port).unwrap();
+    let log = std::env::temp_dir().join(format!("desk-{port}.log"));
+    let log_text = log.to_str().unwrap().to_owned();
+    // Up to ten NOTIFYs (one on registering, one per change), for 4 s.
+    let phone = Background::start(
+        [
+            "-sf",
+            &scenario_path("mwi_phone.xml"),
+            "-i",
+            "127.0.0.1",
+            "-p",
+            &port.to_string(),
+            "-m",
+            "10",
+            "-timeout",
+            "4s",
+            "-trace_msg",
+            "-message_file",
+            &log_text,
+        ]
+        .iter()
+        .map(|s| (*s).to_owned())
+        .collect(),
+        Duration::from_secs(20),
+    );
+    std::thread::sleep(Duration::from_millis(300));
+    let out = Command::new(sipbus_bin().unwrap())
+        .args(["mwi", "set", "desk", "--new", "3", "--server"])
+        .arg(format!("http://{grpc}"))
+        .output()
+        .unwrap();
+    assert!(out.status.success(), "{}", String::from_utf8_lossy(&out.stderr));
+    // It runs out its 4 s: its exit status says nothing here.
+    let _ = phone.finish().unwrap();
+    let seen = notifies_by_call(&std::fs::read_to_string(&log).unwrap_or_default());
+    assert!(
+        seen.values().flatten().any(|n| n.body.contains("Voice-Message: 3/0")),
+        "no unsolicited NOTIFY with the new count: {seen:?}\n{}",
+        logs()
+    );
+}
+
 fn battery(server: SocketAddr, grpc: SocketAddr, logs: &dyn Fn() -> String) {
     refusals(server, logs);
     mwi(server, grpc, logs);
@@ -493,6 +541,7 @@ fn battery(server: SocketAddr, grpc: SocketAddr, logs: &dyn Fn() -> String) {
     blf(server, logs);
     fetch_expiry_and_481(server, logs);
     pager(server, logs);
+    unsolicited_mwi(server, grpc, logs);
 }
 
 /// Watchers and publishers prove who they are; the authorization policy
@@ -569,4 +618,37 @@ fn events_split_with_three_pubsub_replicas() {
     .unwrap();
     let grpc = split.publishes[1].grpc;
     battery(split.edge.sip, grpc, &|| split.logs());
+}
+
+/// The subscriber role against a SIPp notifier: sipbus subscribes to the
+/// voicemail server with the configured credentials (401 answered), hands
+/// its NOTIFY's counts to local watchers of the mailbox, and subscribes
+/// again when the notifier ends the subscription.
+#[test]
+fn subscriber_role_brings_an_external_mailbox_to_local_watchers() {
+    let vm_port = free_port().unwrap();
+    let upstream = format!(
+        r#"[{{package = "message-summary", resource = "mbox", target = "sip:mbox@vm.example.com", outbound = "sip:127.0.0.1:{vm_port}", username = "vm", password = "vm-secret", retry_s = 1}}]"#
+    );
+    let mut env = env();
+    env.push(("SIPBUS_PUBSUB__UPSTREAM", upstream.as_str()));
+    // The notifier exists before sipbus subscribes.
+    let vm = sipp_callee("notifier.xml", vm_port, &["-m", "2"]);
+    let sipbus = Sipbus::start("all", &env).unwrap();
+    let server = sipbus.sip;
+    let w = Watch::start(
+        server,
+        "mbox",
+        "message-summary",
+        "application/simple-message-summary",
+        600,
+        3000,
+    );
+    let notifier = vm.finish().unwrap();
+    ok(&notifier, "SIPp notifier", &|| sipbus.log_text());
+    let (r, n) = w.finish();
+    ok(&r, "watcher of the upstream mailbox", &|| sipbus.log_text());
+    let first = n.iter().position(|x| x.body.contains("Voice-Message: 1/4"));
+    let second = n.iter().position(|x| x.body.contains("Voice-Message: 2/4"));
+    assert!(first.is_some() && second.is_some() && first < second, "{}", show(&n));
 }

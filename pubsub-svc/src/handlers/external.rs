@@ -11,7 +11,7 @@ use proto::pubsub::v1::new_subscription_reply::Decision as PbDecision;
 use proto::pubsub::v1::subscription_handler_client::SubscriptionHandlerClient;
 use sip_message::{Message, Refusal};
 
-use super::{Decision, StateCx, SubView, SubscriptionHandler, Termination};
+use super::{Decision, NotifiedCx, StateCx, SubView, SubscriptionHandler, Termination};
 
 pub struct ExternalHandler {
     module: External,
@@ -138,11 +138,11 @@ impl SubscriptionHandler for ExternalHandler {
         }
     }
 
-    async fn notified(&self, package: &str, resource: &str, notify: &Message) {
+    async fn notified(&self, cx: NotifiedCx<'_>, notify: &Message) {
         let req = self.module.request(
             pb::NotifiedRequest {
-                package: package.to_owned(),
-                resource: resource.to_owned(),
+                package: cx.package.to_owned(),
+                resource: cx.resource.to_owned(),
                 notify: Some(proto::convert::to_proto(notify)),
             },
             None,

@@ -52,6 +52,15 @@ pub struct StateCx<'a> {
     pub sources: &'a Sources,
 }
 
+/// A NOTIFY of an outgoing subscription, for the local resource it
+/// brings the state of.
+#[derive(Clone, Copy)]
+pub struct NotifiedCx<'a> {
+    pub package: &'a str,
+    pub resource: &'a str,
+    pub sources: &'a Sources,
+}
+
 /// A handler's decision on a new subscription.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Decision {
@@ -106,8 +115,9 @@ pub trait SubscriptionHandler: Send + Sync + 'static {
     /// cannot be had now (the NOTIFY waits for the next change).
     async fn state(&self, cx: StateCx<'_>) -> Option<Bytes>;
 
-    /// Subscriber role: a NOTIFY arrived on an outgoing subscription.
-    async fn notified(&self, _package: &str, _resource: &str, _notify: &Message) {}
+    /// Subscriber role: a NOTIFY arrived on an outgoing subscription; the
+    /// handler keeps its state (its `state` gives it to local watchers).
+    async fn notified(&self, _cx: NotifiedCx<'_>, _notify: &Message) {}
 }
 
 /// The built-ins, by configuration name.

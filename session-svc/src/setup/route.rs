@@ -72,22 +72,11 @@ fn outbound(core: &Core, ruri: &str) -> Result<Vec<Plan>, Refusal> {
     }
 }
 
-/// How to reach one binding: over its registration flow when it asked for
-/// that (RFC 5626 reg-id) or registered over a connection, else to its
-/// Contact from the edge socket it registered through.
+/// One binding as a place to ring.
 fn plan_of(b: Binding) -> Option<Plan> {
-    let flow = if b.reg_id.is_some() || b.flow.connection.is_some() {
-        b.flow
-    } else {
-        Flow {
-            local: b.flow.local,
-            edge: b.flow.edge,
-            ..Flow::to_uri(&b.uri)?
-        }
-    };
     Some(Plan {
+        flow: b.reach()?,
         uri: b.uri,
-        flow,
         path: b.path,
     })
 }

@@ -476,6 +476,14 @@ impl TransactionLayer {
         if !request.has(Known::MaxForwards) {
             request.push_header(Known::MaxForwards, "70");
         }
+        // A service that did not know this address left a placeholder.
+        let placeholder = format!("@{}", edge_api::EDGE_HOST);
+        if let Some(contact) = request.known_header(Known::Contact)
+            && contact.contains(&placeholder)
+        {
+            let filled = contact.replacen(&placeholder, &format!("@{sent_by}"), 1);
+            request.set_header(Known::Contact, &filled);
+        }
         let body = request.body().clone();
         request.set_body(body);
         branch

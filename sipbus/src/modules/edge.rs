@@ -128,11 +128,17 @@ async fn start(ctx: &mut Ctx<'_>) -> anyhow::Result<()> {
         // Like session-svc: filled once pubsub-svc exists.
         let pool = Arc::new(Replicas::new(Vec::new(), deadline));
         ctx.pubsub_pool = Some(pool.clone());
-        router = router.route(Method::Subscribe, pool);
+        router = router.route(Method::Subscribe, pool.clone()).route_prefix(
+            Method::Notify,
+            pubsub_svc::upstream::CONTACT_PREFIX,
+            pool,
+        );
     } else if !config.bus.pubsub.is_empty() {
-        router = router.route(
-            Method::Subscribe,
-            remote_pool(ctx, "bus.pubsub", &config.bus.pubsub).await?,
+        let pool = remote_pool(ctx, "bus.pubsub", &config.bus.pubsub).await?;
+        router = router.route(Method::Subscribe, pool.clone()).route_prefix(
+            Method::Notify,
+            pubsub_svc::upstream::CONTACT_PREFIX,
+            pool,
         );
     }
     let sessions = if ctx.process.runs(Name::Session) {

@@ -54,6 +54,7 @@ async fn start(ctx: &mut Ctx<'_>) -> anyhow::Result<()> {
     let core = Arc::new(core);
     ctx.tasks.push(tokio::spawn(pubsub_svc::timers::run(core.clone())));
     ctx.tasks.push(tokio::spawn(pubsub_svc::changes::run(core.clone())));
+    ctx.tasks.push(tokio::spawn(pubsub_svc::upstream::run(core.clone())));
     let service: Arc<dyn RequestHandler> = Arc::new(PubsubService::new(core));
     if let Some(pool) = &ctx.pubsub_pool {
         pool.replace(vec![Replica {

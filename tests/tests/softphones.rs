@@ -98,3 +98,136 @@ fn two_baresip_phones_call_each_other() -> anyhow::Result<()> {
     assert!(logs.contains("call answered") && logs.contains("call ended"), "{logs}");
     Ok(())
 }
+
+/// Presence between two baresip phones (its `presence` module): each
+/// publishes its status (PUBLISH, `pubint`) and watches the other (a
+/// contact with `presence=p2p`, SUBSCRIBE with digest). Alice calls Bob,
+/// who answers: each sees the other busy (sipbus adds RPID on-the-phone
+/// to the published state during a call). Bob quits (unpublishes and
+/// unregisters): Alice sees him offline.
+#[test]
+fn two_baresip_phones_see_each_others_presence() -> anyhow::Result<()> {
+    anyhow::ensure!(
+        Command::new("baresip").arg("-h").output().is_ok(),
+        "baresip is not installed (Debian package baresip-core); scripts/test.sh installs it"
+    );
+    let env = [
+        ("SIPBUS_REGISTRAR__DOMAINS", r#"["127.0.0.1"]"#),
+        (
+            "SIPBUS_REGISTRAR__USERS",
+            r#"[{user = "alice", password = "alice-secret"}, {user = "bob", password = "bob-secret"}]"#,
+        ),
+        ("SIPBUS_REGISTRAR__AUTH__ALGORITHMS", r#"["MD5"]"#),
+    ];
+    let sipbus = Sipbus::start("all", &env)?;
+    let server = sipbus.sip.port();
+    let base = temp_file(&format!("baresip-presence-{server}.keep"), "")?.with_extension("d");
+    let (alice_dir, bob_dir) = (base.join("alice"), base.join("bob"));
+    for (dir, who, other, tone) in [(&alice_dir, "alice", "bob", 440), (&bob_dir, "bob", "alice", 880)] {
+        phone(dir, who, free_port()?, server, tone)?;
+        let config = std::fs::read_to_string(dir.join("config"))?;
+        std::fs::write(
+            dir.join("config"),
+            format!("{config}module_app contact.so\nmodule_app presence.so\n"),
+        )?;
+        let accounts = std::fs::read_to_string(dir.join("accounts"))?;
+        std::fs::write(
+            dir.join("accounts"),
+            accounts.replace(";regint=600", ";regint=600;pubint=600"),
+        )?;
+        std::fs::write(
+            dir.join("contacts"),
+            format!("\"{other}\" <sip:{other}@127.0.0.1:{server}>;presence=p2p\n"),
+        )?;
+    }
+    let bob_log = std::fs::File::create(base.join("bob.log"))?;
+    let mut bob = Command::new("timeout")
+        .args(["--signal=KILL", "20", "baresip", "-f"])
+        .arg(&bob_dir)
+        .args(["-t", "8"])
+        .stdin(Stdio::null())
+        .stdout(bob_log.try_clone()?)
+        .stderr(bob_log)
+        .spawn()?;
+    std::thread::sleep(Duration::from_secs(2));
+    let alice_log = std::fs::File::create(base.join("alice.log"))?;
+    let dial = format!("/dial sip:bob@127.0.0.1:{server}");
+    // Alice stays on after Bob quits (8 s in), to see him go.
+    let alice = Command::new("timeout")
+        .args(["--signal=KILL", "20", "baresip", "-f"])
+        .arg(&alice_dir)
+        .args(["-t", "11", "-e", &dial])
+        .stdin(Stdio::null())
+        .stdout(alice_log.try_clone()?)
+        .stderr(alice_log)
+        .status();
+    let _ = bob.wait();
+    alice?;
+    let read = |who: &str| -> anyhow::Result<String> {
+        let log = std::fs::read_to_string(base.join(format!("{who}.log")))?;
+        Ok(log
+            .lines()
+            .filter(|l| l.contains("changed status") || l.contains("Call") || l.contains("call"))
+            .collect::<Vec<_>>()
+            .join("\n"))
+    };
+    let (alice_log, bob_log) = (read("alice")?, read("bob")?);
+    // baresip logs "<sip:bob@...> changed status from Online to Busy"
+    // (with colour codes): the states it went through, in order.
+    let changes = |log: &str, of: &str| -> Vec<String> {
+        let mut seen: Vec<String> = Vec::new();
+        for line in log
+            .lines()
+            .filter(|l| l.contains(&format!("<sip:{of}@")) && l.contains("changed status from"))
+        {
+            let plain = without_colours(line);
+            let tail = plain.rsplit("changed status from ").next().unwrap_or("");
+            for state in tail.split(" to ") {
+                let state = state.trim().to_owned();
+                if seen.last() != Some(&state) {
+                    seen.push(state);
+                }
+            }
+        }
+        seen
+    };
+    let alice_saw = changes(&alice_log, "bob");
+    let bob_saw = changes(&bob_log, "alice");
+    let context = || {
+        format!(
+            "alice:\n{alice_log}\nbob:\n{bob_log}\n--- sipbus ---\n{}",
+            sipbus.log_text()
+        )
+    };
+    assert!(
+        bob_saw.iter().any(|s| s == "Busy"),
+        "bob never saw alice busy: {bob_saw:?}\n{}",
+        context()
+    );
+    let busy = alice_saw.iter().position(|s| s == "Busy");
+    let offline = alice_saw.iter().rposition(|s| s == "Offline");
+    assert!(
+        busy.is_some() && offline.is_some() && busy < offline,
+        "alice saw {alice_saw:?}\n{}",
+        context()
+    );
+    Ok(())
+}
+
+/// `text` without ANSI colour sequences (ESC [ ... m).
+fn without_colours(text: &str) -> String {
+    let mut out = String::with_capacity(text.len());
+    let mut chars = text.chars();
+    while let Some(c) = chars.next() {
+        if c == '\u{1b}' {
+            for d in chars.by_ref() {
+                if d == 'm' {
+                    break;
+                }
+            }
+        } else {
+            out.push(c);
+        }
+    }
+    out
+}

@@ -91,6 +91,23 @@ pub fn derived(entity: &str, d: Derived) -> String {
     )
 }
 
+/// A published document with the RPID `on-the-phone` activity of a call
+/// sipbus sees, unless the document already says so (or is not PIDF:
+/// then it is left alone).
+pub fn on_the_phone(doc: &str) -> String {
+    if check(doc).is_err() || doc.contains("on-the-phone") {
+        return doc.to_owned();
+    }
+    let Some(end) = doc.rfind("</") else {
+        return doc.to_owned();
+    };
+    format!(
+        "{}  <dm:person xmlns:dm=\"{NS_DM}\" xmlns:rpid=\"{NS_RPID}\" id=\"sipbus-call\"><rpid:activities><rpid:on-the-phone/></rpid:activities></dm:person>\n{}",
+        &doc[..end],
+        &doc[end..]
+    )
+}
+
 /// The `basic` status of each tuple, in order (for tests and tools).
 pub fn basics(body: &str) -> Vec<String> {
     let Ok(doc) = parse_xml(body) else { return Vec::new() };
@@ -130,6 +147,16 @@ mod tests {
     }
 
     #[test]
+    fn a_call_adds_its_activity_to_a_published_document() {
+        let busy = on_the_phone(PHONE);
+        check(&busy).unwrap();
+        assert!(busy.contains("<rpid:on-the-phone/>"), "{busy}");
+        assert_eq!(basics(&busy), ["open"]);
+        assert_eq!(on_the_phone(&busy), busy);
+        assert_eq!(on_the_phone("not xml"), "not xml");
+    }
+
+    #[test]
     fn derived_documents() {
         let d = derived(
             "sip:a&b@example.com",
@@ -159,6 +186,8 @@ mod tests {
             proptest::prop_assert!(check(&doc).is_ok(), "{}", doc);
             let d = derived(&entity, Derived { registered: reg, on_the_phone: call });
             proptest::prop_assert!(check(&d).is_ok(), "{}", d);
+            let busy = on_the_phone(&doc);
+            proptest::prop_assert!(check(&busy).is_ok(), "{}", busy);
         }
     }
 }

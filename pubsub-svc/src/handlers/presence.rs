@@ -1,6 +1,7 @@
-//! `presence` (RFC 3856): the composed PIDF of the user's publications;
-//! when nothing is published, derived from the registrar (a binding:
-//! open, none: closed) and from calls (RPID on-the-phone).
+//! `presence` (RFC 3856): the composed PIDF of the user's publications,
+//! with RPID on-the-phone added while the user is in a call; when nothing
+//! is published, derived from the registrar (a binding: open, none:
+//! closed) and from calls (on-the-phone).
 
 use std::sync::Arc;
 
@@ -26,14 +27,19 @@ pub struct Presence;
 impl SubscriptionHandler for Presence {
     async fn state(&self, cx: StateCx<'_>) -> Option<Bytes> {
         let store = &cx.sources.store;
+        let on_the_phone = dialogs::load(store, cx.resource).await.ok()?.in_a_call();
         if let Some(c) = publish_svc::state::composed(store, cx.package, cx.resource)
             .await
             .ok()?
         {
-            return Some(Bytes::from(c.body));
+            let body = if on_the_phone {
+                pidf::on_the_phone(&c.body)
+            } else {
+                c.body
+            };
+            return Some(Bytes::from(body));
         }
         let registered = !cx.sources.locations.lookup(cx.resource).await.ok()?.is_empty();
-        let on_the_phone = dialogs::load(store, cx.resource).await.ok()?.in_a_call();
         Some(Bytes::from(pidf::derived(
             cx.resource,
             Derived {

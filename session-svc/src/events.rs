@@ -76,7 +76,8 @@ pub struct DialogEvent<'a> {
     pub local_tag: &'a str,
     pub direction: Direction,
     pub state: DialogState,
-    /// The phone on this leg and the party it talks to.
+    /// The phone on this leg and the party it talks to (empty when that
+    /// party asked for privacy).
     pub party: &'a str,
     pub peer: &'a str,
     #[serde(skip_serializing_if = "Option::is_none")]
@@ -86,9 +87,11 @@ pub struct DialogEvent<'a> {
 
 fn encode(s: &Session, side: Side, state: DialogState, reason: Option<EndReason>) -> Option<bytes::Bytes> {
     let dialog = &s.legs[side].dialog;
+    // The callee's lamp does not name a caller that asked for privacy.
+    let caller_shown = if s.caller_private { "" } else { s.caller.as_str() };
     let (leg, direction, party, peer) = match side {
         Side::A => (LegName::A, Direction::Initiator, s.caller.as_str(), s.callee.as_str()),
-        Side::B => (LegName::B, Direction::Recipient, s.callee.as_str(), s.caller.as_str()),
+        Side::B => (LegName::B, Direction::Recipient, s.callee.as_str(), caller_shown),
     };
     let ev = DialogEvent {
         session: &s.id,

@@ -34,7 +34,7 @@ fn env() -> Vec<(&'static str, &'static str)> {
                 {user = "watcher", password = "secret"}, {user = "fetch", password = "secret"},
                 {user = "brief", password = "secret"}, {user = "r481", password = "secret"},
                 {user = "msg", password = "secret"}, {user = "gone", password = "secret"},
-                {user = "desk", password = "secret"}]"#,
+                {user = "desk", password = "secret"}, {user = "blfp", password = "secret"}]"#,
         ),
         ("SIPBUS_PUBSUB__UNSOLICITED_MWI", r#"["desk"]"#),
         ("SIPBUS_SESSION__AUTHENTICATE", "false"),
@@ -443,6 +443,33 @@ fn blf(server: SocketAddr, logs: &dyn Fn() -> String) {
     }
 }
 
+/// A caller that asks for privacy (RFC 3323 Privacy: id) is not named on
+/// the callee's lamp.
+fn blf_private(server: SocketAddr, logs: &dyn Fn() -> String) {
+    let w = Watch::start(server, "blfp", "dialog", "application/dialog-info+xml", 600, 2500);
+    let port = free_port().unwrap();
+    register_contact(server, "blfp", port).unwrap();
+    let b = sipp_callee("call_uas.xml", port, &[]);
+    let text = std::fs::read_to_string(scenario("call_uac.xml")).unwrap().replacen(
+        "Max-Forwards: 70",
+        "Privacy: id\n      Max-Forwards: 70",
+        1,
+    );
+    let private = filled_text("call_uac_private.xml", &text);
+    let a = sipp_caller(server, &private, "blfp", "example.com", &["-d", "1000"]).unwrap();
+    ok(&a, "private caller", logs);
+    ok(&b.finish().unwrap(), "callee of the private caller", logs);
+    let (r, n) = w.finish();
+    ok(&r, "lamp of the private call", logs);
+    assert!(n.iter().any(|x| x.body.contains(">confirmed</state>")), "{}", show(&n));
+    assert!(!n.iter().any(|x| x.body.contains("sip:alice@")), "{}", show(&n));
+}
+
+fn filled_text(name: &str, text: &str) -> String {
+    let file = sipbus_tests::temp_file(&format!("{name}-{}", free_port().unwrap()), text).unwrap();
+    file.to_str().unwrap().to_owned()
+}
+
 fn fetch_expiry_and_481(server: SocketAddr, logs: &dyn Fn() -> String) {
     let w = Watch::start(server, "fetch", "presence", "application/pidf+xml", 0, 10_000);
     let (r, n) = w.finish();
@@ -539,6 +566,7 @@ fn battery(server: SocketAddr, grpc: SocketAddr, logs: &dyn Fn() -> String) {
     mwi(server, grpc, logs);
     presence(server, logs);
     blf(server, logs);
+    blf_private(server, logs);
     fetch_expiry_and_481(server, logs);
     pager(server, logs);
     unsolicited_mwi(server, grpc, logs);

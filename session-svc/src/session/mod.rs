@@ -160,6 +160,10 @@ pub struct Session {
     pub callee: String,
     /// The authenticated user that placed the call, or empty.
     pub endpoint: String,
+    /// The caller asked for privacy of its identity (RFC 3323 Privacy:
+    /// id, user or header): the busy lamp of the callee does not show it.
+    #[serde(default)]
+    pub caller_private: bool,
     /// Boxed, like `media`: a session is moved and copied through many
     /// awaits, and tasks are as large as what they hold across them.
     pub legs: Box<Sides<Leg>>,
@@ -268,6 +272,7 @@ impl Session {
             caller: "sip:alice@example.com".into(),
             callee: "sip:bob@example.com".into(),
             endpoint: String::new(),
+            caller_private: false,
             legs: Box::new(Sides {
                 a: Leg {
                     dialog: Dialog::uas(&invite, id).expect("a test INVITE makes a dialog"),

@@ -106,6 +106,7 @@ async fn prepare(
         caller: from_uri(caller.remote_uri()),
         callee: req.request_uri().unwrap_or("").to_owned(),
         endpoint,
+        caller_private: asks_privacy(req),
         legs: Box::new(Sides {
             a: Leg {
                 invite_cseq: req.cseq().map(|c| c.seq).unwrap_or(1),
@@ -135,6 +136,16 @@ async fn prepare(
     core.begin(&mut s).await;
     core.incoming_request(&mut s, Side::A, req).await?;
     Ok(s)
+}
+
+/// RFC 3323: the caller wants its identity withheld.
+fn asks_privacy(m: &Message) -> bool {
+    m.known_values(Known::Privacy).any(|v| {
+        let v = v.trim();
+        ["id", "user", "header", "critical"]
+            .iter()
+            .any(|p| v.eq_ignore_ascii_case(p))
+    })
 }
 
 /// The phone takes UPDATE (RFC 3311), by the Allow of its dialog-creating

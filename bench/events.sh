@@ -70,13 +70,17 @@ stop() {
     pids=("${rest[@]}")
 }
 
-# Resources: bench0..bench999 (one per call, round robin) and fan.
+# Resources: bench0..bench999 (one per call, round robin), mem0..mem999
+# (the held subscriptions of the memory step, whose watchers are gone
+# afterwards: no later step changes them, so no NOTIFY waits on a dead
+# watcher) and fan.
 { echo SEQUENTIAL; for i in $(seq 0 999); do echo "bench$i"; done; } >"$work/users.csv"
+{ echo SEQUENTIAL; for i in $(seq 0 999); do echo "mem$i"; done; } >"$work/mem.csv"
 {
     echo "[registrar]"
     echo "domains = [\"$domain\"]"
     echo "users = ["
-    for i in $(seq 0 999); do echo "  { user = \"bench$i\", password = \"x\" },"; done
+    for i in $(seq 0 999); do echo "  { user = \"bench$i\", password = \"x\" },"; echo "  { user = \"mem$i\", password = \"x\" },"; done
     echo "  { user = \"fan\", password = \"x\" },"
     echo "]"
     echo "[registrar.auth]"
@@ -201,7 +205,7 @@ memory() {
     local port=$1 dir before after rbefore rafter sample
     dir=$(mktemp -d -p "$work")
     before=$(pss "${servers[@]}"); rbefore=$(redis_used)
-    (cd "$dir" && timeout --signal=KILL 120 sipp "127.0.0.1:$port" -sf "$sc/bench_watch.xml" -inf "$work/users.csv" -key domain "$domain" \
+    (cd "$dir" && timeout --signal=KILL 120 sipp "127.0.0.1:$port" -sf "$sc/bench_watch.xml" -inf "$work/mem.csv" -key domain "$domain" \
         -i 127.0.0.1 -p "$(free_port)" -buff_size 4194304 -m "$held" -r 1000 -l $((held + 100)) -timeout 100s -nostdin >/dev/null 2>&1) &
     local watchers=$!
     # Every subscription made, then the transactions that made them gone

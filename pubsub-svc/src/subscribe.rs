@@ -240,6 +240,10 @@ async fn update(core: &Core, flow: &Flow, req: &Message, id: &str) -> Result<(Su
             Ok(_) => {
                 if !unsubscribe {
                     timers::arm_expiry(core, id, sub.expires_at_ms).await;
+                    let ttl = Duration::from_secs(u64::from(core.config.package(&sub.package).max_expires_s));
+                    if let Err(e) = subscription::index(&core.store, &sub.package, &sub.resource, id, true, ttl).await {
+                        warn!(error = %e, "subscription index not renewed");
+                    }
                 }
                 return Ok((sub, unsubscribe));
             }

@@ -118,7 +118,8 @@ pub async fn watchers(store: &Store, package: &str, resource: &str) -> Result<Ve
     })
 }
 
-/// Adds (or removes) a subscription in its resource's index.
+/// Adds (or removes) a subscription in its resource's index; adding one
+/// that is there renews the index's time to live.
 pub async fn index(
     store: &Store,
     package: &str,
@@ -139,7 +140,10 @@ pub async fn index(
         };
         let present = ids.iter().any(|i| i == id);
         match (add, present) {
-            (true, true) | (false, false) => return Ok(()),
+            (false, false) => return Ok(()),
+            // Written again all the same: a refresh extends the index's
+            // life with the subscription's.
+            (true, true) => {}
             (true, false) => ids.push(id.to_owned()),
             (false, true) => ids.retain(|i| i != id),
         }

@@ -299,7 +299,10 @@ async fn release(core: &Arc<Core>, id: &str, retry_at: Option<u64>) -> Option<Ne
         let (mut sub, version) = subscription::load(&core.store, id).await.ok()??;
         sub.sending = Sending::Idle;
         if retry_at.is_some() {
+            // The refused NOTIFY's state never arrived: it goes again even
+            // though nothing changed.
             sub.dirty = true;
+            sub.full = true;
         }
         let next = match (retry_at, sub.ending, sub.dirty) {
             (Some(_), _, _) => None,

@@ -495,6 +495,14 @@ fn fetch_expiry_and_481(server: SocketAddr, logs: &dyn Fn() -> String) {
         "NOTIFY answered 481",
         logs,
     );
+
+    let a = args(server, scenario("subscriber_retry.xml").to_str().unwrap(), "r481", &[]);
+    let refs: Vec<&str> = a.iter().map(String::as_str).collect();
+    ok(
+        &run_sipp(&refs, Duration::from_secs(50)).unwrap(),
+        "NOTIFY answered 500 with Retry-After",
+        logs,
+    );
 }
 
 fn pager(server: SocketAddr, logs: &dyn Fn() -> String) {

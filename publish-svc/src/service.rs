@@ -129,7 +129,10 @@ impl Publisher {
         };
         let publisher = self.directory.authenticate(req)?.unwrap_or_default();
         let resource = self.directory.aor_of(req.request_uri().unwrap_or(""), Some(flow))?;
-        if !publisher.is_empty() && publisher != resource && !self.may_publish_for_others(&publisher) {
+        if !publisher.is_empty()
+            && publisher != resource
+            && !registrar_svc::listed(&self.config.publish_for_others, &publisher)
+        {
             return Err(Refusal::forbidden("publishing for another user"));
         }
         let expires_s = match req.expires().map_err(|_| Refusal::bad_request("Expires"))? {
@@ -181,17 +184,6 @@ impl Publisher {
             resource: &resource,
         };
         self.apply(scope, &publisher, op).await
-    }
-
-    fn may_publish_for_others(&self, publisher: &str) -> bool {
-        let user = publisher
-            .strip_prefix("sip:")
-            .and_then(|a| a.split_once('@'))
-            .map_or("", |(u, _)| u);
-        self.config
-            .publish_for_others
-            .iter()
-            .any(|p| p == publisher || p == user)
     }
 
     /// Sets (or with `body: None` removes) a resource's state without SIP,

@@ -34,3 +34,11 @@ pub use service::PubsubService;
 pub(crate) fn random_id() -> String {
     format!("{:016x}", fastrand::u64(..))
 }
+
+/// FNV-1a: a digest that is the same in every replica and release (NOTIFY
+/// bodies, outgoing subscriptions' keys).
+pub(crate) fn fnv1a(bytes: &[u8]) -> u64 {
+    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
+        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
+    })
+}

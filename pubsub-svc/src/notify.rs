@@ -135,7 +135,7 @@ async fn claim(core: &Arc<Core>, id: &str, next: Next) -> Option<Claimed> {
                 return None;
             }
         };
-        let digest = body.as_deref().map_or(0, fnv1a);
+        let digest = body.as_deref().map_or(0, crate::fnv1a);
         if !forced && sub.version > 0 && digest == sub.last_body {
             // The subscriber has this state already.
             sub.dirty = false;
@@ -323,14 +323,6 @@ async fn release(core: &Arc<Core>, id: &str, retry_at: Option<u64>) -> Option<Ne
         }
     }
     None
-}
-
-/// FNV-1a of a body: enough to tell one state from the next, the same in
-/// every replica and release.
-fn fnv1a(bytes: &[u8]) -> u64 {
-    bytes.iter().fold(0xcbf2_9ce4_8422_2325, |h, b| {
-        (h ^ u64::from(*b)).wrapping_mul(0x0100_0000_01b3)
-    })
 }
 
 /// Forgets a subscription: record, index entry, timers; tells its handler.

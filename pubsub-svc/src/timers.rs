@@ -19,22 +19,20 @@ const EXPIRY: &str = "psexp";
 const PACE: &str = "pspace";
 
 pub(crate) async fn arm_expiry(core: &Core, id: &str, due_ms: u64) {
-    if let Err(e) = core
-        .store
-        .schedule(&format!("{EXPIRY}:{id}"), due_ms, Bytes::from(id.to_owned()))
-        .await
-    {
-        warn!(error = %e, subscription = id, "expiry timer not armed");
-    }
+    schedule(core, EXPIRY, id, due_ms).await;
 }
 
 pub(crate) async fn pace(core: &Core, id: &str, due_ms: u64) {
+    schedule(core, PACE, id, due_ms).await;
+}
+
+async fn schedule(core: &Core, queue: &str, id: &str, due_ms: u64) {
     if let Err(e) = core
         .store
-        .schedule(&format!("{PACE}:{id}"), due_ms, Bytes::from(id.to_owned()))
+        .schedule(&format!("{queue}:{id}"), due_ms, Bytes::from(id.to_owned()))
         .await
     {
-        warn!(error = %e, subscription = id, "NOTIFY timer not armed");
+        warn!(error = %e, subscription = id, queue, "subscription timer not armed");
     }
 }
 

@@ -17,11 +17,7 @@ const PACKAGE: &str = "message-summary";
 
 /// The mailbox `aor` changed, or one of its phones registered.
 pub(crate) async fn notify(core: &Arc<Core>, aor: &str) {
-    let user = aor
-        .strip_prefix("sip:")
-        .and_then(|a| a.split_once('@'))
-        .map_or("", |(u, _)| u);
-    if !core.config.unsolicited_mwi.iter().any(|u| u == user || u == aor) {
+    if !registrar_svc::listed(&core.config.unsolicited_mwi, aor) {
         return;
     }
     let Some(entry) = core.packages.get(PACKAGE) else {

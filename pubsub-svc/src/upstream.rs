@@ -41,10 +41,7 @@ struct Record {
 /// A stable key per configured subscription: the same in every replica.
 fn key_of(u: &Upstream) -> String {
     let text = format!("{}\n{}\n{}", u.package, u.resource, u.target);
-    let h = text.bytes().fold(0xcbf2_9ce4_8422_2325u64, |h, b| {
-        (h ^ u64::from(b)).wrapping_mul(0x0100_0000_01b3)
-    });
-    format!("{h:016x}")
+    format!("{:016x}", crate::fnv1a(text.as_bytes()))
 }
 
 fn record_key(key: &str) -> String {

@@ -96,3 +96,18 @@ impl Directory {
         Ok(Some(format!("sip:{user}@{domain}")))
     }
 }
+
+/// The user part of an address of record `sip:user@domain` ("" for
+/// anything else).
+pub fn user_of(aor: &str) -> &str {
+    aor.strip_prefix("sip:")
+        .and_then(|a| a.split_once('@'))
+        .map_or("", |(u, _)| u)
+}
+
+/// A configuration list names `aor`, by its user (`alice`) or whole
+/// (`sip:alice@example.com`).
+pub fn listed(list: &[String], aor: &str) -> bool {
+    let user = user_of(aor);
+    list.iter().any(|entry| entry == aor || entry == user)
+}

@@ -15,7 +15,7 @@ pub mod location;
 mod service;
 
 pub use config::RegistrarConfig;
-pub use directory::Directory;
+pub use directory::{Directory, listed, user_of};
 pub use events::{EVENT_STREAM, EventKind};
 pub use grpc::RegistrarService;
 pub use location::{Location, LocationClient, LocationError, LocationService};

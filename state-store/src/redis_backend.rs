@@ -265,7 +265,7 @@ impl RedisStore {
         } else {
             format!("({after}")
         };
-        let entries: Vec<StreamEntry> = redis::cmd("XRANGE")
+        let list: Vec<StreamEntry> = redis::cmd("XRANGE")
             .arg(stream)
             .arg(start)
             .arg("+")
@@ -274,17 +274,7 @@ impl RedisStore {
             .query_async(&mut conn)
             .await
             .map_err(unavailable("read_events"))?;
-        Ok(entries
-            .into_iter()
-            .map(|(id, fields)| {
-                let payload = fields
-                    .into_iter()
-                    .find(|(k, _)| k == "p")
-                    .map(|(_, v)| v)
-                    .unwrap_or_default();
-                (id, Bytes::from(payload))
-            })
-            .collect())
+        Ok(entries(entries_of(list)))
     }
 }
 
@@ -352,7 +342,7 @@ impl RedisStore {
             .await
             .map_err(unavailable("consume"))?;
         for (_, list) in fresh.unwrap_or_default() {
-            out.extend(entries(list.into_iter().map(Some).collect()));
+            out.extend(entries(entries_of(list)));
         }
         Ok(out)
     }
@@ -368,6 +358,11 @@ impl RedisStore {
             .map_err(unavailable("ack"))?;
         Ok(())
     }
+}
+
+/// Every entry present (XRANGE and XREADGROUP have no nil entries).
+fn entries_of(list: Vec<StreamEntry>) -> Vec<Option<StreamEntry>> {
+    list.into_iter().map(Some).collect()
 }
 
 /// Entries as (id, payload); a claimed entry trimmed from the log is nil.

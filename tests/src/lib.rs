@@ -216,6 +216,29 @@ pub fn scenario(name: &str) -> PathBuf {
     Path::new(env!("CARGO_MANIFEST_DIR")).join("scenarios").join(name)
 }
 
+/// SIPp arguments for scenario `sf` towards `user@example.com` through
+/// `server`, from a free loopback port, followed by `extra` (call count,
+/// time limits, traces).
+pub fn sipp_to(server: SocketAddr, sf: &str, user: &str, extra: &[&str]) -> Result<Vec<String>> {
+    let port = free_port()?.to_string();
+    let target = server.to_string();
+    let base = [
+        target.as_str(),
+        "-sf",
+        sf,
+        "-s",
+        user,
+        "-key",
+        "domain",
+        "example.com",
+        "-i",
+        "127.0.0.1",
+        "-p",
+        &port,
+    ];
+    Ok(base.iter().chain(extra).map(|s| (*s).to_owned()).collect())
+}
+
 /// A template scenario (`scenarios/<name>`) with its `{{NAME}}` fields
 /// filled, written to a fresh temporary file; its path as `-sf` takes it.
 pub fn filled(name: &str, fields: &[(&str, &str)]) -> Result<String> {

@@ -15,7 +15,7 @@ use proto::publish::v1 as ppb;
 use proto::publish::v1::publication_handler_server::{PublicationHandler, PublicationHandlerServer};
 use proto::pubsub::v1 as spb;
 use proto::pubsub::v1::subscription_handler_server::{SubscriptionHandler, SubscriptionHandlerServer};
-use sipbus_tests::{Sipbus, filled, free_port, run_sipp};
+use sipbus_tests::{Sipbus, filled, run_sipp, sipp_to};
 use tonic::{Request, Response, Status};
 
 const TYPE: &str = "application/x-sipbus-test+json";
@@ -132,23 +132,11 @@ fn request(server: SocketAddr, method: &str, user: &str, headers: &str, body: &s
 
 /// One run of scenario `sf` towards `user`, its message log's text.
 fn run(server: SocketAddr, sf: &str, user: &str, log: &str) -> String {
-    let port = free_port().unwrap();
-    let target = server.to_string();
-    let port = port.to_string();
-    let r = run_sipp(
+    let args = sipp_to(
+        server,
+        sf,
+        user,
         &[
-            &target,
-            "-sf",
-            sf,
-            "-s",
-            user,
-            "-key",
-            "domain",
-            "example.com",
-            "-i",
-            "127.0.0.1",
-            "-p",
-            &port,
             "-m",
             "1",
             "-timeout",
@@ -158,9 +146,10 @@ fn run(server: SocketAddr, sf: &str, user: &str, log: &str) -> String {
             "-message_file",
             log,
         ],
-        Duration::from_secs(30),
     )
     .unwrap();
+    let refs: Vec<&str> = args.iter().map(String::as_str).collect();
+    let r = run_sipp(&refs, Duration::from_secs(30)).unwrap();
     assert_eq!(r.exit_code, Some(0), "{sf} to {user}: {}", r.output);
     std::fs::read_to_string(log).unwrap_or_default()
 }

@@ -18,7 +18,7 @@ use std::time::Duration;
 
 use sipbus_tests::{
     Background, CallSplit, Notify, Replicas, Sipbus, SippResult, free_port, notifies_by_call, register_contact,
-    run_sipp, scenario, scenario_path, sipbus_bin, sipp_callee, sipp_caller,
+    run_sipp, scenario, scenario_path, sipbus_bin, sipp_callee, sipp_caller, sipp_to,
 };
 use state_store::testing::RedisServer;
 
@@ -54,31 +54,9 @@ fn filled(template: &str, fields: &[(&str, &str)]) -> String {
 
 /// SIPp arguments for one scenario run towards `user@example.com`.
 fn args(server: SocketAddr, sf: &str, user: &str, extra: &[&str]) -> Vec<String> {
-    let port = free_port().unwrap().to_string();
-    let mut a: Vec<String> = [
-        &server.to_string(),
-        "-sf",
-        sf,
-        "-s",
-        user,
-        "-key",
-        "domain",
-        "example.com",
-        "-i",
-        "127.0.0.1",
-        "-p",
-        &port,
-        "-m",
-        "1",
-        "-timeout",
-        "40s",
-        "-timeout_error",
-    ]
-    .iter()
-    .map(|s| (*s).to_owned())
-    .collect();
-    a.extend(extra.iter().map(|s| (*s).to_owned()));
-    a
+    let mut all = vec!["-m", "1", "-timeout", "40s", "-timeout_error"];
+    all.extend_from_slice(extra);
+    sipp_to(server, sf, user, &all).unwrap()
 }
 
 /// A watcher running in the background.

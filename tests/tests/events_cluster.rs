@@ -11,7 +11,7 @@ use std::net::SocketAddr;
 use std::process::Command;
 use std::time::Duration;
 
-use sipbus_tests::{Background, CallSplit, Replicas, Sipbus, filled, free_port, notifies_by_call, sipbus_bin};
+use sipbus_tests::{Background, CallSplit, Replicas, Sipbus, filled, free_port, notifies_by_call, sipbus_bin, sipp_to};
 use state_store::testing::RedisServer;
 
 fn env() -> Vec<(&'static str, &'static str)> {
@@ -42,39 +42,29 @@ fn watchers(server: SocketAddr, user: &str, event: &str, calls: u32, idle_ms: u3
         ],
     )
     .unwrap();
-    let port = free_port().unwrap().to_string();
     let calls = calls.to_string();
-    let args: Vec<String> = [
-        server.to_string().as_str(),
-        "-sf",
+    let args = sipp_to(
+        server,
         &sf,
-        "-s",
         user,
-        "-key",
-        "domain",
-        "example.com",
-        "-i",
-        "127.0.0.1",
-        "-p",
-        &port,
-        "-m",
-        &calls,
-        "-l",
-        &calls,
-        "-r",
-        "100",
-        "-buff_size",
-        "4194304",
-        "-timeout",
-        "60s",
-        "-timeout_error",
-        "-trace_msg",
-        "-message_file",
-        log,
-    ]
-    .iter()
-    .map(|s| (*s).to_owned())
-    .collect();
+        &[
+            "-m",
+            &calls,
+            "-l",
+            &calls,
+            "-r",
+            "100",
+            "-buff_size",
+            "4194304",
+            "-timeout",
+            "60s",
+            "-timeout_error",
+            "-trace_msg",
+            "-message_file",
+            log,
+        ],
+    )
+    .unwrap();
     Background::start(args, Duration::from_secs(90))
 }
 
@@ -186,30 +176,8 @@ fn subscriptions_and_publications_survive_restarts() {
         ],
     )
     .unwrap();
-    let port = free_port().unwrap().to_string();
     let p = Background::start(
-        [
-            server.to_string().as_str(),
-            "-sf",
-            &sf,
-            "-s",
-            "pres",
-            "-key",
-            "domain",
-            "example.com",
-            "-i",
-            "127.0.0.1",
-            "-p",
-            &port,
-            "-m",
-            "1",
-            "-timeout",
-            "40s",
-            "-timeout_error",
-        ]
-        .iter()
-        .map(|s| (*s).to_owned())
-        .collect(),
+        sipp_to(server, &sf, "pres", &["-m", "1", "-timeout", "40s", "-timeout_error"]).unwrap(),
         Duration::from_secs(50),
     );
     std::thread::sleep(Duration::from_millis(700));

@@ -73,11 +73,7 @@ fn authenticate(core: &Core, req: &Message) -> Result<String, Refusal> {
     let found = core.directory.authenticate(req)?;
     // The endpoint is the user part: profiles are keyed by it.
     Ok(found
-        .map(|aor| {
-            aor.strip_prefix("sip:")
-                .and_then(|a| a.split_once('@'))
-                .map_or(aor.clone(), |(u, _)| u.to_owned())
-        })
+        .map(|aor| registrar_svc::user_of(&aor).to_owned())
         .unwrap_or_default())
 }
 

@@ -2,8 +2,9 @@
 //! protoc-bin-vendored crate unless PROTOC is set, so a fresh machine needs
 //! nothing installed.
 
-const PROTOS: [&str; 6] = [
+const PROTOS: [&str; 7] = [
     "sipbus/edge/v1/edge.proto",
+    "sipbus/extension/v1/registry.proto",
     "sipbus/pubsub/v1/subscription.proto",
     "sipbus/publish/v1/publication.proto",
     "sipbus/registrar/v1/registrar.proto",

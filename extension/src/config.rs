@@ -14,6 +14,13 @@ pub enum Point {
 }
 
 impl Point {
+    pub const ALL: [Point; 4] = [
+        Point::SessionSupplement,
+        Point::SdpHandler,
+        Point::SubscriptionHandler,
+        Point::PublicationHandler,
+    ];
+
     pub fn as_str(self) -> &'static str {
         match self {
             Point::SessionSupplement => "session-supplement",
@@ -25,7 +32,7 @@ impl Point {
 
     /// The filter a module of this point may set (`methods`, `media`,
     /// `events`); the others must stay empty.
-    fn filter(self) -> &'static str {
+    pub fn filter(self) -> &'static str {
         match self {
             Point::SessionSupplement => "methods",
             Point::SdpHandler => "media",

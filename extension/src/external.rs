@@ -3,16 +3,20 @@
 //! and turns a [`Failure`] into the point's fail-open behaviour or the
 //! refusal [`External::refusal`] gives.
 
-use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use edge_api::Trace;
 use sip_message::Refusal;
-use tonic::transport::Channel;
+use tokio::sync::mpsc;
+use tokio::time::Instant;
+use tonic::transport::channel::Change;
+use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Response, Status};
 
 use crate::config::{ConfigProblem, ModuleConfig, OnFailure, Point};
+use crate::window::{Minute, Window};
 
 /// What a failing or late module does to the request, resolved from the
 /// configuration.
@@ -33,14 +37,19 @@ pub enum Failure {
     /// before it is used).
     #[error("unusable reply: {0}")]
     Invalid(String),
+    /// A registered module whose every lease ran out.
+    #[error("no live instance (its lease lapsed)")]
+    Lapsed,
 }
 
-/// Calls and failures of one module since start.
-#[derive(Debug, Default)]
+/// Calls and failures of one module: totals since start and the last
+/// minute.
+#[derive(Default)]
 pub struct Stats {
     calls: AtomicU64,
     failures: AtomicU64,
     timeouts: AtomicU64,
+    minute: Window,
 }
 
 impl Stats {
@@ -52,6 +61,29 @@ impl Stats {
             self.timeouts.load(Ordering::Relaxed),
         )
     }
+
+    /// Calls, failures and p99 latency of the last minute.
+    pub fn last_minute(&self) -> Minute {
+        self.minute.minute(uptime_s())
+    }
+}
+
+/// Seconds since the process first asked, for the stats window.
+fn uptime_s() -> u64 {
+    static EPOCH: OnceLock<Instant> = OnceLock::new();
+    EPOCH.get_or_init(Instant::now).elapsed().as_secs()
+}
+
+/// Where an external module's calls go.
+enum Instances {
+    /// Configured: one address, always there (down is a call failure).
+    Fixed(String),
+    /// Registered: the live instances' addresses, balanced; none when the
+    /// module has lapsed.
+    Leased {
+        addresses: Mutex<Vec<String>>,
+        changes: mpsc::Sender<Change<String, Endpoint>>,
+    },
 }
 
 /// An external module of one point.
@@ -62,7 +94,17 @@ pub struct External {
     channel: Channel,
     timeout: Duration,
     policy: FailurePolicy,
+    instances: Arc<Instances>,
     stats: Arc<Stats>,
+}
+
+fn policy_of(module: &ModuleConfig) -> FailurePolicy {
+    match module.on_failure {
+        OnFailure::Open => FailurePolicy::Open,
+        OnFailure::Closed => FailurePolicy::Closed {
+            status: module.reject_status,
+        },
+    }
 }
 
 impl External {
@@ -75,20 +117,77 @@ impl External {
             key: format!("{key}.url"),
             reason,
         })?;
-        let policy = match module.on_failure {
-            OnFailure::Open => FailurePolicy::Open,
-            OnFailure::Closed => FailurePolicy::Closed {
-                status: module.reject_status,
-            },
-        };
         Ok(External {
             point,
             name: module.name.clone(),
             channel,
             timeout,
-            policy,
+            policy: policy_of(module),
+            instances: Arc::new(Instances::Fixed(module.url.clone())),
             stats: Arc::default(),
         })
+    }
+
+    /// A module that joined through the registry: calls are spread over
+    /// the instances [`External::set_instances`] names, and fail at once
+    /// (its policy applies) while there are none. Needs a Tokio runtime.
+    pub fn leased(point: Point, module: &ModuleConfig) -> External {
+        let timeout = Duration::from_millis(module.timeout_ms.max(1));
+        let (channel, changes) = Channel::balance_channel(64);
+        External {
+            point,
+            name: module.name.clone(),
+            channel,
+            timeout,
+            policy: policy_of(module),
+            instances: Arc::new(Instances::Leased {
+                addresses: Mutex::new(Vec::new()),
+                changes,
+            }),
+            stats: Arc::default(),
+        }
+    }
+
+    /// The live instances of a leased module, by address (checked by the
+    /// registry before it stored them).
+    pub async fn set_instances(&self, live: &[String]) {
+        let Instances::Leased { addresses, changes } = &*self.instances else {
+            return;
+        };
+        let (gone, new) = {
+            let mut now = addresses.lock().unwrap_or_else(|p| p.into_inner());
+            let gone: Vec<String> = now.iter().filter(|a| !live.contains(a)).cloned().collect();
+            let new: Vec<String> = live.iter().filter(|a| !now.contains(a)).cloned().collect();
+            *now = live.to_vec();
+            (gone, new)
+        };
+        for address in gone {
+            let _ = changes.send(Change::Remove(address)).await;
+        }
+        for address in new {
+            match Endpoint::from_shared(address.clone()) {
+                Ok(e) => {
+                    let e = e.connect_timeout(self.timeout).tcp_nodelay(true);
+                    let _ = changes.send(Change::Insert(address, e)).await;
+                }
+                Err(e) => tracing::warn!(module = %self.name, %address, error = %e, "unusable address"),
+            }
+        }
+    }
+
+    /// Where calls go now: the configured address, or the live instances.
+    pub fn addresses(&self) -> Vec<String> {
+        match &*self.instances {
+            Instances::Fixed(url) => vec![url.clone()],
+            Instances::Leased { addresses, .. } => addresses.lock().unwrap_or_else(|p| p.into_inner()).clone(),
+        }
+    }
+
+    fn lapsed(&self) -> bool {
+        match &*self.instances {
+            Instances::Fixed(_) => false,
+            Instances::Leased { addresses, .. } => addresses.lock().unwrap_or_else(|p| p.into_inner()).is_empty(),
+        }
     }
 
     pub fn name(&self) -> &str {
@@ -101,6 +200,10 @@ impl External {
 
     pub fn policy(&self) -> FailurePolicy {
         self.policy
+    }
+
+    pub fn timeout(&self) -> Duration {
+        self.timeout
     }
 
     pub fn stats(&self) -> &Stats {
@@ -120,18 +223,25 @@ impl External {
 
     /// Runs one call, bounded by the deadline even when the module ignores
     /// it or the connection hangs; counts it, and logs a failure with the
-    /// point, the module and the hook.
+    /// point, the module and the hook. A leased module with no live
+    /// instance fails at once, uncalled.
     pub async fn call<T>(
         &self,
         hook: &'static str,
         call: impl Future<Output = Result<Response<T>, Status>>,
     ) -> Result<T, Failure> {
         self.stats.calls.fetch_add(1, Ordering::Relaxed);
-        let result = match tokio::time::timeout(self.timeout, call).await {
-            Err(_) => Err(Failure::Timeout(self.timeout)),
-            Ok(Err(status)) => Err(Failure::Rpc(status)),
-            Ok(Ok(r)) => Ok(r.into_inner()),
+        let started = Instant::now();
+        let result = if self.lapsed() {
+            Err(Failure::Lapsed)
+        } else {
+            match tokio::time::timeout(self.timeout, call).await {
+                Err(_) => Err(Failure::Timeout(self.timeout)),
+                Ok(Err(status)) => Err(Failure::Rpc(status)),
+                Ok(Ok(r)) => Ok(r.into_inner()),
+            }
         };
+        self.stats.minute.record(uptime_s(), started.elapsed(), result.is_err());
         if let Err(f) = &result {
             self.failed(hook, f);
         }
@@ -141,6 +251,10 @@ impl External {
     /// Counts and logs a failure found after the call (an unusable reply).
     pub fn failed(&self, hook: &'static str, failure: &Failure) {
         self.stats.failures.fetch_add(1, Ordering::Relaxed);
+        if matches!(failure, Failure::Invalid(_)) {
+            // The call itself was counted a success in the window.
+            self.stats.minute.record(uptime_s(), Duration::ZERO, true);
+        }
         if matches!(failure, Failure::Timeout(_)) {
             self.stats.timeouts.fetch_add(1, Ordering::Relaxed);
         }

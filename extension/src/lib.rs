@@ -21,8 +21,12 @@ mod builtins;
 mod config;
 mod external;
 mod packages;
+pub mod registry;
+mod window;
 
 pub use builtins::{Builtin, Builtins, Settings};
 pub use config::{ConfigProblem, ModuleConfig, OnFailure, Point};
 pub use external::{External, Failure, FailurePolicy, Stats};
 pub use packages::{Connect, DefaultBuiltin, PackageEntry, Packages};
+pub use registry::{Host, Kind, Leased, LeasedModule, RegistryConfig, Row};
+pub use window::Minute;

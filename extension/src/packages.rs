@@ -4,12 +4,15 @@
 //! takes. Built from the configured list plus the point's default
 //! built-ins, every problem naming its key.
 
-use std::collections::BTreeMap;
+use std::collections::{BTreeMap, BTreeSet};
 use std::sync::Arc;
+
+use async_trait::async_trait;
 
 use crate::builtins::Builtins;
 use crate::config::{ConfigProblem, ModuleConfig, Point};
 use crate::external::External;
+use crate::registry::{Host, Leased, LeasedModule, Row};
 
 /// One package's handler.
 pub struct PackageEntry<T: ?Sized> {
@@ -28,30 +31,111 @@ pub struct DefaultBuiltin {
     pub types: &'static [&'static str],
 }
 
-/// Package name (lower case) → handler.
+/// Package name (lower case) → handler: the configured ones, the default
+/// built-ins, and those registered at run time.
+///
+/// A package named in the configuration keeps its handler. A registered
+/// handler may take a package a default built-in serves, while it is live;
+/// when it lapses the built-in serves new subscriptions again. Running ones
+/// of a package only a lapsed handler served apply its failure policy.
 pub struct Packages<T: ?Sized> {
-    map: BTreeMap<String, PackageEntry<T>>,
+    point: Point,
+    map: BTreeMap<String, Arc<PackageEntry<T>>>,
+    /// Packages served by a default built-in (the others are configured).
+    defaults: BTreeSet<String>,
+    /// The configured modules, events and types resolved, for listings.
+    modules: Vec<(ModuleConfig, Option<External>)>,
+    leased: Option<Arc<Leased<T>>>,
 }
 
 /// How an external module becomes the point's trait; `None` while a
 /// configuration is only checked (nothing connects).
 pub type Connect<'a, T> = Option<&'a dyn Fn(External) -> Arc<T>>;
 
-impl<T: ?Sized> Packages<T> {
-    pub fn get(&self, package: &str) -> Option<&PackageEntry<T>> {
-        self.map.get(&package.to_ascii_lowercase())
+fn leased_entry<T: ?Sized>(m: &LeasedModule<T>) -> Arc<PackageEntry<T>> {
+    Arc::new(PackageEntry {
+        module: m.module.name.clone(),
+        types: m.module.types.clone(),
+        handler: m.handler.clone(),
+    })
+}
+
+impl<T: ?Sized + Send + Sync + 'static> Packages<T> {
+    /// The handler of a package for what already runs: a lapsed
+    /// registered handler still answers (by its failure policy).
+    pub fn get(&self, package: &str) -> Option<Arc<PackageEntry<T>>> {
+        self.find(&package.to_ascii_lowercase(), true)
     }
 
-    /// Every package served, for Allow-Events.
-    pub fn names(&self) -> Vec<&str> {
-        self.map.keys().map(String::as_str).collect()
+    /// The handler of a package for a new subscription or publication:
+    /// lapsed handlers are not.
+    pub fn get_new(&self, package: &str) -> Option<Arc<PackageEntry<T>>> {
+        self.find(&package.to_ascii_lowercase(), false)
+    }
+
+    fn find(&self, package: &str, lapsed_too: bool) -> Option<Arc<PackageEntry<T>>> {
+        let fixed = self.map.get(package);
+        if fixed.is_some() && !self.defaults.contains(package) {
+            return fixed.cloned();
+        }
+        let leased = self.leased.as_ref().map(|l| l.modules());
+        let serving = |m: &&Arc<LeasedModule<T>>| m.module.events.iter().any(|e| e == package);
+        let now = state_store::now_ms();
+        if let Some(m) = leased
+            .iter()
+            .flat_map(|l| l.iter())
+            .filter(serving)
+            .find(|m| m.is_live(now))
+        {
+            return Some(leased_entry(m));
+        }
+        if fixed.is_some() {
+            return fixed.cloned();
+        }
+        if lapsed_too {
+            return leased
+                .iter()
+                .flat_map(|l| l.iter())
+                .find(serving)
+                .map(|m| leased_entry(m));
+        }
+        None
+    }
+
+    /// Every package served to new subscriptions, for Allow-Events.
+    pub fn names(&self) -> Vec<String> {
+        let mut names: BTreeSet<String> = self.map.keys().cloned().collect();
+        let now = state_store::now_ms();
+        if let Some(l) = &self.leased {
+            for m in l.modules().iter().filter(|m| m.is_live(now)) {
+                names.extend(m.module.events.iter().cloned());
+            }
+        }
+        names.into_iter().collect()
     }
 
     /// A set made in code (tests, tools).
-    pub fn of(entries: Vec<(&str, PackageEntry<T>)>) -> Self {
+    pub fn of(point: Point, entries: Vec<(&str, PackageEntry<T>)>) -> Self {
         Self {
-            map: entries.into_iter().map(|(p, e)| (p.to_ascii_lowercase(), e)).collect(),
+            point,
+            map: entries
+                .into_iter()
+                .map(|(p, e)| (p.to_ascii_lowercase(), Arc::new(e)))
+                .collect(),
+            defaults: BTreeSet::new(),
+            modules: Vec::new(),
+            leased: None,
         }
+    }
+
+    /// Handlers registered at run time join these.
+    pub fn with_leased(mut self, leased: Arc<Leased<T>>) -> Self {
+        self.leased = Some(leased);
+        self
+    }
+
+    pub fn leased(&self) -> Option<&Arc<Leased<T>>> {
+        self.leased.as_ref()
     }
 
     /// Builds the handlers of `modules` (configured at `key[i]`) and the
@@ -78,6 +162,8 @@ impl<T: ?Sized> Packages<T> {
         let mut problems = Vec::new();
         let mut owner: BTreeMap<String, String> = BTreeMap::new();
         let mut map = BTreeMap::new();
+        let mut default_packages = BTreeSet::new();
+        let mut listed = Vec::new();
         for (k, module) in entries {
             let found = module.check(point, &k);
             if !found.is_empty() {
@@ -109,10 +195,14 @@ impl<T: ?Sized> Packages<T> {
                 problems.push(problem("types", "names no body type".into()));
                 continue;
             }
+            let mut external = None;
             let handler = if module.is_external() {
                 match connect {
                     Some(connect) => match External::connect(point, &module, &k) {
-                        Ok(ext) => Some(connect(ext)),
+                        Ok(ext) => {
+                            external = Some(ext.clone());
+                            Some(connect(ext))
+                        }
                         Err(p) => {
                             problems.push(p);
                             continue;
@@ -129,6 +219,14 @@ impl<T: ?Sized> Packages<T> {
                     }
                 }
             };
+            listed.push((
+                ModuleConfig {
+                    events: events.clone(),
+                    types: types.clone(),
+                    ..module.clone()
+                },
+                external,
+            ));
             for event in events {
                 if let Some(first) = owner.get(&event) {
                     problems.push(problem(
@@ -138,22 +236,106 @@ impl<T: ?Sized> Packages<T> {
                     continue;
                 }
                 owner.insert(event.clone(), module.name.clone());
+                if default.is_some() && !modules.iter().any(|m| m.name == module.name) {
+                    default_packages.insert(event.clone());
+                }
                 if let Some(h) = &handler {
                     map.insert(
                         event,
-                        PackageEntry {
+                        Arc::new(PackageEntry {
                             module: module.name.clone(),
                             types: types.clone(),
                             handler: h.clone(),
-                        },
+                        }),
                     );
                 }
             }
         }
         if problems.is_empty() {
-            Ok(Self { map })
+            Ok(Self {
+                point,
+                map,
+                defaults: default_packages,
+                modules: listed,
+                leased: None,
+            })
         } else {
             Err(problems)
+        }
+    }
+}
+
+/// The registry's view of a package point: what a registration may take,
+/// and the handlers by package.
+#[async_trait]
+impl<T: ?Sized + Send + Sync + 'static> Host for Packages<T> {
+    fn point(&self) -> Point {
+        self.point
+    }
+
+    fn check(&self, module: &ModuleConfig) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.modules.iter().any(|(m, _)| m.name == module.name) {
+            problems.push(format!(
+                "name: `{}` already exists (a configured or built-in module)",
+                module.name
+            ));
+        }
+        if module.events.is_empty() {
+            problems.push("filters: name at least one event package".into());
+        }
+        if module.types.is_empty() {
+            problems.push("types: name at least one body type".into());
+        }
+        let now = state_store::now_ms();
+        for event in &module.events {
+            if let Some(entry) = self.map.get(event).filter(|_| !self.defaults.contains(event)) {
+                problems.push(format!(
+                    "filters: package `{event}` is already served by `{}` (configured)",
+                    entry.module
+                ));
+            }
+            let leased = self.leased.as_ref().map(|l| l.modules()).unwrap_or_default();
+            if let Some(other) = leased
+                .iter()
+                .find(|m| m.module.name != module.name && m.is_live(now) && m.module.events.contains(event))
+            {
+                problems.push(format!(
+                    "filters: package `{event}` is already served by `{}` (registered)",
+                    other.module.name
+                ));
+            }
+        }
+        problems
+    }
+
+    fn rows(&self) -> Vec<Row> {
+        let now = state_store::now_ms();
+        let leased = self.leased.as_ref().map(|l| l.modules()).unwrap_or_default();
+        let mut rows: Vec<(String, Row)> = Vec::new();
+        for (m, ext) in &self.modules {
+            let first = m.events.first().cloned().unwrap_or_default();
+            rows.push((first, Row::configured(m, ext.as_ref())));
+        }
+        for m in leased.iter() {
+            let first = m.module.events.first().cloned().unwrap_or_default();
+            // Lapsed after everything that serves new subscriptions.
+            let order = if m.is_live(now) {
+                first
+            } else {
+                format!("\u{10ffff}{first}")
+            };
+            rows.push((order, m.row(now)));
+        }
+        rows.sort_by(|a, b| a.0.cmp(&b.0));
+        rows.into_iter().map(|(_, r)| r).collect()
+    }
+
+    async fn refresh(&self) {
+        if let Some(l) = &self.leased
+            && let Err(e) = l.refresh().await
+        {
+            tracing::warn!(error = %e, "extension registry unreadable");
         }
     }
 }

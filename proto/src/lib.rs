@@ -57,3 +57,12 @@ pub mod publish {
         tonic::include_proto!("sipbus.publish.v1");
     }
 }
+
+/// `sipbus.extension.v1`: the extension registry (modules joining a point
+/// at run time, with leases).
+#[allow(clippy::all, clippy::pedantic)]
+pub mod extension {
+    pub mod v1 {
+        tonic::include_proto!("sipbus.extension.v1");
+    }
+}

@@ -9,7 +9,7 @@ use std::time::Duration;
 use async_trait::async_trait;
 use bytes::Bytes;
 use edge_api::{Flow, HandlerError, IncomingRequest, Reply, RequestHandler};
-use extension::{ConfigProblem, Packages};
+use extension::{ConfigProblem, Host, Leased, Packages, Point, RegistryConfig};
 use registrar_svc::Directory;
 use serde::{Deserialize, Serialize};
 use sip_message::{Known, Message, Method, Refusal};
@@ -81,21 +81,42 @@ pub struct Publisher {
     config: PublishConfig,
     store: Store,
     directory: Directory,
-    packages: Packages<dyn PublicationHandler>,
+    packages: Arc<Packages<dyn PublicationHandler>>,
 }
 
 impl Publisher {
     /// Builds the handlers (external ones connect lazily: needs a Tokio
     /// runtime when any is configured).
-    pub fn new(config: PublishConfig, store: Store, directory: Directory) -> Result<Self, Vec<ConfigProblem>> {
+    pub fn new(
+        config: PublishConfig,
+        store: Store,
+        directory: Directory,
+        registry: &RegistryConfig,
+    ) -> Result<Self, Vec<ConfigProblem>> {
         let connect = |ext| Arc::new(ExternalHandler::new(ext)) as Arc<dyn PublicationHandler>;
-        let packages = config.packages(Some(&connect))?;
+        let leased = Leased::new(Point::PublicationHandler, store.clone(), registry, connect);
+        let packages = Arc::new(config.packages(Some(&connect))?.with_leased(leased));
         Ok(Self {
             config,
             store,
             directory,
             packages,
         })
+    }
+
+    /// Handlers registered at run time: the registry's view of this point,
+    /// and the task that keeps it current.
+    pub fn registry_host(&self) -> Arc<dyn Host> {
+        self.packages.clone()
+    }
+
+    pub fn follow_registry(&self) -> impl Future<Output = ()> + use<> {
+        let leased = self.packages.leased().cloned();
+        async move {
+            if let Some(l) = leased {
+                l.follow().await;
+            }
+        }
     }
 
     pub fn store(&self) -> &Store {
@@ -123,8 +144,14 @@ impl Publisher {
 
     async fn try_publish(&self, req: &Message, flow: &Flow) -> Result<Outcome, Refusal> {
         let event = req.event().map_err(|_| Refusal::bad_request("Event"))?;
+        // A new publication needs a live handler; one already published
+        // goes on with the handler it had (its failure policy if lapsed).
+        let known = |p: &str| match req.sip_if_match() {
+            None => self.packages.get_new(p).is_some(),
+            Some(_) => self.packages.get(p).is_some(),
+        };
         let package = match &event {
-            Some(e) if self.packages.get(e.package).is_some() => e.package.to_ascii_lowercase(),
+            Some(e) if known(e.package) => e.package.to_ascii_lowercase(),
             _ => return Err(Refusal::bad_event(&self.packages.names())),
         };
         let publisher = self.directory.authenticate(req)?.unwrap_or_default();
@@ -147,7 +174,10 @@ impl Publisher {
         let body = if req.body().is_empty() {
             None
         } else {
-            let entry = self.packages.get(&package).ok_or_else(|| Refusal::bad_event(&[]))?;
+            let entry = self
+                .packages
+                .get(&package)
+                .ok_or_else(|| Refusal::bad_event::<&str>(&[]))?;
             let content_type = req
                 .content_type()
                 .ok()

@@ -21,7 +21,13 @@ fn publisher(store: &Store) -> Publisher {
         min_expires_s: 1,
         ..PublishConfig::default()
     };
-    Publisher::new(config, store.clone(), Directory::from_config(&registrar, false)).unwrap()
+    Publisher::new(
+        config,
+        store.clone(),
+        Directory::from_config(&registrar, false),
+        &Default::default(),
+    )
+    .unwrap()
 }
 
 fn publish(expires: u32, if_match: Option<&str>, body: &str) -> Message {

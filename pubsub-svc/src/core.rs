@@ -4,7 +4,7 @@ use std::sync::Arc;
 
 use bus::Edges;
 use edge_api::ServerTxRef;
-use extension::{ConfigProblem, Packages};
+use extension::{ConfigProblem, Host, Leased, Packages, Point, RegistryConfig};
 use registrar_svc::{Directory, LocationClient};
 use sip_message::{Message, Uri};
 use state_store::Store;
@@ -19,7 +19,7 @@ pub struct Core {
     pub(crate) store: Store,
     pub(crate) edges: Edges,
     pub(crate) directory: Directory,
-    pub(crate) packages: Packages<dyn SubscriptionHandler>,
+    pub(crate) packages: Arc<Packages<dyn SubscriptionHandler>>,
     pub(crate) sources: Sources,
     /// This replica's name in the event logs' consumer groups.
     pub(crate) consumer: String,
@@ -34,9 +34,11 @@ impl Core {
         edges: Edges,
         directory: Directory,
         locations: LocationClient,
+        registry: &RegistryConfig,
     ) -> Result<Self, Vec<ConfigProblem>> {
         let connect = |ext| Arc::new(ExternalHandler::new(ext)) as Arc<dyn SubscriptionHandler>;
-        let packages = config.handlers(Some(&connect))?;
+        let leased = Leased::new(Point::SubscriptionHandler, store.clone(), registry, connect);
+        let packages = Arc::new(config.handlers(Some(&connect))?.with_leased(leased));
         Ok(Self {
             sources: Sources {
                 store: store.clone(),
@@ -49,6 +51,18 @@ impl Core {
             packages,
             consumer: format!("pubsub-{}", crate::random_id()),
         })
+    }
+
+    /// Handlers registered at run time: the registry's view of this point.
+    pub fn registry_host(&self) -> Arc<dyn Host> {
+        self.packages.clone()
+    }
+
+    /// Keeps the registered handlers current (one task per replica).
+    pub async fn follow_registry(self: Arc<Self>) {
+        if let Some(l) = self.packages.leased().cloned() {
+            l.follow().await;
+        }
     }
 
     pub(crate) async fn respond(&self, tx: &ServerTxRef, response: Message) {

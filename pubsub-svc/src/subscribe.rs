@@ -39,7 +39,8 @@ fn event(core: &Core, req: &Message) -> Result<(String, Option<String>), Refusal
     let refuse = || Refusal::bad_event(&core.packages.names());
     let e = req.event().map_err(|_| refuse())?.ok_or_else(refuse)?;
     let package = e.package.to_ascii_lowercase();
-    if core.packages.get(&package).is_none() {
+    // A new subscription needs a live handler.
+    if core.packages.get_new(&package).is_none() {
         return Err(refuse());
     }
     Ok((package, e.id().map(str::to_owned)))
@@ -118,7 +119,10 @@ async fn create(core: &Core, flow: &Flow, req: &Message, id: &str) -> Result<(Su
     let (package, event_id) = event(core, req)?;
     let watcher = core.directory.authenticate(req)?;
     let resource = core.directory.aor_of(req.request_uri().unwrap_or(""), Some(flow))?;
-    let entry = core.packages.get(&package).ok_or_else(|| Refusal::bad_event(&[]))?;
+    let entry = core
+        .packages
+        .get_new(&package)
+        .ok_or_else(|| Refusal::bad_event::<&str>(&[]))?;
     let content_type = content_type(req, &entry.types)?;
     let settings = core.config.package(&package);
     let asked = expires(req, &settings)?;

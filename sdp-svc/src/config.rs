@@ -123,10 +123,14 @@ impl SdpConfig {
             } else {
                 module.media.clone()
             };
+            let mut external = None;
             let handler: Option<Arc<dyn SdpHandler>> = if module.is_external() {
                 if connect {
                     match External::connect(Point::SdpHandler, &module, &key) {
-                        Ok(ext) => Some(Arc::new(ExternalHandler::new(ext))),
+                        Ok(ext) => {
+                            external = Some(ext.clone());
+                            Some(Arc::new(ExternalHandler::new(ext)))
+                        }
                         Err(p) => {
                             problems.push(p);
                             continue;
@@ -153,6 +157,13 @@ impl SdpConfig {
                     reason: e.to_string(),
                 });
             }
+            negotiator.configured(
+                ModuleConfig {
+                    media,
+                    ..module.clone()
+                },
+                external,
+            );
         }
         if problems.is_empty() {
             Ok(negotiator)

@@ -10,15 +10,21 @@ use sip_message::Refusal;
 use tracing::{Instrument, info_span};
 
 use crate::api::{Answer, Ended, Negotiate, Offer, Offered, SdpError};
+use crate::handlers::external::ExternalHandler;
 use crate::handlers::{Claim, HandlerError, RegisterError, Registry, SdpHandler, Stream, StreamCx};
 use crate::origin::finish;
 use crate::section::port;
+use extension::{External, Host, Leased, ModuleConfig, Point, RegistryConfig, Row};
 
 /// Offer/answer through the registered handlers; call it in process
 /// through [`Negotiate`], or serve it with [`crate::SdpService`].
 #[derive(Clone, Default)]
 pub struct Negotiator {
     registry: Registry,
+    /// The configured handlers as configured (priorities, listings).
+    modules: Vec<(ModuleConfig, Option<External>)>,
+    /// Handlers registered at run time.
+    leased: Option<Arc<Leased<dyn SdpHandler>>>,
 }
 
 /// What became of one offered stream.
@@ -57,6 +63,65 @@ impl Negotiator {
         self.registry.chain(media)
     }
 
+    /// Records how a configured handler was configured (its priority orders
+    /// it among registered ones).
+    pub(crate) fn configured(&mut self, module: ModuleConfig, external: Option<External>) {
+        self.modules.push((module, external));
+    }
+
+    /// Handlers registered at run time join the chains of their media types
+    /// (read from `store`, refreshed by [`Negotiator::follow_registry`]).
+    pub fn with_registry(mut self, store: state_store::Store, config: &RegistryConfig) -> Self {
+        let connect = |ext| Arc::new(ExternalHandler::new(ext)) as Arc<dyn SdpHandler>;
+        self.leased = Some(Leased::new(Point::SdpHandler, store, config, connect));
+        self
+    }
+
+    /// Keeps the registered handlers current (one task per replica).
+    pub async fn follow_registry(self: Arc<Self>) {
+        if let Some(l) = self.leased.clone() {
+            l.follow().await;
+        }
+    }
+
+    fn priority(&self, name: &str) -> i32 {
+        self.modules
+            .iter()
+            .find(|(m, _)| m.name == name)
+            .map_or(100, |(m, _)| m.priority)
+    }
+
+    /// The handlers a new stream of `media` asks: configured and live
+    /// registered ones by priority (equal: configured first).
+    fn candidates(&self, media: &str) -> Vec<String> {
+        let mut all: Vec<(i32, String)> = self
+            .registry
+            .chain(media)
+            .iter()
+            .map(|n| (self.priority(n), n.clone()))
+            .collect();
+        if let Some(l) = &self.leased {
+            let now = state_store::now_ms();
+            all.extend(
+                l.modules()
+                    .iter()
+                    .filter(|m| m.is_live(now) && m.module.media.iter().any(|x| x == media))
+                    .map(|m| (m.module.priority, m.module.name.clone())),
+            );
+        }
+        all.sort_by_key(|(p, _)| *p);
+        all.into_iter().map(|(_, n)| n).collect()
+    }
+
+    /// A handler by name: configured, or registered (a lapsed one still
+    /// answers running sessions, by its failure policy).
+    fn handler(&self, name: &str) -> Option<Arc<dyn SdpHandler>> {
+        self.registry
+            .get(name)
+            .cloned()
+            .or_else(|| self.leased.as_ref()?.get(name).map(|m| m.handler.clone()))
+    }
+
     /// Every media type with its chain, for listing.
     pub fn chains(&self) -> impl Iterator<Item = (&str, &[String])> {
         self.registry.chains()
@@ -74,12 +139,12 @@ impl Negotiator {
         // longer registered (configuration changed) is chosen afresh.
         let kept = req.handlers.get(index).and_then(Option::as_ref);
         let candidates: Vec<String> = match kept {
-            Some(name) if self.registry.get(name).is_some() => vec![name.clone()],
+            Some(name) if self.handler(name).is_some() => vec![name.clone()],
             Some(name) => {
                 tracing::warn!(index, handler = %name, "stream's handler is no longer registered");
-                self.registry.chain(ml.media).to_vec()
+                self.candidates(ml.media)
             }
-            None => self.registry.chain(ml.media).to_vec(),
+            None => self.candidates(ml.media),
         };
         let cx = StreamCx {
             session: &req.session,
@@ -92,7 +157,7 @@ impl Negotiator {
         };
         let mut tried = false;
         for name in candidates {
-            let Some(handler) = self.registry.get(&name) else {
+            let Some(handler) = self.handler(&name) else {
                 continue;
             };
             tried = true;
@@ -166,7 +231,7 @@ impl Negotiator {
         let streams = req.offer.media.iter().zip(&req.forwarded.media).zip(&req.answer.media);
         for (i, ((offered, sent), answered)) in streams.enumerate() {
             let name = req.handlers.get(i).and_then(Option::as_ref);
-            let handler = name.and_then(|h| self.registry.get(h));
+            let handler = name.and_then(|h| self.handler(h));
             let (Some(name), Some(handler)) = (name, handler) else {
                 if let Some(name) = name {
                     tracing::warn!(index = i, handler = %name, "stream's handler is no longer registered; declined");
@@ -216,7 +281,7 @@ impl Negotiator {
             let Some(name) = req.handlers.get(i).and_then(Option::as_ref) else {
                 continue;
             };
-            let Some(handler) = self.registry.get(name) else {
+            let Some(handler) = self.handler(name) else {
                 tracing::warn!(index = i, handler = %name, "ended stream's handler is no longer registered");
                 continue;
             };
@@ -235,6 +300,66 @@ impl Negotiator {
                     },
                 )
                 .await;
+        }
+    }
+}
+
+/// The registry's view of this point.
+#[async_trait]
+impl Host for Negotiator {
+    fn point(&self) -> Point {
+        Point::SdpHandler
+    }
+
+    fn check(&self, module: &ModuleConfig) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.registry.get(&module.name).is_some() {
+            problems.push(format!(
+                "name: `{}` already exists (a configured or built-in handler)",
+                module.name
+            ));
+        }
+        if module.media.is_empty() {
+            problems.push("filters: name at least one media type".into());
+        }
+        problems
+    }
+
+    /// Per media type, the handlers a new stream asks, in order; then
+    /// lapsed ones.
+    fn rows(&self) -> Vec<Row> {
+        let now = state_store::now_ms();
+        let leased = self.leased.as_ref().map(|l| l.modules()).unwrap_or_default();
+        let mut media: Vec<String> = self.registry.chains().map(|(m, _)| m.to_owned()).collect();
+        for m in leased.iter() {
+            media.extend(m.module.media.iter().cloned());
+        }
+        media.sort();
+        media.dedup();
+        let mut rows: Vec<Row> = Vec::new();
+        let mut seen: Vec<String> = Vec::new();
+        for m in &media {
+            for name in self.candidates(m) {
+                if seen.contains(&name) {
+                    continue;
+                }
+                seen.push(name.clone());
+                if let Some((module, ext)) = self.modules.iter().find(|(c, _)| c.name == name) {
+                    rows.push(Row::configured(module, ext.as_ref()));
+                } else if let Some(l) = leased.iter().find(|l| l.module.name == name) {
+                    rows.push(l.row(now));
+                }
+            }
+        }
+        rows.extend(leased.iter().filter(|l| !l.is_live(now)).map(|l| l.row(now)));
+        rows
+    }
+
+    async fn refresh(&self) {
+        if let Some(l) = &self.leased
+            && let Err(e) = l.refresh().await
+        {
+            tracing::warn!(error = %e, "extension registry unreadable");
         }
     }
 }

@@ -4,6 +4,8 @@
 //! (answering the caller, ending a session, cancelling branches, running
 //! supplements and doing what they ask).
 
+use std::sync::Arc;
+
 use std::time::Duration;
 
 use bus::Edges;
@@ -64,7 +66,7 @@ pub struct Core {
     pub(crate) edges: Edges,
     pub(crate) locations: LocationClient,
     pub(crate) sdp: SdpClient,
-    pub(crate) supplements: Supplements,
+    pub(crate) supplements: Arc<Supplements>,
     pub(crate) directory: Directory,
 }
 
@@ -88,6 +90,17 @@ pub fn contact(id: &str, flow: Option<&Flow>, contact_host: &str) -> String {
 }
 
 impl Core {
+    /// Supplements registered at run time: the registry's view of this
+    /// point.
+    pub fn registry_host(&self) -> Arc<dyn extension::Host> {
+        self.supplements.clone()
+    }
+
+    /// Keeps the registered supplements current (one task per replica).
+    pub async fn follow_registry(self: Arc<Self>) {
+        self.supplements.clone().follow_registry().await;
+    }
+
     pub fn new(
         config: SessionConfig,
         store: state_store::Store,
@@ -106,7 +119,7 @@ impl Core {
             edges,
             locations,
             sdp,
-            supplements,
+            supplements: Arc::new(supplements),
             directory,
         }
     }
@@ -231,7 +244,11 @@ impl Core {
     /// An ended session's timers: its setup timer and its supplements'.
     pub(crate) async fn cancel_timers(&self, s: &Session) {
         let store = self.sessions.store();
-        let timed = self.supplements.timed(&s.chain).map(|n| supplement_timer(&s.id, n));
+        let timed = self
+            .supplements
+            .timed(&s.chain)
+            .into_iter()
+            .map(|n| supplement_timer(&s.id, &n));
         // The caller's ACK cancelled the setup timer already (and should
         // that have failed, the timer finds the call ended and does
         // nothing).

@@ -197,7 +197,8 @@ impl Refusal {
 
     /// 489 with Allow-Events (RFC 6665 8.3.2): an event package we do not
     /// serve.
-    pub fn bad_event(allowed: &[&str]) -> Refusal {
+    pub fn bad_event<S: AsRef<str>>(allowed: &[S]) -> Refusal {
+        let allowed: Vec<&str> = allowed.iter().map(AsRef::as_ref).collect();
         Refusal::new(489, "Bad Event").with_header(Known::AllowEvents, allowed.join(", "))
     }
 

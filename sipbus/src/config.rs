@@ -6,6 +6,7 @@ use std::path::Path;
 
 use std::collections::BTreeMap;
 
+use extension::RegistryConfig;
 use publish_svc::PublishConfig;
 use pubsub_svc::PubsubConfig;
 use registrar_svc::RegistrarConfig;
@@ -29,6 +30,7 @@ pub struct Config {
     pub sdp: SdpConfig,
     pub pubsub: PubsubConfig,
     pub publish: PublishConfig,
+    pub registry: RegistryConfig,
     pub log: LogConfig,
 }
 

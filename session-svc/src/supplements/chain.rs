@@ -4,7 +4,7 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use extension::{ConfigProblem, External, ModuleConfig, Point};
+use extension::{ConfigProblem, External, Host, Leased, LeasedModule, ModuleConfig, Point, RegistryConfig, Row};
 use sip_message::{Message, Method, Refusal};
 use tracing::warn;
 
@@ -105,12 +105,15 @@ impl<T: SessionSupplement> Erased for T {
     }
 }
 
-/// One configured supplement.
+/// One supplement of a chain.
 struct Registered {
     name: String,
     /// Empty: every method.
     methods: Vec<Method>,
     imp: Arc<dyn Erased>,
+    /// As configured (or registered), for listings.
+    module: ModuleConfig,
+    external: Option<External>,
 }
 
 impl Registered {
@@ -122,9 +125,23 @@ impl Registered {
 /// What supplements asked for while a chain ran, each with its name.
 pub type Actions = Vec<(String, Action)>;
 
-/// Every configured supplement, ordered by priority (stable).
+/// Every configured supplement, ordered by priority (stable), and those
+/// registered at run time.
 pub struct Supplements {
-    list: Vec<Registered>,
+    list: Vec<Arc<Registered>>,
+    leased: Option<Arc<Leased<dyn Erased>>>,
+}
+
+/// A registered supplement as a chain member; its methods were checked
+/// when it registered (one that does not parse is dropped).
+fn leased_member(m: &LeasedModule<dyn Erased>) -> Arc<Registered> {
+    Arc::new(Registered {
+        name: m.module.name.clone(),
+        methods: m.module.methods.iter().filter_map(|x| Method::parse(x)).collect(),
+        imp: m.handler.clone(),
+        module: m.module.clone(),
+        external: Some(m.external.clone()),
+    })
 }
 
 fn info(s: &Session) -> SessionInfo {
@@ -178,12 +195,14 @@ impl Supplements {
                 .collect();
             let imp = methods.and_then(|methods| Ok((methods, Self::module(config, module, &key, connect)?)));
             match imp {
-                Ok((methods, Some(imp))) => list.push((
+                Ok((methods, Some((imp, external)))) => list.push((
                     module.priority,
                     Registered {
                         name: module.name.clone(),
                         methods,
                         imp,
+                        module: module.clone(),
+                        external,
                     },
                 )),
                 Ok((_, None)) => {}
@@ -195,8 +214,24 @@ impl Supplements {
         }
         list.sort_by_key(|(priority, _)| *priority);
         Ok(Self {
-            list: list.into_iter().map(|(_, r)| r).collect(),
+            list: list.into_iter().map(|(_, r)| Arc::new(r)).collect(),
+            leased: None,
         })
+    }
+
+    /// Supplements registered at run time join new chains (read from
+    /// `store`, refreshed by [`Supplements::follow_registry`]).
+    pub fn with_registry(mut self, store: state_store::Store, config: &RegistryConfig) -> Self {
+        let connect = |ext| Arc::new(ExternalSupplement::new(ext)) as Arc<dyn Erased>;
+        self.leased = Some(Leased::new(Point::SessionSupplement, store, config, connect));
+        self
+    }
+
+    /// Keeps the registered supplements current (one task per replica).
+    pub async fn follow_registry(self: Arc<Self>) {
+        if let Some(l) = self.leased.clone() {
+            l.follow().await;
+        }
     }
 
     /// A built-in, or an external supplement (`None` when only checking).
@@ -205,36 +240,59 @@ impl Supplements {
         module: &ModuleConfig,
         key: &str,
         connect: bool,
-    ) -> Result<Option<Arc<dyn Erased>>, ConfigProblem> {
+    ) -> Result<Option<(Arc<dyn Erased>, Option<External>)>, ConfigProblem> {
         match (module.is_external(), connect) {
-            (false, _) => BUILTINS.build(module, key, config).map(Some),
+            (false, _) => BUILTINS.build(module, key, config).map(|b| Some((b, None))),
             (true, false) => Ok(None),
             (true, true) => {
                 let ext = External::connect(Point::SessionSupplement, module, key)?;
-                Ok(Some(Arc::new(ExternalSupplement::new(ext))))
+                Ok(Some((Arc::new(ExternalSupplement::new(ext.clone())), Some(ext))))
             }
         }
     }
 
+    /// The configured supplements and the live registered ones, by
+    /// priority; equal priorities keep configuration, then registration,
+    /// order.
+    fn current(&self) -> Vec<Arc<Registered>> {
+        let mut all: Vec<Arc<Registered>> = self.list.clone();
+        if let Some(l) = &self.leased {
+            let now = state_store::now_ms();
+            all.extend(l.modules().iter().filter(|m| m.is_live(now)).map(|m| leased_member(m)));
+        }
+        all.sort_by_key(|r| r.module.priority);
+        all
+    }
+
     /// The chain a new session keeps for its whole life.
     pub fn chain(&self) -> Vec<String> {
-        self.list.iter().map(|r| r.name.clone()).collect()
+        self.current().iter().map(|r| r.name.clone()).collect()
     }
 
     /// The supplements of `chain` that may have a timer armed.
-    pub fn timed<'a>(&'a self, chain: &'a [String]) -> impl Iterator<Item = &'a str> + 'a {
+    pub fn timed(&self, chain: &[String]) -> Vec<String> {
         self.of(chain)
             .into_iter()
             .filter(|r| r.imp.has_timer())
-            .map(|r| r.name.as_str())
+            .map(|r| r.name.clone())
+            .collect()
     }
 
-    /// The session's supplements in the session's order; one removed from
-    /// the configuration since the session began is skipped.
-    fn of(&self, chain: &[String]) -> Vec<&Registered> {
+    /// The session's supplements in the session's order. A registered one
+    /// whose lease lapsed is still there (its calls fail by its policy);
+    /// one removed from the configuration, or forgotten by the registry,
+    /// is skipped.
+    fn of(&self, chain: &[String]) -> Vec<Arc<Registered>> {
+        let leased = self.leased.as_ref().map(|l| l.modules()).unwrap_or_default();
         chain
             .iter()
-            .filter_map(|name| self.list.iter().find(|r| &r.name == name))
+            .filter_map(|name| {
+                self.list
+                    .iter()
+                    .find(|r| &r.name == name)
+                    .cloned()
+                    .or_else(|| leased.iter().find(|m| &m.module.name == name).map(|m| leased_member(m)))
+            })
             .collect()
     }
 
@@ -343,6 +401,59 @@ impl Supplements {
     }
 }
 
+/// The registry's view of this point: what a registration may take, and
+/// the chain.
+#[async_trait]
+impl Host for Supplements {
+    fn point(&self) -> Point {
+        Point::SessionSupplement
+    }
+
+    fn check(&self, module: &ModuleConfig) -> Vec<String> {
+        let mut problems = Vec::new();
+        if self.list.iter().any(|r| r.name == module.name) {
+            problems.push(format!(
+                "name: `{}` already exists (a configured or built-in supplement)",
+                module.name
+            ));
+        }
+        for m in &module.methods {
+            if Method::parse(m).is_none() {
+                problems.push(format!("filters: `{m}` is not a method"));
+            }
+        }
+        problems
+    }
+
+    fn rows(&self) -> Vec<Row> {
+        let now = state_store::now_ms();
+        let mut rows: Vec<Row> = self
+            .current()
+            .iter()
+            .map(|r| match (&r.external, self.list.iter().any(|c| c.name == r.name)) {
+                (_, true) => Row::configured(&r.module, r.external.as_ref()),
+                (_, false) => self
+                    .leased
+                    .as_ref()
+                    .and_then(|l| l.get(&r.name))
+                    .map_or_else(|| Row::configured(&r.module, None), |m| m.row(now)),
+            })
+            .collect();
+        if let Some(l) = &self.leased {
+            rows.extend(l.modules().iter().filter(|m| !m.is_live(now)).map(|m| m.row(now)));
+        }
+        rows
+    }
+
+    async fn refresh(&self) {
+        if let Some(l) = &self.leased
+            && let Err(e) = l.refresh().await
+        {
+            warn!(error = %e, "extension registry unreadable");
+        }
+    }
+}
+
 /// Which callback a chain run makes.
 enum Hook<'m> {
     Begin,
@@ -365,12 +476,19 @@ impl Supplements {
         Self {
             list: list
                 .into_iter()
-                .map(|(name, _, methods, imp)| Registered {
-                    name: name.to_owned(),
-                    methods,
-                    imp,
+                .map(|(name, priority, methods, imp)| {
+                    let mut module = ModuleConfig::builtin(name);
+                    module.priority = priority;
+                    Arc::new(Registered {
+                        name: name.to_owned(),
+                        methods,
+                        imp,
+                        module,
+                        external: None,
+                    })
                 })
                 .collect(),
+            leased: None,
         }
     }
 }

@@ -3,6 +3,7 @@
 //! local tools).
 
 use anyhow::Context;
+use extension::registry::RegistryService;
 use tracing::info;
 
 use super::{Ctx, Module, Name, Process};
@@ -26,8 +27,8 @@ pub const MODULE: Module = Module {
     start: |ctx| Box::pin(start(ctx)),
 };
 
-fn check(_config: &Config, _process: &Process) -> Vec<extension::ConfigProblem> {
-    Vec::new()
+fn check(config: &Config, _process: &Process) -> Vec<extension::ConfigProblem> {
+    config.registry.check()
 }
 
 async fn start(ctx: &mut Ctx<'_>) -> anyhow::Result<()> {
@@ -37,6 +38,17 @@ async fn start(ctx: &mut Ctx<'_>) -> anyhow::Result<()> {
         .with_context(|| format!("cannot listen on grpc.listen {addr}"))?;
     info!(%addr, target = ctx.process.target, "serving gRPC");
     let incoming = tonic::transport::server::TcpIncoming::from(listener).with_nodelay(Some(true));
+    if !ctx.hosts.is_empty()
+        && let Some(store) = &ctx.store
+    {
+        let registry = RegistryService::new(
+            store.clone(),
+            ctx.config.registry.clone(),
+            ctx.process.target,
+            std::mem::take(&mut ctx.hosts),
+        );
+        ctx.services.add_service(registry.into_server());
+    }
     let routes = std::mem::take(&mut ctx.services).routes();
     let server = tonic::transport::Server::builder()
         .add_routes(routes)

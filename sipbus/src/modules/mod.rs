@@ -144,6 +144,7 @@ impl Process {
             pubsub_pool: None,
             edge: None,
             services: tonic::service::Routes::builder(),
+            hosts: Vec::new(),
             tasks: Vec::new(),
         };
         for name in &self.modules {
@@ -202,6 +203,8 @@ pub struct Ctx<'a> {
     pub edge: Option<RunningEdge>,
     /// gRPC services to serve, for the gRPC module.
     pub services: tonic::service::RoutesBuilder,
+    /// The extension points this process hosts, for the registry.
+    pub hosts: Vec<Arc<dyn extension::Host>>,
     pub tasks: Vec<JoinHandle<()>>,
 }
 

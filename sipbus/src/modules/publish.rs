@@ -35,12 +35,14 @@ async fn start(ctx: &mut Ctx<'_>) -> anyhow::Result<()> {
     let config = ctx.config;
     let store = ctx.store.clone().context("publish-svc starts after the store")?;
     let directory = Directory::from_config(&config.registrar, config.publish.authenticate);
-    let publisher = Publisher::new(config.publish.clone(), store, directory).map_err(|problems| {
+    let publisher = Publisher::new(config.publish.clone(), store, directory, &config.registry).map_err(|problems| {
         let text: Vec<String> = problems.iter().map(ToString::to_string).collect();
         anyhow::anyhow!("config: {}", text.join("; "))
     })?;
     let publisher = Arc::new(publisher);
     ctx.tasks.push(tokio::spawn(publisher.clone().run_expiry()));
+    ctx.tasks.push(tokio::spawn(publisher.follow_registry()));
+    ctx.hosts.push(publisher.registry_host());
     if ctx.process.serves_bus() {
         ctx.services
             .add_service(HandlerService::new(Arc::new(PublishService::new(publisher.clone()))).into_server());

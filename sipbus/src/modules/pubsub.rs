@@ -47,7 +47,15 @@ async fn start(ctx: &mut Ctx<'_>) -> anyhow::Result<()> {
     let edges = super::edges(ctx)?;
     let locations = super::locations(ctx)?;
     let directory = Directory::from_config(&config.registrar, config.pubsub.authenticate);
-    let core = Core::new(config.pubsub.clone(), store, edges, directory, locations).map_err(|problems| {
+    let core = Core::new(
+        config.pubsub.clone(),
+        store,
+        edges,
+        directory,
+        locations,
+        &config.registry,
+    )
+    .map_err(|problems| {
         let text: Vec<String> = problems.iter().map(ToString::to_string).collect();
         anyhow::anyhow!("config: {}", text.join("; "))
     })?;
@@ -55,6 +63,8 @@ async fn start(ctx: &mut Ctx<'_>) -> anyhow::Result<()> {
     ctx.tasks.push(tokio::spawn(pubsub_svc::timers::run(core.clone())));
     ctx.tasks.push(tokio::spawn(pubsub_svc::changes::run(core.clone())));
     ctx.tasks.push(tokio::spawn(pubsub_svc::upstream::run(core.clone())));
+    ctx.tasks.push(tokio::spawn(core.clone().follow_registry()));
+    ctx.hosts.push(core.registry_host());
     let service: Arc<dyn RequestHandler> = Arc::new(PubsubService::new(core));
     if let Some(pool) = &ctx.pubsub_pool {
         pool.replace(vec![Replica {

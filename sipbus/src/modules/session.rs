@@ -67,10 +67,12 @@ async fn start(ctx: &mut Ctx<'_>) -> anyhow::Result<()> {
             .map_err(anyhow::Error::msg)
             .context("config: bus.sdp")?,
     };
-    let supplements = Supplements::from_config(&config.session).map_err(|problems| {
-        let text: Vec<String> = problems.iter().map(ToString::to_string).collect();
-        anyhow::anyhow!("config: {}", text.join("; "))
-    })?;
+    let supplements = Supplements::from_config(&config.session)
+        .map_err(|problems| {
+            let text: Vec<String> = problems.iter().map(ToString::to_string).collect();
+            anyhow::anyhow!("config: {}", text.join("; "))
+        })?
+        .with_registry(store.clone(), &config.registry);
     let core = Arc::new(Core::new(
         config.session.clone(),
         store,
@@ -81,6 +83,8 @@ async fn start(ctx: &mut Ctx<'_>) -> anyhow::Result<()> {
         directory(config),
     ));
     ctx.tasks.push(tokio::spawn(session_svc::timers::run(core.clone())));
+    ctx.tasks.push(tokio::spawn(core.clone().follow_registry()));
+    ctx.hosts.push(core.registry_host());
     let service: Arc<dyn RequestHandler> = Arc::new(SessionService::new(core));
     if let Some(pool) = &ctx.session_pool {
         pool.replace(vec![Replica {

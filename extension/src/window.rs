@@ -1,0 +1,157 @@
+//! Calls, failures and latency of one external module over the last
+//! minute, for `sipbus extensions`: sixty one-second buckets, each with a
+//! latency histogram, so a p99 costs no sample list and memory stays fixed.
+
+use std::sync::Mutex;
+use std::time::Duration;
+
+/// Seconds the window covers.
+const SECONDS: usize = 60;
+/// Histogram buckets: four per power of two of microseconds (a bucket's
+/// bound is within 19 % of any latency in it), up to 2^32 µs.
+const SUB: u32 = 4;
+const BUCKETS: usize = 32 * SUB as usize;
+
+#[derive(Clone)]
+struct Second {
+    /// Which second (since the window's epoch) this bucket holds.
+    at: u64,
+    calls: u64,
+    failures: u64,
+    latency: [u32; BUCKETS],
+}
+
+impl Second {
+    const EMPTY: Second = Second {
+        at: u64::MAX,
+        calls: 0,
+        failures: 0,
+        latency: [0; BUCKETS],
+    };
+}
+
+/// What the window holds now.
+#[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
+pub struct Minute {
+    pub calls: u64,
+    pub failures: u64,
+    /// The 99th percentile, as the upper bound of its bucket.
+    pub p99: Duration,
+}
+
+/// A one-minute sliding window of calls.
+pub struct Window {
+    seconds: Mutex<Vec<Second>>,
+}
+
+impl Default for Window {
+    fn default() -> Self {
+        Self {
+            seconds: Mutex::new(vec![Second::EMPTY; SECONDS]),
+        }
+    }
+}
+
+fn bucket(latency: Duration) -> usize {
+    let us = u64::try_from(latency.as_micros()).unwrap_or(u64::MAX).max(1);
+    let log = 63 - us.leading_zeros();
+    // The two bits below the top one pick the quarter.
+    let sub = if log >= 2 {
+        (us >> (log - 2)) & 3
+    } else {
+        (us << (2 - log)) & 3
+    };
+    ((log * SUB) as usize + sub as usize).min(BUCKETS - 1)
+}
+
+fn upper_bound(bucket: usize) -> Duration {
+    let log = (bucket as u32) / SUB;
+    let sub = u64::from((bucket as u32) % SUB);
+    let base = 1u64 << log;
+    Duration::from_micros(base + (base * (sub + 1)) / u64::from(SUB))
+}
+
+impl Window {
+    /// Records one call at second `now_s` (any monotonic second count).
+    pub fn record(&self, now_s: u64, latency: Duration, failed: bool) {
+        let mut seconds = self.seconds.lock().unwrap_or_else(|p| p.into_inner());
+        let slot = &mut seconds[(now_s % SECONDS as u64) as usize];
+        if slot.at != now_s {
+            *slot = Second::EMPTY;
+            slot.at = now_s;
+        }
+        slot.calls += 1;
+        slot.failures += u64::from(failed);
+        slot.latency[bucket(latency)] += 1;
+    }
+
+    /// The calls of the minute up to `now_s`.
+    pub fn minute(&self, now_s: u64) -> Minute {
+        let seconds = self.seconds.lock().unwrap_or_else(|p| p.into_inner());
+        let mut calls = 0;
+        let mut failures = 0;
+        let mut histogram = [0u64; BUCKETS];
+        for s in seconds
+            .iter()
+            .filter(|s| s.at <= now_s && now_s - s.at < SECONDS as u64)
+        {
+            calls += s.calls;
+            failures += s.failures;
+            for (h, n) in histogram.iter_mut().zip(s.latency.iter()) {
+                *h += u64::from(*n);
+            }
+        }
+        let mut p99 = Duration::ZERO;
+        if calls > 0 {
+            // The smallest bucket with at least 99 % of calls at or below.
+            let need = calls - calls / 100;
+            let mut seen = 0;
+            for (i, n) in histogram.iter().enumerate() {
+                seen += n;
+                if seen >= need {
+                    p99 = upper_bound(i);
+                    break;
+                }
+            }
+        }
+        Minute { calls, failures, p99 }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn buckets_bound_their_latencies_within_a_fifth() {
+        for us in [1u64, 2, 3, 5, 7, 100, 999, 1000, 1500, 40_000, 1_000_000] {
+            let d = Duration::from_micros(us);
+            let bound = upper_bound(bucket(d));
+            assert!(bound >= d, "{us}: {bound:?}");
+            assert!(bound.as_micros() as f64 <= us as f64 * 1.26 + 1.0, "{us}: {bound:?}");
+        }
+    }
+
+    #[test]
+    fn a_minute_slides_and_finds_the_tail() {
+        let w = Window::default();
+        for i in 0..990 {
+            w.record(10, Duration::from_micros(1000 + i % 7), false);
+        }
+        for _ in 0..10 {
+            w.record(11, Duration::from_millis(80), true);
+        }
+        let m = w.minute(11);
+        assert_eq!((m.calls, m.failures), (1000, 10));
+        assert!(
+            m.p99 >= Duration::from_micros(1006) && m.p99 < Duration::from_millis(2),
+            "{m:?}"
+        );
+        w.record(12, Duration::from_millis(80), true);
+        assert!(w.minute(12).p99 >= Duration::from_millis(80));
+        // A minute later the first second has left the window.
+        let m = w.minute(70);
+        assert_eq!((m.calls, m.failures), (11, 11));
+        assert_eq!(w.minute(200), Minute::default());
+    }
+}

@@ -32,7 +32,9 @@ fn main() -> ExitCode {
             }
         };
         return match runtime.block_on(tools::run(command)) {
-            Ok(()) => ExitCode::SUCCESS,
+            Ok(true) => ExitCode::SUCCESS,
+            // A check that ran and found failures (it printed them).
+            Ok(false) => ExitCode::FAILURE,
             Err(e) => {
                 eprintln!("error: {e:#}");
                 ExitCode::FAILURE

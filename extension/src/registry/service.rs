@@ -55,7 +55,8 @@ const MAX_FIELD: usize = 256;
 const MAX_LIST: usize = 32;
 
 impl RegistryService {
-    pub fn new(store: Store, config: RegistryConfig, target: &str, hosts: Vec<Arc<dyn Host>>) -> Self {
+    pub fn new(store: Store, config: RegistryConfig, target: &str, mut hosts: Vec<Arc<dyn Host>>) -> Self {
+        hosts.sort_by_key(|h| h.point());
         Self {
             store,
             config,

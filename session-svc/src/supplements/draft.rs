@@ -38,7 +38,7 @@ pub(crate) enum Refused {
 }
 
 impl Refused {
-    fn reason(self) -> &'static str {
+    pub(crate) fn reason(self) -> &'static str {
         match self {
             Refused::NotAName => "not a header name",
             Refused::BadValue => "value has a line break or is too long",

@@ -23,6 +23,13 @@ use sip_message::{Message, Refusal};
 pub use chain::Supplements;
 pub use draft::Draft;
 
+/// Why sipbus would refuse a supplement's edit of header `name` (`value`
+/// `None` for a removal), or `None` when it is applied: the rule every
+/// supplement's edits meet, for tools that check an external one.
+pub fn edit_refusal(name: &str, value: Option<&str>) -> Option<&'static str> {
+    draft::check(name, value).err().map(draft::Refused::reason)
+}
+
 use crate::config::SessionConfig;
 use crate::session::Side;
 

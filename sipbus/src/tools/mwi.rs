@@ -1,21 +1,16 @@
-//! `sipbus <command>`: tools against a running sipbus's gRPC API.
+//! `sipbus mwi`: a mailbox's message-waiting state through the event
+//! state API.
 
 use std::time::Duration;
 
-use anyhow::{Context, Result};
+use anyhow::Result;
 use proto::publish::v1::SetStateRequest;
 use proto::publish::v1::event_state_client::EventStateClient;
 use publish_svc::bodies::summary::{CONTENT_TYPE, Summary};
 
-use crate::cli::{Command, MwiAction};
+use crate::cli::MwiAction;
 
-pub async fn run(command: Command) -> Result<()> {
-    match command {
-        Command::Mwi { action } => mwi(action).await,
-    }
-}
-
-async fn mwi(action: MwiAction) -> Result<()> {
+pub async fn run(action: MwiAction) -> Result<()> {
     let (mailbox, body, server) = match action {
         MwiAction::Set {
             mailbox,
@@ -35,10 +30,7 @@ async fn mwi(action: MwiAction) -> Result<()> {
         }
         MwiAction::Clear { mailbox, server } => (mailbox, String::new(), server.server),
     };
-    let channel = bus::grpc::channel(&server, Duration::from_secs(3))
-        .map_err(anyhow::Error::msg)
-        .with_context(|| format!("--server {server}"))?;
-    let mut client = EventStateClient::new(channel);
+    let mut client = EventStateClient::new(super::channel(&server)?);
     let mut request = tonic::Request::new(SetStateRequest {
         package: "message-summary".into(),
         resource: mailbox.clone(),

@@ -4,8 +4,11 @@
 #
 # What the tests need and a fresh Debian machine lacks is installed first:
 # SIPp (Debian package sip-tester), Redis (redis-server, with redis-cli
-# for Cluster tests) and a real softphone (baresip-core). Uses cargo-nextest when present,
-# cargo test otherwise. Extra arguments go to the test runner.
+# for Cluster tests) and a real softphone (baresip-core); then the example
+# extensions' toolchains (examples/setup.sh: a Python venv with grpcio, the
+# Node packages, Go from Debian's packages), since the tests run them. Uses
+# cargo-nextest when present, cargo test otherwise. Extra arguments go to
+# the test runner.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -21,6 +24,8 @@ if ((${#missing[@]})); then
     $sudo apt-get update -qq
     DEBIAN_FRONTEND=noninteractive $sudo apt-get install -y -qq --no-install-recommends "${missing[@]}" >/dev/null
 fi
+
+examples/setup.sh
 
 if cargo nextest --version >/dev/null 2>&1; then
     cargo nextest run --workspace --no-fail-fast "$@"

@@ -14,6 +14,8 @@ use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
 
+pub mod examples;
+
 /// The `sipbus` binary next to the test executable (`target/<profile>/`),
 /// or `SIPBUS_BIN`.
 pub fn sipbus_bin() -> Result<PathBuf> {
@@ -644,4 +646,106 @@ pub fn notifies_by_call(log: &str) -> std::collections::BTreeMap<String, Vec<Not
         list.sort_by_key(|n| n.cseq);
     }
     out
+}
+
+/// Test helpers fail the test on a setup error, with it.
+fn must<T>(r: Result<T>) -> T {
+    match r {
+        Ok(v) => v,
+        Err(e) => panic!("test setup: {e:#}"),
+    }
+}
+
+/// SIPp arguments for one scenario run towards `user@example.com`: one
+/// call, failing after 40 s.
+pub fn sipp_args(server: SocketAddr, sf: &str, user: &str, extra: &[&str]) -> Vec<String> {
+    let mut all = vec!["-m", "1", "-timeout", "40s", "-timeout_error"];
+    all.extend_from_slice(extra);
+    must(sipp_to(server, sf, user, &all))
+}
+
+/// A watcher running in the background.
+pub struct Watch {
+    sipp: Background,
+    log: PathBuf,
+}
+
+impl Watch {
+    pub fn start(server: SocketAddr, user: &str, event: &str, accept: &str, expires: u32, idle_ms: u32) -> Watch {
+        let sf = must(filled(
+            "subscriber.xml",
+            &[
+                ("EVENT", event),
+                ("ACCEPT", accept),
+                ("EXPIRES", &expires.to_string()),
+                ("IDLE_MS", &idle_ms.to_string()),
+                ("FROM", "watcher"),
+            ],
+        ));
+        let log = std::env::temp_dir().join(format!("watch-{user}-{event}-{}.log", must(free_port())));
+        let log_text = log.to_string_lossy().into_owned();
+        let sipp = Background::start(
+            sipp_args(server, &sf, user, &["-trace_msg", "-message_file", &log_text]),
+            Duration::from_secs(50),
+        );
+        // SIPp subscribes at once; let its first NOTIFY arrive.
+        std::thread::sleep(Duration::from_millis(500));
+        Watch { sipp, log }
+    }
+
+    /// Waits for the watcher to end; its result and the NOTIFYs it got, in
+    /// CSeq order, retransmissions dropped.
+    pub fn finish(self) -> (SippResult, Vec<Notify>) {
+        let r = must(self.sipp.finish());
+        let text = std::fs::read_to_string(&self.log)
+            .unwrap_or_default()
+            .replace("\r\n", "\n");
+        (r, notifies(&text))
+    }
+}
+
+/// The NOTIFYs of a log with one subscription.
+pub fn notifies(log: &str) -> Vec<Notify> {
+    notifies_by_call(log).into_values().next().unwrap_or_default()
+}
+
+/// Asserts a SIPp run succeeded without failed calls.
+pub fn ok(r: &SippResult, what: &str, logs: &dyn Fn() -> String) {
+    assert_eq!(
+        (r.exit_code, r.failed),
+        (Some(0), 0),
+        "{what}: {}\n--- sipbus logs ---\n{}",
+        r.output,
+        logs()
+    );
+}
+
+/// One request answered `status` with `header` matching `re`.
+#[allow(clippy::too_many_arguments)]
+pub fn expect(
+    server: SocketAddr,
+    method: &str,
+    user: &str,
+    headers: &[&str],
+    body: &str,
+    status: u16,
+    header: &str,
+    re: &str,
+) -> SippResult {
+    let headers: Vec<String> = headers.iter().map(|h| format!("      {h}")).collect();
+    let sf = must(filled(
+        "request_status.xml",
+        &[
+            ("METHOD", method),
+            ("FROM", "watcher"),
+            ("HEADERS", &headers.join("\n")),
+            ("BODY", body),
+            ("STATUS", &status.to_string()),
+            ("CHECK_HEADER", header),
+            ("CHECK_RE", re),
+        ],
+    ));
+    let a = sipp_args(server, &sf, user, &[]);
+    let refs: Vec<&str> = a.iter().map(String::as_str).collect();
+    must(run_sipp(&refs, Duration::from_secs(50)))
 }

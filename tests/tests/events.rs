@@ -12,13 +12,12 @@
 #![allow(clippy::disallowed_types)]
 
 use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::process::Command;
 use std::time::Duration;
 
 use sipbus_tests::{
-    Background, CallSplit, Notify, Replicas, Sipbus, SippResult, free_port, notifies_by_call, register_contact,
-    run_sipp, scenario, scenario_path, sipbus_bin, sipp_callee, sipp_caller, sipp_to,
+    Background, CallSplit, Notify, Replicas, Sipbus, Watch, expect, free_port, notifies_by_call, ok, register_contact,
+    run_sipp, scenario, scenario_path, sipbus_bin, sipp_args, sipp_callee, sipp_caller,
 };
 use state_store::testing::RedisServer;
 
@@ -52,101 +51,10 @@ fn filled(template: &str, fields: &[(&str, &str)]) -> String {
     sipbus_tests::filled(template, fields).unwrap()
 }
 
-/// SIPp arguments for one scenario run towards `user@example.com`.
-fn args(server: SocketAddr, sf: &str, user: &str, extra: &[&str]) -> Vec<String> {
-    let mut all = vec!["-m", "1", "-timeout", "40s", "-timeout_error"];
-    all.extend_from_slice(extra);
-    sipp_to(server, sf, user, &all).unwrap()
-}
-
-/// A watcher running in the background.
-struct Watch {
-    sipp: Background,
-    log: PathBuf,
-}
-
-impl Watch {
-    fn start(server: SocketAddr, user: &str, event: &str, accept: &str, expires: u32, idle_ms: u32) -> Watch {
-        let sf = filled(
-            "subscriber.xml",
-            &[
-                ("EVENT", event),
-                ("ACCEPT", accept),
-                ("EXPIRES", &expires.to_string()),
-                ("IDLE_MS", &idle_ms.to_string()),
-                ("FROM", "watcher"),
-            ],
-        );
-        let log = std::env::temp_dir().join(format!("watch-{user}-{event}-{}.log", free_port().unwrap()));
-        let log_text = log.to_str().unwrap().to_owned();
-        let sipp = Background::start(
-            args(server, &sf, user, &["-trace_msg", "-message_file", &log_text]),
-            Duration::from_secs(50),
-        );
-        // SIPp subscribes at once; let its first NOTIFY arrive.
-        std::thread::sleep(Duration::from_millis(500));
-        Watch { sipp, log }
-    }
-
-    /// Waits for the watcher to end; its result and the NOTIFYs it got, in
-    /// CSeq order, retransmissions dropped.
-    fn finish(self) -> (SippResult, Vec<Notify>) {
-        let r = self.sipp.finish().unwrap();
-        let text = std::fs::read_to_string(&self.log)
-            .unwrap_or_default()
-            .replace("\r\n", "\n");
-        (r, notifies(&text))
-    }
-}
-
-fn notifies(log: &str) -> Vec<Notify> {
-    notifies_by_call(log).into_values().next().unwrap_or_default()
-}
-
-fn ok(r: &SippResult, what: &str, logs: &dyn Fn() -> String) {
-    assert_eq!(
-        (r.exit_code, r.failed),
-        (Some(0), 0),
-        "{what}: {}\n--- sipbus logs ---\n{}",
-        r.output,
-        logs()
-    );
-}
-
 fn show(n: &[Notify]) -> String {
     n.iter()
         .map(|n| format!("#{} [{}]\n{}\n", n.cseq, n.state, n.body))
         .collect()
-}
-
-/// One request answered `status` with `header` matching `re`.
-#[allow(clippy::too_many_arguments)]
-fn expect(
-    server: SocketAddr,
-    method: &str,
-    user: &str,
-    headers: &[&str],
-    body: &str,
-    status: u16,
-    header: &str,
-    re: &str,
-) -> SippResult {
-    let headers: Vec<String> = headers.iter().map(|h| format!("      {h}")).collect();
-    let sf = filled(
-        "request_status.xml",
-        &[
-            ("METHOD", method),
-            ("FROM", "watcher"),
-            ("HEADERS", &headers.join("\n")),
-            ("BODY", body),
-            ("STATUS", &status.to_string()),
-            ("CHECK_HEADER", header),
-            ("CHECK_RE", re),
-        ],
-    );
-    let a = args(server, &sf, user, &[]);
-    let refs: Vec<&str> = a.iter().map(String::as_str).collect();
-    run_sipp(&refs, Duration::from_secs(50)).unwrap()
 }
 
 fn publisher(server: SocketAddr, user: &str, event: &str, ty: &str, body: &str, hold1: u32, hold2: u32) -> Background {
@@ -161,7 +69,7 @@ fn publisher(server: SocketAddr, user: &str, event: &str, ty: &str, body: &str, 
             ("HOLD2_MS", &hold2.to_string()),
         ],
     );
-    Background::start(args(server, &sf, user, &[]), Duration::from_secs(50))
+    Background::start(sipp_args(server, &sf, user, &[]), Duration::from_secs(50))
 }
 
 fn pidf(user: &str, tuple: &str, basic: &str) -> String {
@@ -466,7 +374,7 @@ fn fetch_expiry_and_481(server: SocketAddr, logs: &dyn Fn() -> String) {
     assert_eq!(ends.len(), 1, "{}", show(&n));
     assert_eq!(ends[0].state, "terminated;reason=timeout", "{}", show(&n));
 
-    let a = args(server, scenario("subscriber_481.xml").to_str().unwrap(), "r481", &[]);
+    let a = sipp_args(server, scenario("subscriber_481.xml").to_str().unwrap(), "r481", &[]);
     let refs: Vec<&str> = a.iter().map(String::as_str).collect();
     ok(
         &run_sipp(&refs, Duration::from_secs(50)).unwrap(),
@@ -474,7 +382,7 @@ fn fetch_expiry_and_481(server: SocketAddr, logs: &dyn Fn() -> String) {
         logs,
     );
 
-    let a = args(server, scenario("subscriber_retry.xml").to_str().unwrap(), "r481", &[]);
+    let a = sipp_args(server, scenario("subscriber_retry.xml").to_str().unwrap(), "r481", &[]);
     let refs: Vec<&str> = a.iter().map(String::as_str).collect();
     ok(
         &run_sipp(&refs, Duration::from_secs(50)).unwrap(),
@@ -601,7 +509,7 @@ fn events_need_credentials() {
         );
         // SIPp digests `sip:<remote address>` unless told the Request-URI.
         let uri = format!("{user}@example.com");
-        let a = args(server, &sf, user, &["-au", "alice", "-ap", "secret", "-auth_uri", &uri]);
+        let a = sipp_args(server, &sf, user, &["-au", "alice", "-ap", "secret", "-auth_uri", &uri]);
         let refs: Vec<&str> = a.iter().map(String::as_str).collect();
         let r = run_sipp(&refs, Duration::from_secs(50)).unwrap();
         ok(&r, &format!("{method} {user} as alice -> {status}"), &|| {

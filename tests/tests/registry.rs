@@ -7,18 +7,16 @@
 #![allow(clippy::unwrap_used, clippy::disallowed_types)]
 
 use std::net::SocketAddr;
-use std::process::Command;
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::time::{Duration, Instant};
+use std::time::Duration;
 
 use proto::extension::v1 as rpb;
 use proto::extension::v1::registry_client::RegistryClient;
 use proto::session::v1 as spb;
 use proto::session::v1::session_supplement_server::{SessionSupplement, SessionSupplementServer};
-use sipbus_tests::{
-    Background, Sipbus, free_port, register_contact, run_sipp, scenario_path, sipbus_bin, sipp_callee, temp_file,
-};
+use sipbus_tests::examples::{extension_check, extensions, listed, wait_listing};
+use sipbus_tests::{Background, Sipbus, free_port, register_contact, scenario_path, sipp_callee, temp_file};
 use tonic::{Request, Response, Status};
 
 const TOKEN: &str = "registry-test-token-0123456789";
@@ -139,47 +137,6 @@ fn registration(name: &str, address: SocketAddr, lease_seconds: u32) -> rpb::Reg
     }
 }
 
-/// `sipbus extensions` against `grpc`.
-fn extensions(grpc: SocketAddr, token: &str) -> String {
-    let out = Command::new(sipbus_bin().unwrap())
-        .args([
-            "extensions",
-            "--point",
-            "supplement",
-            "--server",
-            &format!("http://{grpc}"),
-        ])
-        .env("SIPBUS_REGISTRY_TOKEN", token)
-        .output()
-        .unwrap();
-    format!(
-        "{}{}",
-        String::from_utf8_lossy(&out.stdout),
-        String::from_utf8_lossy(&out.stderr)
-    )
-}
-
-/// The row of module `name` in an `extensions` listing, split in cells.
-fn row(listing: &str, name: &str) -> Option<Vec<String>> {
-    listing
-        .lines()
-        .map(|l| l.split_whitespace().map(str::to_owned).collect::<Vec<_>>())
-        .find(|cells| cells.get(2).is_some_and(|c| c == name))
-}
-
-/// Waits until `check` holds on the listing, or fails with the last one.
-fn wait_listing(grpc: SocketAddr, what: &str, check: impl Fn(&str) -> bool) -> String {
-    let start = Instant::now();
-    loop {
-        let l = extensions(grpc, TOKEN);
-        if check(&l) {
-            return l;
-        }
-        assert!(start.elapsed() < Duration::from_secs(15), "{what}:\n{l}");
-        std::thread::sleep(Duration::from_millis(200));
-    }
-}
-
 /// One call alice -> bob; the callee's trace.
 fn call(server: SocketAddr, round: &str, hold_ms: u32) -> anyhow::Result<(Background, Background, String)> {
     let port = free_port()?;
@@ -264,8 +221,10 @@ fn a_registered_supplement_joins_lapses_and_returns() -> anyhow::Result<()> {
         .block_on(registry.register(with_token(registration("tagger", addr, 2), TOKEN)))?
         .into_inner();
     assert_eq!(reg.lease_seconds, 2);
-    let listing = wait_listing(sipbus.grpc, "registered, listed", |l| row(l, "tagger").is_some());
-    let cells = row(&listing, "tagger").unwrap();
+    let listing = wait_listing(sipbus.grpc, TOKEN, "registered, listed", |l| {
+        listed(l, "tagger").is_some()
+    })?;
+    let cells = listed(&listing, "tagger").unwrap();
     assert_eq!(cells[1], "registered", "{listing}");
     assert_eq!(cells[3], format!("http://{addr}"), "{listing}");
     assert_eq!(
@@ -273,7 +232,7 @@ fn a_registered_supplement_joins_lapses_and_returns() -> anyhow::Result<()> {
         ("50", "300ms", "open")
     );
     assert!(
-        row(&listing, "caller-id").is_some_and(|c| c[1] == "built-in"),
+        listed(&listing, "caller-id").is_some_and(|c| c[1] == "built-in"),
         "{listing}"
     );
 
@@ -285,8 +244,8 @@ fn a_registered_supplement_joins_lapses_and_returns() -> anyhow::Result<()> {
     let (a, b, trace) = call(sipbus.sip, "joined", 0)?;
     let invite = finish(a, b, &trace, &logs);
     assert!(invite.contains("X-Tagged-By: first"), "{invite}\n{}", logs());
-    let listing = extensions(sipbus.grpc, TOKEN);
-    let calls: u64 = row(&listing, "tagger").unwrap()[9].parse()?;
+    let listing = extensions(sipbus.grpc, TOKEN, Some("supplement"));
+    let calls: u64 = listed(&listing, "tagger").unwrap()[9].parse()?;
     assert!(calls >= 4, "begin, INVITE, responses, end counted: {listing}");
 
     // A call that begins with it, then it dies without deregistering: the
@@ -295,9 +254,9 @@ fn a_registered_supplement_joins_lapses_and_returns() -> anyhow::Result<()> {
     let (a, b, trace) = call(sipbus.sip, "lapsing", 6000)?;
     std::thread::sleep(Duration::from_millis(1000));
     drop(server);
-    wait_listing(sipbus.grpc, "lapsed after its lease", |l| {
-        row(l, "tagger").is_some_and(|c| c[8] == "lapsed")
-    });
+    wait_listing(sipbus.grpc, TOKEN, "lapsed after its lease", |l| {
+        listed(l, "tagger").is_some_and(|c| c[8] == "lapsed")
+    })?;
     let invite = finish(a, b, &trace, &logs);
     assert!(invite.contains("X-Tagged-By: first"), "{invite}");
     assert!(
@@ -321,37 +280,22 @@ fn a_registered_supplement_joins_lapses_and_returns() -> anyhow::Result<()> {
     assert!(invite.contains("X-Tagged-By: second"), "{invite}\n{}", logs());
     // Deregistered: gone from new calls at once.
     rt.block_on(registry.deregister(with_token(rpb::DeregisterRequest { id: reg.id }, TOKEN)))?;
-    let listing = extensions(sipbus.grpc, TOKEN);
-    assert_eq!(row(&listing, "tagger").unwrap()[8], "lapsed", "{listing}");
+    let listing = extensions(sipbus.grpc, TOKEN, Some("supplement"));
+    assert_eq!(listed(&listing, "tagger").unwrap()[8], "lapsed", "{listing}");
     Ok(())
-}
-
-fn check(point: &str, url: &str) -> (Option<i32>, String) {
-    let out = Command::new(sipbus_bin().unwrap())
-        .args(["extension-check", "--point", point, "--url", url])
-        .output()
-        .unwrap();
-    (
-        out.status.code(),
-        format!(
-            "{}{}",
-            String::from_utf8_lossy(&out.stdout),
-            String::from_utf8_lossy(&out.stderr)
-        ),
-    )
 }
 
 #[test]
 fn extension_check_finds_a_repeating_and_a_slow_supplement() -> anyhow::Result<()> {
     let (good, _g) = serve(Tagger::new("good"))?;
-    let (code, out) = check("supplement", &format!("http://{good}"));
+    let (code, out) = extension_check("supplement", &format!("http://{good}"), &[]);
     assert_eq!(code, Some(0), "{out}");
     assert!(out.contains("0 failed"), "{out}");
 
     let mut counting = Tagger::new("counting");
     counting.counting = true;
     let (addr, _c) = serve(counting)?;
-    let (code, out) = check("supplement", &format!("http://{addr}"));
+    let (code, out) = extension_check("supplement", &format!("http://{addr}"), &[]);
     assert_eq!(code, Some(1), "{out}");
     assert!(
         out.contains("FAIL  OutgoingRequest called twice gives the same message"),
@@ -363,16 +307,15 @@ fn extension_check_finds_a_repeating_and_a_slow_supplement() -> anyhow::Result<(
     let mut slow = Tagger::new("slow");
     slow.delay = Duration::from_millis(800);
     let (addr, _s) = serve(slow)?;
-    let (code, out) = check("supplement", &format!("http://{addr}"));
+    let (code, out) = extension_check("supplement", &format!("http://{addr}"), &[]);
     assert_eq!(code, Some(1), "{out}");
     assert!(out.contains("FAIL  every call answers within the deadline"), "{out}");
     assert!(out.contains("IncomingRequest took"), "{out}");
     assert!(out.contains("pass  OutgoingRequest called twice"), "{out}");
 
     // Nothing listening: every case fails, none passes by default.
-    let (code, out) = check("sdp", &format!("http://127.0.0.1:{}", free_port()?));
+    let (code, out) = extension_check("sdp", &format!("http://127.0.0.1:{}", free_port()?), &[]);
     assert_eq!(code, Some(1), "{out}");
     assert!(!out.contains("pass  Negotiate"), "{out}");
-    let _ = run_sipp; // the SIPp helpers above run the calls
     Ok(())
 }

@@ -51,7 +51,7 @@ for i in 1 2; do
 done
 
 for i in 1 2; do
-    SIPBUS_GRPC__LISTEN="127.0.0.1:5008$i" \
+    SIPBUS_STORE__REDIS=redis://127.0.0.1:6390/ SIPBUS_GRPC__LISTEN="127.0.0.1:5008$i" \
         "$bin" --config "$config" --target sdp-svc >"$run/sdp-$i.log" 2>&1 &
     echo $! >"$run/sdp-$i.pid"
     wait_port "5008$i"
@@ -99,6 +99,9 @@ and call one from the other (both authenticate with their registration credentia
 Kill a registrar or a session-svc (kill \$(cat $run/session-1.pid)) and calls go on through the other.
 Phones see each other's presence and busy lamps; set a mailbox with
   $bin mwi set alice --new 2 --server http://127.0.0.1:50101
+Extensions register with the service of their point (examples/ has some in Python, Node, Go):
+  SIPBUS_REGISTRY=http://127.0.0.1:50071 examples/go/bin/route-tag
+  $bin extensions --server http://127.0.0.1:50071
 Logs: $run/*.log. Ctrl-C stops everything.
 MSG
 wait

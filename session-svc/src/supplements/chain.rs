@@ -122,6 +122,9 @@ impl Registered {
     }
 }
 
+/// A configured supplement, and its external module when it is one.
+type Built = (Arc<dyn Erased>, Option<External>);
+
 /// What supplements asked for while a chain ran, each with its name.
 pub type Actions = Vec<(String, Action)>;
 
@@ -240,7 +243,7 @@ impl Supplements {
         module: &ModuleConfig,
         key: &str,
         connect: bool,
-    ) -> Result<Option<(Arc<dyn Erased>, Option<External>)>, ConfigProblem> {
+    ) -> Result<Option<Built>, ConfigProblem> {
         match (module.is_external(), connect) {
             (false, _) => BUILTINS.build(module, key, config).map(|b| Some((b, None))),
             (true, false) => Ok(None),

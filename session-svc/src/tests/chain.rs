@@ -240,7 +240,7 @@ async fn only_supplements_that_declare_a_timer_arm_one_and_have_it_cancelled() {
         ],
         "the undeclared timer is dropped, its other action kept"
     );
-    assert_eq!(sups.timed(&s.chain).collect::<Vec<_>>(), ["alarm"]);
+    assert_eq!(sups.timed(&s.chain), ["alarm"]);
 }
 
 #[test]

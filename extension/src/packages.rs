@@ -73,6 +73,28 @@ impl<T: ?Sized + Send + Sync + 'static> Packages<T> {
         self.find(&package.to_ascii_lowercase(), false)
     }
 
+    /// The handler of a subscription (or publication) that began with
+    /// `module`: that one while it is known, a lapsed registered one
+    /// included (it answers by its failure policy); the package's current
+    /// handler when the module is gone or unnamed.
+    pub fn began_with(&self, package: &str, module: &str) -> Option<Arc<PackageEntry<T>>> {
+        let package = package.to_ascii_lowercase();
+        if !module.is_empty() {
+            if let Some(e) = self.map.get(&package).filter(|e| e.module == module) {
+                return Some(e.clone());
+            }
+            let leased = self.leased.as_ref().map(|l| l.modules());
+            if let Some(m) = leased
+                .iter()
+                .flat_map(|l| l.iter())
+                .find(|m| m.module.name == module && m.module.events.contains(&package))
+            {
+                return Some(leased_entry(m));
+            }
+        }
+        self.find(&package, true)
+    }
+
     fn find(&self, package: &str, lapsed_too: bool) -> Option<Arc<PackageEntry<T>>> {
         let fixed = self.map.get(package);
         if fixed.is_some() && !self.defaults.contains(package) {
@@ -337,5 +359,118 @@ impl<T: ?Sized + Send + Sync + 'static> Host for Packages<T> {
         {
             tracing::warn!(error = %e, "extension registry unreadable");
         }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use std::time::Duration;
+
+    use state_store::Store;
+
+    use super::*;
+    use crate::builtins::{Builtin, Settings};
+    use crate::registry::{RegistryConfig, book};
+
+    trait Named: Send + Sync {
+        fn who(&self) -> String;
+    }
+
+    struct Builtin1;
+    impl Named for Builtin1 {
+        fn who(&self) -> String {
+            "built-in".into()
+        }
+    }
+
+    struct Remote(String);
+    impl Named for Remote {
+        fn who(&self) -> String {
+            self.0.clone()
+        }
+    }
+
+    fn builtin(_s: &Settings<'_>, _c: &()) -> Result<Arc<dyn Named>, ConfigProblem> {
+        Ok(Arc::new(Builtin1))
+    }
+
+    static BUILTINS: Builtins<dyn Named, ()> = Builtins(&[Builtin {
+        name: "presence",
+        build: builtin,
+    }]);
+
+    const DEFAULTS: &[DefaultBuiltin] = &[DefaultBuiltin {
+        name: "presence",
+        events: &["presence"],
+        types: &["application/pidf+xml"],
+    }];
+
+    async fn register(store: &Store, name: &str, lease: Duration) {
+        let mut m = ModuleConfig::builtin(name);
+        m.url = "http://127.0.0.1:9".into();
+        m.events = vec!["presence".into()];
+        m.types = vec!["application/pidf+xml".into()];
+        let id = book::new_id(Point::SubscriptionHandler);
+        book::update(store, Point::SubscriptionHandler, Duration::from_secs(60), |b, now| {
+            book::register(b, now, &m, &id, lease)
+        })
+        .await
+        .unwrap();
+    }
+
+    #[tokio::test]
+    async fn a_registered_handler_takes_a_default_package_while_live() {
+        let store = Store::memory();
+        let connect = |e: External| Arc::new(Remote(e.name().to_owned())) as Arc<dyn Named>;
+        let leased = Leased::new(
+            Point::SubscriptionHandler,
+            store.clone(),
+            &RegistryConfig::default(),
+            connect,
+        );
+        let packages = Packages::build(
+            Point::SubscriptionHandler,
+            "pubsub.handlers",
+            &[],
+            DEFAULTS,
+            &BUILTINS,
+            &(),
+            Some(&connect),
+        )
+        .unwrap()
+        .with_leased(leased.clone());
+        assert_eq!(packages.get_new("presence").unwrap().handler.who(), "built-in");
+        // Not a name or package a configured module has: the default may
+        // be taken over.
+        let mut m = ModuleConfig::builtin("notes");
+        m.events = vec!["presence".into()];
+        m.types = vec!["application/pidf+xml".into()];
+        assert!(packages.check(&m).is_empty(), "{:?}", packages.check(&m));
+        m.name = "presence".into();
+        assert!(packages.check(&m)[0].contains("already exists"));
+
+        register(&store, "notes", Duration::from_millis(300)).await;
+        leased.refresh().await.unwrap();
+        let began = packages.get_new("presence").unwrap();
+        assert_eq!(
+            (began.module.as_str(), began.handler.who()),
+            ("notes", "notes".to_owned())
+        );
+        let rows = packages.rows();
+        assert!(rows.iter().any(|r| r.module.name == "notes" && r.lease_left.is_some()));
+
+        tokio::time::sleep(Duration::from_millis(400)).await;
+        leased.refresh().await.unwrap();
+        // Lapsed: new subscriptions go back to the built-in; one that began
+        // with the registered handler keeps it (and meets its policy).
+        assert_eq!(packages.get_new("presence").unwrap().handler.who(), "built-in");
+        assert_eq!(packages.began_with("presence", "notes").unwrap().handler.who(), "notes");
+        assert_eq!(
+            packages.began_with("presence", "presence").unwrap().handler.who(),
+            "built-in"
+        );
+        assert_eq!(packages.began_with("presence", "").unwrap().handler.who(), "built-in");
     }
 }

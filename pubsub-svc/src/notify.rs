@@ -195,7 +195,7 @@ async fn body(core: &Core, sub: &Subscription, end: Option<Termination>) -> Resu
     if !wants_state {
         return Ok(None);
     }
-    let Some(entry) = core.packages.get(&sub.package) else {
+    let Some(entry) = core.packages.began_with(&sub.package, &sub.module) else {
         return Ok(None);
     };
     let cx = StateCx {
@@ -340,7 +340,7 @@ pub async fn remove(core: &Arc<Core>, sub: &Subscription, why: Termination) {
     }
     timers::disarm(core, &sub.id).await;
     info!(subscription = %sub.id, package = %sub.package, resource = %sub.resource, why = ?why, "subscription ended");
-    if let Some(entry) = core.packages.get(&sub.package) {
+    if let Some(entry) = core.packages.began_with(&sub.package, &sub.module) {
         entry.handler.terminated(sub.view(), why).await;
     }
 }

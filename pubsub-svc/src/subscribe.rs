@@ -104,7 +104,7 @@ pub(crate) async fn subscribe(core: Arc<Core>, tx: ServerTxRef, flow: Flow, req:
     ok.push_header(Known::Contact, &sub.contact);
     core.respond(&tx, ok).await;
     info!(subscription = %id, package = %sub.package, resource = %sub.resource, watcher = %sub.watcher, fetch, "subscribed");
-    if let Some(entry) = core.packages.get(&sub.package) {
+    if let Some(entry) = core.packages.began_with(&sub.package, &sub.module) {
         entry.handler.established(sub.view()).await;
     }
     let next = if fetch {
@@ -169,6 +169,7 @@ async fn create(core: &Core, flow: &Flow, req: &Message, id: &str) -> Result<(Su
         last_sent_ms: 0,
         full: false,
         last_body: 0,
+        module: entry.module.clone(),
     };
     let unavailable = |e: StoreError| {
         warn!(error = %e, "subscription not stored");
@@ -198,7 +199,7 @@ pub(crate) async fn refresh(core: Arc<Core>, tx: ServerTxRef, flow: Flow, req: M
             let next = if unsubscribe {
                 Next::End(Termination::Unsubscribed)
             } else {
-                if let Some(entry) = core.packages.get(&sub.package) {
+                if let Some(entry) = core.packages.began_with(&sub.package, &sub.module) {
                     entry.handler.refreshed(sub.view()).await;
                 }
                 Next::Full

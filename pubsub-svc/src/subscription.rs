@@ -65,6 +65,10 @@ pub struct Subscription {
     /// Digest of the last NOTIFY's body.
     #[serde(default)]
     pub last_body: u64,
+    /// The handler module it began with: it keeps it for its life (a
+    /// registered one that lapsed answers by its failure policy).
+    #[serde(default)]
+    pub module: String,
 }
 
 impl Subscription {

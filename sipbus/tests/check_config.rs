@@ -210,7 +210,7 @@ fn every_problem_at_once_and_valid_split_configurations_pass() {
         ("all", vec![]),
         ("registrar-svc", vec![REDIS, NONCE, DOMAINS]),
         ("session-svc", vec![REDIS, NONCE, DOMAINS, EDGES, REGISTRARS, SDPS]),
-        ("sdp-svc", vec![]),
+        ("sdp-svc", vec![REDIS]),
         ("sip-edge", vec![REGISTRARS]),
     ] {
         let (code, err) = check(target, &env);

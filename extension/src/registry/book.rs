@@ -56,7 +56,15 @@ pub enum BookError {
     /// No live instance has this id (it lapsed, or was never there).
     #[error("no live registration {0}")]
     Unknown(String),
+    /// The point, or the module, has as many registrations as it may.
+    #[error("{0}")]
+    Full(String),
 }
+
+/// Registered modules per point, and live instances per module: what one
+/// record holds stays small whatever callers send.
+pub const MAX_MODULES: usize = 64;
+pub const MAX_INSTANCES: usize = 64;
 
 fn key(point: Point) -> String {
     format!("ext:reg:{{{}}}", point.as_str())
@@ -124,7 +132,7 @@ pub async fn update<R>(
 
 /// Adds (or replaces) an instance of `module` with a new id; the module's
 /// settings become these.
-pub fn register(book: &mut Book, now: u64, module: &ModuleConfig, id: &str, lease: Duration) {
+pub fn register(book: &mut Book, now: u64, module: &ModuleConfig, id: &str, lease: Duration) -> Result<(), BookError> {
     let lease_ms = u64::try_from(lease.as_millis()).unwrap_or(u64::MAX);
     let expires_ms = now.saturating_add(lease_ms);
     let instance = Instance {
@@ -135,19 +143,33 @@ pub fn register(book: &mut Book, now: u64, module: &ModuleConfig, id: &str, leas
     };
     match book.entries.iter_mut().find(|e| e.module.name == module.name) {
         Some(e) => {
-            e.module = module.clone();
             // A pod that comes back on the same address replaces its old
             // registration.
-            e.instances.retain(|i| i.address != module.url);
+            e.instances.retain(|i| i.address != module.url && i.expires_ms > now);
+            if e.instances.len() >= MAX_INSTANCES {
+                return Err(BookError::Full(format!(
+                    "`{}` has {MAX_INSTANCES} live instances already",
+                    module.name
+                )));
+            }
+            e.module = module.clone();
             e.instances.push(instance);
             e.until_ms = e.until_ms.max(expires_ms);
         }
-        None => book.entries.push(Entry {
-            module: module.clone(),
-            instances: vec![instance],
-            until_ms: expires_ms,
-        }),
+        None => {
+            if book.entries.len() >= MAX_MODULES {
+                return Err(BookError::Full(format!(
+                    "{MAX_MODULES} modules are registered with this point already"
+                )));
+            }
+            book.entries.push(Entry {
+                module: module.clone(),
+                instances: vec![instance],
+                until_ms: expires_ms,
+            });
+        }
     }
+    Ok(())
 }
 
 /// Extends a live instance's lease by the lease it was granted.
@@ -203,14 +225,12 @@ mod tests {
         let b = module("screen", "http://127.0.0.1:7002");
         let p = Point::SessionSupplement;
         update(&store, p, retain, |book, now| {
-            register(book, now, &a, "i1", Duration::from_secs(30));
-            Ok(())
+            register(book, now, &a, "i1", Duration::from_secs(30))
         })
         .await
         .unwrap();
         update(&store, p, retain, |book, now| {
-            register(book, now, &b, "i2", Duration::from_secs(30));
-            Ok(())
+            register(book, now, &b, "i2", Duration::from_secs(30))
         })
         .await
         .unwrap();
@@ -238,5 +258,34 @@ mod tests {
         // Past retention it is gone.
         update(&store, p, Duration::ZERO, |_, _| Ok(())).await.unwrap();
         assert!(read(&store, p).await.unwrap().0.entries.is_empty());
+    }
+
+    #[test]
+    fn a_point_holds_a_bounded_number_of_modules_and_instances() {
+        let mut book = Book::default();
+        let lease = Duration::from_secs(30);
+        for i in 0..MAX_MODULES {
+            register(
+                &mut book,
+                1,
+                &module(&format!("m{i}"), "http://127.0.0.1:1"),
+                "x",
+                lease,
+            )
+            .unwrap();
+        }
+        let err = register(&mut book, 1, &module("one-more", "http://127.0.0.1:1"), "x", lease).unwrap_err();
+        assert!(matches!(err, BookError::Full(_)), "{err}");
+        let mut book = Book::default();
+        for i in 0..MAX_INSTANCES {
+            let m = module("m", &format!("http://127.0.0.1:{}", 1000 + i));
+            register(&mut book, 1, &m, &format!("i{i}"), lease).unwrap();
+        }
+        let m = module("m", "http://127.0.0.1:9");
+        assert!(register(&mut book, 1, &m, "late", lease).is_err());
+        // The same address again replaces its instance: a restarted pod.
+        let m = module("m", "http://127.0.0.1:1000");
+        register(&mut book, 1, &m, "again", lease).unwrap();
+        assert_eq!(book.entries[0].instances.len(), MAX_INSTANCES);
     }
 }

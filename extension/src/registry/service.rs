@@ -45,6 +45,7 @@ fn store_status(e: BookError) -> Status {
     match e {
         BookError::Unknown(id) => Status::not_found(format!("no live registration {id}: register again")),
         BookError::Busy(_) => Status::aborted(e.to_string()),
+        BookError::Full(why) => Status::resource_exhausted(why),
         e => Status::unavailable(e.to_string()),
     }
 }
@@ -224,8 +225,7 @@ impl Registry for RegistryService {
         let lease = self.lease(r.lease_seconds);
         let id = book::new_id(point);
         book::update(&self.store, point, self.config.retain(), |b, now| {
-            book::register(b, now, &module, &id, lease);
-            Ok(())
+            book::register(b, now, &module, &id, lease)
         })
         .await
         .map_err(store_status)?;

@@ -1,0 +1,100 @@
+#!/usr/bin/env bash
+# What an external session supplement adds to call setup: INVITE -> 180 as
+# the caller sees it (SIPp response-time measure, every call traced), median
+# and p99, through sipbus all-in-one (release build) without and then with
+# the Python example supplement (examples/python/screening.py) registered
+# through the registry. One SIPp run of each, at a steady open-loop rate;
+# the callee is SIPp (tests/scenarios/call_uas.xml), registered once.
+#
+#   bench/extension_latency.sh [rate] [seconds]     # default 20 calls/s for 30 s
+# NO_BUILD=1 uses the target/release/sipbus already built.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+# shellcheck source=bench/lib.sh
+source bench/lib.sh
+rate="${1:-20}"
+secs="${2:-30}"
+calls=$((rate * secs))
+for cmd in sipp python3 ss; do
+    command -v "$cmd" >/dev/null || { echo "$cmd missing (apt-get install sip-tester)" >&2; exit 2; }
+done
+[ -n "${NO_BUILD:-}" ] || cargo build --release -p sipbus >&2
+examples/python/setup.sh >/dev/null
+bin=target/release/sipbus
+
+work=$(mktemp -d)
+pids=()
+cleanup() {
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+    rm -rf "$work"
+}
+trap cleanup EXIT
+wait_udp() { for _ in $(seq 100); do ss -Hunl "sport = :$1" | grep -q . && return 0; sleep 0.1; done; echo "nothing listens on udp $1" >&2; return 1; }
+
+cat >"$work/sipbus.toml" <<'TOML'
+[registrar]
+domains = ["example.com"]
+[[registrar.users]]
+user = "bob"
+password = "secret"
+[registrar.auth]
+algorithms = ["MD5", "SHA-256"]
+[session]
+authenticate = false
+TOML
+port=$(free_port)
+grpc=$(free_port)
+SIPBUS_EDGE__LISTEN="[\"udp:127.0.0.1:$port\"]" SIPBUS_GRPC__LISTEN="127.0.0.1:$grpc" SIPBUS_LOG__LEVEL=warn \
+    "$bin" --config "$work/sipbus.toml" >"$work/sipbus.log" 2>&1 &
+pids+=($!)
+wait_udp "$port"
+
+uas_port=$(free_port)
+printf 'SEQUENTIAL\nbob;example.com;3600;bench\n' >"$work/register.csv"
+sipp "127.0.0.1:$port" -sf tests/scenarios/register_once.xml -inf "$work/register.csv" -au bob -ap secret \
+    -auth_uri example.com -i 127.0.0.1 -p "$uas_port" -m 1 -timeout 15s -timeout_error -nostdin >/dev/null 2>&1
+sipp -sf tests/scenarios/call_uas.xml -i 127.0.0.1 -p "$uas_port" -buff_size 4194304 -nostdin >/dev/null 2>&1 &
+pids+=($!)
+wait_udp "$uas_port"
+
+# The caller scenario timing INVITE -> 180 (response-time measure 1).
+sed -e 's|<send retrans="500" start_txn="invite">|<send retrans="500" start_txn="invite" start_rtd="1">|' \
+    -e 's|<recv response="180" optional="true" response_txn="invite" />|<recv response="180" response_txn="invite" rtd="1" />|' \
+    tests/scenarios/call_uac.xml >"$work/uac_rtd.xml"
+grep -q 'rtd="1"' "$work/uac_rtd.xml" || { echo "call_uac.xml changed: no 180 to time" >&2; exit 1; }
+
+# run NAME: one SIPp run; prints calls, failures, median and p99.
+run() {
+    rm -f "$work"/uac_rtd_*_rtt.csv "$work/stat.csv"
+    (cd "$work" && timeout --signal=KILL $((secs * 3 + 60)) sipp "127.0.0.1:$port" -sf uac_rtd.xml -s bob -key domain example.com \
+        -i 127.0.0.1 -p "$(free_port)" -buff_size 4194304 -d 0 -r "$rate" -m "$calls" -timeout $((secs * 3 + 30))s \
+        -trace_rtt -rtt_freq 1 -trace_stat -stf stat.csv -nostdin >/dev/null 2>&1) || true
+    python3 - "$1" "$work" <<'PY'
+import csv, glob, statistics, sys
+name, work = sys.argv[1], sys.argv[2]
+rows = list(csv.reader(open(f"{work}/stat.csv"), delimiter=';'))
+h, last = rows[0], [r for r in rows[1:] if r][-1]
+ok, failed = last[h.index('SuccessfulCall(C)')], last[h.index('FailedCall(C)')]
+times = []
+for f in glob.glob(f"{work}/uac_rtd_*_rtt.csv"):
+    for r in list(csv.reader(open(f), delimiter=';'))[1:]:
+        if len(r) > 1 and r[1]:
+            times.append(float(r[1]))
+times.sort()
+p99 = times[min(len(times) - 1, int(len(times) * 0.99))] if times else float('nan')
+med = statistics.median(times) if times else float('nan')
+print(f"{name:<28} calls {ok:>5} failed {failed:>3} samples {len(times):>5}  INVITE->180 median {med:7.3f} ms  p99 {p99:7.3f} ms")
+PY
+}
+
+echo "sipbus all-in-one (release), $rate calls/s for $secs s, INVITE -> 180 at the caller"
+run "without an extension"
+SIPBUS_REGISTRY="http://127.0.0.1:$grpc" LEASE_SECONDS=30 \
+    examples/python/run.sh screening.py --block-list /dev/null >"$work/screening.out" 2>"$work/screening.log" &
+pids+=($!)
+for _ in $(seq 100); do grep -q '^registered ' "$work/screening.out" && break; sleep 0.1; done
+grep -q '^registered ' "$work/screening.out" || { echo "the Python supplement did not register:" >&2; cat "$work/screening.log" >&2; exit 1; }
+sleep 2 # every replica rereads the registry within refresh_ms
+run "with the Python supplement"
+"$bin" extensions --point supplement --server "http://127.0.0.1:$grpc" | sed -n '/screening/p'

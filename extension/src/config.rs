@@ -154,8 +154,15 @@ impl ModuleConfig {
                 reason,
             })
         };
-        if self.name.is_empty() || self.name.contains(char::is_whitespace) {
-            bad("name", format!("`{}` is empty or contains white space", self.name));
+        // A token: names go into logs, listings and store keys.
+        if !sip_message::text::is_token(&self.name) {
+            bad(
+                "name",
+                format!(
+                    "`{}` is not a token (letters, digits, -.!%*_+`'~)",
+                    self.name.escape_debug()
+                ),
+            );
         }
         for (field, values) in [
             ("methods", &self.methods),
@@ -168,8 +175,8 @@ impl ModuleConfig {
                     format!("not a filter of {point}s (they filter by {})", point.filter()),
                 );
             }
-            if let Some(v) = values.iter().find(|v| v.is_empty() || v.contains(char::is_whitespace)) {
-                bad(field, format!("`{v}` is not a token"));
+            if let Some(v) = values.iter().find(|v| !sip_message::text::is_token(v)) {
+                bad(field, format!("`{}` is not a token", v.escape_debug()));
             }
         }
         if !self.types.is_empty() && point.filter() != "events" {

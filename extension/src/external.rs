@@ -83,6 +83,9 @@ enum Instances {
     Leased {
         addresses: Mutex<Vec<String>>,
         changes: mpsc::Sender<Change<String, Endpoint>>,
+        /// When the last live lease runs out: a running session's call
+        /// after it fails by policy at once, even before the next reread.
+        live_until_ms: AtomicU64,
     },
 }
 
@@ -143,17 +146,24 @@ impl External {
             instances: Arc::new(Instances::Leased {
                 addresses: Mutex::new(Vec::new()),
                 changes,
+                live_until_ms: AtomicU64::new(0),
             }),
             stats: Arc::default(),
         }
     }
 
     /// The live instances of a leased module, by address (checked by the
-    /// registry before it stored them).
-    pub async fn set_instances(&self, live: &[String]) {
-        let Instances::Leased { addresses, changes } = &*self.instances else {
+    /// registry before it stored them), and when their last lease runs out.
+    pub async fn set_instances(&self, live: &[String], until_ms: u64) {
+        let Instances::Leased {
+            addresses,
+            changes,
+            live_until_ms,
+        } = &*self.instances
+        else {
             return;
         };
+        live_until_ms.store(until_ms, Ordering::Relaxed);
         let (gone, new) = {
             let mut now = addresses.lock().unwrap_or_else(|p| p.into_inner());
             let gone: Vec<String> = now.iter().filter(|a| !live.contains(a)).cloned().collect();
@@ -186,7 +196,14 @@ impl External {
     fn lapsed(&self) -> bool {
         match &*self.instances {
             Instances::Fixed(_) => false,
-            Instances::Leased { addresses, .. } => addresses.lock().unwrap_or_else(|p| p.into_inner()).is_empty(),
+            Instances::Leased {
+                addresses,
+                live_until_ms,
+                ..
+            } => {
+                live_until_ms.load(Ordering::Relaxed) <= state_store::now_ms()
+                    || addresses.lock().unwrap_or_else(|p| p.into_inner()).is_empty()
+            }
         }
     }
 
@@ -241,7 +258,9 @@ impl External {
                 Ok(Ok(r)) => Ok(r.into_inner()),
             }
         };
-        self.stats.minute.record(uptime_s(), started.elapsed(), result.is_err());
+        // An uncalled (lapsed) module has no latency to count.
+        let latency = (!matches!(result, Err(Failure::Lapsed))).then(|| started.elapsed());
+        self.stats.minute.record(uptime_s(), latency, result.is_err());
         if let Err(f) = &result {
             self.failed(hook, f);
         }
@@ -252,8 +271,8 @@ impl External {
     pub fn failed(&self, hook: &'static str, failure: &Failure) {
         self.stats.failures.fetch_add(1, Ordering::Relaxed);
         if matches!(failure, Failure::Invalid(_)) {
-            // The call itself was counted a success in the window.
-            self.stats.minute.record(uptime_s(), Duration::ZERO, true);
+            // The call was counted as it returned; now it is a failure.
+            self.stats.minute.fail(uptime_s());
         }
         if matches!(failure, Failure::Timeout(_)) {
             self.stats.timeouts.fetch_add(1, Ordering::Relaxed);

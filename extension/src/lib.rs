@@ -28,5 +28,5 @@ pub use builtins::{Builtin, Builtins, Settings};
 pub use config::{ConfigProblem, ModuleConfig, OnFailure, Point};
 pub use external::{External, Failure, FailurePolicy, Stats};
 pub use packages::{Connect, DefaultBuiltin, PackageEntry, Packages};
-pub use registry::{Host, Kind, Leased, LeasedModule, RegistryConfig, Row};
+pub use registry::{Host, Kind, Leased, LeasedModule, Refused, RegistryConfig, Row};
 pub use window::Minute;

@@ -12,7 +12,7 @@ use async_trait::async_trait;
 use crate::builtins::Builtins;
 use crate::config::{ConfigProblem, ModuleConfig, Point};
 use crate::external::External;
-use crate::registry::{Host, Leased, LeasedModule, Row};
+use crate::registry::{Host, Leased, LeasedModule, Refused, Row};
 
 /// One package's handler.
 pub struct PackageEntry<T: ?Sized> {
@@ -45,6 +45,8 @@ pub struct Packages<T: ?Sized> {
     defaults: BTreeSet<String>,
     /// The configured modules, events and types resolved, for listings.
     modules: Vec<(ModuleConfig, Option<External>)>,
+    /// Names of built-ins, configured or not: not for registrations.
+    reserved: Vec<&'static str>,
     leased: Option<Arc<Leased<T>>>,
 }
 
@@ -146,6 +148,7 @@ impl<T: ?Sized + Send + Sync + 'static> Packages<T> {
                 .collect(),
             defaults: BTreeSet::new(),
             modules: Vec::new(),
+            reserved: Vec::new(),
             leased: None,
         }
     }
@@ -279,6 +282,7 @@ impl<T: ?Sized + Send + Sync + 'static> Packages<T> {
                 map,
                 defaults: default_packages,
                 modules: listed,
+                reserved: builtins.names(),
                 leased: None,
             })
         } else {
@@ -295,59 +299,63 @@ impl<T: ?Sized + Send + Sync + 'static> Host for Packages<T> {
         self.point
     }
 
-    fn check(&self, module: &ModuleConfig) -> Vec<String> {
+    fn check(&self, module: &ModuleConfig) -> Vec<Refused> {
         let mut problems = Vec::new();
-        if self.modules.iter().any(|(m, _)| m.name == module.name) {
-            problems.push(format!(
+        if self.modules.iter().any(|(m, _)| m.name == module.name) || self.reserved.contains(&module.name.as_str()) {
+            problems.push(Refused::Taken(format!(
                 "name: `{}` already exists (a configured or built-in module)",
                 module.name
-            ));
+            )));
         }
         if module.events.is_empty() {
-            problems.push("filters: name at least one event package".into());
+            problems.push(Refused::Invalid("filters: name at least one event package".into()));
         }
         if module.types.is_empty() {
-            problems.push("types: name at least one body type".into());
+            problems.push(Refused::Invalid("types: name at least one body type".into()));
         }
+        // Packages of other registered modules are checked again in the
+        // store's compare-and-set; this is the early answer.
         let now = state_store::now_ms();
+        let leased = self.leased.as_ref().map(|l| l.modules()).unwrap_or_default();
         for event in &module.events {
             if let Some(entry) = self.map.get(event).filter(|_| !self.defaults.contains(event)) {
-                problems.push(format!(
+                problems.push(Refused::Taken(format!(
                     "filters: package `{event}` is already served by `{}` (configured)",
                     entry.module
-                ));
+                )));
             }
-            let leased = self.leased.as_ref().map(|l| l.modules()).unwrap_or_default();
             if let Some(other) = leased
                 .iter()
                 .find(|m| m.module.name != module.name && m.is_live(now) && m.module.events.contains(event))
             {
-                problems.push(format!(
+                problems.push(Refused::Taken(format!(
                     "filters: package `{event}` is already served by `{}` (registered)",
                     other.module.name
-                ));
+                )));
             }
         }
         problems
     }
 
+    /// By package: configured and default built-ins (a default whose every
+    /// package a live registered handler took is standing by, not listed),
+    /// live registered handlers, then lapsed ones.
     fn rows(&self) -> Vec<Row> {
         let now = state_store::now_ms();
         let leased = self.leased.as_ref().map(|l| l.modules()).unwrap_or_default();
-        let mut rows: Vec<(String, Row)> = Vec::new();
+        let taken = |event: &String| leased.iter().any(|m| m.is_live(now) && m.module.events.contains(event));
+        let mut rows: Vec<((bool, String), Row)> = Vec::new();
         for (m, ext) in &self.modules {
+            let standing_by = m.events.iter().all(|e| self.defaults.contains(e) && taken(e));
+            if standing_by {
+                continue;
+            }
             let first = m.events.first().cloned().unwrap_or_default();
-            rows.push((first, Row::configured(m, ext.as_ref())));
+            rows.push(((false, first), Row::configured(m, ext.as_ref())));
         }
         for m in leased.iter() {
             let first = m.module.events.first().cloned().unwrap_or_default();
-            // Lapsed after everything that serves new subscriptions.
-            let order = if m.is_live(now) {
-                first
-            } else {
-                format!("\u{10ffff}{first}")
-            };
-            rows.push((order, m.row(now)));
+            rows.push(((!m.is_live(now), first), m.row(now)));
         }
         rows.sort_by(|a, b| a.0.cmp(&b.0));
         rows.into_iter().map(|(_, r)| r).collect()
@@ -449,9 +457,9 @@ mod tests {
         m.types = vec!["application/pidf+xml".into()];
         assert!(packages.check(&m).is_empty(), "{:?}", packages.check(&m));
         m.name = "presence".into();
-        assert!(packages.check(&m)[0].contains("already exists"));
+        assert!(matches!(&packages.check(&m)[0], Refused::Taken(t) if t.contains("already exists")));
 
-        register(&store, "notes", Duration::from_millis(300)).await;
+        register(&store, "notes", Duration::from_millis(1500)).await;
         leased.refresh().await.unwrap();
         let began = packages.get_new("presence").unwrap();
         assert_eq!(
@@ -459,10 +467,13 @@ mod tests {
             ("notes", "notes".to_owned())
         );
         let rows = packages.rows();
-        assert!(rows.iter().any(|r| r.module.name == "notes" && r.lease_left.is_some()));
+        let names: Vec<&str> = rows.iter().map(|r| r.module.name.as_str()).collect();
+        assert_eq!(names, ["notes"], "the built-in stands by while taken over");
 
-        tokio::time::sleep(Duration::from_millis(400)).await;
+        tokio::time::sleep(Duration::from_millis(1600)).await;
         leased.refresh().await.unwrap();
+        let names: Vec<String> = packages.rows().iter().map(|r| r.module.name.clone()).collect();
+        assert_eq!(names, ["presence", "notes"], "lapsed, listed after");
         // Lapsed: new subscriptions go back to the built-in; one that began
         // with the registered handler keeps it (and meets its policy).
         assert_eq!(packages.get_new("presence").unwrap().handler.who(), "built-in");

@@ -72,17 +72,31 @@ fn upper_bound(bucket: usize) -> Duration {
 }
 
 impl Window {
-    /// Records one call at second `now_s` (any monotonic second count).
-    pub fn record(&self, now_s: u64, latency: Duration, failed: bool) {
+    /// Records one call at second `now_s` (any monotonic second count),
+    /// with its latency when it was made.
+    pub fn record(&self, now_s: u64, latency: Option<Duration>, failed: bool) {
         let mut seconds = self.seconds.lock().unwrap_or_else(|p| p.into_inner());
+        let slot = Self::slot(&mut seconds, now_s);
+        slot.calls += 1;
+        slot.failures += u64::from(failed);
+        if let Some(l) = latency {
+            slot.latency[bucket(l)] += 1;
+        }
+    }
+
+    /// A call already recorded turned out to have failed.
+    pub fn fail(&self, now_s: u64) {
+        let mut seconds = self.seconds.lock().unwrap_or_else(|p| p.into_inner());
+        Self::slot(&mut seconds, now_s).failures += 1;
+    }
+
+    fn slot(seconds: &mut [Second], now_s: u64) -> &mut Second {
         let slot = &mut seconds[(now_s % SECONDS as u64) as usize];
         if slot.at != now_s {
             *slot = Second::EMPTY;
             slot.at = now_s;
         }
-        slot.calls += 1;
-        slot.failures += u64::from(failed);
-        slot.latency[bucket(latency)] += 1;
+        slot
     }
 
     /// The calls of the minute up to `now_s`.
@@ -91,6 +105,7 @@ impl Window {
         let mut calls = 0;
         let mut failures = 0;
         let mut histogram = [0u64; BUCKETS];
+        let mut timed = 0;
         for s in seconds
             .iter()
             .filter(|s| s.at <= now_s && now_s - s.at < SECONDS as u64)
@@ -99,12 +114,14 @@ impl Window {
             failures += s.failures;
             for (h, n) in histogram.iter_mut().zip(s.latency.iter()) {
                 *h += u64::from(*n);
+                timed += u64::from(*n);
             }
         }
         let mut p99 = Duration::ZERO;
-        if calls > 0 {
-            // The smallest bucket with at least 99 % of calls at or below.
-            let need = calls - calls / 100;
+        if timed > 0 {
+            // The smallest bucket with at least 99 % of timed calls at or
+            // below.
+            let need = timed - timed / 100;
             let mut seen = 0;
             for (i, n) in histogram.iter().enumerate() {
                 seen += n;
@@ -136,10 +153,10 @@ mod tests {
     fn a_minute_slides_and_finds_the_tail() {
         let w = Window::default();
         for i in 0..990 {
-            w.record(10, Duration::from_micros(1000 + i % 7), false);
+            w.record(10, Some(Duration::from_micros(1000 + i % 7)), false);
         }
         for _ in 0..10 {
-            w.record(11, Duration::from_millis(80), true);
+            w.record(11, Some(Duration::from_millis(80)), true);
         }
         let m = w.minute(11);
         assert_eq!((m.calls, m.failures), (1000, 10));
@@ -147,11 +164,16 @@ mod tests {
             m.p99 >= Duration::from_micros(1006) && m.p99 < Duration::from_millis(2),
             "{m:?}"
         );
-        w.record(12, Duration::from_millis(80), true);
+        w.record(12, Some(Duration::from_millis(80)), true);
         assert!(w.minute(12).p99 >= Duration::from_millis(80));
+        // Uncalled failures and late-found ones count, without a latency.
+        w.record(12, None, true);
+        w.fail(12);
+        let m = w.minute(12);
+        assert_eq!((m.calls, m.failures), (1002, 13));
         // A minute later the first second has left the window.
         let m = w.minute(70);
-        assert_eq!((m.calls, m.failures), (11, 11));
+        assert_eq!((m.calls, m.failures), (12, 13));
         assert_eq!(w.minute(200), Minute::default());
     }
 }

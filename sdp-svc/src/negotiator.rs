@@ -11,10 +11,10 @@ use tracing::{Instrument, info_span};
 
 use crate::api::{Answer, Ended, Negotiate, Offer, Offered, SdpError};
 use crate::handlers::external::ExternalHandler;
-use crate::handlers::{Claim, HandlerError, RegisterError, Registry, SdpHandler, Stream, StreamCx};
+use crate::handlers::{BUILTINS, Claim, HandlerError, RegisterError, Registry, SdpHandler, Stream, StreamCx};
 use crate::origin::finish;
 use crate::section::port;
-use extension::{External, Host, Leased, ModuleConfig, Point, RegistryConfig, Row};
+use extension::{External, Host, Leased, ModuleConfig, Point, Refused, RegistryConfig, Row};
 
 /// Offer/answer through the registered handlers; call it in process
 /// through [`Negotiate`], or serve it with [`crate::SdpService`].
@@ -91,8 +91,10 @@ impl Negotiator {
             .map_or(100, |(m, _)| m.priority)
     }
 
-    /// The handlers a new stream of `media` asks: configured and live
-    /// registered ones by priority (equal: configured first).
+    /// The handlers a new stream of `media` asks: the configured ones in
+    /// configuration order, each live registered one (by priority, then
+    /// registration order) before the first configured one of a higher
+    /// priority number.
     fn candidates(&self, media: &str) -> Vec<String> {
         let mut all: Vec<(i32, String)> = self
             .registry
@@ -102,14 +104,18 @@ impl Negotiator {
             .collect();
         if let Some(l) = &self.leased {
             let now = state_store::now_ms();
-            all.extend(
-                l.modules()
-                    .iter()
-                    .filter(|m| m.is_live(now) && m.module.media.iter().any(|x| x == media))
-                    .map(|m| (m.module.priority, m.module.name.clone())),
-            );
+            let mut registered: Vec<(i32, String)> = l
+                .modules()
+                .iter()
+                .filter(|m| m.is_live(now) && m.module.media.iter().any(|x| x == media))
+                .map(|m| (m.module.priority, m.module.name.clone()))
+                .collect();
+            registered.sort_by_key(|(p, _)| *p);
+            for (priority, name) in registered {
+                let at = all.iter().position(|(p, _)| *p > priority).unwrap_or(all.len());
+                all.insert(at, (priority, name));
+            }
         }
-        all.sort_by_key(|(p, _)| *p);
         all.into_iter().map(|(_, n)| n).collect()
     }
 
@@ -311,16 +317,16 @@ impl Host for Negotiator {
         Point::SdpHandler
     }
 
-    fn check(&self, module: &ModuleConfig) -> Vec<String> {
+    fn check(&self, module: &ModuleConfig) -> Vec<Refused> {
         let mut problems = Vec::new();
-        if self.registry.get(&module.name).is_some() {
-            problems.push(format!(
+        if self.registry.get(&module.name).is_some() || BUILTINS.names().contains(&module.name.as_str()) {
+            problems.push(Refused::Taken(format!(
                 "name: `{}` already exists (a configured or built-in handler)",
                 module.name
-            ));
+            )));
         }
         if module.media.is_empty() {
-            problems.push("filters: name at least one media type".into());
+            problems.push(Refused::Invalid("filters: name at least one media type".into()));
         }
         problems
     }

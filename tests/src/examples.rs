@@ -123,6 +123,12 @@ impl Example {
         Ok(())
     }
 
+    /// Forgets what the example printed so far: the next
+    /// [`Example::wait_registered`] waits for a new registration.
+    pub fn forget_output(&self) {
+        while self.lines.try_recv().is_ok() {}
+    }
+
     /// SIGSTOP / SIGCONT: a process that stops renewing for a while (a
     /// paused VM, a long GC) without exiting.
     pub fn pause(&self, paused: bool) -> Result<()> {

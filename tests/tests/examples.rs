@@ -138,6 +138,10 @@ fn text_call(server: SocketAddr, caller: &str, logs: &dyn Fn() -> String) -> any
     ok(&b.finish()?, "callee", logs);
     let callee = std::fs::read_to_string(callee_trace)?;
     let caller = std::fs::read_to_string(caller_trace)?;
+    anyhow::ensure!(
+        callee.contains("INVITE sip:"),
+        "no INVITE in the callee's trace: {callee}"
+    );
     Ok((
         callee.split("INVITE sip:").nth(1).unwrap_or("").to_owned(),
         caller.split("SIP/2.0 200").nth(1).unwrap_or("").to_owned(),
@@ -255,7 +259,7 @@ fn examples_in_python_node_and_go_all_in_one() -> anyhow::Result<()> {
         subscription: sipbus.grpc,
         publication: sipbus.grpc,
     };
-    let mut ex = start_examples(&here, "2")?;
+    let mut ex = start_examples(&here, "4")?;
     let listing = wait_listing(sipbus.grpc, TOKEN, "all five listed", |l| {
         ["screening", "route-tag", "t140", "x-status", "presence-note"]
             .iter()
@@ -307,8 +311,22 @@ fn examples_in_python_node_and_go_all_in_one() -> anyhow::Result<()> {
         ),
         Duration::from_secs(50),
     );
-    let callee = sipbus_tests::sipp_callee("call_uas.xml", port, &[]);
-    std::thread::sleep(Duration::from_millis(800));
+    let held_trace = temp_file(&format!("ex-held-{port}.msg"), "")?;
+    let callee = sipbus_tests::sipp_callee(
+        "call_uas.xml",
+        port,
+        &["-trace_msg", "-message_file", held_trace.to_str().unwrap()],
+    );
+    // Killed once the call has begun with it (its INVITE screened).
+    let start = std::time::Instant::now();
+    while !std::fs::read_to_string(&held_trace)?.contains("X-Screened: passed") {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the held call was not screened\n{}",
+            logs()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
     ex.screening.kill()?;
     wait_listing(sipbus.grpc, TOKEN, "screening lapsed", |l| {
         listed(l, "screening").is_some_and(|c| c[8] == "lapsed")
@@ -331,6 +349,7 @@ fn examples_in_python_node_and_go_all_in_one() -> anyhow::Result<()> {
 
     // Paused past its lease, the Go supplement lapses; resumed, its renewal
     // is refused (NOT_FOUND) and it registers again by itself.
+    ex.route.forget_output();
     ex.route.pause(true)?;
     wait_listing(sipbus.grpc, TOKEN, "route-tag lapsed while paused", |l| {
         listed(l, "route-tag").is_some_and(|c| c[8] == "lapsed")

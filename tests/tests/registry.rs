@@ -8,7 +8,7 @@
 
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::time::Duration;
 
 use proto::extension::v1 as rpb;
@@ -180,7 +180,12 @@ fn finish(caller: Background, callee: Background, trace: &str, logs: &dyn Fn() -
     let b = callee.finish().unwrap();
     assert_eq!(b.exit_code, Some(0), "callee: {}\n{}", b.output, logs());
     let text = std::fs::read_to_string(trace).unwrap();
-    text.split("INVITE sip:").nth(1).unwrap_or("").to_owned()
+    let invite = text.split("INVITE sip:").nth(1).unwrap_or("").to_owned();
+    assert!(
+        invite.contains("Call-ID"),
+        "the callee's trace holds its INVITE: {text}"
+    );
+    invite
 }
 
 #[test]
@@ -236,11 +241,20 @@ fn a_registered_supplement_joins_lapses_and_returns() -> anyhow::Result<()> {
         "{listing}"
     );
 
-    // Renewed, it joins a new call.
-    let renew = |registry: &mut RegistryClient<tonic::transport::Channel>, id: &str| {
-        rt.block_on(registry.renew(with_token(rpb::RenewRequest { id: id.to_owned() }, TOKEN)))
+    // Renewed (every 500 ms, as a module would), it joins a new call.
+    let renewing = Arc::new(AtomicBool::new(true));
+    let renewer = {
+        let (renewing, id, grpc) = (renewing.clone(), reg.id.clone(), sipbus.grpc);
+        std::thread::spawn(move || -> anyhow::Result<()> {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+            let mut client = rt.block_on(RegistryClient::connect(format!("http://{grpc}")))?;
+            while renewing.load(Ordering::Relaxed) {
+                rt.block_on(client.renew(with_token(rpb::RenewRequest { id: id.clone() }, TOKEN)))?;
+                std::thread::sleep(Duration::from_millis(500));
+            }
+            Ok(())
+        })
     };
-    renew(&mut registry, &reg.id)?;
     let (a, b, trace) = call(sipbus.sip, "joined", 0)?;
     let invite = finish(a, b, &trace, &logs);
     assert!(invite.contains("X-Tagged-By: first"), "{invite}\n{}", logs());
@@ -249,10 +263,22 @@ fn a_registered_supplement_joins_lapses_and_returns() -> anyhow::Result<()> {
     assert!(calls >= 4, "begin, INVITE, responses, end counted: {listing}");
 
     // A call that begins with it, then it dies without deregistering: the
-    // call goes on (fail open) and new calls no longer call it.
-    renew(&mut registry, &reg.id)?;
+    // call goes on (fail open: its BYE meets the lapsed module's policy)
+    // and new calls no longer call it.
+    let before = first.calls.load(Ordering::Relaxed);
     let (a, b, trace) = call(sipbus.sip, "lapsing", 6000)?;
-    std::thread::sleep(Duration::from_millis(1000));
+    // Begin, the INVITE, its forwarding: the call began with it.
+    let start = std::time::Instant::now();
+    while first.calls.load(Ordering::Relaxed) < before + 3 {
+        assert!(
+            start.elapsed() < Duration::from_secs(20),
+            "the call never reached the supplement\n{}",
+            logs()
+        );
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    renewing.store(false, Ordering::Relaxed);
+    renewer.join().map_err(|_| anyhow::anyhow!("renewer panicked"))??;
     drop(server);
     wait_listing(sipbus.grpc, TOKEN, "lapsed after its lease", |l| {
         listed(l, "tagger").is_some_and(|c| c[8] == "lapsed")
@@ -264,7 +290,9 @@ fn a_registered_supplement_joins_lapses_and_returns() -> anyhow::Result<()> {
         "the running call's BYE met the lapsed module's policy:\n{}",
         logs()
     );
-    let renewal = renew(&mut registry, &reg.id).unwrap_err();
+    let renewal = rt
+        .block_on(registry.renew(with_token(rpb::RenewRequest { id: reg.id.clone() }, TOKEN)))
+        .unwrap_err();
     assert_eq!(renewal.code(), tonic::Code::NotFound, "{renewal:?}");
     let (a, b, trace) = call(sipbus.sip, "lapsed", 0)?;
     let invite = finish(a, b, &trace, &logs);
@@ -313,9 +341,11 @@ fn extension_check_finds_a_repeating_and_a_slow_supplement() -> anyhow::Result<(
     assert!(out.contains("IncomingRequest took"), "{out}");
     assert!(out.contains("pass  OutgoingRequest called twice"), "{out}");
 
-    // Nothing listening: every case fails, none passes by default.
+    // Nothing listening: the contract's cases fail (only the deadline
+    // case passes, having nothing late to report).
     let (code, out) = extension_check("sdp", &format!("http://127.0.0.1:{}", free_port()?), &[]);
     assert_eq!(code, Some(1), "{out}");
-    assert!(!out.contains("pass  Negotiate"), "{out}");
+    assert!(out.contains("FAIL  Negotiate of an offered audio stream"), "{out}");
+    assert_eq!(out.matches("pass  ").count(), 1, "{out}");
     Ok(())
 }

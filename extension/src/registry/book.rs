@@ -7,7 +7,60 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use state_store::{Expect, Store, StoreError};
 
-use crate::config::{ModuleConfig, Point};
+use crate::config::{ModuleConfig, OnFailure, Point};
+
+/// A registered module's settings as stored: every field defaulted and
+/// unknown ones ignored, so replicas of two versions read each other's
+/// records during a rolling upgrade (the configuration's own type refuses
+/// unknown keys, as a configuration file should).
+#[derive(Debug, Clone, PartialEq, Default, Serialize, Deserialize)]
+#[serde(default)]
+pub struct Stored {
+    pub name: String,
+    pub url: String,
+    pub methods: Vec<String>,
+    pub media: Vec<String>,
+    pub events: Vec<String>,
+    pub types: Vec<String>,
+    pub priority: i32,
+    pub timeout_ms: u64,
+    pub on_failure: OnFailure,
+    pub reject_status: u16,
+}
+
+impl From<&ModuleConfig> for Stored {
+    fn from(m: &ModuleConfig) -> Self {
+        Stored {
+            name: m.name.clone(),
+            url: m.url.clone(),
+            methods: m.methods.clone(),
+            media: m.media.clone(),
+            events: m.events.clone(),
+            types: m.types.clone(),
+            priority: m.priority,
+            timeout_ms: m.timeout_ms,
+            on_failure: m.on_failure,
+            reject_status: m.reject_status,
+        }
+    }
+}
+
+impl Stored {
+    pub fn config(&self) -> ModuleConfig {
+        ModuleConfig {
+            url: self.url.clone(),
+            methods: self.methods.clone(),
+            media: self.media.clone(),
+            events: self.events.clone(),
+            types: self.types.clone(),
+            priority: self.priority,
+            timeout_ms: self.timeout_ms,
+            on_failure: self.on_failure,
+            reject_status: self.reject_status,
+            ..ModuleConfig::builtin(&self.name)
+        }
+    }
+}
 
 /// One instance of a registered module: a pod that renews its lease.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -24,7 +77,7 @@ pub struct Instance {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Entry {
     /// `url` holds the latest instance's address (the module is external).
-    pub module: ModuleConfig,
+    pub module: Stored,
     pub instances: Vec<Instance>,
     /// When the last instance's lease runs (or ran) out: a module is kept,
     /// lapsed, until `retain` after this, so sessions that began with it
@@ -59,6 +112,9 @@ pub enum BookError {
     /// The point, or the module, has as many registrations as it may.
     #[error("{0}")]
     Full(String),
+    /// Another live module serves an event package this one asks for.
+    #[error("{0}")]
+    Taken(String),
 }
 
 /// Registered modules per point, and live instances per module: what one
@@ -123,52 +179,86 @@ pub async fn update<R>(
         let expect = version.map_or(Expect::Absent, Expect::Version);
         match store.put(&key(point), bytes.into(), expect, Some(ttl)).await {
             Ok(_) => return Ok(result),
-            Err(StoreError::Conflict { .. }) => continue,
+            // Many pods renewing at once: spread the retries.
+            Err(StoreError::Conflict { .. }) => {
+                tokio::time::sleep(Duration::from_millis(fastrand::u64(1..=20))).await;
+            }
             Err(e) => return Err(e.into()),
         }
     }
     Err(BookError::Busy(point))
 }
 
-/// Adds (or replaces) an instance of `module` with a new id; the module's
-/// settings become these.
+/// Adds an instance of `module` with a new id; the module's settings
+/// become these. Refused when another live module serves one of its event
+/// packages, or when the point or the module is full (a lapsed module is
+/// forgotten early to make room).
 pub fn register(book: &mut Book, now: u64, module: &ModuleConfig, id: &str, lease: Duration) -> Result<(), BookError> {
     let lease_ms = u64::try_from(lease.as_millis()).unwrap_or(u64::MAX);
     let expires_ms = now.saturating_add(lease_ms);
+    // Checked here, in the compare-and-set, not against a replica's view:
+    // two registrations racing for one package cannot both win.
+    if let Some((other, event)) = book
+        .entries
+        .iter()
+        .filter(|e| e.module.name != module.name && e.live(now).next().is_some())
+        .find_map(|e| {
+            module
+                .events
+                .iter()
+                .find(|ev| e.module.events.contains(ev))
+                .map(|ev| (&e.module.name, ev))
+        })
+    {
+        return Err(BookError::Taken(format!(
+            "package `{event}` is already served by `{other}` (registered)"
+        )));
+    }
     let instance = Instance {
         id: id.to_owned(),
         address: module.url.clone(),
         expires_ms,
         lease_ms,
     };
-    match book.entries.iter_mut().find(|e| e.module.name == module.name) {
-        Some(e) => {
-            // A pod that comes back on the same address replaces its old
-            // registration.
-            e.instances.retain(|i| i.address != module.url && i.expires_ms > now);
-            if e.instances.len() >= MAX_INSTANCES {
-                return Err(BookError::Full(format!(
-                    "`{}` has {MAX_INSTANCES} live instances already",
-                    module.name
-                )));
-            }
-            e.module = module.clone();
-            e.instances.push(instance);
-            e.until_ms = e.until_ms.max(expires_ms);
+    if let Some(e) = book.entries.iter_mut().find(|e| e.module.name == module.name) {
+        // Instances are told apart by id, not address: pods behind one
+        // Service address each keep their own lease.
+        e.instances.retain(|i| i.expires_ms > now);
+        if e.instances.len() >= MAX_INSTANCES {
+            return Err(BookError::Full(format!(
+                "`{}` has {MAX_INSTANCES} live instances already",
+                module.name
+            )));
         }
-        None => {
-            if book.entries.len() >= MAX_MODULES {
+        e.module = Stored::from(module);
+        e.instances.push(instance);
+        e.until_ms = e.until_ms.max(expires_ms);
+        return Ok(());
+    }
+    if book.entries.len() >= MAX_MODULES {
+        let oldest_lapsed = book
+            .entries
+            .iter()
+            .enumerate()
+            .filter(|(_, e)| e.until_ms <= now)
+            .min_by_key(|(_, e)| e.until_ms)
+            .map(|(i, _)| i);
+        match oldest_lapsed {
+            Some(i) => {
+                book.entries.remove(i);
+            }
+            None => {
                 return Err(BookError::Full(format!(
-                    "{MAX_MODULES} modules are registered with this point already"
+                    "{MAX_MODULES} live modules are registered with this point already"
                 )));
             }
-            book.entries.push(Entry {
-                module: module.clone(),
-                instances: vec![instance],
-                until_ms: expires_ms,
-            });
         }
     }
+    book.entries.push(Entry {
+        module: Stored::from(module),
+        instances: vec![instance],
+        until_ms: expires_ms,
+    });
     Ok(())
 }
 
@@ -237,6 +327,7 @@ mod tests {
         let (book, _) = read(&store, p).await.unwrap();
         assert_eq!(book.entries.len(), 1);
         assert_eq!(book.entries[0].instances.len(), 2);
+        assert_eq!(book.entries[0].module.config().url, "http://127.0.0.1:7002");
         update(&store, p, retain, |book, now| renew(book, now, "i1"))
             .await
             .unwrap();
@@ -276,6 +367,11 @@ mod tests {
         }
         let err = register(&mut book, 1, &module("one-more", "http://127.0.0.1:1"), "x", lease).unwrap_err();
         assert!(matches!(err, BookError::Full(_)), "{err}");
+        // Once one has lapsed, it makes room.
+        let later = 1 + 31_000;
+        register(&mut book, later, &module("m0", "http://127.0.0.1:1"), "y", lease).unwrap();
+        register(&mut book, later, &module("one-more", "http://127.0.0.1:1"), "z", lease).unwrap();
+        assert_eq!(book.entries.len(), MAX_MODULES);
         let mut book = Book::default();
         for i in 0..MAX_INSTANCES {
             let m = module("m", &format!("http://127.0.0.1:{}", 1000 + i));
@@ -283,9 +379,26 @@ mod tests {
         }
         let m = module("m", "http://127.0.0.1:9");
         assert!(register(&mut book, 1, &m, "late", lease).is_err());
-        // The same address again replaces its instance: a restarted pod.
-        let m = module("m", "http://127.0.0.1:1000");
-        register(&mut book, 1, &m, "again", lease).unwrap();
-        assert_eq!(book.entries[0].instances.len(), MAX_INSTANCES);
+    }
+
+    #[test]
+    fn a_live_module_keeps_its_packages_and_records_of_other_versions_read() {
+        let lease = Duration::from_secs(30);
+        let mut a = module("a", "http://127.0.0.1:1");
+        a.events = vec!["presence".into()];
+        let mut b = module("b", "http://127.0.0.1:2");
+        b.events = vec!["dialog".into(), "presence".into()];
+        let mut book = Book::default();
+        register(&mut book, 1, &a, "ia", lease).unwrap();
+        let err = register(&mut book, 1, &b, "ib", lease).unwrap_err();
+        assert!(matches!(err, BookError::Taken(_)), "{err}");
+        // Lapsed, it no longer holds them.
+        register(&mut book, 40_000, &b, "ib", lease).unwrap();
+        // A field a later version added is ignored, one it dropped defaults.
+        let text =
+            r#"{"entries":[{"module":{"name":"x","url":"http://h:1","future":true},"instances":[],"until_ms":5}]}"#;
+        let read: Book = serde_json::from_str(text).unwrap();
+        assert_eq!(read.entries[0].module.config().name, "x");
+        assert_eq!(read.entries[0].module.config().url, "http://h:1");
     }
 }

@@ -48,6 +48,9 @@ pub struct Leased<T: ?Sized> {
     connect: Box<ConnectFn<T>>,
     refresh_every: Duration,
     current: RwLock<Arc<Vec<Arc<LeasedModule<T>>>>>,
+    /// One reread at a time: the periodic one and one after a local
+    /// change must not finish out of order (an older list winning).
+    rereading: tokio::sync::Mutex<()>,
 }
 
 /// Two registrations of a name are the same module (one External, its
@@ -74,6 +77,7 @@ impl<T: ?Sized + Send + Sync + 'static> Leased<T> {
             connect: Box::new(connect),
             refresh_every: Duration::from_millis(config.refresh_ms.max(50)),
             current: RwLock::new(Arc::new(Vec::new())),
+            rereading: tokio::sync::Mutex::new(()),
         })
     }
 
@@ -93,27 +97,32 @@ impl<T: ?Sized + Send + Sync + 'static> Leased<T> {
 
     /// Rereads the point's registrations.
     pub async fn refresh(&self) -> Result<(), BookError> {
+        let _one = self.rereading.lock().await;
         let (book, _) = book::read(&self.store, self.point).await?;
         let now = state_store::now_ms();
         let old = self.modules();
         let mut next = Vec::with_capacity(book.entries.len());
         for entry in book.entries {
-            let live: Vec<String> = entry.live(now).map(|i| i.address.clone()).collect();
+            let module = entry.module.config();
+            let mut live: Vec<String> = entry.live(now).map(|i| i.address.clone()).collect();
+            // Pods behind one Service address are one endpoint.
+            live.sort();
+            live.dedup();
             let live_until_ms = entry.live(now).map(|i| i.expires_ms).max().unwrap_or(0);
             let (external, handler) = match old
                 .iter()
-                .find(|m| m.module.name == entry.module.name && same_settings(&m.module, &entry.module))
+                .find(|m| m.module.name == module.name && same_settings(&m.module, &module))
             {
                 Some(m) => (m.external.clone(), m.handler.clone()),
                 None => {
-                    let external = External::leased(self.point, &entry.module);
+                    let external = External::leased(self.point, &module);
                     let handler = (self.connect)(external.clone());
                     (external, handler)
                 }
             };
-            external.set_instances(&live).await;
+            external.set_instances(&live, live_until_ms).await;
             next.push(Arc::new(LeasedModule {
-                module: entry.module,
+                module,
                 external,
                 handler,
                 live_until_ms,

@@ -19,7 +19,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 pub use leased::{Leased, LeasedModule};
-pub use service::RegistryService;
+pub use service::{RegistryService, point_to_proto};
 
 use crate::config::{ModuleConfig, Point};
 use crate::window::Minute;
@@ -42,12 +42,16 @@ pub struct RegistryConfig {
     pub retain_lapsed_s: u64,
 }
 
+/// The shortest lease is this many rereads long, so that a lease renewed
+/// at a third of its time is never seen lapsed between two rereads.
+const LEASE_IN_REREADS: u64 = 3;
+
 impl Default for RegistryConfig {
     fn default() -> Self {
         Self {
             token: String::new(),
             refresh_ms: 1000,
-            min_lease_s: 2,
+            min_lease_s: 3,
             max_lease_s: 300,
             retain_lapsed_s: 86_400,
         }
@@ -69,10 +73,10 @@ impl RegistryConfig {
         if self.min_lease_s == 0 || self.min_lease_s > self.max_lease_s {
             bad("min_lease_s", "must be above 0 and at most max_lease_s");
         }
-        if u64::from(self.min_lease_s) * 1000 <= self.refresh_ms {
+        if u64::from(self.min_lease_s) * 1000 < LEASE_IN_REREADS * self.refresh_ms {
             bad(
                 "min_lease_s",
-                "must be longer than refresh_ms, or a lease could lapse between two reads",
+                "must be at least three times refresh_ms, or a renewed lease could be seen lapsed between two rereads",
             );
         }
         if !self.token.is_empty() && self.token.len() < 16 {
@@ -124,13 +128,30 @@ impl Row {
     }
 }
 
+/// Why a point refuses a registration.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Refused {
+    /// A name or package another module has (ALREADY_EXISTS).
+    Taken(String),
+    /// Something the point cannot use (INVALID_ARGUMENT).
+    Invalid(String),
+}
+
+impl std::fmt::Display for Refused {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Refused::Taken(s) | Refused::Invalid(s) => f.write_str(s),
+        }
+    }
+}
+
 /// A point's service, as the registry sees it.
 #[async_trait]
 pub trait Host: Send + Sync {
     fn point(&self) -> Point;
     /// What the point refuses in a registration beyond the shared checks
     /// (a method that is not one, a name or package another module has).
-    fn check(&self, module: &ModuleConfig) -> Vec<String>;
+    fn check(&self, module: &ModuleConfig) -> Vec<Refused>;
     /// The chain as a session or subscription starting now gets it, then
     /// lapsed modules.
     fn rows(&self) -> Vec<Row>;

@@ -11,7 +11,7 @@ use tonic::{Request, Response, Status};
 use tracing::{info, warn};
 
 use super::book::{self, BookError};
-use super::{Host, Kind, RegistryConfig, Row};
+use super::{Host, Kind, Refused, RegistryConfig, Row};
 use crate::config::{ModuleConfig, OnFailure, Point};
 
 /// The registry of one process: the points it hosts.
@@ -32,7 +32,8 @@ fn point_from(p: i32) -> Option<Point> {
     })
 }
 
-fn point_to(p: Point) -> pb::Point {
+/// A point as the registry contract names it.
+pub fn point_to_proto(p: Point) -> pb::Point {
     match p {
         Point::SessionSupplement => pb::Point::SessionSupplement,
         Point::SdpHandler => pb::Point::SdpHandler,
@@ -46,6 +47,7 @@ fn store_status(e: BookError) -> Status {
         BookError::Unknown(id) => Status::not_found(format!("no live registration {id}: register again")),
         BookError::Busy(_) => Status::aborted(e.to_string()),
         BookError::Full(why) => Status::resource_exhausted(why),
+        BookError::Taken(why) => Status::already_exists(why),
         e => Status::unavailable(e.to_string()),
     }
 }
@@ -74,8 +76,7 @@ impl RegistryService {
         self.hosts.iter().find(|h| h.point() == point).ok_or_else(|| {
             let here: Vec<&str> = self.hosts.iter().map(|h| h.point().as_str()).collect();
             Status::failed_precondition(format!(
-                "{} ({}) has no {point} point (it hosts: {}); register with the service that has",
-                self.target,
+                "{} has no {point} point (it hosts: {}); register with the service that has",
                 self.target,
                 here.join(", ")
             ))
@@ -94,12 +95,14 @@ impl RegistryService {
                 "registry.token is not set on this sipbus: only loopback callers may register",
             ));
         }
+        // RFC 6750: the scheme name is case-insensitive.
         let given = request
             .metadata()
             .get("authorization")
             .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.strip_prefix("Bearer "))
-            .unwrap_or("");
+            .and_then(|v| v.split_once(' '))
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map_or("", |(_, token)| token.trim());
         if constant_time_eq(given.as_bytes(), self.config.token.as_bytes()) {
             return Ok(());
         }
@@ -156,7 +159,8 @@ fn module_of(point: Point, r: &pb::RegisterRequest) -> Result<ModuleConfig, Stat
         _ => OnFailure::Open,
     };
     if r.reject_status != 0 {
-        m.reject_status = u16::try_from(r.reject_status).unwrap_or(0);
+        m.reject_status = u16::try_from(r.reject_status)
+            .map_err(|_| Status::invalid_argument(format!("reject_status: {} is not a SIP status", r.reject_status)))?;
     }
     Ok(m)
 }
@@ -207,20 +211,23 @@ impl Registry for RegistryService {
         let point = point_from(r.point).ok_or_else(|| Status::invalid_argument("point: required"))?;
         let host = self.host(point)?;
         let module = module_of(point, &r)?;
-        let mut problems: Vec<String> = module
+        let mut problems: Vec<Refused> = module
             .check(point, "registration")
             .into_iter()
-            .map(|p| p.to_string().replacen("registration.", "", 1))
+            .map(|p| Refused::Invalid(p.to_string().replacen("registration.", "", 1)))
             .collect();
         problems.extend(host.check(&module));
-        if let Some(first) = problems.first() {
-            warn!(%point, module = %module.name, problems = %problems.join("; "), "registration refused");
-            let code = if first.contains("already") {
+        if !problems.is_empty() {
+            let text: Vec<String> = problems.iter().map(ToString::to_string).collect();
+            warn!(%point, module = %module.name, problems = %text.join("; "), "registration refused");
+            // Invalid first: a caller fixes its request before it picks
+            // another name.
+            let code = if problems.iter().all(|p| matches!(p, Refused::Taken(_))) {
                 tonic::Code::AlreadyExists
             } else {
                 tonic::Code::InvalidArgument
             };
-            return Err(Status::new(code, problems.join("; ")));
+            return Err(Status::new(code, text.join("; ")));
         }
         let lease = self.lease(r.lease_seconds);
         let id = book::new_id(point);
@@ -279,7 +286,7 @@ impl Registry for RegistryService {
             .iter()
             .filter(|h| wanted.is_none_or(|p| p == h.point()))
             .map(|h| pb::Chain {
-                point: point_to(h.point()) as i32,
+                point: point_to_proto(h.point()) as i32,
                 modules: h.rows().iter().map(|r| row_to_proto(h.point(), r)).collect(),
             })
             .collect();

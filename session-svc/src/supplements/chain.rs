@@ -4,7 +4,9 @@
 use std::sync::Arc;
 
 use async_trait::async_trait;
-use extension::{ConfigProblem, External, Host, Leased, LeasedModule, ModuleConfig, Point, RegistryConfig, Row};
+use extension::{
+    ConfigProblem, External, Host, Leased, LeasedModule, ModuleConfig, Point, Refused, RegistryConfig, Row,
+};
 use sip_message::{Message, Method, Refusal};
 use tracing::warn;
 
@@ -412,17 +414,17 @@ impl Host for Supplements {
         Point::SessionSupplement
     }
 
-    fn check(&self, module: &ModuleConfig) -> Vec<String> {
+    fn check(&self, module: &ModuleConfig) -> Vec<Refused> {
         let mut problems = Vec::new();
-        if self.list.iter().any(|r| r.name == module.name) {
-            problems.push(format!(
+        if self.list.iter().any(|r| r.name == module.name) || BUILTINS.names().contains(&module.name.as_str()) {
+            problems.push(Refused::Taken(format!(
                 "name: `{}` already exists (a configured or built-in supplement)",
                 module.name
-            ));
+            )));
         }
         for m in &module.methods {
             if Method::parse(m).is_none() {
-                problems.push(format!("filters: `{m}` is not a method"));
+                problems.push(Refused::Invalid(format!("filters: `{m}` is not a method")));
             }
         }
         problems
@@ -430,21 +432,16 @@ impl Host for Supplements {
 
     fn rows(&self) -> Vec<Row> {
         let now = state_store::now_ms();
+        let leased = self.leased.as_ref().map(|l| l.modules()).unwrap_or_default();
         let mut rows: Vec<Row> = self
             .current()
             .iter()
-            .map(|r| match (&r.external, self.list.iter().any(|c| c.name == r.name)) {
-                (_, true) => Row::configured(&r.module, r.external.as_ref()),
-                (_, false) => self
-                    .leased
-                    .as_ref()
-                    .and_then(|l| l.get(&r.name))
-                    .map_or_else(|| Row::configured(&r.module, None), |m| m.row(now)),
+            .map(|r| match leased.iter().find(|m| m.module.name == r.name) {
+                Some(m) if !self.list.iter().any(|c| c.name == r.name) => m.row(now),
+                _ => Row::configured(&r.module, r.external.as_ref()),
             })
             .collect();
-        if let Some(l) = &self.leased {
-            rows.extend(l.modules().iter().filter(|m| !m.is_live(now)).map(|m| m.row(now)));
-        }
+        rows.extend(leased.iter().filter(|m| !m.is_live(now)).map(|m| m.row(now)));
         rows
     }
 

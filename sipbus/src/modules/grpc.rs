@@ -41,6 +41,10 @@ async fn start(ctx: &mut Ctx<'_>) -> anyhow::Result<()> {
     if !ctx.hosts.is_empty()
         && let Some(store) = &ctx.store
     {
+        if ctx.config.registry.token.is_empty() && !addr.ip().is_loopback() {
+            // Behind a sidecar proxy every caller looks like loopback.
+            tracing::warn!(%addr, "registry.token is not set: only loopback callers may register extensions, and behind a local proxy every caller is one; set a token");
+        }
         let registry = RegistryService::new(
             store.clone(),
             ctx.config.registry.clone(),

@@ -3,6 +3,7 @@
 use std::time::Duration;
 
 use anyhow::Result;
+use extension::registry::point_to_proto;
 use proto::extension::v1 as pb;
 use proto::extension::v1::registry_client::RegistryClient;
 
@@ -10,12 +11,7 @@ use crate::cli::PointArg;
 
 pub async fn run(server: &str, token: Option<&str>, point: Option<PointArg>) -> Result<()> {
     let mut client = RegistryClient::new(super::channel(server)?);
-    let point = point.map_or(pb::Point::Unspecified, |p| match p {
-        PointArg::Supplement => pb::Point::SessionSupplement,
-        PointArg::Sdp => pb::Point::SdpHandler,
-        PointArg::Subscription => pb::Point::SubscriptionHandler,
-        PointArg::Publication => pb::Point::PublicationHandler,
-    });
+    let point = point.map_or(pb::Point::Unspecified, |p| point_to_proto(p.point()));
     let mut request = tonic::Request::new(pb::ListRequest { point: point as i32 });
     request.set_timeout(Duration::from_secs(5));
     if let Some(t) = token {

@@ -143,18 +143,10 @@ impl Example {
 
     /// SIGTERM, as Kubernetes stops a pod; the exit code.
     pub fn stop(mut self) -> Result<Option<i32>> {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status();
-        let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(10) {
-            if let Some(status) = self.child.try_wait()? {
-                return Ok(status.code());
-            }
-            std::thread::sleep(Duration::from_millis(50));
+        match crate::terminate(&mut self.child, Duration::from_secs(10))? {
+            Some(code) => Ok(code),
+            None => bail!("example did not stop within 10 s of SIGTERM:\n{}", self.log_text()),
         }
-        bail!("example did not stop within 10 s of SIGTERM:\n{}", self.log_text())
     }
 }
 

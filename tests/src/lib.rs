@@ -140,21 +140,45 @@ impl Sipbus {
     /// Stops the process (SIGTERM, then SIGKILL after 5 s) and returns its
     /// exit status code, if it exited on its own terms.
     pub fn stop(mut self) -> Result<Option<i32>> {
-        let _ = Command::new("kill")
-            .arg("-TERM")
-            .arg(self.child.id().to_string())
-            .status();
-        let start = Instant::now();
-        while start.elapsed() < Duration::from_secs(5) {
-            if let Some(status) = self.child.try_wait()? {
-                return Ok(status.code());
-            }
-            std::thread::sleep(Duration::from_millis(20));
+        if let Some(code) = terminate(&mut self.child, Duration::from_secs(5))? {
+            return Ok(code);
         }
         self.child.kill()?;
         self.child.wait()?;
         Ok(None)
     }
+}
+
+/// SIGTERM, then waits up to `limit` for the process to exit: its exit
+/// code (`Some(None)` when a signal ended it), or `None` if it is still
+/// running.
+pub fn terminate(child: &mut Child, limit: Duration) -> Result<Option<Option<i32>>> {
+    let _ = Command::new("kill").arg("-TERM").arg(child.id().to_string()).status();
+    let start = Instant::now();
+    while start.elapsed() < limit {
+        if let Some(status) = child.try_wait()? {
+            return Ok(Some(status.code()));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+    Ok(None)
+}
+
+/// Serves gRPC `router` on a loopback port with its own runtime: dropping
+/// the runtime stops the server and every connection it holds, like a
+/// crash. For extension servers written in the tests.
+pub fn serve_grpc(router: tonic::transport::server::Router) -> Result<(SocketAddr, tokio::runtime::Runtime)> {
+    let rt = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(1)
+        .enable_all()
+        .build()?;
+    let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
+    let addr = listener.local_addr()?;
+    let incoming = tonic::transport::server::TcpIncoming::from(listener);
+    rt.spawn(async move {
+        let _ = router.serve_with_incoming(incoming).await;
+    });
+    Ok((addr, rt))
 }
 
 impl Drop for Sipbus {

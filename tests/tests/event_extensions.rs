@@ -95,21 +95,12 @@ impl PublicationHandler for Package {
 }
 
 fn serve() -> (SocketAddr, tokio::runtime::Runtime) {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()
-        .unwrap();
-    let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0")).unwrap();
-    let addr = listener.local_addr().unwrap();
-    let incoming = tonic::transport::server::TcpIncoming::from(listener);
-    let router = tonic::transport::Server::builder()
-        .add_service(SubscriptionHandlerServer::new(Package))
-        .add_service(PublicationHandlerServer::new(Package));
-    rt.spawn(async move {
-        let _ = router.serve_with_incoming(incoming).await;
-    });
-    (addr, rt)
+    sipbus_tests::serve_grpc(
+        tonic::transport::Server::builder()
+            .add_service(SubscriptionHandlerServer::new(Package))
+            .add_service(PublicationHandlerServer::new(Package)),
+    )
+    .unwrap()
 }
 
 /// One request, answered `status`; with `-trace_msg` into `log`.

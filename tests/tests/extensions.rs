@@ -16,7 +16,7 @@ use proto::sdp::v1::sdp_handler_server::{SdpHandler, SdpHandlerServer};
 use proto::session::v1 as spb;
 use proto::session::v1::session_supplement_server::{SessionSupplement, SessionSupplementServer};
 use sip_message::Message;
-use sipbus_tests::{Sipbus, free_port, register_contact, scenario, sipp_callee_at, sipp_caller, temp_file};
+use sipbus_tests::{Sipbus, free_port, register_contact, scenario, serve_grpc, sipp_callee_at, sipp_caller, temp_file};
 use tonic::{Request, Response, Status};
 
 struct Screen;
@@ -165,27 +165,11 @@ fn refused(server: SocketAddr, user: &str, status: u16) -> anyhow::Result<sipbus
     sipp_caller(server, file.to_str().unwrap_or_default(), user, "example.com", &[])
 }
 
-/// Serves `router` on its own runtime: dropping the runtime stops the
-/// server and every connection it holds, like a crash.
-fn serve(router: tonic::transport::server::Router) -> anyhow::Result<(SocketAddr, tokio::runtime::Runtime)> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()?;
-    let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
-    let addr = listener.local_addr()?;
-    let incoming = tonic::transport::server::TcpIncoming::from(listener);
-    rt.spawn(async move {
-        let _ = router.serve_with_incoming(incoming).await;
-    });
-    Ok((addr, rt))
-}
-
 #[test]
 fn external_supplement_and_sdp_handler_with_failure_policies() -> anyhow::Result<()> {
     let (supp_addr, supp_rt) =
-        serve(tonic::transport::Server::builder().add_service(SessionSupplementServer::new(Screen)))?;
-    let (sdp_addr, sdp_rt) = serve(tonic::transport::Server::builder().add_service(SdpHandlerServer::new(T140)))?;
+        serve_grpc(tonic::transport::Server::builder().add_service(SessionSupplementServer::new(Screen)))?;
+    let (sdp_addr, sdp_rt) = serve_grpc(tonic::transport::Server::builder().add_service(SdpHandlerServer::new(T140)))?;
     let supplements = format!(
         r#"[{{name = "screen", url = "http://{supp_addr}", methods = ["INVITE"], priority = 10, timeout_ms = 300, on_failure = "reject", reject_status = 503}}, {{name = "caller-id"}}, {{name = "reason"}}]"#
     );

@@ -16,7 +16,9 @@ use proto::extension::v1::registry_client::RegistryClient;
 use proto::session::v1 as spb;
 use proto::session::v1::session_supplement_server::{SessionSupplement, SessionSupplementServer};
 use sipbus_tests::examples::{extension_check, extensions, listed, wait_listing};
-use sipbus_tests::{Background, Sipbus, free_port, register_contact, scenario_path, sipp_callee, temp_file};
+use sipbus_tests::{
+    Background, Sipbus, free_port, register_contact, scenario_path, serve_grpc, sipp_args, sipp_callee, temp_file,
+};
 use tonic::{Request, Response, Status};
 
 const TOKEN: &str = "registry-test-token-0123456789";
@@ -96,23 +98,9 @@ impl SessionSupplement for Tagger {
     }
 }
 
-/// Serves a supplement on its own runtime; dropping the runtime stops it
-/// like a crash.
+/// Serves a supplement; dropping the runtime stops it like a crash.
 fn serve(s: Tagger) -> anyhow::Result<(SocketAddr, tokio::runtime::Runtime)> {
-    let rt = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(1)
-        .enable_all()
-        .build()?;
-    let listener = rt.block_on(tokio::net::TcpListener::bind("127.0.0.1:0"))?;
-    let addr = listener.local_addr()?;
-    let incoming = tonic::transport::server::TcpIncoming::from(listener);
-    rt.spawn(async move {
-        let _ = tonic::transport::Server::builder()
-            .add_service(SessionSupplementServer::new(s))
-            .serve_with_incoming(incoming)
-            .await;
-    });
-    Ok((addr, rt))
+    serve_grpc(tonic::transport::Server::builder().add_service(SessionSupplementServer::new(s)))
 }
 
 fn with_token<T>(message: T, token: &str) -> Request<T> {
@@ -145,31 +133,7 @@ fn call(server: SocketAddr, round: &str, hold_ms: u32) -> anyhow::Result<(Backgr
     let trace_text = trace.to_str().unwrap_or_default().to_owned();
     let callee = sipp_callee("call_uas.xml", port, &["-trace_msg", "-message_file", &trace_text]);
     let hold = hold_ms.to_string();
-    let caller_port = free_port()?.to_string();
-    let args: Vec<String> = [
-        server.to_string().as_str(),
-        "-sf",
-        &scenario_path("call_uac.xml"),
-        "-s",
-        "bob",
-        "-key",
-        "domain",
-        "example.com",
-        "-i",
-        "127.0.0.1",
-        "-p",
-        &caller_port,
-        "-m",
-        "1",
-        "-d",
-        &hold,
-        "-timeout",
-        "40s",
-        "-timeout_error",
-    ]
-    .into_iter()
-    .map(str::to_owned)
-    .collect();
+    let args = sipp_args(server, &scenario_path("call_uac.xml"), "bob", &["-d", &hold]);
     let caller = Background::start(args, Duration::from_secs(50));
     Ok((caller, callee, trace_text))
 }

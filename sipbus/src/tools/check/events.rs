@@ -210,26 +210,12 @@ pub(super) async fn publication(channel: Channel, args: &CheckArgs, report: &mut
             (Err(e), _) | (_, Err(e)) => Err(e.clone()),
         },
     );
-    for change in [
+    let changes = [
         publ::Change::Initialized,
         publ::Change::Refreshed,
         publ::Change::Modified,
-    ] {
-        let r = report
-            .call(
-                "StateChanged",
-                client.state_changed(publ::StateChangedRequest {
-                    publication: Some(p1.clone()),
-                    change: change as i32,
-                }),
-            )
-            .await;
-        report.check(
-            format!("StateChanged ({change:?}) answers"),
-            RULE_CHANGED,
-            r.map(|_| ()),
-        );
-    }
+    ];
+    changed(&mut client, report, &p1, &changes).await;
     let p2 = publication_of(&package, &content_type, "etag-2", "on the phone");
     let compose = |list: Vec<publ::Publication>| publ::ComposeRequest {
         package: package.clone(),
@@ -265,13 +251,29 @@ pub(super) async fn publication(channel: Channel, args: &CheckArgs, report: &mut
     }
     let empty = report.call("Compose", client.compose(compose(Vec::new()))).await;
     report.check("Compose of no publication answers", RULE_COMPOSE, empty.map(|_| ()));
-    for change in [publ::Change::Removed, publ::Change::Expired] {
+    changed(
+        &mut client,
+        report,
+        &p2,
+        &[publ::Change::Removed, publ::Change::Expired],
+    )
+    .await;
+}
+
+/// StateChanged of `publication` with each change.
+async fn changed(
+    client: &mut PublicationHandlerClient<Channel>,
+    report: &mut Report,
+    publication: &publ::Publication,
+    changes: &[publ::Change],
+) {
+    for change in changes {
         let r = report
             .call(
                 "StateChanged",
                 client.state_changed(publ::StateChangedRequest {
-                    publication: Some(p2.clone()),
-                    change: change as i32,
+                    publication: Some(publication.clone()),
+                    change: *change as i32,
                 }),
             )
             .await;

@@ -45,13 +45,7 @@ fn caller(server: SocketAddr, scenario_path: &str, user: &str, extra: &[&str]) -
 }
 
 fn check(r: &SippResult, what: &str, logs: &dyn Fn() -> String) {
-    assert_eq!(
-        (r.exit_code, r.failed),
-        (Some(0), 0),
-        "{what}: {}\n--- sipbus logs ---\n{}",
-        r.output,
-        logs()
-    );
+    sipbus_tests::ok(r, what, logs);
     assert!(r.successful >= 1, "{what}: no successful call: {}", r.output);
 }
 

@@ -16,7 +16,7 @@ use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Response, Status};
 
 use crate::config::{ConfigProblem, ModuleConfig, OnFailure, Point};
-use crate::window::{Minute, Window};
+use crate::window::{Minute, Tally, Window};
 
 /// What a failing or late module does to the request, resolved from the
 /// configuration.
@@ -65,6 +65,11 @@ impl Stats {
     /// Calls, failures and p99 latency of the last minute.
     pub fn last_minute(&self) -> Minute {
         self.minute.minute(uptime_s())
+    }
+
+    /// The last minute, to add to other replicas'.
+    pub fn tally(&self) -> Tally {
+        self.minute.tally(uptime_s())
     }
 }
 

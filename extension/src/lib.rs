@@ -29,4 +29,4 @@ pub use config::{ConfigProblem, ModuleConfig, OnFailure, Point};
 pub use external::{External, Failure, FailurePolicy, Stats};
 pub use packages::{Connect, DefaultBuiltin, PackageEntry, Packages};
 pub use registry::{Host, Kind, Leased, LeasedModule, Refused, RegistryConfig, Row};
-pub use window::Minute;
+pub use window::{Minute, Tally};

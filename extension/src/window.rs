@@ -1,9 +1,13 @@
 //! Calls, failures and latency of one external module over the last
 //! minute, for `sipbus extensions`: sixty one-second buckets, each with a
 //! latency histogram, so a p99 costs no sample list and memory stays fixed.
+//! A [`Tally`] of the minute adds up across replicas (histograms add), so
+//! a listing can show the whole service, not one replica.
 
 use std::sync::Mutex;
 use std::time::Duration;
+
+use serde::{Deserialize, Serialize};
 
 /// Seconds the window covers.
 const SECONDS: usize = 60;
@@ -37,6 +41,54 @@ pub struct Minute {
     pub failures: u64,
     /// The 99th percentile, as the upper bound of its bucket.
     pub p99: Duration,
+}
+
+/// The calls of a minute with their latency histogram: what replicas
+/// share to make one figure.
+#[derive(Debug, Clone, Default, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Tally {
+    pub calls: u64,
+    pub failures: u64,
+    /// Calls per latency bucket (trailing empty buckets left out).
+    pub latency: Vec<u64>,
+}
+
+impl Tally {
+    pub fn add(&mut self, other: &Tally) {
+        self.calls += other.calls;
+        self.failures += other.failures;
+        // Another replica's histogram is bounded like ours.
+        let n = other.latency.len().min(BUCKETS);
+        if self.latency.len() < n {
+            self.latency.resize(n, 0);
+        }
+        for (a, b) in self.latency.iter_mut().zip(&other.latency[..n]) {
+            *a += b;
+        }
+    }
+
+    pub fn minute(&self) -> Minute {
+        let timed: u64 = self.latency.iter().sum();
+        let mut p99 = Duration::ZERO;
+        if timed > 0 {
+            // The smallest bucket with at least 99 % of timed calls at or
+            // below.
+            let need = timed - timed / 100;
+            let mut seen = 0;
+            for (i, n) in self.latency.iter().enumerate() {
+                seen += n;
+                if seen >= need {
+                    p99 = upper_bound(i);
+                    break;
+                }
+            }
+        }
+        Minute {
+            calls: self.calls,
+            failures: self.failures,
+            p99,
+        }
+    }
 }
 
 /// A one-minute sliding window of calls.
@@ -101,37 +153,30 @@ impl Window {
 
     /// The calls of the minute up to `now_s`.
     pub fn minute(&self, now_s: u64) -> Minute {
+        self.tally(now_s).minute()
+    }
+
+    /// The minute up to `now_s`, to add to other replicas'.
+    pub fn tally(&self, now_s: u64) -> Tally {
         let seconds = self.seconds.lock().unwrap_or_else(|p| p.into_inner());
-        let mut calls = 0;
-        let mut failures = 0;
-        let mut histogram = [0u64; BUCKETS];
-        let mut timed = 0;
+        let mut t = Tally {
+            latency: vec![0; BUCKETS],
+            ..Tally::default()
+        };
         for s in seconds
             .iter()
             .filter(|s| s.at <= now_s && now_s - s.at < SECONDS as u64)
         {
-            calls += s.calls;
-            failures += s.failures;
-            for (h, n) in histogram.iter_mut().zip(s.latency.iter()) {
+            t.calls += s.calls;
+            t.failures += s.failures;
+            for (h, n) in t.latency.iter_mut().zip(s.latency.iter()) {
                 *h += u64::from(*n);
-                timed += u64::from(*n);
             }
         }
-        let mut p99 = Duration::ZERO;
-        if timed > 0 {
-            // The smallest bucket with at least 99 % of timed calls at or
-            // below.
-            let need = timed - timed / 100;
-            let mut seen = 0;
-            for (i, n) in histogram.iter().enumerate() {
-                seen += n;
-                if seen >= need {
-                    p99 = upper_bound(i);
-                    break;
-                }
-            }
+        while t.latency.last() == Some(&0) {
+            t.latency.pop();
         }
-        Minute { calls, failures, p99 }
+        t
     }
 }
 
@@ -175,5 +220,31 @@ mod tests {
         let m = w.minute(70);
         assert_eq!((m.calls, m.failures), (12, 13));
         assert_eq!(w.minute(200), Minute::default());
+    }
+
+    #[test]
+    fn tallies_of_replicas_add_up() {
+        let (a, b) = (Window::default(), Window::default());
+        for _ in 0..99 {
+            a.record(5, Some(Duration::from_micros(500)), false);
+        }
+        b.record(5, Some(Duration::from_millis(300)), true);
+        let mut t = a.tally(5);
+        assert!(t.minute().p99 < Duration::from_millis(1));
+        t.add(&b.tally(5));
+        let m = t.minute();
+        assert_eq!((m.calls, m.failures), (100, 1));
+        // 99 of 100 at or below the fast bucket: the p99 stays fast; one
+        // more slow call moves it.
+        assert!(m.p99 < Duration::from_millis(1), "{m:?}");
+        t.add(&b.tally(5));
+        assert!(t.minute().p99 >= Duration::from_millis(300));
+        // What another process sends is bounded.
+        t.add(&Tally {
+            calls: 1,
+            failures: 0,
+            latency: vec![1; 10_000],
+        });
+        assert_eq!(t.latency.len(), BUCKETS);
     }
 }

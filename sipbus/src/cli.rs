@@ -72,7 +72,7 @@ pub enum Command {
     /// them: for each point the chain a session or subscription starting
     /// now gets, built-in, configured and registered, with filters,
     /// priority, deadline, failure policy, lease left, and the last
-    /// minute's calls, failures and p99 latency (on that replica); then
+    /// minute's calls, failures and p99 latency (every replica of the service); then
     /// lapsed registered modules.
     Extensions {
         #[command(flatten)]

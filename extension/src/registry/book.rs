@@ -136,14 +136,18 @@ pub fn point_of(id: &str) -> Option<Point> {
 }
 
 pub fn new_id(point: Point) -> String {
+    format!("{}.{}", point.as_str(), random_hex())
+}
+
+/// 128 random bits in hex.
+pub fn random_hex() -> String {
     let mut bytes = [0u8; 16];
     // Without OS randomness a clock-derived id still differs per call.
     if getrandom::fill(&mut bytes).is_err() {
         bytes[..8].copy_from_slice(&state_store::now_ms().to_le_bytes());
         bytes[8..].copy_from_slice(&fastrand::u64(..).to_le_bytes());
     }
-    let hex: String = bytes.iter().map(|b| format!("{b:02x}")).collect();
-    format!("{}.{hex}", point.as_str())
+    bytes.iter().map(|b| format!("{b:02x}")).collect()
 }
 
 pub async fn read(store: &Store, point: Point) -> Result<(Book, Option<u64>), BookError> {

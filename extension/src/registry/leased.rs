@@ -34,7 +34,7 @@ impl<T: ?Sized> LeasedModule<T> {
             module: self.module.clone(),
             addresses: self.external.addresses(),
             lease_left: Some(Duration::from_millis(self.live_until_ms.saturating_sub(now_ms))),
-            minute: Some(self.external.stats().last_minute()),
+            tally: Some(self.external.stats().tally()),
         }
     }
 }

@@ -12,6 +12,7 @@
 pub mod book;
 mod leased;
 mod service;
+mod stats;
 
 use std::time::Duration;
 
@@ -22,7 +23,7 @@ pub use leased::{Leased, LeasedModule};
 pub use service::{RegistryService, point_to_proto};
 
 use crate::config::{ModuleConfig, Point};
-use crate::window::Minute;
+use crate::window::Tally;
 
 /// `[registry]`.
 #[derive(Debug, Clone, PartialEq, Eq, Deserialize, Serialize)]
@@ -107,8 +108,9 @@ pub struct Row {
     pub addresses: Vec<String>,
     /// Registered modules: until the last lease runs out (zero: lapsed).
     pub lease_left: Option<Duration>,
-    /// External modules: the last minute on this replica.
-    pub minute: Option<Minute>,
+    /// External modules: the last minute (this replica's, until the
+    /// registry adds the other replicas' to it).
+    pub tally: Option<Tally>,
 }
 
 impl Row {
@@ -123,7 +125,7 @@ impl Row {
             module: module.clone(),
             addresses: external.map(crate::External::addresses).unwrap_or_default(),
             lease_left: None,
-            minute: external.map(|e| e.stats().last_minute()),
+            tally: external.map(|e| e.stats().tally()),
         }
     }
 }

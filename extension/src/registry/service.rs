@@ -11,15 +11,19 @@ use tonic::{Request, Response, Status};
 use tracing::{info, warn};
 
 use super::book::{self, BookError};
+use super::stats;
 use super::{Host, Kind, Refused, RegistryConfig, Row};
 use crate::config::{ModuleConfig, OnFailure, Point};
+use crate::window::Tally;
 
 /// The registry of one process: the points it hosts.
 pub struct RegistryService {
     store: Store,
     config: RegistryConfig,
     target: String,
-    hosts: Vec<Arc<dyn Host>>,
+    hosts: Arc<Vec<Arc<dyn Host>>>,
+    /// This process among the replicas sharing stats.
+    replica: String,
 }
 
 fn point_from(p: i32) -> Option<Point> {
@@ -64,7 +68,44 @@ impl RegistryService {
             store,
             config,
             target: target.to_owned(),
-            hosts,
+            hosts: Arc::new(hosts),
+            replica: book::random_hex(),
+        }
+    }
+
+    /// How long a replica's stats count after it last shared them.
+    fn stale(config: &RegistryConfig) -> Duration {
+        Duration::from_millis(config.refresh_ms.saturating_mul(5).max(3000))
+    }
+
+    /// Shares this replica's last minute of every external module once per
+    /// `refresh_ms`, so any replica's listing covers the whole service (the
+    /// task of one process).
+    pub fn share_stats(&self) -> impl Future<Output = ()> + Send + 'static + use<> {
+        let (store, hosts, replica) = (self.store.clone(), self.hosts.clone(), self.replica.clone());
+        let every = Duration::from_millis(self.config.refresh_ms.max(50));
+        let stale = Self::stale(&self.config);
+        async move {
+            let mut idle = vec![false; hosts.len()];
+            loop {
+                tokio::time::sleep(every).await;
+                for (host, was_idle) in hosts.iter().zip(idle.iter_mut()) {
+                    let tallies: stats::Tallies = host
+                        .rows()
+                        .into_iter()
+                        .filter_map(|r| r.tally.map(|t| (r.module.name, t)))
+                        .filter(|(_, t)| t.calls > 0)
+                        .collect();
+                    // Nothing called and nothing to retract: no write.
+                    if tallies.is_empty() && *was_idle {
+                        continue;
+                    }
+                    *was_idle = tallies.is_empty();
+                    if let Err(e) = stats::publish(&store, host.point(), &replica, tallies, stale).await {
+                        tracing::debug!(point = %host.point(), error = %e, "extension stats not shared");
+                    }
+                }
+            }
         }
     }
 
@@ -172,7 +213,7 @@ fn row_to_proto(point: Point, row: &Row) -> pb::Module {
         "media" => m.media.clone(),
         _ => m.events.clone(),
     };
-    let minute = row.minute.unwrap_or_default();
+    let minute = row.tally.as_ref().map(Tally::minute).unwrap_or_default();
     pb::Module {
         kind: match row.kind {
             Kind::BuiltIn => pb::module::Kind::BuiltIn,
@@ -281,15 +322,26 @@ impl Registry for RegistryService {
         if let Some(p) = wanted {
             self.host(p)?;
         }
-        let chains = self
-            .hosts
-            .iter()
-            .filter(|h| wanted.is_none_or(|p| p == h.point()))
-            .map(|h| pb::Chain {
+        let mut chains = Vec::new();
+        for h in self.hosts.iter().filter(|h| wanted.is_none_or(|p| p == h.point())) {
+            let mut rows = h.rows();
+            // The other replicas' minutes; without them (store down) the
+            // listing still shows this replica's.
+            match stats::others(&self.store, h.point(), &self.replica, Self::stale(&self.config)).await {
+                Ok(others) => {
+                    for r in &mut rows {
+                        if let (Some(t), Some(o)) = (r.tally.as_mut(), others.get(&r.module.name)) {
+                            t.add(o);
+                        }
+                    }
+                }
+                Err(e) => warn!(point = %h.point(), error = %e, "other replicas' extension stats unreadable"),
+            }
+            chains.push(pb::Chain {
                 point: point_to_proto(h.point()) as i32,
-                modules: h.rows().iter().map(|r| row_to_proto(h.point(), r)).collect(),
-            })
-            .collect();
+                modules: rows.iter().map(|r| row_to_proto(h.point(), r)).collect(),
+            });
+        }
         Ok(Response::new(pb::ListReply {
             target: self.target.clone(),
             chains,

@@ -51,6 +51,7 @@ async fn start(ctx: &mut Ctx<'_>) -> anyhow::Result<()> {
             ctx.process.target,
             std::mem::take(&mut ctx.hosts),
         );
+        ctx.tasks.push(tokio::spawn(registry.share_stats()));
         ctx.services.add_service(registry.into_server());
     }
     let routes = std::mem::take(&mut ctx.services).routes();

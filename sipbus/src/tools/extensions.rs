@@ -93,7 +93,7 @@ fn row(i: usize, m: &pb::Module) -> [String; 13] {
 /// replica's last minute.
 pub fn render(reply: &pb::ListReply) -> String {
     let mut out = format!(
-        "answered by: {} (calls, fail and p99: this replica, last minute)\n",
+        "answered by: {} (calls, fail and p99: every replica, last minute)\n",
         reply.target
     );
     for chain in &reply.chains {

@@ -45,16 +45,6 @@ cleanup() {
 }
 trap cleanup EXIT
 
-# wait_udp PORT: until something is bound to the UDP port (5 s at most).
-wait_udp() {
-    for _ in $(seq 50); do
-        ss -Hunl "sport = :$1" | grep -q . && return 0
-        sleep 0.1
-    done
-    echo "nothing listens on udp $1" >&2
-    return 1
-}
-
 if [ -z "$server" ]; then
     command -v kamailio >/dev/null || { echo "kamailio missing (apt-get install kamailio)" >&2; exit 2; }
     kport=$(free_port)

@@ -71,7 +71,6 @@ cleanup() {
 trap cleanup EXIT
 
 wait_port() { for _ in $(seq 100); do (echo >/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.1; done; echo "nothing listens on $1" >&2; return 1; }
-wait_udp() { for _ in $(seq 100); do ss -Hunl "sport = :$1" | grep -q . && return 0; sleep 0.1; done; echo "nothing listens on udp $1" >&2; return 1; }
 # stop PID: ends one process this script started and forgets it (so that
 # cleanup never signals a reused pid).
 stop() {

@@ -61,7 +61,6 @@ cleanup() {
 }
 trap cleanup EXIT
 wait_port() { for _ in $(seq 100); do (echo >/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
-wait_udp() { for _ in $(seq 100); do ss -Hunl "sport = :$1" | grep -q . && return 0; sleep 0.1; done; return 1; }
 stop() {
     local p rest=()
     kill "$1" 2>/dev/null || true

@@ -30,7 +30,6 @@ cleanup() {
     rm -rf "$work"
 }
 trap cleanup EXIT
-wait_udp() { for _ in $(seq 100); do ss -Hunl "sport = :$1" | grep -q . && return 0; sleep 0.1; done; echo "nothing listens on udp $1" >&2; return 1; }
 
 cat >"$work/sipbus.toml" <<'TOML'
 [registrar]

@@ -1,5 +1,15 @@
 # Shared by the bench scripts (sourced, not run).
 
+# wait_udp PORT: until something is bound to the UDP port (10 s at most).
+wait_udp() {
+    for _ in $(seq 100); do
+        ss -Hunl "sport = :$1" | grep -q . && return 0
+        sleep 0.1
+    done
+    echo "nothing listens on udp $1" >&2
+    return 1
+}
+
 # free_port: a free loopback TCP port.
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 

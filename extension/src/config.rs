@@ -139,6 +139,23 @@ impl ModuleConfig {
         }
     }
 
+    /// The values of the point's filter: `methods`, `media` or `events`.
+    pub fn filters(&self, point: Point) -> &[String] {
+        match point {
+            Point::SessionSupplement => &self.methods,
+            Point::SdpHandler => &self.media,
+            Point::SubscriptionHandler | Point::PublicationHandler => &self.events,
+        }
+    }
+
+    pub fn filters_mut(&mut self, point: Point) -> &mut Vec<String> {
+        match point {
+            Point::SessionSupplement => &mut self.methods,
+            Point::SdpHandler => &mut self.media,
+            Point::SubscriptionHandler | Point::PublicationHandler => &mut self.events,
+        }
+    }
+
     pub fn is_external(&self) -> bool {
         !self.url.is_empty()
     }

@@ -16,7 +16,7 @@ use tonic::transport::{Channel, Endpoint};
 use tonic::{Request, Response, Status};
 
 use crate::config::{ConfigProblem, ModuleConfig, OnFailure, Point};
-use crate::window::{Minute, Tally, Window};
+use crate::window::{Tally, Window};
 
 /// What a failing or late module does to the request, resolved from the
 /// configuration.
@@ -60,11 +60,6 @@ impl Stats {
             self.failures.load(Ordering::Relaxed),
             self.timeouts.load(Ordering::Relaxed),
         )
-    }
-
-    /// Calls, failures and p99 latency of the last minute.
-    pub fn last_minute(&self) -> Minute {
-        self.minute.minute(uptime_s())
     }
 
     /// The last minute, to add to other replicas'.

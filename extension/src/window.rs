@@ -151,11 +151,6 @@ impl Window {
         slot
     }
 
-    /// The calls of the minute up to `now_s`.
-    pub fn minute(&self, now_s: u64) -> Minute {
-        self.tally(now_s).minute()
-    }
-
     /// The minute up to `now_s`, to add to other replicas'.
     pub fn tally(&self, now_s: u64) -> Tally {
         let seconds = self.seconds.lock().unwrap_or_else(|p| p.into_inner());
@@ -203,23 +198,23 @@ mod tests {
         for _ in 0..10 {
             w.record(11, Some(Duration::from_millis(80)), true);
         }
-        let m = w.minute(11);
+        let m = w.tally(11).minute();
         assert_eq!((m.calls, m.failures), (1000, 10));
         assert!(
             m.p99 >= Duration::from_micros(1006) && m.p99 < Duration::from_millis(2),
             "{m:?}"
         );
         w.record(12, Some(Duration::from_millis(80)), true);
-        assert!(w.minute(12).p99 >= Duration::from_millis(80));
+        assert!(w.tally(12).minute().p99 >= Duration::from_millis(80));
         // Uncalled failures and late-found ones count, without a latency.
         w.record(12, None, true);
         w.fail(12);
-        let m = w.minute(12);
+        let m = w.tally(12).minute();
         assert_eq!((m.calls, m.failures), (1002, 13));
         // A minute later the first second has left the window.
-        let m = w.minute(70);
+        let m = w.tally(70).minute();
         assert_eq!((m.calls, m.failures), (12, 13));
-        assert_eq!(w.minute(200), Minute::default());
+        assert_eq!(w.tally(200).minute(), Minute::default());
     }
 
     #[test]

@@ -185,11 +185,12 @@ fn module_of(point: Point, r: &pb::RegisterRequest) -> Result<ModuleConfig, Stat
     }
     let mut m = ModuleConfig::builtin(&r.name);
     m.url = r.address.clone();
-    match point.filter() {
-        "methods" => m.methods = r.filters.clone(),
-        "media" => m.media = r.filters.iter().map(|f| f.to_ascii_lowercase()).collect(),
-        _ => m.events = r.filters.iter().map(|f| f.to_ascii_lowercase()).collect(),
-    }
+    // Methods are case-sensitive; media types and packages are not.
+    *m.filters_mut(point) = if point == Point::SessionSupplement {
+        r.filters.clone()
+    } else {
+        r.filters.iter().map(|f| f.to_ascii_lowercase()).collect()
+    };
     m.types = r.types.clone();
     m.priority = r.priority.unwrap_or(m.priority);
     if r.timeout_ms > 0 {
@@ -208,11 +209,7 @@ fn module_of(point: Point, r: &pb::RegisterRequest) -> Result<ModuleConfig, Stat
 
 fn row_to_proto(point: Point, row: &Row) -> pb::Module {
     let m = &row.module;
-    let filters = match point.filter() {
-        "methods" => m.methods.clone(),
-        "media" => m.media.clone(),
-        _ => m.events.clone(),
-    };
+    let filters = m.filters(point).to_vec();
     let minute = row.tally.as_ref().map(Tally::minute).unwrap_or_default();
     pb::Module {
         kind: match row.kind {

@@ -1,7 +1,7 @@
 //! The chain a session runs at each event: which supplements, in which
 //! order, hearing which methods, and their state kept with the session.
 
-use std::sync::Arc;
+use std::sync::{Arc, RwLock};
 
 use async_trait::async_trait;
 use extension::{
@@ -135,6 +135,20 @@ pub type Actions = Vec<(String, Action)>;
 pub struct Supplements {
     list: Vec<Arc<Registered>>,
     leased: Option<Arc<Leased<dyn Erased>>>,
+    /// The registered ones as chain members, made once per reread of the
+    /// registry rather than at every message.
+    members: RwLock<Members>,
+}
+
+type LeasedList = Arc<Vec<Arc<LeasedModule<dyn Erased>>>>;
+/// Each registered supplement with its chain member.
+type MemberList = Arc<Vec<(Arc<LeasedModule<dyn Erased>>, Arc<Registered>)>>;
+
+/// Chain members of one reread's list (`from`).
+#[derive(Default)]
+struct Members {
+    from: LeasedList,
+    list: MemberList,
 }
 
 /// A registered supplement as a chain member; its methods were checked
@@ -221,6 +235,7 @@ impl Supplements {
         Ok(Self {
             list: list.into_iter().map(|(_, r)| Arc::new(r)).collect(),
             leased: None,
+            members: RwLock::default(),
         })
     }
 
@@ -261,12 +276,40 @@ impl Supplements {
     /// order.
     fn current(&self) -> Vec<Arc<Registered>> {
         let mut all: Vec<Arc<Registered>> = self.list.clone();
-        if let Some(l) = &self.leased {
-            let now = state_store::now_ms();
-            all.extend(l.modules().iter().filter(|m| m.is_live(now)).map(|m| leased_member(m)));
-        }
+        let now = state_store::now_ms();
+        all.extend(
+            self.registered()
+                .iter()
+                .filter(|(m, _)| m.is_live(now))
+                .map(|(_, r)| r.clone()),
+        );
         all.sort_by_key(|r| r.module.priority);
         all
+    }
+
+    /// Every registered supplement, live or lapsed, with its chain member.
+    fn registered(&self) -> MemberList {
+        let Some(l) = &self.leased else {
+            return Arc::default();
+        };
+        let modules = l.modules();
+        {
+            let m = self.members.read().unwrap_or_else(|p| p.into_inner());
+            if Arc::ptr_eq(&m.from, &modules) {
+                return m.list.clone();
+            }
+        }
+        let list = Arc::new(
+            modules
+                .iter()
+                .map(|m| (m.clone(), leased_member(m)))
+                .collect::<Vec<_>>(),
+        );
+        *self.members.write().unwrap_or_else(|p| p.into_inner()) = Members {
+            from: modules,
+            list: list.clone(),
+        };
+        list
     }
 
     /// The chain a new session keeps for its whole life.
@@ -288,15 +331,15 @@ impl Supplements {
     /// one removed from the configuration, or forgotten by the registry,
     /// is skipped.
     fn of(&self, chain: &[String]) -> Vec<Arc<Registered>> {
-        let leased = self.leased.as_ref().map(|l| l.modules()).unwrap_or_default();
+        let registered = self.registered();
         chain
             .iter()
             .filter_map(|name| {
                 self.list
                     .iter()
+                    .chain(registered.iter().map(|(_, r)| r))
                     .find(|r| &r.name == name)
                     .cloned()
-                    .or_else(|| leased.iter().find(|m| &m.module.name == name).map(|m| leased_member(m)))
             })
             .collect()
     }
@@ -489,6 +532,7 @@ impl Supplements {
                 })
                 .collect(),
             leased: None,
+            members: RwLock::default(),
         }
     }
 }

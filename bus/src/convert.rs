@@ -18,6 +18,9 @@ pub fn transport_to_proto(t: Transport) -> pb::Transport {
     match t {
         Transport::Udp => pb::Transport::Udp,
         Transport::Tcp => pb::Transport::Tcp,
+        Transport::Tls => pb::Transport::Tls,
+        Transport::Ws => pb::Transport::Ws,
+        Transport::Wss => pb::Transport::Wss,
     }
 }
 
@@ -36,7 +39,10 @@ pub fn flow_from_proto(flow: &pb::Flow) -> Result<Flow, FlowError> {
     let transport = match pb::Transport::try_from(flow.transport) {
         Ok(pb::Transport::Udp) => Transport::Udp,
         Ok(pb::Transport::Tcp) => Transport::Tcp,
-        _ => return Err(bad("transport", "only UDP and TCP today")),
+        Ok(pb::Transport::Tls) => Transport::Tls,
+        Ok(pb::Transport::Ws) => Transport::Ws,
+        Ok(pb::Transport::Wss) => Transport::Wss,
+        Ok(pb::Transport::Unspecified) | Err(_) => return Err(bad("transport", "unknown transport")),
     };
     let remote = flow.remote.parse().map_err(|_| bad("remote", "expected ip:port"))?;
     let local = match flow.local.as_str() {

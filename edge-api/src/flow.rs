@@ -13,12 +13,35 @@ use serde::{Deserialize, Serialize};
 pub enum Transport {
     Udp,
     Tcp,
+    Tls,
+    /// SIP over WebSocket (RFC 7118), plain.
+    Ws,
+    /// SIP over WebSocket over TLS.
+    Wss,
 }
 
 impl Transport {
+    pub const ALL: [Transport; 5] = [
+        Transport::Udp,
+        Transport::Tcp,
+        Transport::Tls,
+        Transport::Ws,
+        Transport::Wss,
+    ];
+
     /// Reliable transports get no retransmissions (RFC 3261 17).
     pub fn is_reliable(self) -> bool {
         !matches!(self, Transport::Udp)
+    }
+
+    /// Encrypted hop: what a `sips:` request needs (RFC 5630).
+    pub fn is_secure(self) -> bool {
+        matches!(self, Transport::Tls | Transport::Wss)
+    }
+
+    /// WebSocket: the peer connects to us, we never connect to it (RFC 7118).
+    pub fn is_websocket(self) -> bool {
+        matches!(self, Transport::Ws | Transport::Wss)
     }
 
     /// The token used in Via (`SIP/2.0/UDP`).
@@ -26,17 +49,39 @@ impl Transport {
         match self {
             Transport::Udp => "UDP",
             Transport::Tcp => "TCP",
+            Transport::Tls => "TLS",
+            Transport::Ws => "WS",
+            Transport::Wss => "WSS",
+        }
+    }
+
+    /// The `transport=` URI parameter that brings a peer back over this
+    /// transport; `None` for UDP, the default. WSS is `ws` (RFC 7118 5.2:
+    /// the security comes from the `sips:` scheme).
+    pub fn uri_param(self) -> Option<&'static str> {
+        match self {
+            Transport::Udp => None,
+            Transport::Tcp => Some("tcp"),
+            Transport::Tls => Some("tls"),
+            Transport::Ws | Transport::Wss => Some("ws"),
         }
     }
 
     /// From a Via transport token or `transport=` URI parameter.
     pub fn from_token(token: &str) -> Option<Transport> {
-        if token.eq_ignore_ascii_case("udp") {
-            Some(Transport::Udp)
-        } else if token.eq_ignore_ascii_case("tcp") {
-            Some(Transport::Tcp)
-        } else {
-            None
+        Transport::ALL
+            .into_iter()
+            .find(|t| t.via_token().eq_ignore_ascii_case(token))
+    }
+
+    /// The default port (RFC 3261 19.1.2; RFC 7118 leaves WebSocket ports
+    /// to the URL, and 80/443 are what browsers assume).
+    pub fn default_port(self) -> u16 {
+        match self {
+            Transport::Udp | Transport::Tcp => 5060,
+            Transport::Tls => 5061,
+            Transport::Ws => 80,
+            Transport::Wss => 443,
         }
     }
 }
@@ -119,29 +164,45 @@ impl Flow {
     }
 
     /// A new flow to the address a SIP URI names: an IP host (a name needs
-    /// resolving first: `None`), port 5060 unless given, TCP with
-    /// `transport=tcp`.
+    /// resolving first: `None`), the transport its `transport=` parameter
+    /// names (TLS for a `sips:` URI, RFC 5630), port 5060 (5061 for TLS)
+    /// unless given. WebSocket peers are reached only over their own
+    /// connection, so a `transport=ws` URI gives no new flow.
     pub fn to_uri(uri: &str) -> Option<Flow> {
         let Ok(sip_message::Uri::Sip(u)) = sip_message::Uri::parse(uri) else {
             return None;
         };
         let ip = u.host.ip()?;
-        let tcp = u.transport().is_some_and(|t| t.eq_ignore_ascii_case("tcp"));
-        let transport = if tcp { Transport::Tcp } else { Transport::Udp };
-        Some(Flow::to(transport, SocketAddr::new(ip, u.port.unwrap_or(5060))))
+        let named = match u.transport() {
+            Some(t) => Some(Transport::from_token(t)?),
+            None => None,
+        };
+        let transport = match (named, u.secure) {
+            (Some(t), _) if t.is_websocket() => return None,
+            // sips: with transport=tcp means TLS over that TCP (RFC 5630 3.1.3).
+            (Some(Transport::Tcp) | None, true) => Transport::Tls,
+            (Some(t), _) => t,
+            (None, false) => Transport::Udp,
+        };
+        Some(Flow::to(
+            transport,
+            SocketAddr::new(ip, u.port.unwrap_or(transport.default_port())),
+        ))
     }
 
     /// sipbus's Contact for messages on this flow: `user` at the edge
-    /// address the flow uses (or `host` when configured), with
-    /// `;transport=tcp` on a TCP flow so the peer comes back over TCP.
+    /// address the flow uses (or `host` when configured), with the
+    /// `transport=` parameter of a stream flow so the peer comes back over
+    /// it: `;transport=tcp`, `;transport=tls`, `;transport=ws`.
     pub fn contact(flow: Option<&Flow>, user: &str, host: &str) -> String {
         let local = flow
             .and_then(|f| f.local)
             .map_or_else(|| EDGE_HOST.to_owned(), |l| l.to_string());
         let host = if host.is_empty() { local.as_str() } else { host };
-        let tcp = flow.is_some_and(|f| f.transport == Transport::Tcp);
-        let transport = if tcp { ";transport=tcp" } else { "" };
-        format!("<sip:{user}@{host}{transport}>")
+        match flow.and_then(|f| f.transport.uri_param()) {
+            Some(t) => format!("<sip:{user}@{host};transport={t}>"),
+            None => format!("<sip:{user}@{host}>"),
+        }
     }
 
     /// The same flow, owned by `edge`.
@@ -200,5 +261,19 @@ mod tests {
         assert!(Flow::to_uri("sip:gateway.example.com").is_none());
         assert!(Flow::to_uri("tel:+15551234").is_none());
         assert_eq!(Transport::from_token("sctp"), None);
+        assert_eq!(Transport::from_token("wss"), Some(Transport::Wss));
+        let tls = Flow::to_uri("sips:bob@192.0.2.1").unwrap();
+        assert_eq!((tls.transport, tls.remote.port()), (Transport::Tls, 5061));
+        let tls = Flow::to_uri("sip:bob@192.0.2.1:5071;transport=tls").unwrap();
+        assert_eq!((tls.transport, tls.remote.port()), (Transport::Tls, 5071));
+        assert!(Flow::to_uri("sip:bob@192.0.2.1;transport=ws").is_none());
+        assert!(Flow::to_uri("sip:bob@192.0.2.1;transport=quic").is_none());
+        let on_tls = Flow::to(Transport::Tls, "192.0.2.1:5061".parse().unwrap());
+        assert_eq!(
+            Flow::contact(Some(&on_tls), "b2b", "sip.example.com"),
+            "<sip:b2b@sip.example.com;transport=tls>"
+        );
+        let on_ws = Flow::to(Transport::Wss, "192.0.2.1:5061".parse().unwrap());
+        assert!(Flow::contact(Some(&on_ws), "b2b", "h").ends_with(";transport=ws>"));
     }
 }

@@ -8,13 +8,16 @@ use sip_message::Limits;
 
 use crate::transaction::TimerConfig;
 use crate::transport::ListenAddr;
-use crate::transport::tcp::TcpSettings;
+use crate::transport::stream::TcpSettings;
+use crate::transport::tls::{ClientAuth, TlsConfig};
+use crate::transport::ws::{WsConfig, WsSettings};
 
 /// `[edge]`.
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default)]
 pub struct EdgeConfig {
-    /// Where to listen: `udp:IP:PORT` / `tcp:IP:PORT`, IPv4 or `[IPv6]`.
+    /// Where to listen: `udp:IP:PORT`, `tcp:IP:PORT`, `tls:IP:PORT`,
+    /// `ws:IP:PORT`, `wss:IP:PORT`; IPv4 or `[IPv6]`.
     pub listen: Vec<ListenAddr>,
     /// This edge instance's name, carried in every flow so services can
     /// send back through it. Default: a random one per process.
@@ -32,6 +35,10 @@ pub struct EdgeConfig {
     pub limits: Limits,
     pub overload: OverloadConfig,
     pub tcp: TcpConfig,
+    /// `[edge.tls]`: certificates for `tls:` and `wss:` listeners and for
+    /// connections we open to `sips:` targets.
+    pub tls: TlsConfig,
+    pub websocket: WsConfig,
 }
 
 impl Default for EdgeConfig {
@@ -55,6 +62,8 @@ impl Default for EdgeConfig {
             limits: Limits::default(),
             overload: OverloadConfig::default(),
             tcp: TcpConfig::default(),
+            tls: TlsConfig::default(),
+            websocket: WsConfig::default(),
         }
     }
 }
@@ -177,6 +186,30 @@ impl EdgeConfig {
         if self.tcp.write_queue == 0 {
             bad("tcp.write_queue", "must be greater than 0");
         }
+        let serves_tls = self.listen.iter().any(|l| l.transport.is_secure());
+        if serves_tls && (self.tls.cert_file.is_none() || self.tls.key_file.is_none()) {
+            bad(
+                "tls.cert_file",
+                "tls: and wss: listeners need tls.cert_file and tls.key_file",
+            );
+        }
+        if self.tls.client_auth != ClientAuth::None && self.tls.client_ca_file.is_none() {
+            bad(
+                "tls.client_ca_file",
+                "client_auth optional or required needs a CA bundle",
+            );
+        }
+        if self.tls.handshake_timeout_ms > 60_000 {
+            bad("tls.handshake_timeout_ms", "must be at most 60000 (0: the default)");
+        }
+        for origin in &self.websocket.allowed_origins {
+            if !(origin.starts_with("http://") || origin.starts_with("https://")) || origin.ends_with('/') {
+                bad(
+                    "websocket.allowed_origins",
+                    "origins look like https://app.example.com (scheme and host, no path)",
+                );
+            }
+        }
         for tag in &self.supported {
             if !sip_message::text::is_token(tag) {
                 bad("supported", "option tags must be tokens");
@@ -196,6 +229,25 @@ impl EdgeConfig {
 
     pub fn message_limits(&self) -> Limits {
         self.limits.clone()
+    }
+
+    /// Whether TLS is set up at all: a secure listener, or certificates
+    /// for connections we open.
+    pub fn uses_tls(&self) -> bool {
+        self.listen.iter().any(|l| l.transport.is_secure())
+            || self.tls.cert_file.is_some()
+            || self.tls.ca_file.is_some()
+    }
+
+    pub fn ws_settings(&self) -> WsSettings {
+        WsSettings {
+            allowed_origins: self.websocket.allowed_origins.clone(),
+            ping_interval: (self.websocket.ping_interval_s > 0)
+                .then(|| Duration::from_secs(self.websocket.ping_interval_s)),
+            idle_timeout: Duration::from_secs(self.tcp.idle_timeout_s),
+            max_message_bytes: self.limits.max_message_bytes,
+            write_queue: self.tcp.write_queue,
+        }
     }
 
     pub fn tcp_settings(&self) -> TcpSettings {

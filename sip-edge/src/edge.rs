@@ -17,7 +17,8 @@ use tracing::{Instrument, debug, info, info_span, warn};
 use crate::config::EdgeConfig;
 use crate::dispatch::{Dispatch, EdgeHandle, IncomingRequest};
 use crate::transaction::{ServerTx, ServerTxId, TransactionLayer, TransactionUser};
-use crate::transport::{Flow, Inbound, Transport, Transports, tcp, udp};
+use crate::transport::tls::{TlsContext, TlsError};
+use crate::transport::{Flow, Inbound, Transport, Transports, stream, udp};
 use crate::validate::check_request;
 
 /// Why the edge could not start.
@@ -25,6 +26,8 @@ use crate::validate::check_request;
 pub enum StartError {
     #[error("cannot listen on {addr}: {source}")]
     Bind { addr: String, source: io::Error },
+    #[error("TLS: {0}")]
+    Tls(#[from] TlsError),
 }
 
 /// A running edge. Dropping it does not stop it; call [`RunningEdge::stop`].
@@ -68,7 +71,19 @@ struct Core {
 
 /// Starts an edge with `dispatcher` behind it.
 pub async fn start(config: &EdgeConfig, dispatcher: Arc<dyn Dispatch>) -> Result<RunningEdge, StartError> {
-    let transports = Transports::new(config.advertise, config.tcp_settings());
+    let tls = match config.uses_tls() {
+        true => Some(TlsContext::load(
+            &config.tls,
+            config.listen.iter().any(|l| l.transport.is_secure()),
+        )?),
+        false => None,
+    };
+    let transports = Transports::new(
+        config.advertise,
+        config.tcp_settings(),
+        config.ws_settings(),
+        tls.clone(),
+    );
     let layer = TransactionLayer::new(
         config.timer_config(),
         transports.clone(),
@@ -122,15 +137,23 @@ pub async fn start(config: &EdgeConfig, dispatcher: Arc<dyn Dispatch>) -> Result
                 info!(%local, "listening on UDP");
                 local_addrs.push((Transport::Udp, local));
             }
-            Transport::Tcp => {
-                let listener = tcp::bind(listen.addr).map_err(bind_err)?;
+            transport => {
+                let listener = stream::bind(listen.addr).map_err(bind_err)?;
                 let local = listener.local_addr().map_err(bind_err)?;
-                transports.add_tcp_listener(local);
-                tasks.push(tokio::spawn(tcp::serve(listener, local, transports.clone())));
-                info!(%local, "listening on TCP");
-                local_addrs.push((Transport::Tcp, local));
+                transports.add_stream_listener(transport, local);
+                tasks.push(tokio::spawn(stream::serve(
+                    listener,
+                    local,
+                    transport,
+                    transports.clone(),
+                )));
+                info!(%local, "listening on {transport}");
+                local_addrs.push((transport, local));
             }
         }
+    }
+    if let Some(tls) = &tls {
+        tasks.push(tls.watch());
     }
     Ok(RunningEdge {
         local_addrs,

@@ -176,6 +176,13 @@ impl Refusal {
         Refusal::with_why(480, "Temporarily Unavailable", why)
     }
 
+    /// 480 for a `sips:` request with no secure way to its target: RFC
+    /// 5630 3.1.3 forbids a non-TLS hop, and warn-code 380 names why.
+    pub fn sips_not_possible(why: &str) -> Refusal {
+        Refusal::with_why(480, "Temporarily Unavailable", why)
+            .with_header(crate::Known::Warning, "380 sipbus \"SIPS Not Allowed\"")
+    }
+
     /// 481: no dialog or transaction for the request (RFC 3261 12.2.2).
     pub fn no_dialog() -> Refusal {
         Refusal::new(481, "Call/Transaction Does Not Exist")

@@ -52,7 +52,19 @@ pub(super) async fn route(core: &Core, req: &Message, flow: &Flow) -> Result<Vec
     if plans.is_empty() {
         return Err(Refusal::temporarily_unavailable("not registered"));
     }
-    Ok(plans)
+    secure_only(uri.secure, plans)
+}
+
+/// A `sips:` request leaves only over TLS or WSS (RFC 5630 3.1.3).
+fn secure_only(sips: bool, plans: Vec<Plan>) -> Result<Vec<Plan>, Refusal> {
+    if !sips {
+        return Ok(plans);
+    }
+    let secure: Vec<Plan> = plans.into_iter().filter(|p| p.flow.transport.is_secure()).collect();
+    if secure.is_empty() {
+        return Err(Refusal::sips_not_possible("no TLS flow to the callee"));
+    }
+    Ok(secure)
 }
 
 fn outbound(core: &Core, ruri: &str) -> Result<Vec<Plan>, Refusal> {
@@ -63,11 +75,15 @@ fn outbound(core: &Core, ruri: &str) -> Result<Vec<Plan>, Refusal> {
             // Checked with the configuration.
             let flow =
                 Flow::to_uri(&core.config.outbound).ok_or_else(|| Refusal::service_unavailable("no outbound route"))?;
-            Ok(vec![Plan {
-                uri: ruri.to_owned(),
-                flow,
-                path: Vec::new(),
-            }])
+            let sips = ruri.get(..5).is_some_and(|s| s.eq_ignore_ascii_case("sips:"));
+            secure_only(
+                sips,
+                vec![Plan {
+                    uri: ruri.to_owned(),
+                    flow,
+                    path: Vec::new(),
+                }],
+            )
         }
     }
 }
@@ -79,4 +95,39 @@ fn plan_of(b: Binding) -> Option<Plan> {
         uri: b.uri,
         path: b.path,
     })
+}
+
+#[cfg(test)]
+mod tests {
+    #![allow(clippy::unwrap_used)]
+
+    use edge_api::Transport;
+
+    use super::*;
+
+    fn plan(transport: Transport) -> Plan {
+        Plan {
+            uri: "sip:bob@192.0.2.1".into(),
+            flow: Flow::to(transport, "192.0.2.1:5060".parse().unwrap()),
+            path: Vec::new(),
+        }
+    }
+
+    #[test]
+    fn sips_requests_leave_only_over_secure_flows() {
+        let mixed = || vec![plan(Transport::Udp), plan(Transport::Tls), plan(Transport::Wss)];
+        assert_eq!(secure_only(false, mixed()).unwrap().len(), 3);
+        let kept = secure_only(true, mixed()).unwrap();
+        assert!(kept.iter().all(|p| p.flow.transport.is_secure()));
+        assert_eq!(kept.len(), 2);
+        let Err(refusal) = secure_only(true, vec![plan(Transport::Udp), plan(Transport::Tcp)]) else {
+            panic!("a sips: request went out over plain transports");
+        };
+        assert_eq!(refusal.code(), 480);
+        assert!(
+            refusal
+                .headers()
+                .any(|(n, v)| n.as_str() == "Warning" && v.starts_with("380 "))
+        );
+    }
 }

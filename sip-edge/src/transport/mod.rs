@@ -1,7 +1,8 @@
-//! Transports: where bytes come from and go to. UDP and TCP today; the
-//! [`Transport`] and [`Transmit`] seams are where TLS and WebSocket plug
-//! in later, without the transaction layer noticing. What arrives comes
-//! with the [`Flow`] it arrived on; what leaves goes to a [`Flow`].
+//! Transports: where bytes come from and go to: UDP, and the stream
+//! transports TCP, TLS, WebSocket and secure WebSocket, behind the
+//! [`Transmit`] seam so the transaction layer never notices which. What
+//! arrives comes with the [`Flow`] it arrived on; what leaves goes to a
+//! [`Flow`].
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -12,8 +13,10 @@ pub use edge_api::{ConnectionId, Flow, Transport};
 
 #[cfg(any(test, feature = "test-util"))]
 pub mod memory;
-pub mod tcp;
+pub mod stream;
+pub mod tls;
 pub mod udp;
+pub mod ws;
 
 mod registry;
 pub use registry::Transports;
@@ -40,7 +43,9 @@ pub trait Transmit: Send + Sync + 'static {
 }
 
 /// A listening address from the configuration: `udp:0.0.0.0:5060`,
-/// `tcp:[::]:5060`.
+/// `tcp:[::]:5060`, `tls:0.0.0.0:5061`, `ws:0.0.0.0:8080`,
+/// `wss:0.0.0.0:8443`. The port may be left out for its transport's
+/// default (`tls:0.0.0.0` is port 5061).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct ListenAddr {
     pub transport: Transport,
@@ -53,12 +58,19 @@ impl FromStr for ListenAddr {
     fn from_str(s: &str) -> Result<Self, Self::Err> {
         let (proto, addr) = s
             .split_once(':')
-            .ok_or_else(|| format!("`{s}`: expected TRANSPORT:IP:PORT, e.g. udp:0.0.0.0:5060 or tcp:[::]:5060"))?;
-        let transport =
-            Transport::from_token(proto).ok_or_else(|| format!("`{s}`: unknown transport `{proto}` (udp or tcp)"))?;
-        let addr = addr
-            .parse()
-            .map_err(|_| format!("`{s}`: `{addr}` is not IP:PORT (IPv6 in brackets: [::1]:5060)"))?;
+            .ok_or_else(|| format!("`{s}`: expected TRANSPORT:IP:PORT, e.g. udp:0.0.0.0:5060 or tls:[::]:5061"))?;
+        let transport = Transport::from_token(proto)
+            .ok_or_else(|| format!("`{s}`: unknown transport `{proto}` (udp, tcp, tls, ws or wss)"))?;
+        let addr = match addr.parse::<SocketAddr>() {
+            Ok(a) => a,
+            Err(_) => {
+                let ip = addr.trim_start_matches('[').trim_end_matches(']');
+                let ip: std::net::IpAddr = ip
+                    .parse()
+                    .map_err(|_| format!("`{s}`: `{addr}` is not IP:PORT (IPv6 in brackets: [::1]:5060)"))?;
+                SocketAddr::new(ip, transport.default_port())
+            }
+        };
         Ok(ListenAddr { transport, addr })
     }
 }
@@ -103,7 +115,14 @@ mod tests {
                 .unwrap_err()
                 .contains("unknown transport")
         );
-        assert!("udp:1.2.3.4".parse::<ListenAddr>().unwrap_err().contains("not IP:PORT"));
+        assert!("udp:1.2.3.x".parse::<ListenAddr>().unwrap_err().contains("not IP:PORT"));
+        let tls: ListenAddr = "tls:127.0.0.1".parse().unwrap();
+        assert_eq!((tls.transport, tls.addr.port()), (Transport::Tls, 5061));
+        let wss: ListenAddr = "wss:[::1]:8443".parse().unwrap();
+        assert_eq!(
+            (wss.transport, wss.to_string()),
+            (Transport::Wss, "wss:[::1]:8443".to_owned())
+        );
         assert!("nonsense".parse::<ListenAddr>().is_err());
     }
 }

@@ -2,7 +2,7 @@
 
 use std::collections::HashMap;
 use std::net::{IpAddr, SocketAddr, UdpSocket as StdUdpSocket};
-use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, OnceLock};
 
 use bytes::Bytes;
@@ -10,13 +10,16 @@ use tokio::net::UdpSocket;
 use tokio::sync::mpsc;
 use tracing::debug;
 
-use super::tcp::{self, TcpSettings};
+use super::stream::{self, TcpSettings};
+use super::tls::TlsContext;
+use super::ws::WsSettings;
 use super::{ConnectionId, Flow, Inbound, Transmit, Transport, TransportError};
 use crate::lock;
 
 /// A live stream connection's write side.
 #[derive(Clone)]
 pub(crate) struct Connection {
+    pub(crate) transport: Transport,
     pub(crate) remote: SocketAddr,
     pub(crate) writer: mpsc::Sender<Bytes>,
 }
@@ -24,17 +27,29 @@ pub(crate) struct Connection {
 #[derive(Default)]
 struct Flows {
     by_id: HashMap<ConnectionId, Connection>,
-    by_remote: HashMap<SocketAddr, ConnectionId>,
+    by_remote: HashMap<(Transport, SocketAddr), ConnectionId>,
+}
+
+/// A connection in its handshake, counted against the limit until dropped.
+pub(crate) struct Handshake(Arc<AtomicUsize>);
+
+impl Drop for Handshake {
+    fn drop(&mut self) {
+        self.0.fetch_sub(1, Ordering::Relaxed);
+    }
 }
 
 /// Every socket and connection of one edge instance.
 pub struct Transports {
     udp: Mutex<Vec<(SocketAddr, Arc<UdpSocket>)>>,
-    tcp_listeners: Mutex<Vec<SocketAddr>>,
+    stream_listeners: Mutex<Vec<(Transport, SocketAddr)>>,
     flows: Mutex<Flows>,
     next_flow: AtomicU64,
     advertise: Option<IpAddr>,
     pub(crate) tcp: TcpSettings,
+    pub(crate) ws: WsSettings,
+    tls: Option<Arc<TlsContext>>,
+    handshaking: Arc<AtomicUsize>,
     /// Where messages read from connections we open go.
     inbound: OnceLock<Arc<dyn Inbound>>,
     /// Bounds UDP sends waiting for the socket to become writable.
@@ -43,15 +58,18 @@ pub struct Transports {
 }
 
 impl Transports {
-    pub fn new(advertise: Option<IpAddr>, tcp: TcpSettings) -> Arc<Self> {
+    pub fn new(advertise: Option<IpAddr>, tcp: TcpSettings, ws: WsSettings, tls: Option<Arc<TlsContext>>) -> Arc<Self> {
         Arc::new_cyclic(|me| Self {
             me: me.clone(),
             udp: Mutex::new(Vec::new()),
-            tcp_listeners: Mutex::new(Vec::new()),
+            stream_listeners: Mutex::new(Vec::new()),
             flows: Mutex::new(Flows::default()),
             next_flow: AtomicU64::new(1),
             advertise,
             tcp,
+            ws,
+            tls,
+            handshaking: Arc::new(AtomicUsize::new(0)),
             inbound: OnceLock::new(),
             udp_waits: Arc::new(tokio::sync::Semaphore::new(4096)),
         })
@@ -75,8 +93,56 @@ impl Transports {
         lock(&self.udp).push((local, socket));
     }
 
-    pub fn add_tcp_listener(&self, local: SocketAddr) {
-        lock(&self.tcp_listeners).push(local);
+    pub fn add_stream_listener(&self, transport: Transport, local: SocketAddr) {
+        lock(&self.stream_listeners).push((transport, local));
+    }
+
+    pub(crate) fn tls(&self) -> Option<Arc<TlsContext>> {
+        self.tls.clone()
+    }
+
+    pub(crate) fn tls_acceptor(&self) -> Option<tokio_rustls::TlsAcceptor> {
+        self.tls.as_ref().and_then(|t| t.acceptor())
+    }
+
+    pub(crate) fn handshake_timeout(&self) -> std::time::Duration {
+        self.tls
+            .as_ref()
+            .map_or(super::tls::TlsConfig::default().handshake_timeout(), |t| {
+                t.handshake_timeout()
+            })
+    }
+
+    /// Room for one more connection, open or in its handshake; `None` when
+    /// the limit is reached.
+    pub(crate) fn begin_handshake(&self) -> Option<Handshake> {
+        let pending = self.handshaking.fetch_add(1, Ordering::Relaxed);
+        let guard = Handshake(self.handshaking.clone());
+        (pending + self.connection_count() < self.tcp.max_connections).then_some(guard)
+    }
+
+    /// Registers a new connection and returns what feeds its writer.
+    pub(crate) fn open(&self, transport: Transport, remote: SocketAddr) -> (ConnectionId, mpsc::Receiver<Bytes>) {
+        let id = self.next_flow_id();
+        let queue = if transport.is_websocket() {
+            self.ws.write_queue
+        } else {
+            self.tcp.write_queue
+        };
+        let (writer, rx) = mpsc::channel(queue);
+        self.register(
+            id,
+            Connection {
+                transport,
+                remote,
+                writer,
+            },
+        );
+        (id, rx)
+    }
+
+    pub(crate) fn connection(&self, id: ConnectionId) -> Option<Connection> {
+        lock(&self.flows).by_id.get(&id).cloned()
     }
 
     pub fn next_flow_id(&self) -> ConnectionId {
@@ -90,15 +156,16 @@ impl Transports {
 
     pub(crate) fn register(&self, id: ConnectionId, conn: Connection) {
         let mut flows = lock(&self.flows);
-        flows.by_remote.insert(conn.remote, id);
+        flows.by_remote.insert((conn.transport, conn.remote), id);
         flows.by_id.insert(id, conn);
     }
 
     pub(crate) fn unregister(&self, id: ConnectionId) {
         let mut flows = lock(&self.flows);
         if let Some(conn) = flows.by_id.remove(&id) {
-            if flows.by_remote.get(&conn.remote) == Some(&id) {
-                flows.by_remote.remove(&conn.remote);
+            let key = (conn.transport, conn.remote);
+            if flows.by_remote.get(&key) == Some(&id) {
+                flows.by_remote.remove(&key);
             }
         }
     }
@@ -108,7 +175,13 @@ impl Transports {
         target
             .connection
             .and_then(|id| flows.by_id.get(&id))
-            .or_else(|| flows.by_remote.get(&target.remote).and_then(|id| flows.by_id.get(id)))
+            .filter(|c| c.transport == target.transport)
+            .or_else(|| {
+                flows
+                    .by_remote
+                    .get(&(target.transport, target.remote))
+                    .and_then(|id| flows.by_id.get(id))
+            })
             .cloned()
     }
 
@@ -125,7 +198,10 @@ impl Transports {
     fn listen_port(&self, transport: Transport, v4: bool) -> Option<SocketAddr> {
         match transport {
             Transport::Udp => lock(&self.udp).iter().map(|(a, _)| *a).find(|a| a.is_ipv4() == v4),
-            Transport::Tcp => lock(&self.tcp_listeners).iter().copied().find(|a| a.is_ipv4() == v4),
+            stream => lock(&self.stream_listeners)
+                .iter()
+                .find(|(t, a)| *t == stream && a.is_ipv4() == v4)
+                .map(|(_, a)| *a),
         }
     }
 }
@@ -167,10 +243,10 @@ impl Transmit for Transports {
                     }
                 }
             }
-            Transport::Tcp => {
+            stream => {
                 let conn = match self.connection_for(target) {
                     Some(c) => c,
-                    None => tcp::connect(self, target.remote)?,
+                    None => stream::connect(self, stream, target.remote)?,
                 };
                 conn.writer.try_send(data).map_err(|e| match e {
                     mpsc::error::TrySendError::Full(_) => TransportError::QueueFull { remote: target.remote },
@@ -185,7 +261,7 @@ impl Transmit for Transports {
         let listen = self
             .listen_port(target.transport, v4)
             .or_else(|| self.listen_port(target.transport, !v4));
-        let port = listen.map_or(5060, |a| a.port());
+        let port = listen.map_or(target.transport.default_port(), |a| a.port());
         let ip = self
             .advertise
             .or_else(|| listen.map(|a| a.ip()).filter(|ip| !ip.is_unspecified()))

@@ -1,0 +1,251 @@
+//! SIP over WebSocket (RFC 7118): the handshake (the `sip` subprotocol is
+//! required; the `Origin` must be on the allow-list when one is set), one
+//! SIP message per WebSocket message, text or binary, bounded in size, and
+//! pings that find dead browsers. Browsers connect to us; we never connect
+//! to them, so a request to one goes over the connection it registered on.
+
+use std::net::SocketAddr;
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use futures_util::{SinkExt, StreamExt};
+use serde::{Deserialize, Serialize};
+use tokio::io::{AsyncRead, AsyncWrite};
+use tokio::net::TcpStream;
+use tokio::sync::mpsc;
+use tokio::time::{Instant, sleep_until};
+use tokio_rustls::server::TlsStream;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
+use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode};
+use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
+use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tracing::{debug, info};
+
+use super::{ConnectionId, Flow, Inbound, Transport, Transports};
+
+/// The WebSocket subprotocol for SIP (RFC 7118 4.1).
+pub const SUBPROTOCOL: &str = "sip";
+
+/// `[edge.websocket]`.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct WsConfig {
+    /// Origins allowed to connect (`https://app.example.com`); empty: any.
+    /// Browsers send Origin; a list keeps other sites' pages from using a
+    /// visitor's browser as a SIP client.
+    pub allowed_origins: Vec<String>,
+    /// A ping every this many seconds finds dead peers; 0: no pings.
+    pub ping_interval_s: u64,
+}
+
+impl Default for WsConfig {
+    fn default() -> Self {
+        Self {
+            allowed_origins: Vec::new(),
+            ping_interval_s: 30,
+        }
+    }
+}
+
+/// What the WebSocket transports need at run time.
+#[derive(Debug, Clone)]
+pub struct WsSettings {
+    pub allowed_origins: Vec<String>,
+    pub ping_interval: Option<Duration>,
+    pub idle_timeout: Duration,
+    pub max_message_bytes: usize,
+    pub write_queue: usize,
+}
+
+impl Default for WsSettings {
+    fn default() -> Self {
+        Self {
+            allowed_origins: Vec::new(),
+            ping_interval: Some(Duration::from_secs(30)),
+            idle_timeout: Duration::from_secs(7200),
+            max_message_bytes: 65_535,
+            write_queue: 256,
+        }
+    }
+}
+
+/// A connection after its handshake, plain or over TLS.
+pub enum Accepted {
+    Plain(Box<WebSocketStream<TcpStream>>),
+    Secure(Box<WebSocketStream<TlsStream<TcpStream>>>),
+}
+
+/// Why an upgrade is refused: the HTTP status and a line of text.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Refused {
+    NoSipSubprotocol,
+    OriginNotAllowed,
+}
+
+impl Refused {
+    pub fn status(self) -> StatusCode {
+        match self {
+            Refused::NoSipSubprotocol => StatusCode::BAD_REQUEST,
+            Refused::OriginNotAllowed => StatusCode::FORBIDDEN,
+        }
+    }
+
+    pub fn why(self) -> &'static str {
+        match self {
+            Refused::NoSipSubprotocol => "the sip WebSocket subprotocol is required (RFC 7118)",
+            Refused::OriginNotAllowed => "origin not allowed",
+        }
+    }
+}
+
+/// The handshake's checks, apart so they can be tested without sockets.
+pub fn check_upgrade(req: &Request, settings: &WsSettings) -> Result<(), Refused> {
+    let offers_sip = req
+        .headers()
+        .get_all("sec-websocket-protocol")
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .any(|p| p.trim() == SUBPROTOCOL);
+    if !offers_sip {
+        return Err(Refused::NoSipSubprotocol);
+    }
+    if !settings.allowed_origins.is_empty() {
+        let origin = req.headers().get("origin").and_then(|v| v.to_str().ok());
+        let allowed = origin.is_some_and(|o| settings.allowed_origins.iter().any(|a| a.eq_ignore_ascii_case(o)));
+        if !allowed {
+            return Err(Refused::OriginNotAllowed);
+        }
+    }
+    Ok(())
+}
+
+/// The answer to an upgrade request; the library fixes the error type.
+#[allow(clippy::result_large_err)]
+fn answer(req: &Request, mut resp: Response, settings: &WsSettings) -> Result<Response, ErrorResponse> {
+    if let Err(refused) = check_upgrade(req, settings) {
+        debug!(why = refused.why(), "WebSocket upgrade refused");
+        let mut err = ErrorResponse::new(Some(refused.why().to_owned()));
+        *err.status_mut() = refused.status();
+        return Err(err);
+    }
+    resp.headers_mut()
+        .insert("sec-websocket-protocol", HeaderValue::from_static(SUBPROTOCOL));
+    Ok(resp)
+}
+
+/// The server side of the handshake over `stream`.
+pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
+    stream: S,
+    settings: &WsSettings,
+) -> Result<WebSocketStream<S>, WsError> {
+    let config = WebSocketConfig::default()
+        .max_message_size(Some(settings.max_message_bytes))
+        .max_frame_size(Some(settings.max_message_bytes));
+    #[allow(clippy::result_large_err)]
+    let callback = |req: &Request, resp: Response| answer(req, resp, settings);
+    tokio_tungstenite::accept_hdr_async_with_config(stream, callback, Some(config)).await
+}
+
+/// One WebSocket connection until it closes.
+#[allow(clippy::too_many_arguments)]
+pub(crate) async fn run(
+    socket: Accepted,
+    transport: Transport,
+    id: ConnectionId,
+    remote: SocketAddr,
+    local: SocketAddr,
+    outgoing: mpsc::Receiver<Bytes>,
+    transports: &Arc<Transports>,
+    inbound: Arc<dyn Inbound>,
+) {
+    let source = Flow {
+        transport,
+        remote,
+        local: Some(local),
+        connection: Some(id),
+        edge: None,
+    };
+    let settings = transports.ws.clone();
+    let reason = match socket {
+        Accepted::Plain(s) => pump(*s, &source, outgoing, &settings, &inbound).await,
+        Accepted::Secure(s) => pump(*s, &source, outgoing, &settings, &inbound).await,
+    };
+    info!(flow = %id, %remote, %transport, reason, "connection closed");
+    transports.unregister(id);
+}
+
+async fn pump<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
+    socket: WebSocketStream<S>,
+    source: &Flow,
+    mut outgoing: mpsc::Receiver<Bytes>,
+    settings: &WsSettings,
+    inbound: &Arc<dyn Inbound>,
+) -> &'static str {
+    debug!(flow = %source, "WebSocket connection up");
+    let (mut sink, mut stream) = socket.split();
+    let ping_every = settings.ping_interval;
+    let write_task = tokio::spawn(async move {
+        let mut ping = ping_every.map(tokio::time::interval);
+        loop {
+            let tick = async {
+                match ping.as_mut() {
+                    Some(p) => {
+                        p.tick().await;
+                    }
+                    None => std::future::pending::<()>().await,
+                }
+            };
+            let message = tokio::select! {
+                data = outgoing.recv() => match data {
+                    // SIP is text but bodies may not be: binary then.
+                    Some(data) => match String::from_utf8(data.to_vec()) {
+                        Ok(text) => Message::text(text),
+                        Err(_) => Message::binary(data),
+                    },
+                    None => break,
+                },
+                () = tick => Message::Ping(Bytes::new()),
+            };
+            if sink.send(message).await.is_err() {
+                break;
+            }
+        }
+        let _ = sink.close().await;
+    });
+    // No traffic at all (a pong counts) for two ping intervals: dead.
+    let quiet = match settings.ping_interval {
+        Some(p) => settings.idle_timeout.min(p * 2 + Duration::from_secs(5)),
+        None => settings.idle_timeout,
+    };
+    let mut last_activity = Instant::now();
+    let reason = loop {
+        let next = tokio::select! {
+            m = stream.next() => m,
+            _ = sleep_until(last_activity + quiet) => break "idle",
+        };
+        last_activity = Instant::now();
+        let data = match next {
+            None => break "closed by peer",
+            Some(Err(WsError::Capacity(e))) => {
+                debug!(flow = %source, error = %e, "WebSocket message too large");
+                break "message too large";
+            }
+            Some(Err(_)) => break "read error",
+            Some(Ok(Message::Text(t))) => Bytes::from(t),
+            Some(Ok(Message::Binary(b))) => b,
+            Some(Ok(Message::Close(_))) => break "closed by peer",
+            // Pings are answered by the library; pongs only prove life.
+            Some(Ok(_)) => continue,
+        };
+        // Keep-alive CRLFs some clients send are not messages.
+        if data.iter().all(u8::is_ascii_whitespace) {
+            continue;
+        }
+        inbound.on_message(data, source.clone());
+    };
+    write_task.abort();
+    reason
+}

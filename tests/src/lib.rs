@@ -15,6 +15,7 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 pub mod examples;
+pub mod tls;
 
 /// The `sipbus` binary next to the test executable (`target/<profile>/`),
 /// or `SIPBUS_BIN`.
@@ -65,7 +66,13 @@ impl Sipbus {
     /// free loopback port, with extra `SIPBUS_*` variables; ready once the
     /// SIP port accepts connections.
     pub fn start(target: &str, env: &[(&str, &str)]) -> Result<Sipbus> {
-        Self::start_ready_on(target, env, None)
+        Self::start_ready_on(target, env, None, &[])
+    }
+
+    /// As [`Sipbus::start`], also listening on `extra` (`tls:127.0.0.1:P`,
+    /// `wss:...`).
+    pub fn start_listening(target: &str, env: &[(&str, &str)], extra: &[String]) -> Result<Sipbus> {
+        Self::start_ready_on(target, env, None, extra)
     }
 
     /// Starts a service target serving gRPC on `grpc` (ready once that port
@@ -74,10 +81,15 @@ impl Sipbus {
         let grpc_env = grpc.to_string();
         let mut all: Vec<(&str, &str)> = env.to_vec();
         all.push(("SIPBUS_GRPC__LISTEN", &grpc_env));
-        Self::start_ready_on(target, &all, Some(grpc))
+        Self::start_ready_on(target, &all, Some(grpc), &[])
     }
 
-    fn start_ready_on(target: &str, env: &[(&str, &str)], ready: Option<SocketAddr>) -> Result<Sipbus> {
+    fn start_ready_on(
+        target: &str,
+        env: &[(&str, &str)],
+        ready: Option<SocketAddr>,
+        extra: &[String],
+    ) -> Result<Sipbus> {
         let port = free_port()?;
         let sip: SocketAddr = ([127, 0, 0, 1], port).into();
         let grpc: SocketAddr = match env.iter().find(|(k, _)| *k == "SIPBUS_GRPC__LISTEN") {
@@ -89,7 +101,11 @@ impl Sipbus {
         let mut cmd = Command::new(sipbus_bin()?);
         cmd.arg("--target")
             .arg(target)
-            .env("SIPBUS_EDGE__LISTEN", format!("[\"udp:{sip}\", \"tcp:{sip}\"]"))
+            .env("SIPBUS_EDGE__LISTEN", {
+                let mut all = vec![format!("\"udp:{sip}\""), format!("\"tcp:{sip}\"")];
+                all.extend(extra.iter().map(|e| format!("\"{e}\"")));
+                format!("[{}]", all.join(", "))
+            })
             .env("SIPBUS_GRPC__LISTEN", grpc.to_string())
             // TEST_SIPBUS_LOG=debug (or any filter) when hunting a failure.
             .env(

@@ -4,9 +4,11 @@
 #
 # What the tests need and a fresh Debian machine lacks is installed first:
 # SIPp (Debian package sip-tester), Redis (redis-server, with redis-cli
-# for Cluster tests) and a real softphone (baresip-core); then the example
-# extensions' toolchains (examples/setup.sh: a Python venv with grpcio, the
-# Node packages, Go from Debian's packages), since the tests run them. Uses
+# for Cluster tests), a real softphone (baresip-core), openssl (the test
+# CA) and Chromium (two browsers in a WebRTC call over wss); then the
+# example extensions' toolchains (examples/setup.sh: a Python venv with
+# grpcio, the Node packages, Go from Debian's packages) and the JsSIP test
+# clients (tests/js), since the tests run them. Uses
 # cargo-nextest when present, cargo test otherwise. Extra arguments go to
 # the test runner.
 set -euo pipefail
@@ -17,6 +19,8 @@ command -v sipp >/dev/null 2>&1 || missing+=(sip-tester)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v redis-cli >/dev/null 2>&1 || missing+=(redis-tools)
 command -v baresip >/dev/null 2>&1 || missing+=(baresip-core)
+command -v openssl >/dev/null 2>&1 || missing+=(openssl)
+command -v chromium >/dev/null 2>&1 || missing+=(chromium)
 if ((${#missing[@]})); then
     echo "installing test prerequisites: ${missing[*]}" >&2
     sudo=""
@@ -26,6 +30,7 @@ if ((${#missing[@]})); then
 fi
 
 examples/setup.sh
+(cd tests/js && npm ci --no-audit --no-fund --loglevel=error)
 
 if cargo nextest --version >/dev/null 2>&1; then
     cargo nextest run --workspace --no-fail-fast "$@"

@@ -15,7 +15,9 @@ use std::time::{Duration, Instant};
 use anyhow::{Context, Result, bail};
 
 pub mod examples;
+pub mod js;
 pub mod tls;
+pub mod ws;
 
 /// The `sipbus` binary next to the test executable (`target/<profile>/`),
 /// or `SIPBUS_BIN`.

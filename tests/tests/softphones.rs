@@ -231,3 +231,109 @@ fn without_colours(text: &str) -> String {
     }
     out
 }
+
+/// baresip over TLS (`sip_cafile` trusts the test CA; the account says
+/// `transport=tls`) calls a UDP baresip through sipbus, then stays
+/// registered and is called back by another UDP phone: that INVITE can
+/// only reach it over the TLS connection it registered on.
+#[test]
+fn baresip_over_tls_calls_a_udp_phone_and_is_called_back_over_its_connection() -> anyhow::Result<()> {
+    anyhow::ensure!(
+        Command::new("baresip").arg("-h").output().is_ok(),
+        "baresip is not installed (Debian package baresip-core); scripts/test.sh installs it"
+    );
+    let base = temp_file(&format!("baresip-tls-{}.keep", free_port()?), "")?.with_extension("d");
+    let ca = sipbus_tests::tls::TestCa::new(&base, "baresip")?;
+    let cert = ca.issue("sipbus", &["IP:127.0.0.1"], 1)?;
+    let tls_port = free_port()?;
+    let (cert_file, key_file) = (cert.cert.display().to_string(), cert.key.display().to_string());
+    let env = [
+        ("SIPBUS_REGISTRAR__DOMAINS", r#"["127.0.0.1"]"#),
+        (
+            "SIPBUS_REGISTRAR__USERS",
+            r#"[{user = "alice", password = "alice-secret"}, {user = "bob", password = "bob-secret"},
+                {user = "carol", password = "carol-secret"}]"#,
+        ),
+        ("SIPBUS_REGISTRAR__AUTH__ALGORITHMS", r#"["MD5"]"#),
+        ("SIPBUS_EDGE__TLS__CERT_FILE", &cert_file),
+        ("SIPBUS_EDGE__TLS__KEY_FILE", &key_file),
+    ];
+    let sipbus = Sipbus::start_listening("all", &env, &[format!("tls:127.0.0.1:{tls_port}")])?;
+    let server = sipbus.sip.port();
+    let dirs = |who: &str| base.join(who);
+    for (who, tone) in [("alice", 440), ("bob", 880), ("carol", 660)] {
+        phone(&dirs(who), who, free_port()?, server, tone)?;
+    }
+    let alice = dirs("alice");
+    let config = std::fs::read_to_string(alice.join("config"))?;
+    std::fs::write(
+        alice.join("config"),
+        format!("{config}sip_cafile {}\n", ca.cert.display()),
+    )?;
+    std::fs::write(
+        alice.join("accounts"),
+        format!(
+            "<sip:alice@127.0.0.1:{tls_port};transport=tls>;auth_pass=alice-secret;regint=600;\
+             answermode=auto;audio_codecs=PCMU\n"
+        ),
+    )?;
+    let start = |who: &str, seconds: u32, dial: Option<String>| -> anyhow::Result<std::process::Child> {
+        let log = std::fs::File::create(base.join(format!("{who}.log")))?;
+        let mut cmd = Command::new("timeout");
+        cmd.args(["--signal=KILL", &(seconds + 8).to_string(), "baresip", "-f"])
+            .arg(dirs(who))
+            .args(["-t", &seconds.to_string()]);
+        if let Some(d) = dial {
+            cmd.args(["-e", &d]);
+        }
+        Ok(cmd.stdin(Stdio::null()).stdout(log.try_clone()?).stderr(log).spawn()?)
+    };
+    // bob answers, and hangs up when he quits after 6 s.
+    let mut bob = start("bob", 6, None)?;
+    std::thread::sleep(Duration::from_secs(2));
+    let mut alice = start(
+        "alice",
+        15,
+        Some(format!("/dial sip:bob@127.0.0.1:{tls_port};transport=tls")),
+    )?;
+    let _ = bob.wait();
+    std::thread::sleep(Duration::from_secs(2));
+    // carol calls alice over UDP; sipbus reaches alice over her TLS flow.
+    let mut carol = start("carol", 5, Some(format!("/dial sip:alice@127.0.0.1:{server}")))?;
+    let _ = carol.wait();
+    let _ = alice.wait();
+
+    let log =
+        |who: &str| without_colours(&std::fs::read_to_string(base.join(format!("{who}.log"))).unwrap_or_default());
+    let quiet = |text: String| {
+        text.lines()
+            .filter(|l| !l.contains("audio="))
+            .collect::<Vec<_>>()
+            .join("\n")
+    };
+    let alice_log = log("alice");
+    assert!(
+        alice_log.contains("{0/TLS/v4} 200 OK"),
+        "alice did not register over TLS:\n{}\n--- sipbus ---\n{}",
+        quiet(alice_log.clone()),
+        sipbus.log_text()
+    );
+    assert_eq!(
+        alice_log.matches("Call established").count(),
+        2,
+        "alice should have had her call to bob and carol's call:\n{}\n--- sipbus ---\n{}",
+        quiet(alice_log.clone()),
+        sipbus.log_text()
+    );
+    for who in ["bob", "carol"] {
+        let text = log(who);
+        assert!(
+            text.contains("Call established") && text.contains("incoming rtp for 'audio' established"),
+            "{who}: no established call with RTP:\n{}",
+            quiet(text.clone())
+        );
+    }
+    let logs = sipbus.log_text();
+    assert!(logs.contains("transport=TLS"), "{logs}");
+    Ok(())
+}

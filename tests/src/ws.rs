@@ -1,0 +1,77 @@
+//! A bare SIP-over-WebSocket client (RFC 7118) for tests that need what
+//! JsSIP in Node cannot do without WebRTC: send an INVITE with a plain RTP
+//! offer and finish the call by hand.
+
+use std::time::Duration;
+
+use anyhow::{Context, Result, bail};
+use futures_util::{SinkExt, StreamExt};
+use tokio::net::TcpStream;
+use tokio_tungstenite::WebSocketStream;
+use tokio_tungstenite::tungstenite::Message;
+use tokio_tungstenite::tungstenite::client::IntoClientRequest;
+use tokio_tungstenite::tungstenite::http::HeaderValue;
+
+pub struct WsSip {
+    socket: WebSocketStream<TcpStream>,
+}
+
+impl WsSip {
+    /// Connects to `ws://addr` offering the `sip` subprotocol.
+    pub async fn connect(addr: std::net::SocketAddr) -> Result<WsSip> {
+        let mut req = format!("ws://{addr}/").into_client_request()?;
+        req.headers_mut()
+            .insert("sec-websocket-protocol", HeaderValue::from_static("sip"));
+        let tcp = TcpStream::connect(addr).await?;
+        let (socket, resp) = tokio_tungstenite::client_async(req, tcp).await?;
+        let proto = resp.headers().get("sec-websocket-protocol");
+        if proto.map(|p| p.as_bytes()) != Some(b"sip") {
+            bail!("server did not agree to the sip subprotocol: {proto:?}");
+        }
+        Ok(WsSip { socket })
+    }
+
+    pub async fn send(&mut self, message: &str) -> Result<()> {
+        self.socket.send(Message::text(message)).await?;
+        Ok(())
+    }
+
+    /// The next SIP message within `limit`.
+    pub async fn next(&mut self, limit: Duration) -> Result<String> {
+        loop {
+            let m = tokio::time::timeout(limit, self.socket.next())
+                .await
+                .context("no message in time")?
+                .context("connection closed")??;
+            match m {
+                Message::Text(t) => return Ok(t.to_string()),
+                Message::Binary(b) => return Ok(String::from_utf8_lossy(&b).into_owned()),
+                Message::Close(_) => bail!("closed by the server"),
+                _ => continue,
+            }
+        }
+    }
+
+    /// Reads until a final response to `method`.
+    pub async fn final_response(&mut self, method: &str, limit: Duration) -> Result<String> {
+        loop {
+            let m = self.next(limit).await?;
+            let cseq_method = m
+                .lines()
+                .find_map(|l| l.strip_prefix("CSeq:").or_else(|| l.strip_prefix("CSeq :")))
+                .and_then(|v| v.split_whitespace().nth(1))
+                .unwrap_or("");
+            if m.starts_with("SIP/2.0 ") && cseq_method == method && !m[8..].starts_with('1') {
+                return Ok(m);
+            }
+        }
+    }
+}
+
+/// A header's value in a message, first occurrence.
+pub fn header<'a>(message: &'a str, name: &str) -> Option<&'a str> {
+    message.lines().find_map(|l| {
+        let (n, v) = l.split_once(':')?;
+        n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
+    })
+}

@@ -116,7 +116,7 @@ impl External {
     /// the configuration must have passed [`ModuleConfig::check`].
     pub fn connect(point: Point, module: &ModuleConfig, key: &str) -> Result<External, ConfigProblem> {
         let timeout = Duration::from_millis(module.timeout_ms.max(1));
-        let channel = bus::grpc::channel(&module.url, timeout).map_err(|reason| ConfigProblem {
+        let channel = bus::grpc::module_channel(&module.url, timeout).map_err(|reason| ConfigProblem {
             key: format!("{key}.url"),
             reason,
         })?;
@@ -175,7 +175,7 @@ impl External {
             let _ = changes.send(Change::Remove(address)).await;
         }
         for address in new {
-            match Endpoint::from_shared(address.clone()) {
+            match bus::grpc::module_endpoint(&address) {
                 Ok(e) => {
                     let e = e.connect_timeout(self.timeout).tcp_nodelay(true);
                     let _ = changes.send(Change::Insert(address, e)).await;

@@ -40,8 +40,22 @@ pub struct Config {
 pub struct StoreConfig {
     /// Empty: the embedded in-memory store (all-in-one only). One
     /// `redis://host:port/db` URL for a node, several comma-separated for a
-    /// Redis Cluster. Required by every split target.
+    /// Redis Cluster. Required by every split target. `rediss://` for TLS.
     pub redis: String,
+    /// `[store.tls]`: for `rediss://` URLs.
+    pub tls: StoreTlsConfig,
+}
+
+/// `[store.tls]`: the CA Redis's certificate chains to, and a client
+/// certificate for a Redis with `tls-auth-clients yes`. Each unset file
+/// falls back to `[grpc.tls]`'s (one CA for the deployment), then to the
+/// system roots and no client certificate.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct StoreTlsConfig {
+    pub ca_file: Option<std::path::PathBuf>,
+    pub cert_file: Option<std::path::PathBuf>,
+    pub key_file: Option<std::path::PathBuf>,
 }
 
 /// `[bus]`: how the edge reaches the services in split mode.
@@ -97,6 +111,9 @@ pub struct GrpcConfig {
     /// all-in-one (its API is for local tools, not the network).
     #[serde(skip_serializing_if = "Option::is_none")]
     pub listen: Option<std::net::SocketAddr>,
+    /// `[grpc.tls]`: TLS (and mutual TLS) between sipbus processes. Plain
+    /// text when unset, as loopback and all-in-one want.
+    pub tls: bus::grpc::tls::GrpcTlsConfig,
 }
 
 impl GrpcConfig {

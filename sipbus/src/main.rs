@@ -7,6 +7,7 @@ mod logging;
 mod tools;
 
 use std::process::ExitCode;
+use std::sync::Arc;
 
 use clap::Parser;
 use tracing::info;
@@ -70,6 +71,9 @@ fn main() -> ExitCode {
         return ExitCode::SUCCESS;
     }
     logging::init(&config.log);
+    // One TLS provider for every library that asks rustls for the default
+    // (redis, tonic): ring, as sip-edge uses.
+    let _ = rustls::crypto::CryptoProvider::install_default(Arc::unwrap_or_clone(sip_edge::transport::tls::provider()));
     let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
         Ok(rt) => rt,
         Err(e) => {
@@ -93,6 +97,10 @@ async fn run(process: &Process, config: config::Config) -> anyhow::Result<()> {
         version = env!("CARGO_PKG_VERSION"),
         "sipbus starting"
     );
+    // Before any module opens a channel to another process.
+    if let Some(tls) = config.grpc.tls.load()? {
+        bus::grpc::tls::install(tls);
+    }
     let running = process.start(&config).await?;
     if let Some(edge) = &running.edge {
         for (transport, addr) in &edge.local_addrs {

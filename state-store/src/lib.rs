@@ -21,7 +21,7 @@ use std::time::{Duration, SystemTime, UNIX_EPOCH};
 use bytes::Bytes;
 
 pub use memory::MemoryStore;
-pub use redis_backend::RedisStore;
+pub use redis_backend::{RedisStore, RedisTls};
 
 /// A record and the version it was read at.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -127,7 +127,13 @@ impl Store {
     /// Connects to Redis: `redis://host:port/db` for one node, several
     /// comma-separated URLs for a Cluster.
     pub async fn redis(urls: &str) -> Result<Store> {
-        RedisStore::connect(urls).await.map(Store::Redis)
+        RedisStore::connect(urls, &RedisTls::default()).await.map(Store::Redis)
+    }
+
+    /// [`Store::redis`], with the CA and client certificate that
+    /// `rediss://` URLs use.
+    pub async fn redis_with_tls(urls: &str, tls: &RedisTls) -> Result<Store> {
+        RedisStore::connect(urls, tls).await.map(Store::Redis)
     }
 
     pub async fn get(&self, key: &str) -> Result<Option<Versioned>> {

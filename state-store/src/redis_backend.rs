@@ -77,15 +77,49 @@ pub(crate) fn redis_urls(setting: &str) -> Vec<&str> {
     setting.split(',').map(str::trim).filter(|u| !u.is_empty()).collect()
 }
 
+/// TLS for `rediss://` URLs: the CA that the server's certificate chains
+/// to (the system roots when unset), and a client certificate for servers
+/// that require one (`tls-auth-clients yes`). PEM bytes.
+#[derive(Debug, Clone, Default)]
+pub struct RedisTls {
+    pub ca: Option<Vec<u8>>,
+    pub client: Option<(Vec<u8>, Vec<u8>)>,
+}
+
+impl RedisTls {
+    fn certificates(&self) -> redis::TlsCertificates {
+        redis::TlsCertificates {
+            client_tls: self
+                .client
+                .clone()
+                .map(|(client_cert, client_key)| redis::ClientTlsConfig {
+                    client_cert,
+                    client_key,
+                }),
+            root_cert: self.ca.clone(),
+        }
+    }
+}
+
 impl RedisStore {
     /// One URL: a single node. Several, comma-separated: Cluster seed nodes.
-    pub async fn connect(urls: &str) -> Result<RedisStore> {
+    /// `rediss://` URLs connect over TLS with `tls`.
+    pub async fn connect(urls: &str, tls: &RedisTls) -> Result<RedisStore> {
         let urls = redis_urls(urls);
+        let secure = urls.iter().any(|u| u.starts_with("rediss://"));
         let conn = if urls.len() == 1 {
-            let client = redis::Client::open(urls[0]).map_err(unavailable("connect"))?;
+            let client = match secure {
+                true => redis::Client::build_with_tls(urls[0], tls.certificates()),
+                false => redis::Client::open(urls[0]),
+            }
+            .map_err(unavailable("connect"))?;
             Conn::Single(client.get_connection_manager().await.map_err(unavailable("connect"))?)
         } else {
-            let client = redis::cluster::ClusterClient::new(urls).map_err(unavailable("connect"))?;
+            let mut builder = redis::cluster::ClusterClientBuilder::new(urls);
+            if secure {
+                builder = builder.certs(tls.certificates());
+            }
+            let client = builder.build().map_err(unavailable("connect"))?;
             Conn::Cluster(client.get_async_connection().await.map_err(unavailable("connect"))?)
         };
         Ok(RedisStore {

@@ -1,8 +1,10 @@
-//! Real redis-server processes for tests: one node, or a small Cluster, on
-//! free loopback ports, stopped (by pid) when dropped.
+//! Real redis-server processes for tests: one node (plain or TLS), or a
+//! small Cluster, on free loopback ports, stopped (by pid) when dropped;
+//! and a throwaway certificate authority made with the `openssl` command,
+//! so what the tests trust is what real peers would be given.
 
 use std::net::TcpListener;
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
@@ -12,6 +14,8 @@ pub struct RedisServer {
     pub port: u16,
     pub dir: PathBuf,
     persist: bool,
+    /// Serving TLS only, on `port`.
+    tls: bool,
 }
 
 fn free_port() -> std::io::Result<u16> {
@@ -41,6 +45,37 @@ impl RedisServer {
         Self::start_in(dir, port, true, &[])
     }
 
+    /// Starts a server that speaks TLS only (`rediss://`), with a
+    /// certificate for 127.0.0.1 from a CA of its own, and client
+    /// certificates from that CA required when `require_client_cert`.
+    /// Returns the CA, and a client certificate it issued.
+    pub fn start_tls(require_client_cert: bool) -> std::io::Result<(RedisServer, TestCa, Issued)> {
+        let dir = temp_dir("tls")?;
+        let ca = TestCa::new(&dir.join("ca"), "redis")?;
+        let cert = ca.issue("redis", &["IP:127.0.0.1"], 1)?;
+        let client = ca.issue("client", &["DNS:client"], 2)?;
+        let port = free_port()?;
+        let args = [
+            "--port".to_owned(),
+            "0".to_owned(),
+            "--tls-port".to_owned(),
+            port.to_string(),
+            "--tls-cert-file".to_owned(),
+            path(&cert.cert)?.to_owned(),
+            "--tls-key-file".to_owned(),
+            path(&cert.key)?.to_owned(),
+            "--tls-ca-cert-file".to_owned(),
+            path(&ca.cert)?.to_owned(),
+            "--tls-auth-clients".to_owned(),
+            (if require_client_cert { "yes" } else { "no" }).to_owned(),
+        ];
+        let args: Vec<&str> = args.iter().map(String::as_str).collect();
+        // spawn passes --port first; the later --port 0 wins.
+        let mut server = Self::start_in(dir, port, false, &args)?;
+        server.tls = true;
+        Ok((server, ca, client))
+    }
+
     fn start_in(dir: PathBuf, port: u16, persist: bool, extra: &[&str]) -> std::io::Result<RedisServer> {
         let child = spawn(&dir, port, persist, extra)?;
         let server = RedisServer {
@@ -48,13 +83,15 @@ impl RedisServer {
             port,
             dir,
             persist,
+            tls: false,
         };
         wait_for_port(port)?;
         Ok(server)
     }
 
     pub fn url(&self) -> String {
-        format!("redis://127.0.0.1:{}/", self.port)
+        let scheme = if self.tls { "rediss" } else { "redis" };
+        format!("{scheme}://127.0.0.1:{}/", self.port)
     }
 
     /// Kills the server (SIGKILL, like a crash) and starts it again on the
@@ -170,4 +207,145 @@ impl RedisCluster {
     pub fn urls(&self) -> String {
         self.nodes.iter().map(RedisServer::url).collect::<Vec<_>>().join(",")
     }
+}
+
+fn openssl(args: &[&str]) -> std::io::Result<()> {
+    let out = Command::new("openssl")
+        .args(args)
+        .output()
+        .map_err(|e| std::io::Error::new(e.kind(), format!("running openssl (Debian package openssl): {e}")))?;
+    if !out.status.success() {
+        return Err(std::io::Error::other(format!(
+            "openssl {args:?}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        )));
+    }
+    Ok(())
+}
+
+/// A certificate and its key as PEM files.
+#[derive(Debug, Clone)]
+pub struct Issued {
+    pub cert: PathBuf,
+    pub key: PathBuf,
+}
+
+impl Issued {
+    /// Certificate then key in one file (what baresip's sip_certificate
+    /// wants).
+    pub fn combined(&self) -> std::io::Result<PathBuf> {
+        let path = self.cert.with_extension("both.pem");
+        let mut pem = std::fs::read(&self.cert)?;
+        pem.extend(std::fs::read(&self.key)?);
+        std::fs::write(&path, pem)?;
+        Ok(path)
+    }
+
+    /// Puts this certificate where `other` is, the way a Secret update
+    /// does: new files renamed over the old ones.
+    pub fn install_over(&self, other: &Issued) -> std::io::Result<()> {
+        for (from, to) in [(&self.key, &other.key), (&self.cert, &other.cert)] {
+            let tmp = to.with_extension("new");
+            std::fs::copy(from, &tmp)?;
+            std::fs::rename(&tmp, to)?;
+        }
+        Ok(())
+    }
+}
+
+/// A throwaway certificate authority in its own directory.
+pub struct TestCa {
+    pub dir: PathBuf,
+    pub cert: PathBuf,
+    key: PathBuf,
+}
+
+impl TestCa {
+    pub fn new(dir: &Path, name: &str) -> std::io::Result<TestCa> {
+        std::fs::create_dir_all(dir)?;
+        let cert = dir.join(format!("{name}-ca.pem"));
+        let key = dir.join(format!("{name}-ca.key"));
+        openssl(&[
+            "req",
+            "-x509",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-days",
+            "2",
+            "-subj",
+            &format!("/CN={name} test CA"),
+            "-addext",
+            "basicConstraints=critical,CA:TRUE",
+            "-addext",
+            "keyUsage=critical,keyCertSign,cRLSign",
+            "-keyout",
+            path(&key)?,
+            "-out",
+            path(&cert)?,
+        ])?;
+        Ok(TestCa {
+            dir: dir.to_owned(),
+            cert,
+            key,
+        })
+    }
+
+    /// A leaf certificate for `name` valid for `sans` (`IP:127.0.0.1`,
+    /// `DNS:localhost`), usable by servers and clients.
+    pub fn issue(&self, name: &str, sans: &[&str], serial: u64) -> std::io::Result<Issued> {
+        let base = self.dir.join(format!("{name}-{serial}"));
+        let key = base.with_extension("key");
+        let csr = base.with_extension("csr");
+        let cert = base.with_extension("pem");
+        let ext = base.with_extension("ext");
+        openssl(&[
+            "req",
+            "-new",
+            "-newkey",
+            "ec",
+            "-pkeyopt",
+            "ec_paramgen_curve:prime256v1",
+            "-nodes",
+            "-subj",
+            &format!("/CN={name}"),
+            "-keyout",
+            path(&key)?,
+            "-out",
+            path(&csr)?,
+        ])?;
+        std::fs::write(
+            &ext,
+            format!(
+                "subjectAltName={}\nbasicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n\
+                 extendedKeyUsage=serverAuth,clientAuth\n",
+                sans.join(",")
+            ),
+        )?;
+        openssl(&[
+            "x509",
+            "-req",
+            "-in",
+            path(&csr)?,
+            "-CA",
+            path(&self.cert)?,
+            "-CAkey",
+            path(&self.key)?,
+            "-set_serial",
+            &serial.to_string(),
+            "-days",
+            "2",
+            "-extfile",
+            path(&ext)?,
+            "-out",
+            path(&cert)?,
+        ])?;
+        Ok(Issued { cert, key })
+    }
+}
+
+fn path(p: &Path) -> std::io::Result<&str> {
+    p.to_str().ok_or_else(|| std::io::Error::other("non-UTF-8 temp path"))
 }

@@ -1,14 +1,15 @@
 #![allow(clippy::unwrap_used)]
 
 //! One conformance suite, run against the embedded store, a real
-//! redis-server and a real three-node Redis Cluster (both started on free
+//! redis-server (plain, and TLS-only with client certificates) and a real
+//! three-node Redis Cluster (all started on free
 //! loopback ports): the services may not tell the backends apart.
 
 use std::time::Duration;
 
 use bytes::Bytes;
-use state_store::testing::{RedisCluster, RedisServer};
-use state_store::{Expect, Store, StoreError, now_ms};
+use state_store::testing::{RedisCluster, RedisServer, TestCa};
+use state_store::{Expect, RedisTls, Store, StoreError, now_ms};
 
 async fn records(store: &Store, prefix: &str) {
     let key = format!("{prefix}:rec:{{a}}");
@@ -256,6 +257,36 @@ async fn redis_single_node_conforms() {
     let server = RedisServer::start().expect("redis-server");
     let store = Store::redis(&server.url()).await.unwrap();
     suite(store, "single").await;
+}
+
+#[tokio::test]
+async fn redis_over_tls_conforms() {
+    // Mutual TLS: the server wants our certificate too.
+    let (server, ca, client) = RedisServer::start_tls(true).expect("redis-server with TLS");
+    assert!(server.url().starts_with("rediss://"));
+    let tls = RedisTls {
+        ca: Some(std::fs::read(&ca.cert).unwrap()),
+        client: Some((
+            std::fs::read(&client.cert).unwrap(),
+            std::fs::read(&client.key).unwrap(),
+        )),
+    };
+    let store = Store::redis_with_tls(&server.url(), &tls).await.unwrap();
+    suite(store, "tls").await;
+
+    // Without our certificate, or trusting another CA, there is no store.
+    let no_cert = RedisTls {
+        client: None,
+        ..tls.clone()
+    };
+    let refused = async { Store::redis_with_tls(&server.url(), &no_cert).await?.get("k").await };
+    assert!(refused.await.is_err(), "a client without a certificate was served");
+    let stranger = TestCa::new(&server.dir.join("stranger"), "stranger").unwrap();
+    let wrong_ca = RedisTls {
+        ca: Some(std::fs::read(&stranger.cert).unwrap()),
+        ..tls
+    };
+    assert!(Store::redis_with_tls(&server.url(), &wrong_ca).await.is_err());
 }
 
 #[tokio::test]

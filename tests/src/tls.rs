@@ -1,162 +1,23 @@
-//! Certificates and TLS clients for the secure-transport tests: a test CA
-//! made with the `openssl` command (so what the tests trust is what real
-//! peers would be given), certificates with chosen serials, and a small
-//! rustls client that sends SIP over TLS and shows which certificate the
-//! server presented.
+//! TLS clients for the secure-transport tests: a small rustls client that
+//! sends SIP over TLS and shows which certificate the server presented.
+//! Certificates come from [`TestCa`] (the `openssl` command).
 
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
-use std::process::Command;
+use std::path::Path;
 use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+pub use state_store::testing::{Issued, TestCa};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
 use tokio_rustls::client::TlsStream;
 
-fn openssl(args: &[&str]) -> Result<()> {
-    let out = Command::new("openssl")
-        .args(args)
-        .output()
-        .context("running openssl (Debian package openssl)")?;
-    if !out.status.success() {
-        bail!("openssl {args:?}: {}", String::from_utf8_lossy(&out.stderr));
-    }
-    Ok(())
-}
-
-/// A certificate and its key as PEM files.
-#[derive(Debug, Clone)]
-pub struct Issued {
-    pub cert: PathBuf,
-    pub key: PathBuf,
-}
-
-impl Issued {
-    /// Certificate then key in one file (what baresip's sip_certificate
-    /// wants).
-    pub fn combined(&self) -> Result<PathBuf> {
-        let path = self.cert.with_extension("both.pem");
-        let mut pem = std::fs::read(&self.cert)?;
-        pem.extend(std::fs::read(&self.key)?);
-        std::fs::write(&path, pem)?;
-        Ok(path)
-    }
-
-    pub fn der(&self) -> Result<Vec<u8>> {
-        Ok(CertificateDer::from_pem_file(&self.cert)?.to_vec())
-    }
-
-    /// Puts this certificate where `other` is, the way a Secret update
-    /// does: new files renamed over the old ones.
-    pub fn install_over(&self, other: &Issued) -> Result<()> {
-        for (from, to) in [(&self.key, &other.key), (&self.cert, &other.cert)] {
-            let tmp = to.with_extension("new");
-            std::fs::copy(from, &tmp)?;
-            std::fs::rename(&tmp, to)?;
-        }
-        Ok(())
-    }
-}
-
-/// A throwaway certificate authority in its own directory.
-pub struct TestCa {
-    pub dir: PathBuf,
-    pub cert: PathBuf,
-    key: PathBuf,
-}
-
-impl TestCa {
-    pub fn new(dir: &Path, name: &str) -> Result<TestCa> {
-        std::fs::create_dir_all(dir)?;
-        let cert = dir.join(format!("{name}-ca.pem"));
-        let key = dir.join(format!("{name}-ca.key"));
-        openssl(&[
-            "req",
-            "-x509",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-days",
-            "2",
-            "-subj",
-            &format!("/CN={name} test CA"),
-            "-addext",
-            "basicConstraints=critical,CA:TRUE",
-            "-addext",
-            "keyUsage=critical,keyCertSign,cRLSign",
-            "-keyout",
-            path(&key)?,
-            "-out",
-            path(&cert)?,
-        ])?;
-        Ok(TestCa {
-            dir: dir.to_owned(),
-            cert,
-            key,
-        })
-    }
-
-    /// A leaf certificate for `name` valid for `sans` (`IP:127.0.0.1`,
-    /// `DNS:localhost`), usable by servers and clients.
-    pub fn issue(&self, name: &str, sans: &[&str], serial: u64) -> Result<Issued> {
-        let base = self.dir.join(format!("{name}-{serial}"));
-        let key = base.with_extension("key");
-        let csr = base.with_extension("csr");
-        let cert = base.with_extension("pem");
-        let ext = base.with_extension("ext");
-        openssl(&[
-            "req",
-            "-new",
-            "-newkey",
-            "ec",
-            "-pkeyopt",
-            "ec_paramgen_curve:prime256v1",
-            "-nodes",
-            "-subj",
-            &format!("/CN={name}"),
-            "-keyout",
-            path(&key)?,
-            "-out",
-            path(&csr)?,
-        ])?;
-        std::fs::write(
-            &ext,
-            format!(
-                "subjectAltName={}\nbasicConstraints=CA:FALSE\nkeyUsage=critical,digitalSignature\n\
-                 extendedKeyUsage=serverAuth,clientAuth\n",
-                sans.join(",")
-            ),
-        )?;
-        openssl(&[
-            "x509",
-            "-req",
-            "-in",
-            path(&csr)?,
-            "-CA",
-            path(&self.cert)?,
-            "-CAkey",
-            path(&self.key)?,
-            "-set_serial",
-            &serial.to_string(),
-            "-days",
-            "2",
-            "-extfile",
-            path(&ext)?,
-            "-out",
-            path(&cert)?,
-        ])?;
-        Ok(Issued { cert, key })
-    }
-}
-
-fn path(p: &Path) -> Result<&str> {
-    p.to_str().context("non-UTF-8 temp path")
+/// The DER of an issued certificate, to compare with what a server shows.
+pub fn der(issued: &Issued) -> Result<Vec<u8>> {
+    Ok(CertificateDer::from_pem_file(&issued.cert)?.to_vec())
 }
 
 /// A rustls client that trusts `ca` and presents `identity` when given.

@@ -12,7 +12,7 @@ use std::net::{SocketAddr, TcpStream};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
 
-use sipbus_tests::tls::{Issued, TestCa, TlsSip, connector, options};
+use sipbus_tests::tls::{Issued, TestCa, TlsSip, connector, der, options};
 use sipbus_tests::{Sipbus, free_port, register_contact, temp_file};
 
 fn dir(name: &str) -> PathBuf {
@@ -70,7 +70,7 @@ async fn tls_answers_over_the_connection_and_rotates_certificates_without_restar
     let s = start("tls-rotate", &[]);
     let trust = connector(&s.ca.cert, None).unwrap();
     let mut first = TlsSip::connect(s.tls, &trust).await.unwrap();
-    assert_eq!(first.server_cert().unwrap(), s.server.der().unwrap());
+    assert_eq!(first.server_cert().unwrap(), der(&s.server).unwrap());
     let local = first.stream.get_ref().0.local_addr().unwrap();
     let resp = first.request(&options("TLS", local, s.tls, "rot1")).await.unwrap();
     assert!(resp.starts_with("SIP/2.0 200"), "{resp}\n{}", s.sipbus.log_text());
@@ -82,7 +82,7 @@ async fn tls_answers_over_the_connection_and_rotates_certificates_without_restar
     let deadline = Instant::now() + Duration::from_secs(10);
     loop {
         let probe = TlsSip::connect(s.tls, &trust).await.unwrap();
-        if probe.server_cert().unwrap() == renewed.der().unwrap() {
+        if probe.server_cert().unwrap() == der(&renewed).unwrap() {
             break;
         }
         assert!(Instant::now() < deadline, "still the old certificate after 10 s");
@@ -99,7 +99,7 @@ async fn tls_answers_over_the_connection_and_rotates_certificates_without_restar
     std::fs::copy(&other.key, &s.server.key).unwrap();
     tokio::time::sleep(Duration::from_millis(600)).await;
     let probe = TlsSip::connect(s.tls, &trust).await.unwrap();
-    assert_eq!(probe.server_cert().unwrap(), renewed.der().unwrap());
+    assert_eq!(probe.server_cert().unwrap(), der(&renewed).unwrap());
     assert!(s.sipbus.log_text().contains("keeping the previous ones"));
 }
 
@@ -238,4 +238,103 @@ async fn a_sips_request_never_leaves_over_a_plain_hop() {
     let resp = c.request(&invite).await.unwrap();
     assert!(resp.starts_with("SIP/2.0 480"), "{resp}\n{}", s.sipbus.log_text());
     assert!(resp.contains("380 "), "Warning 380 names why: {resp}");
+}
+
+/// Split mode with mutual TLS everywhere: the edge, registrar-svc,
+/// session-svc, sdp-svc, pubsub-svc and publish-svc talk gRPC over TLS with client
+/// certificates from one CA, and keep their state in a Redis that speaks
+/// only TLS and wants client certificates too. A call goes through; a
+/// client with another CA's certificate, or none, is refused by a service.
+#[tokio::test(flavor = "multi_thread")]
+async fn split_mode_runs_with_mutual_tls_on_the_bus_and_to_redis() {
+    let (redis, redis_ca, redis_client) = state_store::testing::RedisServer::start_tls(true).unwrap();
+    let ca = TestCa::new(&dir("bus-tls"), "bus").unwrap();
+    let member = ca.issue("sipbus-bus", &["IP:127.0.0.1", "DNS:bus.sipbus"], 1).unwrap();
+    let files = |p: &std::path::Path| p.display().to_string();
+    let (ca_file, cert, key) = (files(&ca.cert), files(&member.cert), files(&member.key));
+    let (rca, rcert, rkey) = (
+        files(&redis_ca.cert),
+        files(&redis_client.cert),
+        files(&redis_client.key),
+    );
+    let env = [
+        ("SIPBUS_GRPC__TLS__CA_FILE", ca_file.as_str()),
+        ("SIPBUS_GRPC__TLS__CERT_FILE", cert.as_str()),
+        ("SIPBUS_GRPC__TLS__KEY_FILE", key.as_str()),
+        ("SIPBUS_GRPC__TLS__REQUIRE_CLIENT_CERT", "true"),
+        ("SIPBUS_GRPC__TLS__SERVER_NAME", "bus.sipbus"),
+        ("SIPBUS_STORE__TLS__CA_FILE", rca.as_str()),
+        ("SIPBUS_STORE__TLS__CERT_FILE", rcert.as_str()),
+        ("SIPBUS_STORE__TLS__KEY_FILE", rkey.as_str()),
+        ("SIPBUS_REGISTRAR__DOMAINS", r#"["example.com"]"#),
+        ("SIPBUS_REGISTRAR__USERS", r#"[{user = "tls", password = "secret"}]"#),
+        ("SIPBUS_REGISTRAR__AUTH__ALGORITHMS", r#"["MD5"]"#),
+        ("SIPBUS_SESSION__AUTHENTICATE", "false"),
+    ];
+    // Processes and SIPp are driven synchronously.
+    let split = tokio::task::block_in_place(|| {
+        let every = sipbus_tests::Replicas {
+            sessions: 1,
+            sdps: 1,
+            pubsubs: 1,
+            publishes: 1,
+        };
+        sipbus_tests::CallSplit::start_with(&redis.url(), &env, every)
+    })
+    .unwrap();
+    let server = split.edge.sip;
+    let (a, b) =
+        tokio::task::block_in_place(|| sipbus_tests::call_pair(server, "tls", "call_uas.xml", "call_uac.xml")).unwrap();
+    sipbus_tests::ok(&a, "caller over the TLS bus", &|| split.logs());
+    sipbus_tests::ok(&b, "callee over the TLS bus", &|| split.logs());
+    for p in [
+        &split.registrar,
+        &split.sessions[0],
+        &split.sdps[0],
+        &split.pubsubs[0],
+        &split.publishes[0],
+    ] {
+        assert!(p.log_text().contains("gRPC over TLS"), "{}", p.log_text());
+    }
+
+    // A session-svc replica refuses callers that are not bus members.
+    let session = split.sessions[0].grpc;
+    let stranger_ca = TestCa::new(&dir("bus-stranger"), "stranger").unwrap();
+    let stranger = stranger_ca.issue("intruder", &["IP:127.0.0.1"], 7).unwrap();
+    let cases = [
+        ("a member's certificate", Some(&member), false),
+        ("another CA's certificate", Some(&stranger), true),
+        ("no certificate", None, true),
+    ];
+    for (what, identity, refuse) in cases {
+        let refused = match TlsSip::connect(session, &connector(&ca.cert, identity).unwrap()).await {
+            Err(_) => true,
+            Ok(mut c) => {
+                // The HTTP/2 preface: a server that took us answers SETTINGS.
+                let _ = c.send("PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").await;
+                probe_refused(&mut c).await
+            }
+        };
+        assert_eq!(refused, refuse, "a client with {what}");
+    }
+    // Plain text to a TLS port gets no gRPC answer.
+    let mut plain = tokio::net::TcpStream::connect(session).await.unwrap();
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    plain.write_all(b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n").await.unwrap();
+    let mut buf = [0u8; 64];
+    let n = tokio::time::timeout(Duration::from_secs(3), plain.read(&mut buf)).await;
+    assert!(
+        !matches!(n, Ok(Ok(k)) if k >= 9 && buf[3] == 4),
+        "session-svc answered plain-text HTTP/2 with SETTINGS"
+    );
+}
+
+/// After a refused client certificate, the server's alert ends the stream.
+async fn probe_refused(c: &mut TlsSip) -> bool {
+    use tokio::io::AsyncReadExt;
+    let mut buf = [0u8; 16];
+    matches!(
+        tokio::time::timeout(Duration::from_secs(2), c.stream.read(&mut buf)).await,
+        Ok(Ok(0) | Err(_))
+    )
 }

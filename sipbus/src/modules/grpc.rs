@@ -28,7 +28,14 @@ pub const MODULE: Module = Module {
 };
 
 fn check(config: &Config, _process: &Process) -> Vec<extension::ConfigProblem> {
-    config.registry.check()
+    let mut problems = config.registry.check();
+    if let Err(e) = config.grpc.tls.load() {
+        problems.push(extension::ConfigProblem {
+            key: "grpc.tls".into(),
+            reason: e.to_string(),
+        });
+    }
+    problems
 }
 
 async fn start(ctx: &mut Ctx<'_>) -> anyhow::Result<()> {
@@ -55,9 +62,12 @@ async fn start(ctx: &mut Ctx<'_>) -> anyhow::Result<()> {
         ctx.services.add_service(registry.into_server());
     }
     let routes = std::mem::take(&mut ctx.services).routes();
-    let server = tonic::transport::Server::builder()
-        .add_routes(routes)
-        .serve_with_incoming(incoming);
+    let mut builder = tonic::transport::Server::builder();
+    if let Some(tls) = ctx.config.grpc.tls.load()? {
+        info!(%addr, "gRPC over TLS");
+        builder = builder.tls_config(tls.server).context("grpc.tls")?;
+    }
+    let server = builder.add_routes(routes).serve_with_incoming(incoming);
     ctx.tasks.push(tokio::spawn(async move {
         if let Err(e) = server.await {
             tracing::error!(error = %e, "gRPC server stopped");

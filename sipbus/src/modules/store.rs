@@ -2,7 +2,7 @@
 //! Redis for every split target.
 
 use anyhow::Context;
-use state_store::Store;
+use state_store::{RedisTls, Store};
 use tracing::info;
 
 use super::{Ctx, Module, Name, Process, problem};
@@ -20,10 +20,14 @@ pub const MODULE: Module = Module {
 fn check(config: &Config, process: &Process) -> Vec<extension::ConfigProblem> {
     let redis = &config.store.redis;
     if !redis.is_empty() {
-        return match Store::check_urls(redis) {
+        let mut problems = match Store::check_urls(redis) {
             Ok(()) => Vec::new(),
             Err(e) => vec![problem("store.redis", e)],
         };
+        if let Err(e) = redis_tls(config) {
+            problems.push(problem("store.tls", format!("{e:#}")));
+        }
+        return problems;
     }
     if process.target != "all" {
         return vec![problem(
@@ -43,7 +47,7 @@ async fn start(ctx: &mut Ctx<'_>) -> anyhow::Result<()> {
         info!("store: embedded (in memory)");
         Store::memory()
     } else {
-        let store = Store::redis(redis)
+        let store = Store::redis_with_tls(redis, &redis_tls(ctx.config)?)
             .await
             .with_context(|| format!("connecting to store.redis `{redis}`"))?;
         info!(redis = %redis, "store: redis");
@@ -51,4 +55,18 @@ async fn start(ctx: &mut Ctx<'_>) -> anyhow::Result<()> {
     };
     ctx.store = Some(store);
     Ok(())
+}
+
+/// The TLS files for `rediss://`, each falling back to `[grpc.tls]`'s.
+fn redis_tls(config: &Config) -> anyhow::Result<RedisTls> {
+    let (own, bus) = (&config.store.tls, &config.grpc.tls);
+    let read = |path: &std::path::Path| std::fs::read(path).with_context(|| format!("reading {}", path.display()));
+    let pick = |own: &Option<std::path::PathBuf>, bus: &Option<std::path::PathBuf>| own.clone().or_else(|| bus.clone());
+    let ca = pick(&own.ca_file, &bus.ca_file).map(|p| read(&p)).transpose()?;
+    let client = match (pick(&own.cert_file, &bus.cert_file), pick(&own.key_file, &bus.key_file)) {
+        (Some(cert), Some(key)) => Some((read(&cert)?, read(&key)?)),
+        (None, None) => None,
+        _ => anyhow::bail!("a client certificate needs both cert_file and key_file"),
+    };
+    Ok(RedisTls { ca, client })
 }

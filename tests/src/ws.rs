@@ -38,8 +38,9 @@ impl WsSip {
 
     /// The next SIP message within `limit`.
     pub async fn next(&mut self, limit: Duration) -> Result<String> {
+        let deadline = tokio::time::Instant::now() + limit;
         loop {
-            let m = tokio::time::timeout(limit, self.socket.next())
+            let m = tokio::time::timeout_at(deadline, self.socket.next())
                 .await
                 .context("no message in time")?
                 .context("connection closed")??;

@@ -256,3 +256,71 @@ fn two_browsers_call_each_other_over_wss_with_webrtc_media() {
     }
     assert!(logs.contains("call answered"), "{logs}");
 }
+
+#[tokio::test]
+async fn websocket_messages_are_bounded_and_silent_peers_are_pinged_out() {
+    let w = start(
+        "ws-limits",
+        &[
+            ("SIPBUS_EDGE__LIMITS__MAX_MESSAGE_BYTES", "4096"),
+            ("SIPBUS_EDGE__LIMITS__MAX_BODY_BYTES", "2048"),
+            ("SIPBUS_EDGE__WEBSOCKET__PING_INTERVAL_S", "1"),
+        ],
+    );
+    let options = |branch: &str, pad: usize| {
+        format!(
+            "OPTIONS sip:127.0.0.1 SIP/2.0\r\nVia: SIP/2.0/WS x.invalid;branch=z9hG4bK{branch}\r\n\
+             Max-Forwards: 70\r\nFrom: <sip:p@x.invalid>;tag={branch}\r\nTo: <sip:127.0.0.1>\r\n\
+             Call-ID: {branch}@t\r\nCSeq: 1 OPTIONS\r\nX-Pad: {}\r\nContent-Length: 0\r\n\r\n",
+            "a".repeat(pad)
+        )
+    };
+    // A live client answers pings (the library does) and outlasts two
+    // ping intervals; its requests are answered over the connection.
+    let mut live = WsSip::connect(w.ws).await.unwrap();
+    // Reading is what answers pings; nothing else arrives meanwhile.
+    assert!(live.next(Duration::from_millis(3500)).await.is_err());
+    live.send(&options("live", 10)).await.unwrap();
+    let ok = live.final_response("OPTIONS", Duration::from_secs(3)).await.unwrap();
+    assert!(ok.starts_with("SIP/2.0 200"), "{ok}");
+
+    // A message over the limit closes the connection.
+    live.send(&options("big", 8000)).await.unwrap();
+    let after = live.next(Duration::from_secs(3)).await;
+    assert!(after.is_err(), "an 8 kB message on a 4 kB limit was taken: {after:?}");
+
+    // A peer that upgrades and then never answers a ping is dropped after
+    // two intervals.
+    let mut silent = std::net::TcpStream::connect(w.ws).unwrap();
+    use std::io::{Read, Write};
+    silent
+        .write_all(
+            format!(
+                "GET / HTTP/1.1\r\nHost: {}\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n\
+                 Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\nSec-WebSocket-Version: 13\r\n\
+                 Sec-WebSocket-Protocol: sip\r\n\r\n",
+                w.ws
+            )
+            .as_bytes(),
+        )
+        .unwrap();
+    silent.set_read_timeout(Some(Duration::from_secs(6))).unwrap();
+    let started = std::time::Instant::now();
+    let mut buf = [0u8; 1024];
+    let closed = loop {
+        match silent.read(&mut buf) {
+            Ok(0) => break true,
+            // The 101, then pings we never answer.
+            Ok(_) => continue,
+            Err(_) => break false,
+        }
+    };
+    let waited = started.elapsed();
+    assert!(closed, "a silent peer was kept {waited:?}");
+    assert!(waited < Duration::from_secs(4), "dropped only after {waited:?}");
+    let logs = w.sipbus.log_text();
+    assert!(
+        logs.contains("message too large") && logs.contains("reason=\"idle\""),
+        "{logs}"
+    );
+}

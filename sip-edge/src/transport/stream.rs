@@ -83,6 +83,13 @@ pub async fn serve(listener: TcpListener, local: SocketAddr, transport: Transpor
     }
 }
 
+/// An accepted connection once its handshakes are done.
+enum Up {
+    Framed(TcpStream),
+    Tls(Box<tokio_rustls::server::TlsStream<TcpStream>>),
+    WebSocket(ws::Accepted),
+}
+
 /// Brings an accepted connection up: the TLS and WebSocket handshakes
 /// within the handshake timeout, then the connection's loop.
 async fn accept(
@@ -95,77 +102,84 @@ async fn accept(
 ) {
     let Some(inbound) = transports.inbound() else { return };
     let limit = transports.handshake_timeout();
-    let tls = || transports.tls_acceptor();
-    let up = match transport {
-        Transport::Udp => return,
-        Transport::Tcp => {
-            drop(handshake);
-            let (id, rx) = transports.open(transport, remote);
-            return run(
-                stream,
-                transport,
-                id,
-                remote,
-                local,
-                rx,
-                transports.tcp.clone(),
-                inbound,
-                transports.weak_self(),
-            )
-            .await;
-        }
-        Transport::Tls => {
-            let Some(acceptor) = tls() else { return };
-            match timeout(limit, acceptor.accept(stream)).await {
-                Ok(Ok(s)) => {
-                    drop(handshake);
-                    let (id, rx) = transports.open(transport, remote);
-                    return run(
-                        s,
-                        transport,
-                        id,
-                        remote,
-                        local,
-                        rx,
-                        transports.tcp.clone(),
-                        inbound,
-                        transports.weak_self(),
-                    )
-                    .await;
-                }
-                Ok(Err(e)) => Err(format!("TLS handshake failed: {e}")),
-                Err(_) => Err("TLS handshake timed out".to_owned()),
-            }
-        }
-        Transport::Ws => match timeout(limit, ws::accept(stream, &transports.ws)).await {
-            Ok(Ok(s)) => Ok(ws::Accepted::Plain(Box::new(s))),
-            Ok(Err(e)) => Err(format!("WebSocket handshake failed: {e}")),
-            Err(_) => Err("WebSocket handshake timed out".to_owned()),
+    let acceptor = match transport {
+        Transport::Tls | Transport::Wss => match transports.tls_acceptor() {
+            Some(a) => Some(a),
+            None => return,
         },
-        Transport::Wss => {
-            let Some(acceptor) = tls() else { return };
-            let both = async {
-                let s = acceptor
+        _ => None,
+    };
+    let up = async {
+        match (transport, acceptor) {
+            (Transport::Tcp, _) => Ok(Up::Framed(stream)),
+            (Transport::Tls, Some(tls)) => tls
+                .accept(stream)
+                .await
+                .map(|s| Up::Tls(Box::new(s)))
+                .map_err(|e| format!("TLS handshake failed: {e}")),
+            (Transport::Ws, _) => ws::accept(stream, &transports.ws)
+                .await
+                .map(|s| Up::WebSocket(ws::Accepted::Plain(Box::new(s))))
+                .map_err(|e| format!("WebSocket handshake failed: {e}")),
+            (Transport::Wss, Some(tls)) => {
+                let s = tls
                     .accept(stream)
                     .await
                     .map_err(|e| format!("TLS handshake failed: {e}"))?;
                 ws::accept(s, &transports.ws)
                     .await
+                    .map(|s| Up::WebSocket(ws::Accepted::Secure(Box::new(s))))
                     .map_err(|e| format!("WebSocket handshake failed: {e}"))
-            };
-            match timeout(limit, both).await {
-                Ok(r) => r.map(|s| ws::Accepted::Secure(Box::new(s))),
-                Err(_) => Err("WSS handshake timed out".to_owned()),
             }
+            _ => Err("no TLS configuration".to_owned()),
         }
     };
+    let up = match timeout(limit, up).await {
+        Ok(r) => r,
+        Err(_) => Err(format!("{transport} handshake timed out")),
+    };
     drop(handshake);
+    let up = match up {
+        Ok(up) => up,
+        Err(reason) => return info!(%remote, %transport, reason, "connection refused"),
+    };
+    let (id, outgoing) = transports.open(transport, remote);
+    let conn = Opened {
+        transport,
+        id,
+        remote,
+        local,
+        outgoing,
+        settings: transports.tcp.clone(),
+        registry: transports.weak_self(),
+    };
     match up {
-        Ok(socket) => {
-            let (id, rx) = transports.open(transport, remote);
-            ws::run(socket, transport, id, remote, local, rx, &transports, inbound).await;
+        Up::Framed(s) => run(s, conn, inbound).await,
+        Up::Tls(s) => run(*s, conn, inbound).await,
+        Up::WebSocket(s) => ws::run(s, conn, &transports, inbound).await,
+    }
+}
+
+/// A registered connection: who it is and what feeds its writer.
+pub(crate) struct Opened {
+    pub(crate) transport: Transport,
+    pub(crate) id: ConnectionId,
+    pub(crate) remote: SocketAddr,
+    pub(crate) local: SocketAddr,
+    pub(crate) outgoing: mpsc::Receiver<Bytes>,
+    pub(crate) settings: TcpSettings,
+    pub(crate) registry: std::sync::Weak<Transports>,
+}
+
+impl Opened {
+    pub(crate) fn source(&self) -> Flow {
+        Flow {
+            transport: self.transport,
+            remote: self.remote,
+            local: Some(self.local),
+            connection: Some(self.id),
+            edge: None,
         }
-        Err(reason) => info!(%remote, %transport, reason, "connection refused"),
     }
 }
 
@@ -190,7 +204,7 @@ pub(crate) fn connect(
         Transport::Tls => Some(transports.tls().ok_or(TransportError::NoSocket { transport, remote })?),
         _ => None,
     };
-    let (id, rx) = transports.open(transport, remote);
+    let (id, outgoing) = transports.open(transport, remote);
     let conn = transports.connection(id).ok_or(TransportError::Closed { remote })?;
     let settings = transports.tcp.clone();
     let limit = transports.handshake_timeout();
@@ -209,15 +223,24 @@ pub(crate) fn connect(
         };
         let _ = stream.set_nodelay(true);
         let local = stream.local_addr().unwrap_or(remote);
+        let opened = |registry| Opened {
+            transport,
+            id,
+            remote,
+            local,
+            outgoing,
+            settings: settings.clone(),
+            registry,
+        };
         match tls {
             None => {
                 drop(handshake);
-                run(stream, transport, id, remote, local, rx, settings, inbound, registry).await
+                run(stream, opened(registry.clone()), inbound).await
             }
             Some(tls) => match timeout(limit, tls.connect(stream, remote)).await {
                 Ok(Ok(s)) => {
                     drop(handshake);
-                    run(s, transport, id, remote, local, rx, settings, inbound, registry).await
+                    run(s, opened(registry.clone()), inbound).await
                 }
                 Ok(Err(e)) => gone("TLS handshake failed", &e),
                 Err(_) => gone("TLS handshake timed out", &"timeout"),
@@ -228,18 +251,17 @@ pub(crate) fn connect(
 }
 
 /// One framed connection (TCP or TLS) until it closes.
-#[allow(clippy::too_many_arguments)]
-async fn run<S: AsyncRead + AsyncWrite + Send + 'static>(
-    stream: S,
-    transport: Transport,
-    id: ConnectionId,
-    remote: SocketAddr,
-    local: SocketAddr,
-    mut outgoing: mpsc::Receiver<Bytes>,
-    settings: TcpSettings,
-    inbound: Arc<dyn Inbound>,
-    registry: std::sync::Weak<Transports>,
-) {
+async fn run<S: AsyncRead + AsyncWrite + Send + 'static>(stream: S, conn: Opened, inbound: Arc<dyn Inbound>) {
+    let source = conn.source();
+    let Opened {
+        transport,
+        id,
+        remote,
+        mut outgoing,
+        settings,
+        registry,
+        ..
+    } = conn;
     debug!(flow = %id, %remote, %transport, "connection up");
     let (mut reader, mut writer) = tokio::io::split(stream);
     let (pong_tx, mut pong_rx) = mpsc::channel::<()>(4);
@@ -256,13 +278,6 @@ async fn run<S: AsyncRead + AsyncWrite + Send + 'static>(
         let _ = writer.shutdown().await;
     });
 
-    let source = Flow {
-        transport,
-        remote,
-        local: Some(local),
-        connection: Some(id),
-        edge: None,
-    };
     let mut framer = StreamFramer::new(settings.limits.clone());
     let mut buf = vec![0u8; 16 * 1024];
     let mut last_activity = Instant::now();

@@ -36,7 +36,7 @@ pub enum ClientAuth {
 }
 
 /// `[edge.tls]`.
-#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default)]
 pub struct TlsConfig {
     /// PEM certificate chain (leaf first) for `tls:` and `wss:` listeners.
@@ -52,6 +52,20 @@ pub struct TlsConfig {
     pub handshake_timeout_ms: u64,
     /// How often the certificate files are checked for changes.
     pub reload_interval_ms: u64,
+}
+
+impl Default for TlsConfig {
+    fn default() -> Self {
+        Self {
+            cert_file: None,
+            key_file: None,
+            client_auth: ClientAuth::None,
+            client_ca_file: None,
+            ca_file: None,
+            handshake_timeout_ms: Self::DEFAULT_HANDSHAKE_TIMEOUT_MS,
+            reload_interval_ms: Self::DEFAULT_RELOAD_INTERVAL_MS,
+        }
+    }
 }
 
 impl TlsConfig {

@@ -4,7 +4,6 @@
 //! pings that find dead browsers. Browsers connect to us; we never connect
 //! to them, so a request to one goes over the connection it registered on.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -20,10 +19,11 @@ use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::handshake::server::{ErrorResponse, Request, Response};
 use tokio_tungstenite::tungstenite::http::{HeaderValue, StatusCode};
 use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
-use tokio_tungstenite::tungstenite::{Error as WsError, Message};
+use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 use tracing::{debug, info};
 
-use super::{ConnectionId, Flow, Inbound, Transport, Transports};
+use super::stream::Opened;
+use super::{Flow, Inbound, Transports};
 
 /// The WebSocket subprotocol for SIP (RFC 7118 4.1).
 pub const SUBPROTOCOL: &str = "sip";
@@ -150,31 +150,15 @@ pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
 }
 
 /// One WebSocket connection until it closes.
-#[allow(clippy::too_many_arguments)]
-pub(crate) async fn run(
-    socket: Accepted,
-    transport: Transport,
-    id: ConnectionId,
-    remote: SocketAddr,
-    local: SocketAddr,
-    outgoing: mpsc::Receiver<Bytes>,
-    transports: &Arc<Transports>,
-    inbound: Arc<dyn Inbound>,
-) {
-    let source = Flow {
-        transport,
-        remote,
-        local: Some(local),
-        connection: Some(id),
-        edge: None,
-    };
+pub(crate) async fn run(socket: Accepted, conn: Opened, transports: &Arc<Transports>, inbound: Arc<dyn Inbound>) {
+    let source = conn.source();
     let settings = transports.ws.clone();
     let reason = match socket {
-        Accepted::Plain(s) => pump(*s, &source, outgoing, &settings, &inbound).await,
-        Accepted::Secure(s) => pump(*s, &source, outgoing, &settings, &inbound).await,
+        Accepted::Plain(s) => pump(*s, &source, conn.outgoing, &settings, &inbound).await,
+        Accepted::Secure(s) => pump(*s, &source, conn.outgoing, &settings, &inbound).await,
     };
-    info!(flow = %id, %remote, %transport, reason, "connection closed");
-    transports.unregister(id);
+    info!(flow = %conn.id, remote = %conn.remote, transport = %conn.transport, reason, "connection closed");
+    transports.unregister(conn.id);
 }
 
 async fn pump<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
@@ -201,9 +185,10 @@ async fn pump<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
             let message = tokio::select! {
                 data = outgoing.recv() => match data {
                     // SIP is text but bodies may not be: binary then.
-                    Some(data) => match String::from_utf8(data.to_vec()) {
-                        Ok(text) => Message::text(text),
-                        Err(_) => Message::binary(data),
+                    // Checked in place, no copy.
+                    Some(data) => match Utf8Bytes::try_from(data.clone()) {
+                        Ok(text) => Message::Text(text),
+                        Err(_) => Message::Binary(data),
                     },
                     None => break,
                 },
@@ -217,7 +202,7 @@ async fn pump<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     });
     // No traffic at all (a pong counts) for two ping intervals: dead.
     let quiet = match settings.ping_interval {
-        Some(p) => settings.idle_timeout.min(p * 2 + Duration::from_secs(5)),
+        Some(p) => settings.idle_timeout.min(p * 2),
         None => settings.idle_timeout,
     };
     let mut last_activity = Instant::now();

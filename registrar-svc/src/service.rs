@@ -116,6 +116,16 @@ impl Registrar {
         let wanted = self.wanted(req, flow, now)?;
         let call_id = req.call_id().map_err(|_| Refusal::bad_request("Call-ID"))?.to_owned();
         let cseq = req.cseq().map_err(|_| Refusal::bad_request("CSeq"))?.seq;
+        // RFC 5626 6: a registration over an outbound flow (instance and
+        // reg-id, from a client that supports outbound) is confirmed with
+        // Require: outbound; the flow it came over is what later requests
+        // to it use (the flow token: edge instance and connection).
+        let outbound = supports(req, "outbound")
+            && wanted
+                .iter()
+                .flatten()
+                .filter_map(|w| w.binding.as_ref())
+                .any(|b| b.instance.is_some() && b.reg_id.is_some());
         let set = self.update(&aor, wanted.as_deref(), &call_id, cseq, now).await?;
 
         let mut resp = req.make_response(200, "OK", Some(&tag()));
@@ -137,6 +147,9 @@ impl Registrar {
         }
         for path in req.known_fields(Known::Path) {
             resp.push_header(Known::Path, path);
+        }
+        if outbound {
+            resp.push_header(Known::Require, "outbound");
         }
         resp.push_header(Known::Date, &http_date(now / 1000));
         Ok(resp)
@@ -462,4 +475,11 @@ fn without_expires(a: &NameAddr<'_>) -> String {
 
 fn tag() -> String {
     format!("{:016x}", fastrand::u64(..))
+}
+
+/// Whether the request's Supported lists `tag`.
+fn supports(req: &Message, tag: &str) -> bool {
+    req.known_values(Known::Supported)
+        .flat_map(|v| v.split(','))
+        .any(|t| t.trim().eq_ignore_ascii_case(tag))
 }

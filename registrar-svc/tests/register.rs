@@ -146,6 +146,37 @@ async fn instance_bindings_replace_and_path_is_kept() {
     assert_eq!(b[0].reg_id, Some(1));
     assert_eq!(b[0].path, vec!["<sip:edge.example.com;lr>"]);
     assert_eq!(b[0].flow, flow());
+    // Without Supported: outbound the registrar does not claim outbound.
+    assert_eq!(resp.known_header(Known::Require), None);
+}
+
+#[tokio::test]
+async fn an_outbound_registration_over_websocket_is_reached_over_its_flow() {
+    let r = registrar(false);
+    let ws = Flow {
+        connection: Some(edge_api::ConnectionId(42)),
+        ..Flow {
+            transport: Transport::Wss,
+            ..flow()
+        }
+    };
+    // What JsSIP sends: an .invalid host, reg-id and instance, Supported
+    // outbound (RFC 5626, RFC 7118).
+    let req = register(
+        "ob1",
+        1,
+        "Supported: path, gruu, outbound\r\nContact: <sip:k7b3@df7jal23ls0d.invalid;transport=ws>;\
+         +sip.instance=\"<urn:uuid:8c9b6c1f-55d6-4c9b-9a86-2a5b46f0b8c2>\";reg-id=1;expires=600\r\n",
+    );
+    let resp = r.register(&req, ws.clone()).await;
+    assert_eq!(resp.status(), Some(200));
+    assert_eq!(resp.known_header(Known::Require), Some("outbound"));
+    let b = r.lookup("sip:alice@example.com").await.unwrap();
+    assert_eq!(
+        b[0].reach(),
+        Some(ws),
+        "the .invalid contact is reached over its connection"
+    );
 }
 
 #[tokio::test]

@@ -44,6 +44,8 @@ pub fn connector(ca: &Path, identity: Option<&Issued>) -> Result<tokio_rustls::T
 /// One TLS connection to a SIP server.
 pub struct TlsSip {
     pub stream: TlsStream<TcpStream>,
+    /// Bytes read past the last message returned.
+    pending: Vec<u8>,
 }
 
 impl TlsSip {
@@ -55,7 +57,10 @@ impl TlsSip {
         )
         .await
         .context("TLS handshake timed out")??;
-        Ok(TlsSip { stream })
+        Ok(TlsSip {
+            stream,
+            pending: Vec::new(),
+        })
     }
 
     /// The certificate the server presented (DER).
@@ -72,9 +77,9 @@ impl TlsSip {
 
     /// Reads one message (headers and Content-Length body) within `limit`.
     pub async fn read_message(&mut self, limit: Duration) -> Result<String> {
-        let mut buf = Vec::new();
+        let mut buf = std::mem::take(&mut self.pending);
         let mut chunk = [0u8; 4096];
-        tokio::time::timeout(limit, async {
+        let (message, rest) = tokio::time::timeout(limit, async {
             loop {
                 if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
                     let head = String::from_utf8_lossy(&buf[..end]).to_string();
@@ -88,7 +93,8 @@ impl TlsSip {
                         })
                         .unwrap_or(0);
                     if buf.len() >= end + 4 + len {
-                        return Ok(String::from_utf8_lossy(&buf[..end + 4 + len]).to_string());
+                        let rest = buf.split_off(end + 4 + len);
+                        return Ok((String::from_utf8_lossy(&buf).to_string(), rest));
                     }
                 }
                 let n = self.stream.read(&mut chunk).await?;
@@ -99,7 +105,9 @@ impl TlsSip {
             }
         })
         .await
-        .context("no SIP message in time")?
+        .context("no SIP message in time")??;
+        self.pending = rest;
+        Ok(message)
     }
 
     /// Sends a request and reads the first final response.

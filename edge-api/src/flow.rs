@@ -179,6 +179,8 @@ impl Flow {
         };
         let transport = match (named, u.secure) {
             (Some(t), _) if t.is_websocket() => return None,
+            // A sips: URI never means a plain datagram (RFC 5630 3.1.3).
+            (Some(Transport::Udp), true) => return None,
             // sips: with transport=tcp means TLS over that TCP (RFC 5630 3.1.3).
             (Some(Transport::Tcp) | None, true) => Transport::Tls,
             (Some(t), _) => t,
@@ -268,6 +270,7 @@ mod tests {
         assert_eq!((tls.transport, tls.remote.port()), (Transport::Tls, 5071));
         assert!(Flow::to_uri("sip:bob@192.0.2.1;transport=ws").is_none());
         assert!(Flow::to_uri("sip:bob@192.0.2.1;transport=quic").is_none());
+        assert!(Flow::to_uri("sips:bob@192.0.2.1;transport=udp").is_none());
         let on_tls = Flow::to(Transport::Tls, "192.0.2.1:5061".parse().unwrap());
         assert_eq!(
             Flow::contact(Some(&on_tls), "b2b", "sip.example.com"),

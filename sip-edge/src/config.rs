@@ -202,6 +202,9 @@ impl EdgeConfig {
         if self.tls.handshake_timeout_ms > 60_000 {
             bad("tls.handshake_timeout_ms", "must be at most 60000 (0: the default)");
         }
+        if self.websocket.ping_interval_s > 3600 {
+            bad("websocket.ping_interval_s", "must be at most 3600 (0: no pings)");
+        }
         for origin in &self.websocket.allowed_origins {
             if !(origin.starts_with("http://") || origin.starts_with("https://")) || origin.ends_with('/') {
                 bad(
@@ -229,14 +232,6 @@ impl EdgeConfig {
 
     pub fn message_limits(&self) -> Limits {
         self.limits.clone()
-    }
-
-    /// Whether TLS is set up at all: a secure listener, or certificates
-    /// for connections we open.
-    pub fn uses_tls(&self) -> bool {
-        self.listen.iter().any(|l| l.transport.is_secure())
-            || self.tls.cert_file.is_some()
-            || self.tls.ca_file.is_some()
     }
 
     pub fn ws_settings(&self) -> WsSettings {

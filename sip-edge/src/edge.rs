@@ -71,13 +71,9 @@ struct Core {
 
 /// Starts an edge with `dispatcher` behind it.
 pub async fn start(config: &EdgeConfig, dispatcher: Arc<dyn Dispatch>) -> Result<RunningEdge, StartError> {
-    let tls = match config.uses_tls() {
-        true => Some(TlsContext::load(
-            &config.tls,
-            config.listen.iter().any(|l| l.transport.is_secure()),
-        )?),
-        false => None,
-    };
+    // Always: a sips: target may come up without any TLS listener.
+    let serves_tls = config.listen.iter().any(|l| l.transport.is_secure());
+    let tls = Some(TlsContext::load(&config.tls, serves_tls)?);
     let transports = Transports::new(
         config.advertise,
         config.tcp_settings(),

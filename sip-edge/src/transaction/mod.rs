@@ -454,6 +454,19 @@ impl TransactionLayer {
         if method == Method::Ack {
             return Err(TxError::NotARequest);
         }
+        // A request for a TLS or WebSocket flow whose connection is gone
+        // fails now (RFC 5626 5.3), instead of waiting out Timer B or F: a
+        // browser cannot be connected to, and a TLS client has no server
+        // certificate for its ephemeral port. TCP still connects anew to
+        // the flow's address, where phones that listen on their source
+        // port (SIPp does) answer.
+        let reopenable = matches!(target.transport, Transport::Udp | Transport::Tcp);
+        if !reopenable && !self.inner.transmit.flow_is_open(&target) {
+            return Err(TxError::Transport(TransportError::FlowFailed {
+                transport: target.transport,
+                remote: target.remote,
+            }));
+        }
         let branch = self.stamp_request(&mut request, &target);
         // What we send must pass the checks we apply to what we receive.
         request
@@ -564,7 +577,7 @@ pub fn reply_target(req: &Message, source: &Flow) -> Flow {
         // Over the connection it came on; if that is gone, a new one to the
         // source IP and the sent-by port (RFC 3261 18.2.2).
         let mut remote = source.remote;
-        remote.set_port(via_port.and_then(|(p, _)| p).unwrap_or(5060));
+        remote.set_port(via_port.and_then(|(p, _)| p).unwrap_or(source.transport.default_port()));
         return Flow {
             remote,
             edge: None,

@@ -32,6 +32,10 @@ pub enum TransportError {
     Closed { remote: SocketAddr },
     #[error("too many connections")]
     TooManyConnections,
+    /// The connection a flow names is gone (RFC 5626 5.3: a flow is not
+    /// opened again towards a client's ephemeral port).
+    #[error("the {transport} flow to {remote} has failed")]
+    FlowFailed { transport: Transport, remote: SocketAddr },
 }
 
 /// Hands bytes to the wire without waiting: the transaction layer never
@@ -40,6 +44,11 @@ pub trait Transmit: Send + Sync + 'static {
     fn transmit(&self, target: &Flow, data: Bytes) -> Result<(), TransportError>;
     /// The address to put in our Via sent-by for a request to `target`.
     fn sent_by(&self, target: &Flow) -> SocketAddr;
+    /// Whether the connection `target` names is still open (true for a
+    /// flow that names none).
+    fn flow_is_open(&self, _target: &Flow) -> bool {
+        true
+    }
 }
 
 /// A listening address from the configuration: `udp:0.0.0.0:5060`,

@@ -256,6 +256,14 @@ impl Transmit for Transports {
         }
     }
 
+    fn flow_is_open(&self, target: &Flow) -> bool {
+        let Some(id) = target.connection else { return true };
+        lock(&self.flows)
+            .by_id
+            .get(&id)
+            .is_some_and(|c| c.transport == target.transport)
+    }
+
     fn sent_by(&self, target: &Flow) -> SocketAddr {
         let v4 = target.remote.is_ipv4();
         let listen = self

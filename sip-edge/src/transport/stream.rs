@@ -138,29 +138,28 @@ async fn accept(
         Ok(r) => r,
         Err(_) => Err(format!("{transport} handshake timed out")),
     };
-    drop(handshake);
     let up = match up {
         Ok(up) => up,
         Err(reason) => return info!(%remote, %transport, reason, "connection refused"),
     };
-    let (id, outgoing) = transports.open(transport, remote);
-    let conn = Opened {
-        transport,
-        id,
-        remote,
-        local,
-        outgoing,
-        settings: transports.tcp.clone(),
-        registry: transports.weak_self(),
-    };
+    // Registered before the handshake slot is given back, so the limit
+    // counts it all along.
+    let conn = Opened::register(&transports, transport, remote, local);
+    drop(handshake);
+    let ws_settings = transports.ws.clone();
+    // Connections hold the edge only weakly: a stopped edge is not kept
+    // alive by its peers.
+    drop(transports);
     match up {
         Up::Framed(s) => run(s, conn, inbound).await,
         Up::Tls(s) => run(*s, conn, inbound).await,
-        Up::WebSocket(s) => ws::run(s, conn, &transports, inbound).await,
+        Up::WebSocket(s) => ws::run(s, conn, ws_settings, inbound).await,
     }
 }
 
-/// A registered connection: who it is and what feeds its writer.
+/// A registered connection: who it is and what feeds its writer. Dropping
+/// it (however the connection's task ends, a panic included) takes the
+/// connection out of the registry.
 pub(crate) struct Opened {
     pub(crate) transport: Transport,
     pub(crate) id: ConnectionId,
@@ -168,10 +167,45 @@ pub(crate) struct Opened {
     pub(crate) local: SocketAddr,
     pub(crate) outgoing: mpsc::Receiver<Bytes>,
     pub(crate) settings: TcpSettings,
-    pub(crate) registry: std::sync::Weak<Transports>,
+    registry: std::sync::Weak<Transports>,
+}
+
+impl Drop for Opened {
+    fn drop(&mut self) {
+        if let Some(r) = self.registry.upgrade() {
+            r.unregister(self.id);
+        }
+    }
+}
+
+/// A task that ends with its owner: a connection's writer.
+pub(crate) struct AbortOnDrop(pub(crate) tokio::task::JoinHandle<()>);
+
+impl Drop for AbortOnDrop {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 impl Opened {
+    fn register(transports: &Transports, transport: Transport, remote: SocketAddr, local: SocketAddr) -> Opened {
+        let (id, outgoing) = transports.open(transport, remote);
+        Opened {
+            transport,
+            id,
+            remote,
+            local,
+            outgoing,
+            settings: transports.tcp.clone(),
+            registry: transports.weak_self(),
+        }
+    }
+
+    /// The writer's queue, taken for the writer task.
+    pub(crate) fn take_outgoing(&mut self) -> mpsc::Receiver<Bytes> {
+        std::mem::replace(&mut self.outgoing, mpsc::channel(1).1)
+    }
+
     pub(crate) fn source(&self) -> Flow {
         Flow {
             transport: self.transport,
@@ -204,46 +238,38 @@ pub(crate) fn connect(
         Transport::Tls => Some(transports.tls().ok_or(TransportError::NoSocket { transport, remote })?),
         _ => None,
     };
+    // The connection counts against the limit from here on; the
+    // handshake slot was only for the check.
+    drop(handshake);
     let (id, outgoing) = transports.open(transport, remote);
     let conn = transports.connection(id).ok_or(TransportError::Closed { remote })?;
-    let settings = transports.tcp.clone();
+    let mut opened = Opened {
+        transport,
+        id,
+        remote,
+        // Known once connected.
+        local: remote,
+        outgoing,
+        settings: transports.tcp.clone(),
+        registry: transports.weak_self(),
+    };
     let limit = transports.handshake_timeout();
-    let registry = transports.weak_self();
     tokio::spawn(async move {
-        let gone = |why: &str, e: &dyn std::fmt::Display| {
-            debug!(%remote, %transport, error = %e, "{why}");
-            if let Some(r) = registry.upgrade() {
-                r.unregister(id);
-            }
-        };
-        let stream = match timeout(settings.connect_timeout, TcpStream::connect(remote)).await {
+        // Any return below drops `opened`, which unregisters.
+        let connect_timeout = opened.settings.connect_timeout;
+        let stream = match timeout(connect_timeout, TcpStream::connect(remote)).await {
             Ok(Ok(s)) => s,
-            Ok(Err(e)) => return gone("connect failed", &e),
-            Err(_) => return gone("connect timed out", &"timeout"),
+            Ok(Err(e)) => return debug!(%remote, %transport, error = %e, "connect failed"),
+            Err(_) => return debug!(%remote, %transport, "connect timed out"),
         };
         let _ = stream.set_nodelay(true);
-        let local = stream.local_addr().unwrap_or(remote);
-        let opened = |registry| Opened {
-            transport,
-            id,
-            remote,
-            local,
-            outgoing,
-            settings: settings.clone(),
-            registry,
-        };
+        opened.local = stream.local_addr().unwrap_or(remote);
         match tls {
-            None => {
-                drop(handshake);
-                run(stream, opened(registry.clone()), inbound).await
-            }
+            None => run(stream, opened, inbound).await,
             Some(tls) => match timeout(limit, tls.connect(stream, remote)).await {
-                Ok(Ok(s)) => {
-                    drop(handshake);
-                    run(s, opened(registry.clone()), inbound).await
-                }
-                Ok(Err(e)) => gone("TLS handshake failed", &e),
-                Err(_) => gone("TLS handshake timed out", &"timeout"),
+                Ok(Ok(s)) => run(s, opened, inbound).await,
+                Ok(Err(e)) => debug!(%remote, %transport, error = %e, "TLS handshake failed"),
+                Err(_) => debug!(%remote, %transport, "TLS handshake timed out"),
             },
         }
     });
@@ -251,21 +277,15 @@ pub(crate) fn connect(
 }
 
 /// One framed connection (TCP or TLS) until it closes.
-async fn run<S: AsyncRead + AsyncWrite + Send + 'static>(stream: S, conn: Opened, inbound: Arc<dyn Inbound>) {
+async fn run<S: AsyncRead + AsyncWrite + Send + 'static>(stream: S, mut conn: Opened, inbound: Arc<dyn Inbound>) {
     let source = conn.source();
-    let Opened {
-        transport,
-        id,
-        remote,
-        mut outgoing,
-        settings,
-        registry,
-        ..
-    } = conn;
+    let (transport, id, remote) = (conn.transport, conn.id, conn.remote);
+    let settings = conn.settings.clone();
+    let mut outgoing = conn.take_outgoing();
     debug!(flow = %id, %remote, %transport, "connection up");
     let (mut reader, mut writer) = tokio::io::split(stream);
     let (pong_tx, mut pong_rx) = mpsc::channel::<()>(4);
-    let write_task = tokio::spawn(async move {
+    let _writer = AbortOnDrop(tokio::spawn(async move {
         loop {
             tokio::select! {
                 data = outgoing.recv() => match data {
@@ -276,7 +296,7 @@ async fn run<S: AsyncRead + AsyncWrite + Send + 'static>(stream: S, conn: Opened
             }
         }
         let _ = writer.shutdown().await;
-    });
+    }));
 
     let mut framer = StreamFramer::new(settings.limits.clone());
     let mut buf = vec![0u8; 16 * 1024];
@@ -326,8 +346,5 @@ async fn run<S: AsyncRead + AsyncWrite + Send + 'static>(stream: S, conn: Opened
         };
     };
     info!(flow = %id, %remote, %transport, reason, "connection closed");
-    if let Some(r) = registry.upgrade() {
-        r.unregister(id);
-    }
-    write_task.abort();
+    // Dropping `conn` and the writer unregisters and stops writing.
 }

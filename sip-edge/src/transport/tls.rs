@@ -205,16 +205,23 @@ fn client_config(config: &TlsConfig) -> Result<ClientConfig, TlsError> {
     }
 }
 
-/// When the files were last changed, to notice rotation.
-fn stamp(config: &TlsConfig) -> Vec<Option<SystemTime>> {
-    [&config.cert_file, &config.key_file, &config.client_ca_file]
-        .into_iter()
-        .map(|p| {
-            p.as_deref()
-                .and_then(|p| std::fs::metadata(p).ok())
-                .and_then(|m| m.modified().ok())
-        })
-        .collect()
+/// What the files look like now (following symlinks, as Kubernetes swaps
+/// a `..data` link): time and size, to notice rotation.
+type Stamp = Vec<Option<(SystemTime, u64)>>;
+
+fn stamp(config: &TlsConfig) -> Stamp {
+    [
+        &config.cert_file,
+        &config.key_file,
+        &config.client_ca_file,
+        &config.ca_file,
+    ]
+    .into_iter()
+    .map(|p| {
+        let meta = std::fs::metadata(p.as_deref()?).ok()?;
+        Some((meta.modified().ok()?, meta.len()))
+    })
+    .collect()
 }
 
 /// The edge's TLS state: the server configuration in use (swapped on
@@ -223,7 +230,10 @@ pub struct TlsContext {
     config: TlsConfig,
     server: Mutex<Option<Arc<ServerConfig>>>,
     client: Mutex<Arc<ClientConfig>>,
-    stamp: Mutex<Vec<Option<SystemTime>>>,
+    /// The files as last loaded.
+    stamp: Mutex<Stamp>,
+    /// The files as last found unloadable: warned about once.
+    refused: Mutex<Stamp>,
 }
 
 impl TlsContext {
@@ -241,6 +251,7 @@ impl TlsContext {
             server: Mutex::new(server),
             client: Mutex::new(Arc::new(client_config(config)?)),
             stamp: Mutex::new(stamp),
+            refused: Mutex::new(Vec::new()),
         }))
     }
 
@@ -267,7 +278,7 @@ impl TlsContext {
     /// old one kept: a half-written Secret must not take TLS down.
     pub fn reload_if_changed(&self) -> bool {
         let now = stamp(&self.config);
-        if *lock(&self.stamp) == now {
+        if *lock(&self.stamp) == now || *lock(&self.refused) == now {
             return false;
         }
         let server = match lock(&self.server).is_some() {
@@ -284,6 +295,7 @@ impl TlsContext {
             }
             (Err(e), _) | (_, Err(e)) => {
                 warn!(error = %e, "TLS certificates changed but do not load: keeping the previous ones");
+                *lock(&self.refused) = now;
                 false
             }
         }

@@ -22,8 +22,8 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 use tracing::{debug, info};
 
-use super::stream::Opened;
-use super::{Flow, Inbound, Transports};
+use super::stream::{AbortOnDrop, Opened};
+use super::{Flow, Inbound};
 
 /// The WebSocket subprotocol for SIP (RFC 7118 4.1).
 pub const SUBPROTOCOL: &str = "sip";
@@ -149,16 +149,16 @@ pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
     tokio_tungstenite::accept_hdr_async_with_config(stream, callback, Some(config)).await
 }
 
-/// One WebSocket connection until it closes.
-pub(crate) async fn run(socket: Accepted, conn: Opened, transports: &Arc<Transports>, inbound: Arc<dyn Inbound>) {
+/// One WebSocket connection until it closes; dropping `conn` at the end
+/// takes it out of the registry.
+pub(crate) async fn run(socket: Accepted, mut conn: Opened, settings: WsSettings, inbound: Arc<dyn Inbound>) {
     let source = conn.source();
-    let settings = transports.ws.clone();
+    let outgoing = conn.take_outgoing();
     let reason = match socket {
-        Accepted::Plain(s) => pump(*s, &source, conn.outgoing, &settings, &inbound).await,
-        Accepted::Secure(s) => pump(*s, &source, conn.outgoing, &settings, &inbound).await,
+        Accepted::Plain(s) => pump(*s, &source, outgoing, &settings, &inbound).await,
+        Accepted::Secure(s) => pump(*s, &source, outgoing, &settings, &inbound).await,
     };
     info!(flow = %conn.id, remote = %conn.remote, transport = %conn.transport, reason, "connection closed");
-    transports.unregister(conn.id);
 }
 
 async fn pump<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
@@ -171,8 +171,13 @@ async fn pump<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     debug!(flow = %source, "WebSocket connection up");
     let (mut sink, mut stream) = socket.split();
     let ping_every = settings.ping_interval;
-    let write_task = tokio::spawn(async move {
-        let mut ping = ping_every.map(tokio::time::interval);
+    let _writer = AbortOnDrop(tokio::spawn(async move {
+        // The first ping one interval after the upgrade, not at once.
+        let mut ping = ping_every.map(|p| {
+            let mut every = tokio::time::interval_at(Instant::now() + p, p);
+            every.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+            every
+        });
         loop {
             let tick = async {
                 match ping.as_mut() {
@@ -199,14 +204,15 @@ async fn pump<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
             }
         }
         let _ = sink.close().await;
-    });
+    }));
     // No traffic at all (a pong counts) for two ping intervals: dead.
     let quiet = match settings.ping_interval {
-        Some(p) => settings.idle_timeout.min(p * 2),
+        Some(p) => settings.idle_timeout.min(p.saturating_mul(2)),
         None => settings.idle_timeout,
     };
     let mut last_activity = Instant::now();
-    let reason = loop {
+    // The writer stops when this returns (it is dropped with `_writer`).
+    loop {
         let next = tokio::select! {
             m = stream.next() => m,
             _ = sleep_until(last_activity + quiet) => break "idle",
@@ -230,7 +236,5 @@ async fn pump<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
             continue;
         }
         inbound.on_message(data, source.clone());
-    };
-    write_task.abort();
-    reason
+    }
 }

@@ -113,14 +113,18 @@ impl Registrar {
         }
 
         let now = now_ms();
+        let flow_is_connection = flow.transport.is_reliable();
         let wanted = self.wanted(req, flow, now)?;
         let call_id = req.call_id().map_err(|_| Refusal::bad_request("Call-ID"))?.to_owned();
         let cseq = req.cseq().map_err(|_| Refusal::bad_request("CSeq"))?.seq;
         // RFC 5626 6: a registration over an outbound flow (instance and
         // reg-id, from a client that supports outbound) is confirmed with
         // Require: outbound; the flow it came over is what later requests
-        // to it use (the flow token: edge instance and connection).
-        let outbound = supports(req, "outbound")
+        // to it use (the flow token: edge instance and connection). Only
+        // on connections: over UDP the client would expect STUN
+        // keep-alives answered, which the edge does not do.
+        let outbound = flow_is_connection
+            && supports(req, "outbound")
             && wanted
                 .iter()
                 .flatten()

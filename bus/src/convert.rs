@@ -80,7 +80,13 @@ mod tests {
         bad.remote = "nowhere".into();
         assert_eq!(flow_from_proto(&bad).unwrap_err().field, "remote");
         bad = flow_to_proto(&bare);
-        bad.transport = pb::Transport::Ws as i32;
+        bad.transport = pb::Transport::Unspecified as i32;
         assert_eq!(flow_from_proto(&bad).unwrap_err().field, "transport");
+        bad.transport = 99;
+        assert_eq!(flow_from_proto(&bad).unwrap_err().field, "transport");
+        for t in Transport::ALL {
+            let flow = Flow::to(t, "192.0.2.2:5080".parse().unwrap());
+            assert_eq!(flow_from_proto(&flow_to_proto(&flow)).unwrap(), flow);
+        }
     }
 }

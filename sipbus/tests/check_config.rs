@@ -225,11 +225,40 @@ fn addresses_and_timing_that_would_fail_later() {
         &[NONCE, DOMAINS, ("SIPBUS_STORE__REDIS", "localhost:6379")],
         "store.redis",
     );
-    // No TLS in this build: an https replica would fail at every call.
     refused(
         "sip-edge",
-        &[("SIPBUS_BUS__REGISTRAR", r#"["https://10.0.0.1:50051"]"#)],
+        &[("SIPBUS_BUS__REGISTRAR", r#"["ftp://10.0.0.1:50051"]"#)],
         "bus.registrar",
+    );
+    // TLS needs all its files, and readable ones.
+    refused(
+        "sip-edge",
+        &[REGISTRARS, ("SIPBUS_GRPC__TLS__CA_FILE", "/etc/hostname")],
+        "grpc.tls",
+    );
+    refused(
+        "sip-edge",
+        &[
+            REGISTRARS,
+            ("SIPBUS_GRPC__TLS__CA_FILE", "/nonexistent/ca.pem"),
+            ("SIPBUS_GRPC__TLS__CERT_FILE", "/nonexistent/tls.crt"),
+            ("SIPBUS_GRPC__TLS__KEY_FILE", "/nonexistent/tls.key"),
+        ],
+        "grpc.tls",
+    );
+    refused(
+        "registrar-svc",
+        &[
+            NONCE,
+            DOMAINS,
+            ("SIPBUS_STORE__REDIS", "rediss://10.0.0.1:6379/#insecure"),
+        ],
+        "store.redis",
+    );
+    refused(
+        "all",
+        &[("SIPBUS_EDGE__LISTEN", r#"["tls:127.0.0.1:5061"]"#)],
+        "edge.tls.cert_file",
     );
     refused(
         "sip-edge",

@@ -118,8 +118,21 @@ impl Store {
         if urls.is_empty() {
             return Err("no URL".into());
         }
-        for url in urls {
+        for &url in &urls {
             redis::IntoConnectionInfo::into_connection_info(url).map_err(|e| format!("`{url}`: {e}"))?;
+            // Certificates are always verified: set [store.tls] instead.
+            if url.contains("#insecure") {
+                return Err(format!(
+                    "`{url}`: #insecure is not supported; name the CA in store.tls.ca_file"
+                ));
+            }
+        }
+        let secure = urls
+            .iter()
+            .filter(|u| u.to_ascii_lowercase().starts_with("rediss://"))
+            .count();
+        if secure != 0 && secure != urls.len() {
+            return Err("mixes redis:// and rediss:// URLs".into());
         }
         Ok(())
     }

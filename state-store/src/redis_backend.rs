@@ -106,7 +106,7 @@ impl RedisStore {
     /// `rediss://` URLs connect over TLS with `tls`.
     pub async fn connect(urls: &str, tls: &RedisTls) -> Result<RedisStore> {
         let urls = redis_urls(urls);
-        let secure = urls.iter().any(|u| u.starts_with("rediss://"));
+        let secure = urls.iter().any(|u| u.to_ascii_lowercase().starts_with("rediss://"));
         let conn = if urls.len() == 1 {
             let client = match secure {
                 true => redis::Client::build_with_tls(urls[0], tls.certificates()),

@@ -34,7 +34,8 @@ pub fn channel(address: &str, connect_timeout: Duration) -> Result<Channel, Stri
     check_address(address)?;
     let endpoint = match tls::installed() {
         Some(tls) => secure(address, tls)?,
-        None => Endpoint::from_shared(address.to_owned()).map_err(|e| e.to_string())?,
+        // An https address without [grpc.tls]: the system roots.
+        None => module_endpoint(address)?,
     };
     Ok(endpoint
         .connect_timeout(connect_timeout)

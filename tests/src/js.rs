@@ -51,6 +51,20 @@ pub struct Running {
 }
 
 impl Running {
+    /// SIGKILL to node (the child of `timeout`): the client vanishes
+    /// without unregistering.
+    pub fn kill(mut self) -> Result<()> {
+        let status = Command::new("pkill")
+            .args(["-KILL", "-P", &self.child.id().to_string()])
+            .status()
+            .context("pkill (Debian package procps)")?;
+        if !status.success() {
+            bail!("no client process to kill");
+        }
+        self.child.wait()?;
+        Ok(())
+    }
+
     pub fn wait(self) -> Result<Run> {
         let out = self.child.wait_with_output()?;
         Ok(Run {

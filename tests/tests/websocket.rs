@@ -287,7 +287,13 @@ async fn websocket_messages_are_bounded_and_silent_peers_are_pinged_out() {
     // A message over the limit closes the connection.
     live.send(&options("big", 8000)).await.unwrap();
     let after = live.next(Duration::from_secs(3)).await;
-    assert!(after.is_err(), "an 8 kB message on a 4 kB limit was taken: {after:?}");
+    let closed = after
+        .as_ref()
+        .is_err_and(|e| !format!("{e:#}").contains("no message in time"));
+    assert!(
+        closed,
+        "an 8 kB message on a 4 kB limit did not close the connection: {after:?}"
+    );
 
     // A peer that upgrades and then never answers a ping is dropped after
     // two intervals.
@@ -323,4 +329,57 @@ async fn websocket_messages_are_bounded_and_silent_peers_are_pinged_out() {
         logs.contains("message too large") && logs.contains("reason=\"idle\""),
         "{logs}"
     );
+}
+
+#[test]
+fn a_request_to_a_browser_whose_connection_is_gone_fails_at_once() {
+    let w = start("ws-gone", &[]);
+    let ws = format!("ws://{}", w.ws);
+    // bob registers, then vanishes without unregistering, as a closed tab.
+    let bob = js::start(
+        "ua.js",
+        &args(&[
+            "--ws",
+            &ws,
+            "--uri",
+            "sip:bob@127.0.0.1",
+            "--password",
+            "bob-secret",
+            "--wait-messages",
+            "1",
+            "--timeout-ms",
+            "20000",
+        ]),
+        &[],
+        Duration::from_secs(25),
+    )
+    .unwrap();
+    std::thread::sleep(Duration::from_millis(1500));
+    bob.kill().unwrap();
+    std::thread::sleep(Duration::from_millis(300));
+    let started = std::time::Instant::now();
+    let alice = js::run(
+        "ua.js",
+        &args(&[
+            "--ws",
+            &ws,
+            "--uri",
+            "sip:alice@127.0.0.1",
+            "--password",
+            "alice-secret",
+            "--send",
+            "sip:bob@127.0.0.1",
+            "--text",
+            "are you there?",
+        ]),
+        &[],
+        Duration::from_secs(20),
+    )
+    .unwrap();
+    let took = started.elapsed();
+    let logs = w.sipbus.log_text();
+    let failed = alice.event("message_failed");
+    assert_eq!(failed.map(|f| f["status"].clone()), Some(480.into()), "{alice}\n{logs}");
+    // Registering and sending take about a second; Timer F would be 32 s.
+    assert!(took < Duration::from_secs(8), "took {took:?}");
 }

@@ -67,6 +67,8 @@ fn run_id() -> u32 {
 
 fn register(transport: &str, target: SocketAddr, conn: usize, seq: u64) -> String {
     let run = run_id();
+    // RFC 7118: WSS contacts say transport=ws.
+    let param = if transport == "wss" { "ws" } else { transport };
     let via = match transport {
         "udp" => "UDP 127.0.0.1:9",
         "tls" => "TLS 127.0.0.1:9",
@@ -76,7 +78,7 @@ fn register(transport: &str, target: SocketAddr, conn: usize, seq: u64) -> Strin
         "REGISTER sip:example.com SIP/2.0\r\nVia: SIP/2.0/{via};branch=z9hG4bKl{run}x{conn}x{seq};rport\r\n\
          Max-Forwards: 70\r\nFrom: <sip:load{conn}@example.com>;tag=l{conn}\r\nTo: <sip:load{conn}@example.com>\r\n\
          Call-ID: load-{conn}-{run}@{target}\r\nCSeq: {seq} REGISTER\r\n\
-         Contact: <sip:load{conn}@127.0.0.1:9;transport={transport}>;expires=600\r\nContent-Length: 0\r\n\r\n"
+         Contact: <sip:load{conn}@127.0.0.1:9;transport={param}>;expires=600\r\nContent-Length: 0\r\n\r\n"
     )
 }
 

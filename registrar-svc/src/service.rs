@@ -124,7 +124,7 @@ impl Registrar {
         // on connections: over UDP the client would expect STUN
         // keep-alives answered, which the edge does not do.
         let outbound = flow_is_connection
-            && supports(req, "outbound")
+            && req.lists(Known::Supported, "outbound")
             && wanted
                 .iter()
                 .flatten()
@@ -479,11 +479,4 @@ fn without_expires(a: &NameAddr<'_>) -> String {
 
 fn tag() -> String {
     format!("{:016x}", fastrand::u64(..))
-}
-
-/// Whether the request's Supported lists `tag`.
-fn supports(req: &Message, tag: &str) -> bool {
-    req.known_values(Known::Supported)
-        .flat_map(|v| v.split(','))
-        .any(|t| t.trim().eq_ignore_ascii_case(tag))
 }

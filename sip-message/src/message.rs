@@ -254,6 +254,12 @@ impl Message {
             .filter(|v| !v.is_empty())
     }
 
+    /// Whether a list header (Supported, Require, Allow ...) names
+    /// `token`, compared without case.
+    pub fn lists(&self, known: Known, token: &str) -> bool {
+        self.known_values(known).any(|v| v.eq_ignore_ascii_case(token))
+    }
+
     pub fn has(&self, known: Known) -> bool {
         self.entries.iter().any(|e| e.known == Some(known))
     }

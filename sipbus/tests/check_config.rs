@@ -236,6 +236,17 @@ fn addresses_and_timing_that_would_fail_later() {
         &[REGISTRARS, ("SIPBUS_GRPC__TLS__CA_FILE", "/etc/hostname")],
         "grpc.tls",
     );
+    // Files that are not PEM are found now, not at the first call.
+    refused(
+        "sip-edge",
+        &[
+            REGISTRARS,
+            ("SIPBUS_GRPC__TLS__CA_FILE", "/etc/hostname"),
+            ("SIPBUS_GRPC__TLS__CERT_FILE", "/etc/hostname"),
+            ("SIPBUS_GRPC__TLS__KEY_FILE", "/etc/hostname"),
+        ],
+        "grpc.tls: /etc/hostname: no PEM certificate",
+    );
     refused(
         "sip-edge",
         &[

@@ -326,7 +326,7 @@ async fn websocket_messages_are_bounded_and_silent_peers_are_pinged_out() {
     assert!(waited < Duration::from_secs(4), "dropped only after {waited:?}");
     let logs = w.sipbus.log_text();
     assert!(
-        logs.contains("message too large") && logs.contains("reason=\"idle\""),
+        logs.contains("message too large") && logs.contains("reason=idle"),
         "{logs}"
     );
 }

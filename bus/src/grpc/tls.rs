@@ -38,6 +38,8 @@ pub enum GrpcTlsError {
     RequireWithoutTls,
     #[error("{}: {source}", path.display())]
     Read { path: PathBuf, source: std::io::Error },
+    #[error("{}: {what}", path.display())]
+    Pem { path: PathBuf, what: &'static str },
 }
 
 /// What a process uses once `[grpc.tls]` is loaded.
@@ -55,13 +57,40 @@ fn read(path: &Path) -> Result<Vec<u8>, GrpcTlsError> {
     })
 }
 
+/// A PEM file with at least one certificate, checked now: tonic would
+/// only find out at the first connection.
+fn read_certs(path: &Path) -> Result<Vec<u8>, GrpcTlsError> {
+    use rustls_pki_types::CertificateDer;
+    use rustls_pki_types::pem::PemObject;
+    let pem = read(path)?;
+    let certs: Result<Vec<_>, _> = CertificateDer::pem_slice_iter(&pem).collect();
+    match certs {
+        Ok(c) if !c.is_empty() => Ok(pem),
+        _ => Err(GrpcTlsError::Pem {
+            path: path.to_owned(),
+            what: "no PEM certificate",
+        }),
+    }
+}
+
+fn read_key(path: &Path) -> Result<Vec<u8>, GrpcTlsError> {
+    use rustls_pki_types::PrivateKeyDer;
+    use rustls_pki_types::pem::PemObject;
+    let pem = read(path)?;
+    PrivateKeyDer::from_pem_slice(&pem).map_err(|_| GrpcTlsError::Pem {
+        path: path.to_owned(),
+        what: "no PEM private key",
+    })?;
+    Ok(pem)
+}
+
 impl GrpcTlsConfig {
     /// `None`: plain text, the default.
     pub fn load(&self) -> Result<Option<GrpcTls>, GrpcTlsError> {
         let (ca, cert, key) = match (&self.ca_file, &self.cert_file, &self.key_file) {
             (None, None, None) if self.require_client_cert => return Err(GrpcTlsError::RequireWithoutTls),
             (None, None, None) => return Ok(None),
-            (Some(ca), Some(cert), Some(key)) => (read(ca)?, read(cert)?, read(key)?),
+            (Some(ca), Some(cert), Some(key)) => (read_certs(ca)?, read_certs(cert)?, read_key(key)?),
             _ => return Err(GrpcTlsError::Incomplete),
         };
         let identity = Identity::from_pem(cert, key);

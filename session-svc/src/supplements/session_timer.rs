@@ -137,10 +137,7 @@ fn min_se(m: &Message) -> Option<u32> {
 
 /// The option tag `timer` in Supported or Require.
 fn supports_timer(m: &Message) -> bool {
-    [Known::Supported, Known::Require]
-        .into_iter()
-        .flat_map(|k| m.known_values(k))
-        .any(|t| t.trim().eq_ignore_ascii_case("timer"))
+    m.lists(Known::Supported, "timer") || m.lists(Known::Require, "timer")
 }
 
 fn is_refresh(method: Option<&Method>) -> bool {

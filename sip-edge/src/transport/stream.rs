@@ -83,6 +83,41 @@ pub async fn serve(listener: TcpListener, local: SocketAddr, transport: Transpor
     }
 }
 
+/// Why a connection ended, for the log.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub(crate) enum Closed {
+    ByPeer,
+    ReadError,
+    Idle,
+    IncompleteMessage,
+    FramingLost,
+    MessageTooLarge,
+}
+
+impl std::fmt::Display for Closed {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(match self {
+            Closed::ByPeer => "closed by peer",
+            Closed::ReadError => "read error",
+            Closed::Idle => "idle",
+            Closed::IncompleteMessage => "incomplete message timed out",
+            Closed::FramingLost => "framing error",
+            Closed::MessageTooLarge => "message too large",
+        })
+    }
+}
+
+/// Why an accepted connection never came up.
+#[derive(Debug, thiserror::Error)]
+enum Refused {
+    #[error("TLS handshake failed: {0}")]
+    Tls(io::Error),
+    #[error("WebSocket handshake failed: {0}")]
+    WebSocket(tokio_tungstenite::tungstenite::Error),
+    #[error("{0} handshake timed out")]
+    TimedOut(Transport),
+}
+
 /// An accepted connection once its handshakes are done.
 enum Up {
     Framed(TcpStream),
@@ -111,36 +146,33 @@ async fn accept(
     };
     let up = async {
         match (transport, acceptor) {
-            (Transport::Tcp, _) => Ok(Up::Framed(stream)),
             (Transport::Tls, Some(tls)) => tls
                 .accept(stream)
                 .await
                 .map(|s| Up::Tls(Box::new(s)))
-                .map_err(|e| format!("TLS handshake failed: {e}")),
+                .map_err(Refused::Tls),
             (Transport::Ws, _) => ws::accept(stream, &transports.ws)
                 .await
                 .map(|s| Up::WebSocket(ws::Accepted::Plain(Box::new(s))))
-                .map_err(|e| format!("WebSocket handshake failed: {e}")),
+                .map_err(Refused::WebSocket),
             (Transport::Wss, Some(tls)) => {
-                let s = tls
-                    .accept(stream)
-                    .await
-                    .map_err(|e| format!("TLS handshake failed: {e}"))?;
+                let s = tls.accept(stream).await.map_err(Refused::Tls)?;
                 ws::accept(s, &transports.ws)
                     .await
                     .map(|s| Up::WebSocket(ws::Accepted::Secure(Box::new(s))))
-                    .map_err(|e| format!("WebSocket handshake failed: {e}"))
+                    .map_err(Refused::WebSocket)
             }
-            _ => Err("no TLS configuration".to_owned()),
+            // TCP, and (checked above) nothing else is left.
+            _ => Ok(Up::Framed(stream)),
         }
     };
     let up = match timeout(limit, up).await {
-        Ok(r) => r,
-        Err(_) => Err(format!("{transport} handshake timed out")),
-    };
-    let up = match up {
-        Ok(up) => up,
-        Err(reason) => return info!(%remote, %transport, reason, "connection refused"),
+        Ok(Ok(up)) => up,
+        Ok(Err(e)) => return info!(%remote, %transport, reason = %e, "connection refused"),
+        Err(_) => {
+            let e = Refused::TimedOut(transport);
+            return info!(%remote, %transport, reason = %e, "connection refused");
+        }
     };
     // Registered before the handshake slot is given back, so the limit
     // counts it all along.
@@ -310,15 +342,15 @@ async fn run<S: AsyncRead + AsyncWrite + Send + 'static>(stream: S, mut conn: Op
         };
         let n = tokio::select! {
             r = reader.read(&mut buf) => match r {
-                Ok(0) => break "closed by peer",
+                Ok(0) => break Closed::ByPeer,
                 Ok(n) => n,
-                Err(_) => break "read error",
+                Err(_) => break Closed::ReadError,
             },
             _ = sleep_until(deadline) => {
                 break if partial_since.is_some_and(|t| t + settings.incomplete_message_timeout <= Instant::now()) {
-                    "incomplete message timed out"
+                    Closed::IncompleteMessage
                 } else {
-                    "idle"
+                    Closed::Idle
                 };
             }
         };
@@ -337,7 +369,7 @@ async fn run<S: AsyncRead + AsyncWrite + Send + 'static>(stream: S, mut conn: Op
         };
         if let Some(e) = failure {
             warn!(flow = %id, %remote, error = %e, "framing lost: closing connection");
-            break "framing error";
+            break Closed::FramingLost;
         }
         partial_since = match (framer.pending(), partial_since) {
             (0, _) => None,
@@ -345,6 +377,6 @@ async fn run<S: AsyncRead + AsyncWrite + Send + 'static>(stream: S, mut conn: Op
             (_, None) => Some(last_activity),
         };
     };
-    info!(flow = %id, %remote, %transport, reason, "connection closed");
+    info!(flow = %id, %remote, %transport, %reason, "connection closed");
     // Dropping `conn` and the writer unregisters and stops writing.
 }

@@ -22,7 +22,7 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 use tracing::{debug, info};
 
-use super::stream::{AbortOnDrop, Opened};
+use super::stream::{AbortOnDrop, Closed, Opened};
 use super::{Flow, Inbound};
 
 /// The WebSocket subprotocol for SIP (RFC 7118 4.1).
@@ -158,7 +158,7 @@ pub(crate) async fn run(socket: Accepted, mut conn: Opened, settings: WsSettings
         Accepted::Plain(s) => pump(*s, &source, outgoing, &settings, &inbound).await,
         Accepted::Secure(s) => pump(*s, &source, outgoing, &settings, &inbound).await,
     };
-    info!(flow = %conn.id, remote = %conn.remote, transport = %conn.transport, reason, "connection closed");
+    info!(flow = %conn.id, remote = %conn.remote, transport = %conn.transport, %reason, "connection closed");
 }
 
 async fn pump<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
@@ -167,7 +167,7 @@ async fn pump<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     mut outgoing: mpsc::Receiver<Bytes>,
     settings: &WsSettings,
     inbound: &Arc<dyn Inbound>,
-) -> &'static str {
+) -> Closed {
     debug!(flow = %source, "WebSocket connection up");
     let (mut sink, mut stream) = socket.split();
     let ping_every = settings.ping_interval;
@@ -215,19 +215,19 @@ async fn pump<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     loop {
         let next = tokio::select! {
             m = stream.next() => m,
-            _ = sleep_until(last_activity + quiet) => break "idle",
+            _ = sleep_until(last_activity + quiet) => break Closed::Idle,
         };
         last_activity = Instant::now();
         let data = match next {
-            None => break "closed by peer",
+            None => break Closed::ByPeer,
             Some(Err(WsError::Capacity(e))) => {
                 debug!(flow = %source, error = %e, "WebSocket message too large");
-                break "message too large";
+                break Closed::MessageTooLarge;
             }
-            Some(Err(_)) => break "read error",
+            Some(Err(_)) => break Closed::ReadError,
             Some(Ok(Message::Text(t))) => Bytes::from(t),
             Some(Ok(Message::Binary(b))) => b,
-            Some(Ok(Message::Close(_))) => break "closed by peer",
+            Some(Ok(Message::Close(_))) => break Closed::ByPeer,
             // Pings are answered by the library; pongs only prove life.
             Some(Ok(_)) => continue,
         };

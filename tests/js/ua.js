@@ -11,6 +11,7 @@
 'use strict';
 
 const util = require('util');
+const { parseOptions } = require('./cli');
 
 // JsSIP's Logger writes debug lines with console.info, which is stdout in
 // Node: send every console method to stderr before JsSIP is loaded.
@@ -49,30 +50,15 @@ function usage(message) {
 }
 
 function parseArgs(argv) {
-  const known = new Set(['ws', 'uri', 'password', 'origin', 'send', 'text', 'wait-messages', 'timeout-ms']);
-  const opts = {};
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i];
-    if (arg === '--help' || arg === '-h') usage();
-    if (!arg.startsWith('--')) usage(`unexpected argument ${JSON.stringify(arg)}`);
-    const name = arg.slice(2);
-    if (!known.has(name)) usage(`unknown option --${name}`);
-    if (i + 1 >= argv.length) usage(`--${name} needs a value`);
-    opts[name] = argv[++i];
-  }
+  const valued = ['ws', 'uri', 'password', 'origin', 'send', 'text', 'wait-messages', 'timeout-ms'];
+  const opts = parseOptions(argv, { valued }, usage);
   if (!opts.ws) usage('--ws is required');
   if (!/^wss?:\/\//i.test(opts.ws)) usage('--ws must be a ws:// or wss:// URL');
   if (!opts.uri) usage('--uri is required');
   if (opts.send !== undefined && opts.text === undefined) usage('--send needs --text');
   if (opts.text !== undefined && opts.send === undefined) usage('--text needs --send');
-  const int = (name, dflt) => {
-    if (opts[name] === undefined) return dflt;
-    const n = Number(opts[name]);
-    if (!Number.isInteger(n) || n < 0) usage(`--${name} must be a non-negative integer`);
-    return n;
-  };
-  opts.waitMessages = int('wait-messages', 0);
-  opts.timeoutMs = int('timeout-ms', 15000);
+  opts.waitMessages = opts.int('wait-messages', 0);
+  opts.timeoutMs = opts.int('timeout-ms', 15000);
   return opts;
 }
 

@@ -27,6 +27,7 @@ const os = require('os');
 const path = require('path');
 const { spawn } = require('child_process');
 const { bundleJsSIP } = require('./jssip_bundle');
+const { parseOptions } = require('./cli');
 
 const EXIT_OK = 0;
 const EXIT_FAIL = 1;
@@ -62,32 +63,11 @@ function usage(message) {
 }
 
 function parseArgs(argv) {
-  const valued = new Set(['wss', 'cert', 'domain', 'caller', 'callee', 'seconds', 'timeout-ms', 'http-port']);
-  const flags = new Set(['self-check', 'debug']);
-  const opts = {};
-  for (let i = 0; i < argv.length; i++) {
-    const arg = argv[i];
-    if (arg === '--help' || arg === '-h') usage();
-    if (!arg.startsWith('--')) usage(`unexpected argument ${JSON.stringify(arg)}`);
-    const name = arg.slice(2);
-    if (flags.has(name)) {
-      opts[name] = true;
-    } else if (valued.has(name)) {
-      if (i + 1 >= argv.length) usage(`--${name} needs a value`);
-      opts[name] = argv[++i];
-    } else {
-      usage(`unknown option --${name}`);
-    }
-  }
-  const int = (name, dflt) => {
-    if (opts[name] === undefined) return dflt;
-    const n = Number(opts[name]);
-    if (!Number.isInteger(n) || n < 0) usage(`--${name} must be a non-negative integer`);
-    return n;
-  };
-  opts.seconds = int('seconds', 6);
-  opts.timeoutMs = int('timeout-ms', 60000);
-  opts.httpPort = int('http-port', 0);
+  const valued = ['wss', 'cert', 'domain', 'caller', 'callee', 'seconds', 'timeout-ms', 'http-port'];
+  const opts = parseOptions(argv, { valued, flags: ['self-check', 'debug'] }, usage);
+  opts.seconds = opts.int('seconds', 6);
+  opts.timeoutMs = opts.int('timeout-ms', 60000);
+  opts.httpPort = opts.int('http-port', 0);
   opts.selfCheck = Boolean(opts['self-check']);
   const account = (name) => {
     const value = opts[name];

@@ -73,7 +73,7 @@ struct Core {
 pub async fn start(config: &EdgeConfig, dispatcher: Arc<dyn Dispatch>) -> Result<RunningEdge, StartError> {
     // Always: a sips: target may come up without any TLS listener.
     let serves_tls = config.listen.iter().any(|l| l.transport.is_secure());
-    let tls = Some(TlsContext::load(&config.tls, serves_tls)?);
+    let tls = TlsContext::load(&config.tls, serves_tls)?;
     let transports = Transports::new(
         config.advertise,
         config.tcp_settings(),
@@ -148,9 +148,7 @@ pub async fn start(config: &EdgeConfig, dispatcher: Arc<dyn Dispatch>) -> Result
             }
         }
     }
-    if let Some(tls) = &tls {
-        tasks.push(tls.watch());
-    }
+    tasks.push(tls.watch());
     Ok(RunningEdge {
         local_addrs,
         handle: EdgeHandle { layer, id },

@@ -9,10 +9,8 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use edge_api::Edge;
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer};
 use sip_edge::transport::ListenAddr;
-use sip_edge::transport::tls::TlsConfig;
+use sip_edge::transport::tls::{self, TlsConfig};
 use sip_edge::{EdgeConfig, Flow, NoServices, Transport};
 use sip_message::{Known, Message, Method};
 use state_store::testing::{Issued, TestCa};
@@ -35,12 +33,9 @@ enum Seen {
 /// A TLS server with `cert` that answers the first request 200 and
 /// reports what it saw.
 async fn server(cert: &Issued) -> (std::net::SocketAddr, tokio::task::JoinHandle<Seen>) {
-    let chain = CertificateDer::pem_file_iter(&cert.cert)
-        .unwrap()
-        .collect::<Result<Vec<_>, _>>()
-        .unwrap();
-    let key = PrivateKeyDer::from_pem_file(&cert.key).unwrap();
-    let config = rustls::ServerConfig::builder_with_provider(sip_edge::transport::tls::provider())
+    let chain = tls::certs(&cert.cert).unwrap();
+    let key = tls::key(&cert.key).unwrap();
+    let config = rustls::ServerConfig::builder_with_provider(tls::provider())
         .with_safe_default_protocol_versions()
         .unwrap()
         .with_no_client_auth()

@@ -5,10 +5,11 @@
 //! every bus channel then speaks TLS, whatever scheme its address was
 //! written with. Extension modules' addresses keep their own scheme.
 
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::sync::OnceLock;
 
 use serde::{Deserialize, Serialize};
+use sip_edge::transport::tls::{TlsError, cert_pem, key_pem};
 use tonic::transport::{Certificate, ClientTlsConfig, Identity, ServerTlsConfig};
 
 /// `[grpc.tls]`. All three files, or none.
@@ -36,10 +37,8 @@ pub enum GrpcTlsError {
     Incomplete,
     #[error("grpc.tls.require_client_cert needs ca_file, cert_file and key_file")]
     RequireWithoutTls,
-    #[error("{}: {source}", path.display())]
-    Read { path: PathBuf, source: std::io::Error },
-    #[error("{}: {what}", path.display())]
-    Pem { path: PathBuf, what: &'static str },
+    #[error(transparent)]
+    File(#[from] TlsError),
 }
 
 /// What a process uses once `[grpc.tls]` is loaded.
@@ -50,47 +49,14 @@ pub struct GrpcTls {
     server_name: Option<String>,
 }
 
-fn read(path: &Path) -> Result<Vec<u8>, GrpcTlsError> {
-    std::fs::read(path).map_err(|source| GrpcTlsError::Read {
-        path: path.to_owned(),
-        source,
-    })
-}
-
-/// A PEM file with at least one certificate, checked now: tonic would
-/// only find out at the first connection.
-fn read_certs(path: &Path) -> Result<Vec<u8>, GrpcTlsError> {
-    use rustls_pki_types::CertificateDer;
-    use rustls_pki_types::pem::PemObject;
-    let pem = read(path)?;
-    let certs: Result<Vec<_>, _> = CertificateDer::pem_slice_iter(&pem).collect();
-    match certs {
-        Ok(c) if !c.is_empty() => Ok(pem),
-        _ => Err(GrpcTlsError::Pem {
-            path: path.to_owned(),
-            what: "no PEM certificate",
-        }),
-    }
-}
-
-fn read_key(path: &Path) -> Result<Vec<u8>, GrpcTlsError> {
-    use rustls_pki_types::PrivateKeyDer;
-    use rustls_pki_types::pem::PemObject;
-    let pem = read(path)?;
-    PrivateKeyDer::from_pem_slice(&pem).map_err(|_| GrpcTlsError::Pem {
-        path: path.to_owned(),
-        what: "no PEM private key",
-    })?;
-    Ok(pem)
-}
-
 impl GrpcTlsConfig {
     /// `None`: plain text, the default.
     pub fn load(&self) -> Result<Option<GrpcTls>, GrpcTlsError> {
         let (ca, cert, key) = match (&self.ca_file, &self.cert_file, &self.key_file) {
             (None, None, None) if self.require_client_cert => return Err(GrpcTlsError::RequireWithoutTls),
             (None, None, None) => return Ok(None),
-            (Some(ca), Some(cert), Some(key)) => (read_certs(ca)?, read_certs(cert)?, read_key(key)?),
+            // Checked now: tonic would only find out at the first connection.
+            (Some(ca), Some(cert), Some(key)) => (cert_pem(ca)?, cert_pem(cert)?, key_pem(key)?),
             _ => return Err(GrpcTlsError::Incomplete),
         };
         let identity = Identity::from_pem(cert, key);

@@ -48,7 +48,7 @@ pub struct Transports {
     advertise: Option<IpAddr>,
     pub(crate) tcp: TcpSettings,
     pub(crate) ws: WsSettings,
-    tls: Option<Arc<TlsContext>>,
+    tls: Arc<TlsContext>,
     handshaking: Arc<AtomicUsize>,
     /// Where messages read from connections we open go.
     inbound: OnceLock<Arc<dyn Inbound>>,
@@ -58,7 +58,7 @@ pub struct Transports {
 }
 
 impl Transports {
-    pub fn new(advertise: Option<IpAddr>, tcp: TcpSettings, ws: WsSettings, tls: Option<Arc<TlsContext>>) -> Arc<Self> {
+    pub fn new(advertise: Option<IpAddr>, tcp: TcpSettings, ws: WsSettings, tls: Arc<TlsContext>) -> Arc<Self> {
         Arc::new_cyclic(|me| Self {
             me: me.clone(),
             udp: Mutex::new(Vec::new()),
@@ -97,20 +97,17 @@ impl Transports {
         lock(&self.stream_listeners).push((transport, local));
     }
 
-    pub(crate) fn tls(&self) -> Option<Arc<TlsContext>> {
+    pub(crate) fn tls(&self) -> Arc<TlsContext> {
         self.tls.clone()
     }
 
+    /// `None` without a server certificate (no tls: or wss: listener).
     pub(crate) fn tls_acceptor(&self) -> Option<tokio_rustls::TlsAcceptor> {
-        self.tls.as_ref().and_then(|t| t.acceptor())
+        self.tls.acceptor()
     }
 
     pub(crate) fn handshake_timeout(&self) -> std::time::Duration {
-        self.tls
-            .as_ref()
-            .map_or(super::tls::TlsConfig::default().handshake_timeout(), |t| {
-                t.handshake_timeout()
-            })
+        self.tls.handshake_timeout()
     }
 
     /// Room for one more connection, open or in its handshake; `None` when

@@ -267,7 +267,7 @@ pub(crate) fn connect(
         return Err(TransportError::Closed { remote });
     };
     let tls = match transport {
-        Transport::Tls => Some(transports.tls().ok_or(TransportError::NoSocket { transport, remote })?),
+        Transport::Tls => Some(transports.tls()),
         _ => None,
     };
     // The connection counts against the limit from here on; the

@@ -102,35 +102,57 @@ pub enum TlsError {
     Rustls(String),
 }
 
-fn certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let pem = std::fs::read(path).map_err(|source| TlsError::Read {
+fn read(path: &Path) -> Result<Vec<u8>, TlsError> {
+    std::fs::read(path).map_err(|source| TlsError::Read {
         path: path.to_owned(),
         source,
-    })?;
-    let certs = CertificateDer::pem_slice_iter(&pem)
+    })
+}
+
+fn parse_certs(path: &Path, pem: &[u8]) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    let bad = |what: String| TlsError::Pem {
+        path: path.to_owned(),
+        what,
+    };
+    let certs = CertificateDer::pem_slice_iter(pem)
         .collect::<Result<Vec<_>, _>>()
-        .map_err(|e| TlsError::Pem {
-            path: path.to_owned(),
-            what: e.to_string(),
-        })?;
+        .map_err(|e| bad(e.to_string()))?;
     if certs.is_empty() {
-        return Err(TlsError::Pem {
-            path: path.to_owned(),
-            what: "no CERTIFICATE block".into(),
-        });
+        return Err(bad("no PEM certificate".into()));
     }
     Ok(certs)
 }
 
-fn key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
-    let pem = std::fs::read(path).map_err(|source| TlsError::Read {
+fn parse_key(path: &Path, pem: &[u8]) -> Result<PrivateKeyDer<'static>, TlsError> {
+    PrivateKeyDer::from_pem_slice(pem).map_err(|e| TlsError::Pem {
         path: path.to_owned(),
-        source,
-    })?;
-    PrivateKeyDer::from_pem_slice(&pem).map_err(|e| TlsError::Pem {
-        path: path.to_owned(),
-        what: format!("no private key: {e}"),
+        what: format!("no PEM private key: {e}"),
     })
+}
+
+/// The certificates of a PEM file (a chain, or a CA bundle).
+pub fn certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
+    parse_certs(path, &read(path)?)
+}
+
+/// The private key of a PEM file (PKCS#8, PKCS#1 or SEC1).
+pub fn key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
+    parse_key(path, &read(path)?)
+}
+
+/// A PEM file's bytes, checked to hold certificates: for libraries that
+/// take PEM (tonic, redis) and would only fail at the first connection.
+pub fn cert_pem(path: &Path) -> Result<Vec<u8>, TlsError> {
+    let pem = read(path)?;
+    parse_certs(path, &pem)?;
+    Ok(pem)
+}
+
+/// A PEM file's bytes, checked to hold a private key.
+pub fn key_pem(path: &Path) -> Result<Vec<u8>, TlsError> {
+    let pem = read(path)?;
+    parse_key(path, &pem)?;
+    Ok(pem)
 }
 
 /// A root store from a PEM bundle, or the system's roots.

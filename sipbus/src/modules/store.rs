@@ -2,6 +2,7 @@
 //! Redis for every split target.
 
 use anyhow::Context;
+use sip_edge::transport::tls::{cert_pem, key_pem};
 use state_store::{RedisTls, Store};
 use tracing::info;
 
@@ -60,11 +61,10 @@ async fn start(ctx: &mut Ctx<'_>) -> anyhow::Result<()> {
 /// The TLS files for `rediss://`, each falling back to `[grpc.tls]`'s.
 fn redis_tls(config: &Config) -> anyhow::Result<RedisTls> {
     let (own, bus) = (&config.store.tls, &config.grpc.tls);
-    let read = |path: &std::path::Path| std::fs::read(path).with_context(|| format!("reading {}", path.display()));
     let pick = |own: &Option<std::path::PathBuf>, bus: &Option<std::path::PathBuf>| own.clone().or_else(|| bus.clone());
-    let ca = pick(&own.ca_file, &bus.ca_file).map(|p| read(&p)).transpose()?;
+    let ca = pick(&own.ca_file, &bus.ca_file).map(|p| cert_pem(&p)).transpose()?;
     let client = match (pick(&own.cert_file, &bus.cert_file), pick(&own.key_file, &bus.key_file)) {
-        (Some(cert), Some(key)) => Some((read(&cert)?, read(&key)?)),
+        (Some(cert), Some(key)) => Some((cert_pem(&cert)?, key_pem(&key)?)),
         (None, None) => None,
         _ => anyhow::bail!("a client certificate needs both cert_file and key_file"),
     };

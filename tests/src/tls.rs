@@ -8,8 +8,10 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
-use rustls::pki_types::pem::PemObject;
-use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
+use rustls::pki_types::ServerName;
+use sip_edge::transport::tls::{certs, key, provider, roots};
+use sip_message::Limits;
+use sip_message::framing::{Frame, StreamFramer};
 pub use state_store::testing::{Issued, TestCa};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::TcpStream;
@@ -17,25 +19,17 @@ use tokio_rustls::client::TlsStream;
 
 /// The DER of an issued certificate, to compare with what a server shows.
 pub fn der(issued: &Issued) -> Result<Vec<u8>> {
-    Ok(CertificateDer::from_pem_file(&issued.cert)?.to_vec())
+    let leaf = certs(&issued.cert)?.into_iter().next().context("no certificate")?;
+    Ok(leaf.to_vec())
 }
 
 /// A rustls client that trusts `ca` and presents `identity` when given.
 pub fn connector(ca: &Path, identity: Option<&Issued>) -> Result<tokio_rustls::TlsConnector> {
-    let mut roots = rustls::RootCertStore::empty();
-    for cert in CertificateDer::pem_file_iter(ca)? {
-        roots.add(cert?)?;
-    }
-    #[allow(deprecated)] // ring, as sipbus uses
-    let provider = Arc::new(rustls::crypto::ring::default_provider());
-    let builder = rustls::ClientConfig::builder_with_provider(provider)
+    let builder = rustls::ClientConfig::builder_with_provider(provider())
         .with_safe_default_protocol_versions()?
-        .with_root_certificates(roots);
+        .with_root_certificates(roots(Some(ca))?);
     let config = match identity {
-        Some(id) => builder.with_client_auth_cert(
-            CertificateDer::pem_file_iter(&id.cert)?.collect::<Result<Vec<_>, _>>()?,
-            PrivateKeyDer::from_pem_file(&id.key)?,
-        )?,
+        Some(id) => builder.with_client_auth_cert(certs(&id.cert)?, key(&id.key)?)?,
         None => builder.with_no_client_auth(),
     };
     Ok(tokio_rustls::TlsConnector::from(Arc::new(config)))
@@ -45,7 +39,7 @@ pub fn connector(ca: &Path, identity: Option<&Issued>) -> Result<tokio_rustls::T
 pub struct TlsSip {
     pub stream: TlsStream<TcpStream>,
     /// Bytes read past the last message returned.
-    pending: Vec<u8>,
+    framer: StreamFramer,
 }
 
 impl TlsSip {
@@ -59,7 +53,7 @@ impl TlsSip {
         .context("TLS handshake timed out")??;
         Ok(TlsSip {
             stream,
-            pending: Vec::new(),
+            framer: StreamFramer::new(Limits::default()),
         })
     }
 
@@ -75,39 +69,26 @@ impl TlsSip {
         Ok(())
     }
 
-    /// Reads one message (headers and Content-Length body) within `limit`.
+    /// Reads one message within `limit`, framed as sip-edge frames a
+    /// stream (Content-Length; keep-alive CRLFs skipped).
     pub async fn read_message(&mut self, limit: Duration) -> Result<String> {
-        let mut buf = std::mem::take(&mut self.pending);
         let mut chunk = [0u8; 4096];
-        let (message, rest) = tokio::time::timeout(limit, async {
+        tokio::time::timeout(limit, async {
             loop {
-                if let Some(end) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
-                    let head = String::from_utf8_lossy(&buf[..end]).to_string();
-                    let len = head
-                        .lines()
-                        .find_map(|l| {
-                            let (n, v) = l.split_once(':')?;
-                            let n = n.trim();
-                            (n.eq_ignore_ascii_case("content-length") || n == "l")
-                                .then(|| v.trim().parse::<usize>().ok())?
-                        })
-                        .unwrap_or(0);
-                    if buf.len() >= end + 4 + len {
-                        let rest = buf.split_off(end + 4 + len);
-                        return Ok((String::from_utf8_lossy(&buf).to_string(), rest));
-                    }
+                match self.framer.next_frame()? {
+                    Some(Frame::Message(m)) => return Ok(String::from_utf8_lossy(&m).into_owned()),
+                    Some(Frame::Ping | Frame::Pong) => continue,
+                    None => {}
                 }
                 let n = self.stream.read(&mut chunk).await?;
                 if n == 0 {
-                    bail!("connection closed after {} bytes", buf.len());
+                    bail!("connection closed with {} bytes unread", self.framer.pending());
                 }
-                buf.extend_from_slice(&chunk[..n]);
+                self.framer.extend(&chunk[..n]);
             }
         })
         .await
-        .context("no SIP message in time")??;
-        self.pending = rest;
-        Ok(message)
+        .context("no SIP message in time")?
     }
 
     /// Sends a request and reads the first final response.

@@ -5,7 +5,9 @@
 use std::time::Duration;
 
 use anyhow::{Context, Result, bail};
+use bytes::Bytes;
 use futures_util::{SinkExt, StreamExt};
+use sip_message::Message as Sip;
 use tokio::net::TcpStream;
 use tokio_tungstenite::WebSocketStream;
 use tokio_tungstenite::tungstenite::Message;
@@ -56,23 +58,18 @@ impl WsSip {
     /// Reads until a final response to `method`.
     pub async fn final_response(&mut self, method: &str, limit: Duration) -> Result<String> {
         loop {
-            let m = self.next(limit).await?;
-            let cseq_method = m
-                .lines()
-                .find_map(|l| l.strip_prefix("CSeq:").or_else(|| l.strip_prefix("CSeq :")))
-                .and_then(|v| v.split_whitespace().nth(1))
-                .unwrap_or("");
-            if m.starts_with("SIP/2.0 ") && cseq_method == method && !m[8..].starts_with('1') {
-                return Ok(m);
+            let text = self.next(limit).await?;
+            let m = Sip::parse(Bytes::from(text.clone()))?;
+            let answers = m.cseq().is_ok_and(|c| c.method.as_str() == method);
+            if answers && m.status().is_some_and(|s| s >= 200) {
+                return Ok(text);
             }
         }
     }
 }
 
 /// A header's value in a message, first occurrence.
-pub fn header<'a>(message: &'a str, name: &str) -> Option<&'a str> {
-    message.lines().find_map(|l| {
-        let (n, v) = l.split_once(':')?;
-        n.trim().eq_ignore_ascii_case(name).then(|| v.trim())
-    })
+pub fn header(message: &str, name: &str) -> Option<String> {
+    let m = Sip::parse(Bytes::from(message.to_owned())).ok()?;
+    m.header(name).map(str::to_owned)
 }

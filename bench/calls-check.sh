@@ -28,22 +28,14 @@ for cmd in sipp python3 ss; do
     command -v "$cmd" >/dev/null || { echo "$cmd missing (apt-get install sip-tester)" >&2; exit 2; }
 done
 
-work=$(mktemp -d)
+scratch
 keep="${KEEP:-0}"
-pids=()
-# forget PID: a process that has ended leaves the cleanup list (so that
-# cleanup never signals a reused pid).
-forget() {
-    local p rest=()
-    for p in "${pids[@]}"; do [ "$p" = "$1" ] || rest+=("$p"); done
-    pids=("${rest[@]}")
+# KEEP=1 keeps the logs.
+on_exit() {
+    if [ "$keep" -eq 0 ]; then return 0; fi
+    echo "logs kept in $work" >&2
+    return 1
 }
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-    if [ "$keep" -eq 0 ]; then rm -rf "$work"; else echo "logs kept in $work" >&2; fi
-}
-trap cleanup EXIT
 
 if [ -z "$server" ]; then
     command -v kamailio >/dev/null || { echo "kamailio missing (apt-get install kamailio)" >&2; exit 2; }

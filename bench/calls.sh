@@ -56,29 +56,14 @@ if [ "$needs_sipbus" -eq 1 ] && [ -z "${NO_BUILD:-}" ]; then cargo build --relea
 # The sipbus binary of a target: after its `@`, or this tree's release build.
 bin_of() { if [[ "$1" == *@* ]]; then echo "${1#*@}"; else echo target/release/sipbus; fi; }
 
-work=$(mktemp -d)
+scratch
 logs="${LOGS:-}"
 if [ -n "$logs" ]; then mkdir -p "$logs"; logs=$(cd "$logs" && pwd); fi
 # errlog NAME: SIPp options writing its error log to $LOGS/NAME.err.
 errlog() { if [ -n "$logs" ]; then echo "-trace_err -error_file $logs/$1.err"; fi; }
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+# The servers' logs go to $LOGS too when it is set.
+on_exit() {
     if [ -n "$logs" ]; then cp "$work"/*.log "$logs"/ 2>/dev/null || true; fi
-    rm -rf "$work"
-}
-trap cleanup EXIT
-
-wait_port() { for _ in $(seq 100); do (echo >/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.1; done; echo "nothing listens on $1" >&2; return 1; }
-# stop PID: ends one process this script started and forgets it (so that
-# cleanup never signals a reused pid).
-stop() {
-    local p rest=()
-    kill "$1" 2>/dev/null || true
-    wait "$1" 2>/dev/null || true
-    for p in "${pids[@]}"; do [ "$p" = "$1" ] || rest+=("$p"); done
-    pids=("${rest[@]}")
 }
 
 sc=tests/scenarios

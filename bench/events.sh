@@ -52,22 +52,7 @@ bin=target/release/sipbus
 sc=$(pwd)/tests/scenarios
 domain=example.com
 
-work=$(mktemp -d)
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-    rm -rf "$work"
-}
-trap cleanup EXIT
-wait_port() { for _ in $(seq 100); do (echo >/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0; sleep 0.1; done; return 1; }
-stop() {
-    local p rest=()
-    kill "$1" 2>/dev/null || true
-    wait "$1" 2>/dev/null || true
-    for p in "${pids[@]}"; do [ "$p" = "$1" ] || rest+=("$p"); done
-    pids=("${rest[@]}")
-}
+scratch
 
 # Resources: bench0..bench999 (one per call, round robin), mem0..mem999
 # (the held subscriptions of the memory step, whose watchers are gone

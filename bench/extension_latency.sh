@@ -24,14 +24,7 @@ done
 examples/python/setup.sh >/dev/null
 bin=target/release/sipbus
 
-work=$(mktemp -d)
-pids=()
-cleanup() {
-    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
-    for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
-    rm -rf "$work"
-}
-trap cleanup EXIT
+scratch
 
 cat >"$work/sipbus.toml" <<'TOML'
 [registrar]

@@ -10,6 +10,51 @@ wait_udp() {
     return 1
 }
 
+# wait_port PORT: until something accepts TCP on the port (10 s at most).
+wait_port() {
+    for _ in $(seq 100); do
+        (echo >/dev/tcp/127.0.0.1/"$1") 2>/dev/null && return 0
+        sleep 0.1
+    done
+    echo "nothing listens on $1" >&2
+    return 1
+}
+
+# scratch: $work, a fresh temporary folder, and $pids, the processes the
+# script starts (pids+=($!)). When the script exits, however it ends,
+# each is stopped and the folder removed; a script that defines on_exit
+# has it run first (copy logs; return 1 to keep the folder).
+scratch() {
+    work=$(mktemp -d)
+    pids=()
+    trap end_scratch EXIT
+}
+end_scratch() {
+    # A background child killed before it became its program would run
+    # this trap too: only the script itself cleans up.
+    [ "$BASHPID" = "$$" ] || return 0
+    local p
+    for p in "${pids[@]}"; do kill "$p" 2>/dev/null || true; done
+    for p in "${pids[@]}"; do wait "$p" 2>/dev/null || true; done
+    if declare -F on_exit >/dev/null && ! on_exit; then return; fi
+    rm -rf "$work"
+}
+
+# forget PID: a process that has ended leaves $pids, so that the exit
+# never signals a reused pid.
+forget() {
+    local p rest=()
+    for p in "${pids[@]}"; do [ "$p" = "$1" ] || rest+=("$p"); done
+    pids=("${rest[@]}")
+}
+
+# stop PID: ends one process the script started, and forgets it.
+stop() {
+    kill "$1" 2>/dev/null || true
+    wait "$1" 2>/dev/null || true
+    forget "$1"
+}
+
 # free_port: a free loopback TCP port.
 free_port() { python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'; }
 

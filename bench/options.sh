@@ -19,12 +19,12 @@ command -v sipp >/dev/null || { echo "SIPp missing: apt-get install sip-tester" 
 
 cargo build --release -p sipbus >&2
 port=$(free_port)
-work=$(mktemp -d)
+scratch
 SIPBUS_EDGE__LISTEN="[\"udp:127.0.0.1:$port\", \"tcp:127.0.0.1:$port\"]" SIPBUS_LOG__LEVEL=warn SIPBUS_EDGE__OVERLOAD__MAX_TRANSACTIONS=${MAX_TX:-500000} \
     target/release/sipbus >"$work/sipbus.log" 2>&1 &
 pid=$!
-trap 'kill $pid 2>/dev/null || true; wait $pid 2>/dev/null || true; rm -rf "$work"' EXIT
-for _ in $(seq 50); do (echo >/dev/tcp/127.0.0.1/$port) 2>/dev/null && break; sleep 0.1; done
+pids+=("$pid")
+wait_port "$port"
 
 best=0
 printf '%-10s %-10s %-12s %-8s %s\n' rate calls achieved/s failed rss_kib

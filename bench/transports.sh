@@ -22,8 +22,7 @@ if [ -z "${SKIP_BUILD:-}" ]; then
     cargo build --release -q -p sipbus --bin sipbus
     cargo build --release -q -p sipbus-tests --bin sipload
 fi
-work=$(mktemp -d)
-trap 'kill $pid 2>/dev/null || true; rm -rf "$work"' EXIT
+scratch
 
 # A CA and a certificate for 127.0.0.1.
 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj "/CN=bench CA" \
@@ -42,6 +41,7 @@ SIPBUS_REGISTRAR__DOMAINS='["example.com"]' SIPBUS_REGISTRAR__USERS="$users" \
 SIPBUS_REGISTRAR__AUTH__ENABLED=false SIPBUS_GRPC__LISTEN="127.0.0.1:$(free_port)" SIPBUS_LOG__LEVEL=warn \
     target/release/sipbus --target all >"$work/sipbus.log" 2>&1 &
 pid=$!
+pids+=("$pid")
 wait_udp "$udp" || { cat "$work/sipbus.log"; exit 1; }
 
 declare -A port=([udp]=$udp [tls]=$tls [wss]=$wss)

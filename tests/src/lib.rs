@@ -86,12 +86,25 @@ impl Sipbus {
         Self::start_ready_on(target, &all, Some(grpc), &[])
     }
 
+    /// Starts one process; when a port it was given is taken meanwhile
+    /// (a free port is only free until someone binds it: parallel tests
+    /// and their clients draw from the same range), again on new ports.
     fn start_ready_on(
         target: &str,
         env: &[(&str, &str)],
         ready: Option<SocketAddr>,
         extra: &[String],
     ) -> Result<Sipbus> {
+        let mut attempt = 1;
+        loop {
+            match Self::start_once(target, env, ready, extra) {
+                Err(e) if attempt < 3 && format!("{e:#}").contains("Address already in use") => attempt += 1,
+                other => return other,
+            }
+        }
+    }
+
+    fn start_once(target: &str, env: &[(&str, &str)], ready: Option<SocketAddr>, extra: &[String]) -> Result<Sipbus> {
         let port = free_port()?;
         let sip: SocketAddr = ([127, 0, 0, 1], port).into();
         let grpc: SocketAddr = match env.iter().find(|(k, _)| *k == "SIPBUS_GRPC__LISTEN") {

@@ -39,6 +39,8 @@ pub struct Replicas<T> {
     list: RwLock<Arc<Vec<Replica<T>>>>,
     next: AtomicUsize,
     deadline: Duration,
+    /// The contract, for metrics.
+    service: &'static str,
 }
 
 impl<T: Clone> Replicas<T> {
@@ -47,6 +49,7 @@ impl<T: Clone> Replicas<T> {
             list: RwLock::new(Arc::new(list)),
             next: AtomicUsize::new(0),
             deadline,
+            service: "unnamed",
         }
     }
 
@@ -59,6 +62,12 @@ impl<T: Clone> Replicas<T> {
             }],
             deadline,
         )
+    }
+
+    /// Names the contract these replicas serve, for metrics.
+    pub fn named(mut self, service: &'static str) -> Self {
+        self.service = service;
+        self
     }
 
     fn snapshot(&self) -> Arc<Vec<Replica<T>>> {
@@ -77,6 +86,22 @@ impl<T: Clone> Replicas<T> {
     /// Calls one replica within the deadline; see the module comment for
     /// when the next one is tried.
     pub async fn call<R, E, F>(&self, mut call: impl FnMut(T) -> F) -> Result<R, CallError<E>>
+    where
+        E: NeverArrived + std::fmt::Display,
+        F: Future<Output = Result<R, E>>,
+    {
+        let began = tokio::time::Instant::now();
+        let result = self.call_one(&mut call).await;
+        let outcome = match &result {
+            Ok(_) => telemetry::metrics::Outcome::ok,
+            Err(CallError::Timeout { .. }) => telemetry::metrics::Outcome::timeout,
+            Err(_) => telemetry::metrics::Outcome::error,
+        };
+        telemetry::metrics::bus_call(self.service, outcome, began.elapsed());
+        result
+    }
+
+    async fn call_one<R, E, F>(&self, call: &mut impl FnMut(T) -> F) -> Result<R, CallError<E>>
     where
         E: NeverArrived + std::fmt::Display,
         F: Future<Output = Result<R, E>>,
@@ -228,11 +253,12 @@ pub async fn resolve(sources: &[ReplicaSource]) -> Vec<String> {
 impl<T: Clone + Send + Sync + 'static> Replicas<T> {
     /// Replicas from `sources`, resolved once now.
     pub async fn discover<E>(
+        service: &'static str,
         sources: &[ReplicaSource],
         deadline: Duration,
         connect: &impl Fn(&str) -> Result<T, E>,
     ) -> Result<Arc<Replicas<T>>, E> {
-        let replicas = Arc::new(Replicas::new(Vec::new(), deadline));
+        let replicas = Arc::new(Replicas::new(Vec::new(), deadline).named(service));
         let addresses = resolve(sources).await;
         replicas.replace(replicas.rebuild(&addresses, connect)?);
         Ok(replicas)

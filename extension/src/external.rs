@@ -261,6 +261,14 @@ impl External {
         // An uncalled (lapsed) module has no latency to count.
         let latency = (!matches!(result, Err(Failure::Lapsed))).then(|| started.elapsed());
         self.stats.minute.record(uptime_s(), latency, result.is_err());
+        if let Some(took) = latency {
+            let outcome = match &result {
+                Ok(_) => telemetry::metrics::Outcome::ok,
+                Err(Failure::Timeout(_)) => telemetry::metrics::Outcome::timeout,
+                Err(_) => telemetry::metrics::Outcome::error,
+            };
+            telemetry::metrics::extension_call(self.point.as_str(), &self.name, outcome, took);
+        }
         if let Err(f) = &result {
             self.failed(hook, f);
         }

@@ -19,6 +19,7 @@ pub mod state;
 pub use config::PublishConfig;
 pub use handlers::{Accepted, Change, PublicationHandler};
 pub use publication::Publication;
+pub use service::EXPIRY_QUEUE;
 pub use service::{PublishService, Publisher};
 pub use state::{Composed, RESOURCE_CHANGES, ResourceChange};
 

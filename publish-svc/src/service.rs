@@ -24,7 +24,8 @@ use crate::state::{self, announce};
 use crate::unguessable;
 
 /// The timer queue of publication expiry (`pubexp:<etag>`).
-const EXPIRY_QUEUE: &str = "pubexp";
+/// One expiry timer per publication: their count is the publications'.
+pub const EXPIRY_QUEUE: &str = "pubexp";
 /// Attempts at one compare-and-set before the request gets 503.
 const CAS_ATTEMPTS: usize = 8;
 

@@ -15,7 +15,8 @@ use crate::handlers::Termination;
 use crate::notify::{self, Next};
 use crate::subscription::{self, Sending};
 
-const EXPIRY: &str = "psexp";
+/// One expiry timer per subscription: their count is the subscriptions'.
+pub const EXPIRY: &str = "psexp";
 const PACE: &str = "pspace";
 
 pub(crate) async fn arm_expiry(core: &Core, id: &str, due_ms: u64) {

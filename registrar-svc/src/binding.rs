@@ -94,9 +94,12 @@ pub fn record_key(aor: &str) -> String {
     format!("reg:{{{aor}}}")
 }
 
+/// One expiry timer per binding: their count is the bindings'.
+pub const EXPIRY_QUEUE: &str = "reg-expiry";
+
 /// The store timer that removes one binding when it expires.
 pub fn expiry_timer(aor: &str, identity: &str) -> String {
-    format!("reg-expiry:{aor}|{identity}")
+    format!("{EXPIRY_QUEUE}:{aor}|{identity}")
 }
 
 #[cfg(test)]

@@ -64,7 +64,7 @@ impl LocationClient {
     /// The registrar of this process.
     pub fn new(location: Arc<dyn Location>) -> Self {
         Self {
-            replicas: Arc::new(Replicas::local(location, LOOKUP_DEADLINE)),
+            replicas: Arc::new(Replicas::local(location, LOOKUP_DEADLINE).named("location")),
         }
     }
 
@@ -76,7 +76,7 @@ impl LocationClient {
             }) as Arc<dyn Location>
         })?;
         Ok(Self {
-            replicas: Arc::new(replicas),
+            replicas: Arc::new(replicas.named("location")),
         })
     }
 

@@ -142,7 +142,7 @@ impl SdpClient {
     /// The negotiator of this process.
     pub fn new(negotiator: Arc<dyn Negotiate>) -> Self {
         Self {
-            replicas: Arc::new(Replicas::local(negotiator, CALL_DEADLINE)),
+            replicas: Arc::new(Replicas::local(negotiator, CALL_DEADLINE).named("sdp")),
         }
     }
 
@@ -154,7 +154,7 @@ impl SdpClient {
             }) as Arc<dyn Negotiate>
         })?;
         Ok(Self {
-            replicas: Arc::new(replicas),
+            replicas: Arc::new(replicas.named("sdp")),
         })
     }
 

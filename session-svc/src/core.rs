@@ -235,6 +235,7 @@ impl Core {
             Phase::Ended(r) => r,
             _ => EndReason::Error,
         };
+        telemetry::metrics().calls_ended.inc();
         events::publish_both(self.sessions.store(), s, DialogState::Terminated, Some(reason)).await;
         self.supplements.end(s).await;
         media::end(&self.sdp, s).await;

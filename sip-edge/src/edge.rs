@@ -5,6 +5,7 @@
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
 use edge_api::EdgeId;
@@ -20,6 +21,7 @@ use crate::transaction::{ServerTx, ServerTxId, TransactionLayer, TransactionUser
 use crate::transport::tls::{TlsContext, TlsError};
 use crate::transport::{Flow, Inbound, Transport, Transports, stream, udp};
 use crate::validate::check_request;
+use telemetry::metrics::{self, Dropped};
 
 /// Why the edge could not start.
 #[derive(Debug, thiserror::Error)]
@@ -36,6 +38,7 @@ pub struct RunningEdge {
     pub local_addrs: Vec<(Transport, SocketAddr)>,
     handle: EdgeHandle,
     tasks: Vec<JoinHandle<()>>,
+    draining: Arc<AtomicBool>,
 }
 
 impl RunningEdge {
@@ -46,6 +49,14 @@ impl RunningEdge {
     /// The first bound address of a transport.
     pub fn addr(&self, transport: Transport) -> Option<SocketAddr> {
         self.local_addrs.iter().find(|(t, _)| *t == transport).map(|(_, a)| *a)
+    }
+
+    /// Stops taking new work: a request outside a dialog gets 503 with
+    /// Retry-After (a load balancer or the phone tries another edge);
+    /// requests in dialogs, ACKs, CANCELs and responses go on as before,
+    /// and connections stay open, until [`RunningEdge::stop`].
+    pub fn drain(&self) {
+        self.draining.store(true, Ordering::Relaxed);
     }
 
     /// Stops listening. Transactions in progress end with their timers.
@@ -65,6 +76,7 @@ struct Core {
     dispatcher: Arc<dyn Dispatch>,
     inflight: Arc<Semaphore>,
     retry_after: String,
+    draining: Arc<AtomicBool>,
     /// `Allow` value: OPTIONS plus what the services handle.
     allow: String,
 }
@@ -109,6 +121,7 @@ pub async fn start(config: &EdgeConfig, dispatcher: Arc<dyn Dispatch>) -> Result
         dispatcher,
         inflight: Arc::new(Semaphore::new(config.overload.max_inflight_requests)),
         retry_after: config.overload.retry_after_s.to_string(),
+        draining: Arc::new(AtomicBool::new(false)),
         allow,
     });
     layer.set_user(core.clone());
@@ -149,11 +162,25 @@ pub async fn start(config: &EdgeConfig, dispatcher: Arc<dyn Dispatch>) -> Result
         }
     }
     tasks.push(tls.watch());
+    tasks.push(tokio::spawn(sample_transactions(layer.clone())));
     Ok(RunningEdge {
         local_addrs,
         handle: EdgeHandle { layer, id },
         tasks,
+        draining: core.draining.clone(),
     })
+}
+
+/// The transactions gauge, once a second (cheaper than counting every
+/// insert and removal).
+async fn sample_transactions(layer: TransactionLayer) {
+    let mut tick = tokio::time::interval(std::time::Duration::from_secs(1));
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let (server, client) = layer.held();
+        metrics::sip_transactions(server, client);
+    }
 }
 
 impl Inbound for Core {
@@ -163,10 +190,12 @@ impl Inbound for Core {
             Err(e) => {
                 // Nothing to answer with: RFC 3261 says to discard.
                 debug!(remote = %source.remote, error = %e, "unparseable message dropped");
+                metrics::sip_dropped(Dropped::Unparseable);
                 return;
             }
         };
         if let Err(e) = msg.validate(&self.limits) {
+            metrics::sip_dropped(Dropped::Invalid);
             if msg.is_request() && respondable(&msg) {
                 debug!(remote = %source.remote, error = %e, "invalid request answered");
                 self.layer
@@ -230,12 +259,22 @@ pub fn stamp_via(msg: &mut Message, source: &Flow) {
 impl TransactionUser for Core {
     fn on_request(&self, tx: ServerTx, request: Message, mut source: Flow) {
         let method = request.method().cloned().unwrap_or(Method::Options);
+        metrics::sip_request_received(method.as_str(), source.transport.via_token());
         if let Err(rejection) = check_request(&request, &self.supported) {
             debug!(tx = %tx.id(), code = rejection.code, reason = %rejection.reason, "request rejected");
             let _ = tx.respond(rejection.response(&request, tx.to_tag()));
             return;
         }
         let in_dialog = request.to_header().ok().and_then(|t| t.tag().map(|_| ())).is_some();
+        // OPTIONS too: a SIP load balancer's probe sees the edge leave.
+        if !in_dialog && self.draining.load(Ordering::Relaxed) {
+            debug!(tx = %tx.id(), %method, "draining: 503");
+            metrics::sip_dropped(Dropped::Draining);
+            let mut resp = request.make_response(503, "Service Unavailable (draining)", Some(tx.to_tag()));
+            resp.push_header(Known::RetryAfter, &self.retry_after);
+            let _ = tx.respond(resp);
+            return;
+        }
         if method == Method::Options && !in_dialog {
             let _ = tx.respond(self.options_response(&request, tx.to_tag()));
             return;
@@ -253,6 +292,7 @@ impl TransactionUser for Core {
         }
         let Ok(permit) = self.inflight.clone().try_acquire_owned() else {
             warn!(tx = %tx.id(), %method, "too many requests in flight: 503");
+            metrics::sip_dropped(Dropped::Overload);
             let mut resp = request.make_response(503, "Service Unavailable (overloaded)", Some(tx.to_tag()));
             resp.push_header(Known::RetryAfter, &self.retry_after);
             let _ = tx.respond(resp);
@@ -281,6 +321,7 @@ impl TransactionUser for Core {
     }
 
     fn on_ack(&self, ack: Message, mut source: Flow) {
+        metrics::sip_request_received("ACK", source.transport.via_token());
         source.edge = Some(self.id.clone());
         self.dispatcher.ack(ack, source);
     }

@@ -31,7 +31,37 @@ pub struct Config {
     pub pubsub: PubsubConfig,
     pub publish: PublishConfig,
     pub registry: RegistryConfig,
+    pub admin: AdminConfig,
+    pub shutdown: ShutdownConfig,
     pub log: LogConfig,
+}
+
+/// `[admin]`: the operator's HTTP port.
+#[derive(Debug, Clone, Default, Deserialize, Serialize)]
+#[serde(default)]
+pub struct AdminConfig {
+    /// `IP:PORT` for `/metrics` (Prometheus), `/livez` and `/readyz`.
+    /// Unset: no admin port.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub listen: Option<std::net::SocketAddr>,
+}
+
+/// `[shutdown]`: what SIGTERM does (SIGINT stops at once).
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct ShutdownConfig {
+    /// Seconds a process drains after SIGTERM before it exits: not ready,
+    /// the edge answers new requests 503 with Retry-After while dialogs,
+    /// transactions and connections carry on, services send new requests
+    /// to other replicas. Kubernetes' terminationGracePeriodSeconds must
+    /// cover it (plus any preStop).
+    pub drain_s: u64,
+}
+
+impl Default for ShutdownConfig {
+    fn default() -> Self {
+        Self { drain_s: 10 }
+    }
 }
 
 /// `[store]`.
@@ -230,6 +260,17 @@ pub fn load(
     };
     if tracing_subscriber::EnvFilter::try_new(&config.log.level).is_err() {
         errors.push(format!("log.level: `{}` is not a valid filter", config.log.level));
+    }
+    if config.shutdown.drain_s > 3600 {
+        errors.push(format!(
+            "shutdown.drain_s: {} is more than 3600",
+            config.shutdown.drain_s
+        ));
+    }
+    if let Some(admin) = config.admin.listen
+        && admin == config.grpc.listen_for(process.target)
+    {
+        errors.push(format!("admin.listen: {admin} is grpc.listen too"));
     }
     errors.extend(process.check(&config).iter().map(ToString::to_string));
     if errors.is_empty() {

@@ -8,6 +8,7 @@ mod tools;
 
 use std::process::ExitCode;
 use std::sync::Arc;
+use std::time::Duration;
 
 use clap::Parser;
 use tracing::info;
@@ -101,34 +102,62 @@ async fn run(process: &Process, config: config::Config) -> anyhow::Result<()> {
     if let Some(tls) = config.grpc.tls.load()? {
         bus::grpc::tls::install(tls);
     }
+    // Before the modules: probes see "starting" until they are all up.
+    let _admin = match config.admin.listen {
+        Some(addr) => Some(sipbus::admin::start(addr).await?),
+        None => None,
+    };
+    let mut signals = Signals::new()?;
     let running = process.start(&config).await?;
+    telemetry::health::set_started();
     if let Some(edge) = &running.edge {
         for (transport, addr) in &edge.local_addrs {
             info!(%transport, %addr, "ready");
         }
     }
-    shutdown_signal().await;
+    if signals.next().await == Signal::Terminate && config.shutdown.drain_s > 0 {
+        let drain = Duration::from_secs(config.shutdown.drain_s);
+        info!(drain_s = config.shutdown.drain_s, "SIGTERM: draining");
+        telemetry::health::set_draining();
+        running.drain();
+        tokio::select! {
+            _ = tokio::time::sleep(drain) => info!("drained"),
+            _ = signals.next() => info!("second signal: stopping without waiting out the drain"),
+        }
+    }
     info!("shutting down");
-    running.stop();
+    running.stop().await;
     Ok(())
 }
 
-async fn shutdown_signal() {
-    let ctrl_c = tokio::signal::ctrl_c();
-    #[cfg(unix)]
-    {
-        let mut term = match tokio::signal::unix::signal(tokio::signal::unix::SignalKind::terminate()) {
-            Ok(s) => s,
-            Err(_) => {
-                let _ = ctrl_c.await;
-                return;
-            }
-        };
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+enum Signal {
+    /// SIGTERM: Kubernetes stopping the pod; drain first.
+    Terminate,
+    /// SIGINT: a person at a terminal; stop now.
+    Interrupt,
+}
+
+/// SIGTERM and SIGINT, listened for from the start so neither kills the
+/// process before it can drain.
+struct Signals {
+    term: tokio::signal::unix::Signal,
+    int: tokio::signal::unix::Signal,
+}
+
+impl Signals {
+    fn new() -> anyhow::Result<Signals> {
+        use tokio::signal::unix::{SignalKind, signal};
+        Ok(Signals {
+            term: signal(SignalKind::terminate())?,
+            int: signal(SignalKind::interrupt())?,
+        })
+    }
+
+    async fn next(&mut self) -> Signal {
         tokio::select! {
-            _ = ctrl_c => {}
-            _ = term.recv() => {}
+            _ = self.term.recv() => Signal::Terminate,
+            _ = self.int.recv() => Signal::Interrupt,
         }
     }
-    #[cfg(not(unix))]
-    let _ = ctrl_c.await;
 }

@@ -183,5 +183,5 @@ To: {to}\nCall-ID: call-1\nCSeq: {cseq} {method}\nMax-Forwards: 70\n\n"
     // INVITE, 180, 200, ACK, BYE and the callee's 200: six messages in,
     // six parses.
     assert_eq!(parse_count() - start, 6, "parses of the whole call");
-    running.stop();
+    running.stop().await;
 }

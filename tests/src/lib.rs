@@ -168,6 +168,26 @@ impl Sipbus {
         self.child.id()
     }
 
+    /// SIGTERM, as Kubernetes stops a pod: the process drains, then exits.
+    pub fn sigterm(&self) -> Result<()> {
+        let status = Command::new("kill").arg("-TERM").arg(self.pid().to_string()).status()?;
+        anyhow::ensure!(status.success(), "kill -TERM {} failed", self.pid());
+        Ok(())
+    }
+
+    /// Waits up to `limit` for the process to exit on its own: its exit
+    /// code (`Some(None)` when a signal ended it), `None` if still running.
+    pub fn exited_within(&mut self, limit: Duration) -> Result<Option<Option<i32>>> {
+        let start = Instant::now();
+        while start.elapsed() < limit {
+            if let Some(status) = self.child.try_wait()? {
+                return Ok(Some(status.code()));
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+        Ok(None)
+    }
+
     /// Stops the process (SIGTERM, then SIGKILL after 5 s) and returns its
     /// exit status code, if it exited on its own terms.
     pub fn stop(mut self) -> Result<Option<i32>> {
@@ -193,6 +213,35 @@ pub fn terminate(child: &mut Child, limit: Duration) -> Result<Option<Option<i32
         std::thread::sleep(Duration::from_millis(20));
     }
     Ok(None)
+}
+
+/// `GET path` over HTTP/1.1 (the admin port): status code and body.
+pub fn http_get(addr: SocketAddr, path: &str) -> Result<(u16, String)> {
+    use std::io::{Read, Write};
+    let mut stream = std::net::TcpStream::connect_timeout(&addr, Duration::from_secs(2))?;
+    stream.set_read_timeout(Some(Duration::from_secs(5)))?;
+    write!(
+        stream,
+        "GET {path} HTTP/1.1\r\nHost: {addr}\r\nConnection: close\r\n\r\n"
+    )?;
+    let mut text = String::new();
+    stream.read_to_string(&mut text)?;
+    let (head, body) = text.split_once("\r\n\r\n").context("no end of headers")?;
+    let code = head
+        .split_whitespace()
+        .nth(1)
+        .and_then(|c| c.parse().ok())
+        .with_context(|| format!("no status in {head}"))?;
+    Ok((code, body.to_owned()))
+}
+
+/// The value of one sample of a Prometheus exposition: `name{labels}` as
+/// written (labels in the order the server writes them), or `name` alone.
+pub fn sample(exposition: &str, series: &str) -> Option<f64> {
+    exposition.lines().find_map(|l| {
+        let (name, value) = l.rsplit_once(' ')?;
+        (name == series).then(|| value.parse().ok()).flatten()
+    })
 }
 
 /// Serves gRPC `router` on a loopback port with its own runtime: dropping
@@ -550,6 +599,56 @@ pub fn sipp_callee_at(scenario_path: &str, port: u16, extra: &[&str]) -> Backgro
     // SIPp binds its port before reading the scenario's first message.
     std::thread::sleep(Duration::from_millis(300));
     bg
+}
+
+/// A SIPp callee answering up to `calls` calls on `port` with
+/// call_uas.xml, in the background; it ends after `limit` at the latest.
+pub fn sipp_callee_many(port: u16, calls: u32, limit: Duration) -> Background {
+    let args: Vec<String> = [
+        "-sf".to_owned(),
+        scenario_path("call_uas.xml"),
+        "-i".to_owned(),
+        "127.0.0.1".to_owned(),
+        "-p".to_owned(),
+        port.to_string(),
+        "-m".to_owned(),
+        calls.to_string(),
+    ]
+    .into();
+    let bg = Background::start(args, limit);
+    std::thread::sleep(Duration::from_millis(300));
+    bg
+}
+
+/// SIPp placing `calls` calls with call_uac.xml to `user@example.com` at
+/// `rate` per second, each held `hold_ms`, through `server`, in the
+/// background.
+pub fn sipp_callers(server: SocketAddr, user: &str, calls: u32, rate: u32, hold_ms: u32) -> Background {
+    let port = free_port().map(|p| p.to_string()).unwrap_or_else(|_| "0".to_owned());
+    let args: Vec<String> = [
+        server.to_string(),
+        "-sf".into(),
+        scenario_path("call_uac.xml"),
+        "-s".into(),
+        user.to_owned(),
+        "-key".into(),
+        "domain".into(),
+        "example.com".into(),
+        "-i".into(),
+        "127.0.0.1".into(),
+        "-p".into(),
+        port,
+        "-m".into(),
+        calls.to_string(),
+        "-r".into(),
+        rate.to_string(),
+        "-d".into(),
+        hold_ms.to_string(),
+        "-timeout".into(),
+        "60s".into(),
+    ]
+    .into();
+    Background::start(args, Duration::from_secs(70))
 }
 
 /// One call between two shipped scenarios: a callee registered as

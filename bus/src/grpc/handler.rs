@@ -50,6 +50,11 @@ fn invalid(what: impl std::fmt::Display) -> Status {
 #[tonic::async_trait]
 impl pb::request_handler_server::RequestHandler for HandlerService {
     async fn handle(&self, request: Request<pb::IncomingRequest>) -> Result<Response<pb::HandleReply>, Status> {
+        if telemetry::health::is_draining() {
+            // Refused before any work, so the caller may send it to
+            // another replica (see `never_arrived`).
+            return Err(Status::unavailable(super::DRAINING));
+        }
         let trace = proto::trace::extract(request.metadata()).unwrap_or_default();
         let req = request.into_inner();
         let message = req.message.ok_or_else(|| invalid("no message"))?;

@@ -86,6 +86,9 @@ fn secure(address: &str, tls: &tls::GrpcTls) -> Result<Endpoint, String> {
 /// request was applied.
 pub fn never_arrived(status: &Status) -> bool {
     status.code() == tonic::Code::Unavailable
-        && status.message() == "tcp connect error"
-        && std::error::Error::source(status).is_some()
+        && ((status.message() == "tcp connect error" && std::error::Error::source(status).is_some())
+            || status.message() == DRAINING)
 }
+
+/// What a draining replica answers instead of handling a request.
+pub const DRAINING: &str = "sipbus replica draining";

@@ -181,7 +181,10 @@ async fn offer_initial(core: &Core, s: &mut Session, req: &Message) -> Result<()
 /// Stores the new session, arms its no-answer timer, tells the world.
 async fn start(core: &Core, s: &mut Session) -> Result<u64, Refusal> {
     let version = match core.sessions.create(s).await {
-        Ok(v) => v,
+        Ok(v) => {
+            telemetry::metrics().calls_started.inc();
+            v
+        }
         Err(e) => {
             warn!(error = %e, "session not stored");
             return Err(Refusal::store_unavailable());

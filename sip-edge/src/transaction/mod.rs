@@ -199,6 +199,7 @@ impl TransactionLayer {
         let sender = lock(&self.inner.client).get(&key).cloned();
         match sender {
             Some(events) => {
+                telemetry::metrics::sip_response_received(key.method.as_str(), msg.status().unwrap_or(0));
                 if events.try_send(client::ClientInput::Response(Box::new(msg))).is_err() {
                     debug!(branch = %key.branch, "client transaction busy: response dropped (will be retransmitted)");
                 }
@@ -229,6 +230,7 @@ impl TransactionLayer {
         let mut table = lock(&self.inner.server);
         if let Some((id, _)) = table.get_by_key(&key) {
             // A retransmission: the transaction answers it.
+            telemetry::metrics::sip_retransmission_received(method.as_str());
             self.retransmission(table, id);
             return;
         }
@@ -375,11 +377,18 @@ impl TransactionLayer {
         })
     }
 
+    /// Server and client transactions held now.
+    pub fn held(&self) -> (usize, usize) {
+        let server = lock(&self.inner.server).txs.len();
+        (server, lock(&self.inner.client).len())
+    }
+
     /// Sends a response on a server transaction.
     pub fn respond(&self, id: ServerTxId, response: Message) -> Result<(), TxError> {
         if response.is_request() {
             return Err(TxError::NotAResponse);
         }
+        count_response(&response);
         let mut table = lock(&self.inner.server);
         let entry = table.txs.get_mut(&id).ok_or(TxError::NoTransaction(id))?;
         let (target, state) = match &mut entry.kind {
@@ -421,6 +430,7 @@ impl TransactionLayer {
 
     /// 503 with Retry-After, without a transaction: there is no room for one.
     fn overloaded(&self, req: &Message, source: &Flow) {
+        telemetry::metrics::sip_dropped(telemetry::metrics::Dropped::Overload);
         self.respond_stateless(
             req,
             source,
@@ -437,6 +447,7 @@ impl TransactionLayer {
             return;
         }
         let mut resp = req.make_response(code, reason, Some(&random_token("")));
+        count_response(&resp);
         for (name, value) in extra {
             resp.push_header(*name, value);
         }
@@ -509,6 +520,7 @@ impl TransactionLayer {
         branch: String,
         method: Method,
     ) -> Result<ClientTx, TxError> {
+        telemetry::metrics::sip_request_sent(method.as_str());
         let key = ClientKey {
             branch: branch.into(),
             method: method.clone(),
@@ -564,6 +576,12 @@ impl TransactionLayer {
 
     fn transmit(&self, target: &Flow, data: Bytes) -> Result<(), TransportError> {
         self.inner.transmit.transmit(target, data)
+    }
+}
+
+fn count_response(response: &Message) {
+    if let (Some(code), Ok(cseq)) = (response.status(), response.cseq()) {
+        telemetry::metrics::sip_response_sent(cseq.method.as_str(), code);
     }
 }
 

@@ -154,12 +154,14 @@ impl Transports {
     pub(crate) fn register(&self, id: ConnectionId, conn: Connection) {
         let mut flows = lock(&self.flows);
         flows.by_remote.insert((conn.transport, conn.remote), id);
+        telemetry::metrics::sip_connection(conn.transport.via_token(), 1);
         flows.by_id.insert(id, conn);
     }
 
     pub(crate) fn unregister(&self, id: ConnectionId) {
         let mut flows = lock(&self.flows);
         if let Some(conn) = flows.by_id.remove(&id) {
+            telemetry::metrics::sip_connection(conn.transport.via_token(), -1);
             let key = (conn.transport, conn.remote);
             if flows.by_remote.get(&key) == Some(&id) {
                 flows.by_remote.remove(&key);
@@ -223,6 +225,7 @@ impl Transmit for Transports {
                         // the transaction layer retransmits.
                         let Ok(permit) = self.udp_waits.clone().try_acquire_owned() else {
                             debug!(remote = %target.remote, "UDP send backlog full: packet dropped");
+                            telemetry::metrics::sip_dropped(telemetry::metrics::Dropped::SendBacklog);
                             return Err(TransportError::QueueFull { remote: target.remote });
                         };
                         let remote = target.remote;

@@ -76,6 +76,7 @@ pub async fn serve(listener: TcpListener, local: SocketAddr, transport: Transpor
         };
         let Some(handshake) = transports.begin_handshake() else {
             warn!(%remote, "too many {transport} connections: refused");
+            telemetry::metrics::sip_dropped(telemetry::metrics::Dropped::ConnectionLimit);
             continue;
         };
         let _ = stream.set_nodelay(true);
@@ -168,8 +169,12 @@ async fn accept(
     };
     let up = match timeout(limit, up).await {
         Ok(Ok(up)) => up,
-        Ok(Err(e)) => return info!(%remote, %transport, reason = %e, "connection refused"),
+        Ok(Err(e)) => {
+            telemetry::metrics::sip_dropped(telemetry::metrics::Dropped::Handshake);
+            return info!(%remote, %transport, reason = %e, "connection refused");
+        }
         Err(_) => {
+            telemetry::metrics::sip_dropped(telemetry::metrics::Dropped::Handshake);
             let e = Refused::TimedOut(transport);
             return info!(%remote, %transport, reason = %e, "connection refused");
         }

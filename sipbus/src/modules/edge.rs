@@ -82,7 +82,7 @@ fn check(config: &Config, process: &Process) -> Vec<extension::ConfigProblem> {
 
 /// The replicas of one service the edge calls over gRPC, followed through
 /// DNS when named so.
-async fn remote_pool(ctx: &mut Ctx<'_>, key: &str, replicas: &[String]) -> anyhow::Result<Arc<HandlerPool>> {
+async fn remote_pool(ctx: &mut Ctx<'_>, key: &'static str, replicas: &[String]) -> anyhow::Result<Arc<HandlerPool>> {
     let bus = &ctx.config.bus;
     let deadline = Duration::from_millis(bus.deadline_ms);
     let connect_timeout = Duration::from_millis(bus.connect_timeout_ms);
@@ -91,7 +91,7 @@ async fn remote_pool(ctx: &mut Ctx<'_>, key: &str, replicas: &[String]) -> anyho
         let channel = bus::grpc::channel(address, connect_timeout)?;
         Ok(Arc::new(RemoteHandler::new(channel, deadline)))
     };
-    let pool = Replicas::discover(&sources, deadline, &connect)
+    let pool = Replicas::discover(key.trim_start_matches("bus."), &sources, deadline, &connect)
         .await
         .map_err(anyhow::Error::msg)
         .with_context(|| format!("config: {key}"))?;
@@ -108,7 +108,10 @@ async fn start(ctx: &mut Ctx<'_>) -> anyhow::Result<()> {
     let mut router = Router::new(config.edge.overload.retry_after_s);
     if let Some(registrar) = &ctx.registrar {
         let handler: Arc<dyn RequestHandler> = Arc::new(RegistrarService::new(registrar.clone()));
-        router = router.route(Method::Register, Arc::new(Replicas::local(handler, deadline)));
+        router = router.route(
+            Method::Register,
+            Arc::new(Replicas::local(handler, deadline).named("registrar")),
+        );
     } else if !config.bus.registrar.is_empty() {
         router = router.route(
             Method::Register,
@@ -117,7 +120,10 @@ async fn start(ctx: &mut Ctx<'_>) -> anyhow::Result<()> {
     }
     if let Some(publisher) = &ctx.publisher {
         let handler: Arc<dyn RequestHandler> = Arc::new(PublishService::new(publisher.clone()));
-        router = router.route(Method::Publish, Arc::new(Replicas::local(handler, deadline)));
+        router = router.route(
+            Method::Publish,
+            Arc::new(Replicas::local(handler, deadline).named("publish")),
+        );
     } else if !config.bus.publish.is_empty() {
         router = router.route(
             Method::Publish,
@@ -126,7 +132,7 @@ async fn start(ctx: &mut Ctx<'_>) -> anyhow::Result<()> {
     }
     if ctx.process.runs(Name::Pubsub) {
         // Like session-svc: filled once pubsub-svc exists.
-        let pool = Arc::new(Replicas::new(Vec::new(), deadline));
+        let pool = Arc::new(Replicas::new(Vec::new(), deadline).named("pubsub"));
         ctx.pubsub_pool = Some(pool.clone());
         router = router.route(Method::Subscribe, pool.clone()).route_prefix(
             Method::Notify,
@@ -144,7 +150,7 @@ async fn start(ctx: &mut Ctx<'_>) -> anyhow::Result<()> {
     let sessions = if ctx.process.runs(Name::Session) {
         // session-svc needs this edge's API and the edge needs session-svc:
         // the pool is filled once session-svc exists.
-        let pool = Arc::new(Replicas::new(Vec::new(), deadline));
+        let pool = Arc::new(Replicas::new(Vec::new(), deadline).named("session"));
         ctx.session_pool = Some(pool.clone());
         Some(pool)
     } else if !config.bus.session.is_empty() {

@@ -61,17 +61,41 @@ async fn start(ctx: &mut Ctx<'_>) -> anyhow::Result<()> {
         ctx.tasks.push(tokio::spawn(registry.share_stats()));
         ctx.services.add_service(registry.into_server());
     }
+    // grpc.health.v1: "" and every service say SERVING while the process
+    // is ready (clients and meshes that check health skip it otherwise).
+    let (reporter, health) = tonic_health::server::health_reporter();
+    ctx.services.add_service(health);
+    ctx.tasks.push(tokio::spawn(report_health(reporter)));
     let routes = std::mem::take(&mut ctx.services).routes();
     let mut builder = tonic::transport::Server::builder();
     if let Some(tls) = ctx.config.grpc.tls.load()? {
         info!(%addr, "gRPC over TLS");
         builder = builder.tls_config(tls.server).context("grpc.tls")?;
     }
-    let server = builder.add_routes(routes).serve_with_incoming(incoming);
-    ctx.tasks.push(tokio::spawn(async move {
-        if let Err(e) = server.await {
-            tracing::error!(error = %e, "gRPC server stopped");
-        }
-    }));
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let server = builder
+        .add_routes(routes)
+        .serve_with_incoming_shutdown(incoming, async move {
+            let _ = stopped.await;
+        });
+    ctx.grpc = Some(super::GrpcServer {
+        stop,
+        task: tokio::spawn(async move {
+            if let Err(e) = server.await {
+                tracing::error!(error = %e, "gRPC server stopped");
+            }
+        }),
+    });
     Ok(())
+}
+
+async fn report_health(reporter: tonic_health::server::HealthReporter) {
+    let mut changes = telemetry::health::changes();
+    loop {
+        let status = match changes.next().await {
+            Ok(()) => tonic_health::ServingStatus::Serving,
+            Err(_) => tonic_health::ServingStatus::NotServing,
+        };
+        reporter.set_service_status("", status).await;
+    }
 }

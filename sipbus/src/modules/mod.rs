@@ -146,12 +146,14 @@ impl Process {
             services: tonic::service::Routes::builder(),
             hosts: Vec::new(),
             tasks: Vec::new(),
+            grpc: None,
         };
         for name in &self.modules {
             (module(*name).start)(&mut ctx).await?;
         }
         Ok(Running {
             edge: ctx.edge,
+            grpc: ctx.grpc,
             tasks: ctx.tasks,
         })
     }
@@ -206,18 +208,48 @@ pub struct Ctx<'a> {
     /// The extension points this process hosts, for the registry.
     pub hosts: Vec<Arc<dyn extension::Host>>,
     pub tasks: Vec<JoinHandle<()>>,
+    pub grpc: Option<GrpcServer>,
+}
+
+/// The gRPC server, stopped apart from the rest: it finishes the calls in
+/// progress.
+pub struct GrpcServer {
+    pub stop: tokio::sync::oneshot::Sender<()>,
+    pub task: JoinHandle<()>,
 }
 
 /// Everything a process started; stopped together.
 pub struct Running {
     pub edge: Option<RunningEdge>,
+    grpc: Option<GrpcServer>,
     tasks: Vec<JoinHandle<()>>,
 }
 
+/// How long calls in progress may take to finish at the end.
+const FINISH_CALLS: std::time::Duration = std::time::Duration::from_secs(5);
+
 impl Running {
-    pub fn stop(self) {
+    /// Stops taking new work (see [`RunningEdge::drain`]); readiness and
+    /// gRPC health are the caller's, process-wide.
+    pub fn drain(&self) {
+        if let Some(edge) = &self.edge {
+            edge.drain();
+        }
+    }
+
+    /// Stops listening, lets gRPC calls in progress finish (for a few
+    /// seconds at most), then stops everything.
+    pub async fn stop(self) {
         if let Some(edge) = self.edge {
             edge.stop();
+        }
+        if let Some(grpc) = self.grpc {
+            let _ = grpc.stop.send(());
+            let mut task = grpc.task;
+            if tokio::time::timeout(FINISH_CALLS, &mut task).await.is_err() {
+                tracing::warn!("gRPC calls still running after {FINISH_CALLS:?}: stopped");
+                task.abort();
+            }
         }
         for t in self.tasks {
             t.abort();

@@ -1,6 +1,8 @@
 //! The store: embedded in memory for `all` (unless `store.redis` is set),
 //! Redis for every split target.
 
+use std::time::Duration;
+
 use anyhow::Context;
 use sip_edge::transport::tls::{cert_pem, key_pem};
 use state_store::{RedisTls, Store};
@@ -54,8 +56,59 @@ async fn start(ctx: &mut Ctx<'_>) -> anyhow::Result<()> {
         info!(redis = %redis, "store: redis");
         store
     };
+    ctx.tasks.push(tokio::spawn(watch(store.clone(), counted(ctx.process))));
     ctx.store = Some(store);
     Ok(())
+}
+
+/// The gauges of what this process's services keep, each counted by the
+/// store timers that expire it (one per binding, subscription,
+/// publication).
+fn counted(process: &Process) -> Vec<(&'static str, &'static telemetry::metrics::Gauge)> {
+    let m = telemetry::metrics();
+    let mut counted = Vec::new();
+    if process.runs(Name::Registrar) {
+        counted.push((registrar_svc::binding::EXPIRY_QUEUE, &m.registrations));
+    }
+    if process.runs(Name::Pubsub) {
+        counted.push((pubsub_svc::timers::EXPIRY, &m.subscriptions));
+    }
+    if process.runs(Name::Publish) {
+        counted.push((publish_svc::EXPIRY_QUEUE, &m.publications));
+    }
+    counted
+}
+
+/// Probes the store for readiness (a process whose store does not answer
+/// takes no traffic) and refreshes the counted gauges.
+async fn watch(store: Store, counted: Vec<(&'static str, &'static telemetry::metrics::Gauge)>) {
+    const EVERY: Duration = Duration::from_secs(5);
+    const PROBE_DEADLINE: Duration = Duration::from_secs(2);
+    let mut tick = tokio::time::interval(EVERY);
+    tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+    loop {
+        tick.tick().await;
+        let ok = matches!(
+            tokio::time::timeout(PROBE_DEADLINE, store.get("sipbus:probe")).await,
+            Ok(Ok(_))
+        );
+        if ok != telemetry::health::store_ok() {
+            if ok {
+                info!("store answers again: ready");
+            } else {
+                tracing::warn!("store does not answer: not ready");
+            }
+        }
+        telemetry::health::set_store_ok(ok);
+        if !ok {
+            continue;
+        }
+        for (queue, gauge) in &counted {
+            if let Ok(Ok(n)) = tokio::time::timeout(PROBE_DEADLINE, store.timers_held(queue)).await {
+                gauge.set(i64::try_from(n).unwrap_or(i64::MAX));
+            }
+        }
+    }
 }
 
 /// The TLS files for `rediss://`, each falling back to `[grpc.tls]`'s.

@@ -13,6 +13,7 @@
 
 mod memory;
 mod redis_backend;
+pub mod sentinel;
 #[cfg(any(test, feature = "test-util"))]
 pub mod testing;
 
@@ -68,6 +69,9 @@ pub enum StoreError {
     /// The backend answered something this code never writes.
     #[error("store returned an unexpected reply during {op}")]
     Protocol { op: &'static str },
+    /// The store's address cannot be used.
+    #[error("store address: {0}")]
+    Address(String),
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -97,12 +101,19 @@ pub fn now_ms() -> u64 {
 }
 
 macro_rules! dispatch {
-    ($self:ident, $s:ident => $e:expr) => {
-        match $self {
+    ($self:ident, $op:literal, $s:ident => $e:expr) => {{
+        let began = tokio::time::Instant::now();
+        let result = match $self {
             Store::Memory($s) => $e,
             Store::Redis($s) => $e,
-        }
-    };
+        };
+        let outcome = match &result {
+            Ok(_) => telemetry::metrics::Outcome::ok,
+            Err(_) => telemetry::metrics::Outcome::error,
+        };
+        telemetry::metrics::store_operation($op, outcome, began.elapsed());
+        result
+    }};
 }
 
 impl Store {
@@ -114,6 +125,9 @@ impl Store {
     /// Checks `urls` as [`Store::redis`] reads them, without connecting:
     /// each must be a Redis URL.
     pub fn check_urls(urls: &str) -> std::result::Result<(), String> {
+        if sentinel::is_sentinel(urls) {
+            return sentinel::SentinelUrl::parse(urls).map(drop);
+        }
         let urls = redis_backend::redis_urls(urls);
         if urls.is_empty() {
             return Err("no URL".into());
@@ -150,29 +164,35 @@ impl Store {
     }
 
     pub async fn get(&self, key: &str) -> Result<Option<Versioned>> {
-        dispatch!(self, s => s.get(key).await)
+        dispatch!(self, "get", s => s.get(key).await)
     }
 
     /// Writes `value` if `expect` holds; returns the new version. `ttl`
     /// bounds how long the record lives (none: until deleted).
     pub async fn put(&self, key: &str, value: Bytes, expect: Expect, ttl: Option<Duration>) -> Result<u64> {
-        dispatch!(self, s => s.put(key, value, expect, ttl).await)
+        dispatch!(self, "put", s => s.put(key, value, expect, ttl).await)
     }
 
     /// Deletes if `expect` holds; `false` when there was nothing to delete.
     pub async fn delete(&self, key: &str, expect: Expect) -> Result<bool> {
-        dispatch!(self, s => s.delete(key, expect).await)
+        dispatch!(self, "delete", s => s.delete(key, expect).await)
     }
 
     /// Schedules (or moves) a timer. Ids are unique per purpose, e.g.
     /// `reg-expiry:{aor}:{binding}`; the text before the first `:` names the
     /// timer's queue (see [`Store::claim_due`]).
     pub async fn schedule(&self, id: &str, due_ms: u64, payload: Bytes) -> Result<()> {
-        dispatch!(self, s => s.schedule(id, due_ms, payload).await)
+        dispatch!(self, "schedule", s => s.schedule(id, due_ms, payload).await)
     }
 
     pub async fn cancel(&self, id: &str) -> Result<()> {
-        dispatch!(self, s => s.cancel(id).await)
+        dispatch!(self, "cancel", s => s.cancel(id).await)
+    }
+
+    /// How many timers `queue` holds (due later or claimed now): a count
+    /// of what they time, e.g. bindings by their expiry timers.
+    pub async fn timers_held(&self, queue: &str) -> Result<u64> {
+        dispatch!(self, "timers_held", s => s.timers_held(queue).await)
     }
 
     /// Claims up to `max` timers of `queue` due at `now_ms`, for `lease`. A
@@ -180,28 +200,28 @@ impl Store {
     /// still fires when its claimer dies. Services sharing a store claim
     /// only their own queue's timers.
     pub async fn claim_due(&self, queue: &str, now_ms: u64, lease: Duration, max: usize) -> Result<Vec<ClaimedTimer>> {
-        dispatch!(self, s => s.claim_due(queue, now_ms, lease, max).await)
+        dispatch!(self, "claim_due", s => s.claim_due(queue, now_ms, lease, max).await)
     }
 
     /// Ends a claimed timer for good. `false` when the claim was lost (the
     /// lease ran out and someone else claimed it, or it was rescheduled).
     pub async fn complete(&self, timer: &ClaimedTimer) -> Result<bool> {
-        dispatch!(self, s => s.complete(timer).await)
+        dispatch!(self, "complete", s => s.complete(timer).await)
     }
 
     /// Appends an event to a bounded log (`stream`), for other services.
     pub async fn publish(&self, stream: &str, payload: Bytes) -> Result<()> {
-        dispatch!(self, s => s.publish(stream, payload).await)
+        dispatch!(self, "publish", s => s.publish(stream, payload).await)
     }
 
     /// Appends several events in order, in one round trip.
     pub async fn publish_many(&self, stream: &str, payloads: &[Bytes]) -> Result<()> {
-        dispatch!(self, s => s.publish_many(stream, payloads).await)
+        dispatch!(self, "publish_many", s => s.publish_many(stream, payloads).await)
     }
 
     /// Events after `after` (an id from a previous read, or "0"), oldest first.
     pub async fn read_events(&self, stream: &str, after: &str, max: usize) -> Result<Vec<(String, Bytes)>> {
-        dispatch!(self, s => s.read_events(stream, after, max).await)
+        dispatch!(self, "read_events", s => s.read_events(stream, after, max).await)
     }
 
     /// Takes up to `max` events of `stream` for `consumer` of `group`, so
@@ -218,7 +238,7 @@ impl Store {
         max: usize,
         reclaim_after: Duration,
     ) -> Result<Vec<(String, Bytes)>> {
-        dispatch!(self, s => s.consume(stream, group, consumer, max, reclaim_after).await)
+        dispatch!(self, "consume", s => s.consume(stream, group, consumer, max, reclaim_after).await)
     }
 
     /// The events were handled: no consumer gets them again.
@@ -226,7 +246,7 @@ impl Store {
         if ids.is_empty() {
             return Ok(());
         }
-        dispatch!(self, s => s.ack(stream, group, ids).await)
+        dispatch!(self, "ack", s => s.ack(stream, group, ids).await)
     }
 }
 

@@ -147,6 +147,11 @@ impl MemoryStore {
         Ok(())
     }
 
+    pub(crate) async fn timers_held(&self, queue: &str) -> Result<u64> {
+        let inner = self.lock();
+        Ok(inner.timers.get(queue).map_or(0, |t| t.entries.len() as u64))
+    }
+
     pub(crate) async fn claim_due(
         &self,
         queue: &str,

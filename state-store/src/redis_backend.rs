@@ -12,6 +12,7 @@ use redis::aio::{ConnectionLike, ConnectionManager};
 use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisFuture, Script, Value};
 
+use crate::sentinel::SentinelConn;
 use crate::{ClaimedTimer, EVENT_LOG_LEN, Expect, Result, StoreError, Versioned};
 
 /// Timer shards: each is three keys with one hash tag; shards spread the
@@ -22,6 +23,7 @@ const TIMER_SHARDS: u64 = 16;
 enum Conn {
     Single(ConnectionManager),
     Cluster(ClusterConnection),
+    Sentinel(SentinelConn),
 }
 
 impl ConnectionLike for Conn {
@@ -29,6 +31,7 @@ impl ConnectionLike for Conn {
         match self {
             Conn::Single(c) => c.req_packed_command(cmd),
             Conn::Cluster(c) => c.req_packed_command(cmd),
+            Conn::Sentinel(c) => c.req_packed_command(cmd),
         }
     }
 
@@ -41,6 +44,7 @@ impl ConnectionLike for Conn {
         match self {
             Conn::Single(c) => c.req_packed_commands(cmd, offset, count),
             Conn::Cluster(c) => c.req_packed_commands(cmd, offset, count),
+            Conn::Sentinel(c) => c.req_packed_commands(cmd, offset, count),
         }
     }
 
@@ -48,6 +52,7 @@ impl ConnectionLike for Conn {
         match self {
             Conn::Single(c) => c.get_db(),
             Conn::Cluster(c) => c.get_db(),
+            Conn::Sentinel(c) => c.get_db(),
         }
     }
 }
@@ -105,6 +110,14 @@ impl RedisStore {
     /// One URL: a single node. Several, comma-separated: Cluster seed nodes.
     /// `rediss://` URLs connect over TLS with `tls`.
     pub async fn connect(urls: &str, tls: &RedisTls) -> Result<RedisStore> {
+        if crate::sentinel::is_sentinel(urls) {
+            let url = crate::sentinel::SentinelUrl::parse(urls).map_err(StoreError::Address)?;
+            let conn = SentinelConn::connect(&url).await.map_err(unavailable("connect"))?;
+            return Ok(RedisStore {
+                conn: Conn::Sentinel(conn),
+                scripts: Arc::new(scripts()),
+            });
+        }
         let urls = redis_urls(urls);
         let secure = urls.iter().any(|u| u.to_ascii_lowercase().starts_with("rediss://"));
         let conn = if urls.len() == 1 {
@@ -210,6 +223,22 @@ impl RedisStore {
             .await
             .map_err(unavailable("cancel"))?;
         Ok(())
+    }
+
+    pub(crate) async fn timers_held(&self, queue: &str) -> Result<u64> {
+        let mut total = 0;
+        for shard in 0..TIMER_SHARDS {
+            let mut conn = self.conn.clone();
+            // Every timer of a shard, due or claimed, has its payload there.
+            let [_, _, payloads] = shard_keys(queue, shard);
+            let n: u64 = redis::cmd("HLEN")
+                .arg(payloads)
+                .query_async(&mut conn)
+                .await
+                .map_err(unavailable("timers_held"))?;
+            total += n;
+        }
+        Ok(total)
     }
 
     pub(crate) async fn claim_due(

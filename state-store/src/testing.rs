@@ -209,6 +209,133 @@ impl RedisCluster {
     }
 }
 
+/// Redis under Sentinel: a master and a replica (both with an append-only
+/// file) and three sentinels watching them as `sipbus` (quorum 2, down
+/// after 1 s), on loopback ports.
+pub struct RedisSentinels {
+    pub master: RedisServer,
+    pub replica: RedisServer,
+    sentinels: Vec<(Child, u16)>,
+    dir: PathBuf,
+}
+
+/// The name the sentinels know the master by.
+pub const SENTINEL_MASTER: &str = "sipbus";
+
+impl RedisSentinels {
+    pub fn start() -> std::io::Result<RedisSentinels> {
+        let master = RedisServer::start_in(temp_dir("sentinel-master")?, free_port()?, true, &[])?;
+        let master_port = master.port.to_string();
+        let replica = RedisServer::start_in(
+            temp_dir("sentinel-replica")?,
+            free_port()?,
+            true,
+            &["--replicaof", "127.0.0.1", &master_port],
+        )?;
+        wait_until("the replica to sync", || {
+            Ok(cli(replica.port, &["info", "replication"])?.contains("master_link_status:up"))
+        })?;
+        let dir = temp_dir("sentinels")?;
+        let mut sentinels = Vec::new();
+        for i in 0..3 {
+            let port = free_port()?;
+            let conf = dir.join(format!("sentinel-{i}.conf"));
+            std::fs::write(
+                &conf,
+                format!(
+                    "port {port}\nbind 127.0.0.1\ndir {}\n\
+                     sentinel monitor {SENTINEL_MASTER} 127.0.0.1 {master_port} 2\n\
+                     sentinel down-after-milliseconds {SENTINEL_MASTER} 1000\n\
+                     sentinel failover-timeout {SENTINEL_MASTER} 10000\n\
+                     sentinel parallel-syncs {SENTINEL_MASTER} 1\n",
+                    dir.display()
+                ),
+            )?;
+            let child = Command::new("redis-sentinel")
+                .arg(&conf)
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .spawn()
+                .map_err(|e| {
+                    std::io::Error::new(
+                        e.kind(),
+                        format!("redis-sentinel (Debian package redis-sentinel) could not start: {e}"),
+                    )
+                })?;
+            sentinels.push((child, port));
+            wait_for_port(port)?;
+        }
+        let me = RedisSentinels {
+            master,
+            replica,
+            sentinels,
+            dir,
+        };
+        // A failover needs the sentinels to know the replica and each other.
+        for (_, port) in &me.sentinels {
+            wait_until("the sentinels to find the replica and each other", || {
+                let replicas = cli(*port, &["sentinel", "replicas", SENTINEL_MASTER])?;
+                let others = cli(*port, &["sentinel", "sentinels", SENTINEL_MASTER])?;
+                Ok(replicas.contains(&me.replica.port.to_string()) && others.matches("127.0.0.1").count() >= 2)
+            })?;
+        }
+        Ok(me)
+    }
+
+    /// `redis+sentinel://` URL of the three sentinels.
+    pub fn url(&self) -> String {
+        let hosts: Vec<String> = self.sentinels.iter().map(|(_, p)| format!("127.0.0.1:{p}")).collect();
+        format!("redis+sentinel://{}/{SENTINEL_MASTER}", hosts.join(","))
+    }
+
+    /// The master's port as the first sentinel reports it now.
+    pub fn master_port(&self) -> std::io::Result<Option<u16>> {
+        let port = self.sentinels.first().map_or(0, |(_, p)| *p);
+        let out = cli(port, &["sentinel", "get-master-addr-by-name", SENTINEL_MASTER])?;
+        Ok(out.lines().nth(1).and_then(|p| p.trim().parse().ok()))
+    }
+
+    /// SIGKILL to the master, like a crashed node.
+    pub fn kill_master(&mut self) -> std::io::Result<()> {
+        self.master.child.kill()?;
+        self.master.child.wait()?;
+        Ok(())
+    }
+}
+
+impl Drop for RedisSentinels {
+    fn drop(&mut self) {
+        for (child, _) in &mut self.sentinels {
+            let _ = child.kill();
+            let _ = child.wait();
+        }
+        let _ = std::fs::remove_dir_all(&self.dir);
+    }
+}
+
+fn cli(port: u16, args: &[&str]) -> std::io::Result<String> {
+    let out = Command::new("redis-cli")
+        .arg("-p")
+        .arg(port.to_string())
+        .args(args)
+        .output()
+        .map_err(|e| std::io::Error::new(e.kind(), format!("redis-cli (Debian package redis-tools): {e}")))?;
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+fn wait_until(what: &str, mut done: impl FnMut() -> std::io::Result<bool>) -> std::io::Result<()> {
+    for _ in 0..300 {
+        if done()? {
+            return Ok(());
+        }
+        std::thread::sleep(Duration::from_millis(50));
+    }
+    Err(std::io::Error::new(
+        std::io::ErrorKind::TimedOut,
+        format!("timed out waiting for {what}"),
+    ))
+}
+
 fn openssl(args: &[&str]) -> std::io::Result<()> {
     let out = Command::new("openssl")
         .args(args)

@@ -1,10 +1,12 @@
 #!/usr/bin/env bash
 # Runs every test of the workspace: unit, property, transaction (virtual
-# time), loopback socket, CLI and end-to-end SIPp tests, then doc tests.
+# time), loopback socket, CLI and end-to-end SIPp tests, then doc tests,
+# then the Kubernetes manifests' and the container image's checks.
 #
 # What the tests need and a fresh Debian machine lacks is installed first:
 # SIPp (Debian package sip-tester), Redis (redis-server, with redis-cli
-# for Cluster tests), a real softphone (baresip-core), openssl (the test
+# for Cluster tests and redis-sentinel for failover), promtool (prometheus,
+# to check the metrics exposition), a real softphone (baresip-core), openssl (the test
 # CA) and Chromium (two browsers in a WebRTC call over wss); then the
 # example extensions' toolchains (examples/setup.sh: a Python venv with
 # grpcio, the Node packages, Go from Debian's packages) and the JsSIP test
@@ -18,6 +20,8 @@ missing=()
 command -v sipp >/dev/null 2>&1 || missing+=(sip-tester)
 command -v redis-server >/dev/null 2>&1 || missing+=(redis-server)
 command -v redis-cli >/dev/null 2>&1 || missing+=(redis-tools)
+command -v redis-sentinel >/dev/null 2>&1 || missing+=(redis-sentinel)
+command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 command -v baresip >/dev/null 2>&1 || missing+=(baresip-core)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
@@ -38,3 +42,11 @@ else
     cargo test --workspace --no-fail-fast "$@"
 fi
 cargo test --workspace --doc
+
+# The Kubernetes manifests: every overlay rendered, validated against
+# Kubernetes 1.30 and the newest schema, its invariants checked, and every
+# sipbus container's configuration checked by the binary just built.
+deploy/kubernetes/check.sh
+# The container image's runtime stage, built with podman on a debootstrap
+# base and run with chroot (no registry, no container runtime here).
+if [ "$(id -u)" -eq 0 ]; then deploy/image/check.sh; else sudo deploy/image/check.sh; fi

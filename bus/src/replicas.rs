@@ -143,27 +143,6 @@ impl<T: Clone> Replicas<T> {
         }
     }
 
-    /// Replicas in other processes at `addresses` (`http://host:port`
-    /// each), a client of each made by `client` from its channel.
-    pub fn over_grpc(
-        addresses: &[String],
-        deadline: Duration,
-        connect_timeout: Duration,
-        client: impl Fn(tonic::transport::Channel) -> T,
-    ) -> Result<Replicas<T>, String> {
-        let list = addresses
-            .iter()
-            .map(|a| {
-                let channel = crate::grpc::channel(a, connect_timeout).map_err(|e| format!("`{a}`: {e}"))?;
-                Ok(Replica {
-                    address: a.clone(),
-                    client: client(channel),
-                })
-            })
-            .collect::<Result<Vec<_>, String>>()?;
-        Ok(Replicas::new(list, deadline))
-    }
-
     /// Clients for `addresses`, keeping the existing ones (and their
     /// connections) for addresses already here.
     pub fn rebuild<E>(

@@ -58,7 +58,7 @@ pub struct LocationClient {
 }
 
 /// Deadline of one lookup.
-const LOOKUP_DEADLINE: Duration = Duration::from_secs(2);
+pub const LOOKUP_DEADLINE: Duration = Duration::from_secs(2);
 
 impl LocationClient {
     /// The registrar of this process.
@@ -68,21 +68,22 @@ impl LocationClient {
         }
     }
 
-    /// registrar-svc replicas at `http://host:port` each.
-    pub fn from_addresses(addresses: &[String], connect_timeout: Duration) -> Result<Self, String> {
-        let replicas = Replicas::over_grpc(addresses, LOOKUP_DEADLINE, connect_timeout, |channel| {
-            Arc::new(RemoteLocation {
-                client: RegistrarClient::new(channel),
-            }) as Arc<dyn Location>
-        })?;
-        Ok(Self {
-            replicas: Arc::new(replicas.named("location")),
-        })
+    /// registrar-svc replicas another part keeps up to date (DNS
+    /// discovery): each made by [`remote`].
+    pub fn following(replicas: Arc<Replicas<Arc<dyn Location>>>) -> Self {
+        Self { replicas }
     }
 
     pub async fn lookup(&self, aor: &str) -> Result<Vec<Binding>, CallError<LocationError>> {
         self.replicas.call(|l| async move { l.lookup(aor).await }).await
     }
+}
+
+/// The location service of a registrar-svc in another process.
+pub fn remote(channel: Channel) -> Arc<dyn Location> {
+    Arc::new(RemoteLocation {
+        client: RegistrarClient::new(channel),
+    })
 }
 
 /// A registrar-svc in another process.

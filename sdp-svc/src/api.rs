@@ -120,7 +120,7 @@ pub trait Negotiate: Send + Sync + 'static {
 }
 
 /// Deadline of one call to sdp-svc.
-const CALL_DEADLINE: Duration = Duration::from_secs(2);
+pub const CALL_DEADLINE: Duration = Duration::from_secs(2);
 
 /// sdp-svc as session-svc calls it.
 #[derive(Clone)]
@@ -146,16 +146,10 @@ impl SdpClient {
         }
     }
 
-    /// sdp-svc replicas at `http://host:port` each.
-    pub fn from_addresses(addresses: &[String], connect_timeout: Duration) -> Result<Self, String> {
-        let replicas = Replicas::over_grpc(addresses, CALL_DEADLINE, connect_timeout, |channel| {
-            Arc::new(RemoteNegotiator {
-                client: SdpNegotiatorClient::new(channel),
-            }) as Arc<dyn Negotiate>
-        })?;
-        Ok(Self {
-            replicas: Arc::new(replicas.named("sdp")),
-        })
+    /// sdp-svc replicas another part keeps up to date (DNS discovery):
+    /// each made by [`remote`].
+    pub fn following(replicas: Arc<Replicas<Arc<dyn Negotiate>>>) -> Self {
+        Self { replicas }
     }
 
     pub async fn offer(&self, offer: &Offer) -> Result<Offered, SdpError> {
@@ -288,6 +282,13 @@ fn refusal_to_proto(r: &Refusal) -> pb::Reject {
             })
             .collect(),
     }
+}
+
+/// The negotiator of an sdp-svc in another process.
+pub fn remote(channel: Channel) -> Arc<dyn Negotiate> {
+    Arc::new(RemoteNegotiator {
+        client: SdpNegotiatorClient::new(channel),
+    })
 }
 
 /// sdp-svc in another process.

@@ -98,7 +98,7 @@ pub struct BusConfig {
     pub registrar: Vec<String>,
     /// session-svc replicas (for sip-edge), same forms as `registrar`.
     pub session: Vec<String>,
-    /// sdp-svc replicas (for session-svc): `http://host:port` each.
+    /// sdp-svc replicas (for session-svc), same forms as `registrar`.
     pub sdp: Vec<String>,
     /// pubsub-svc replicas (for sip-edge: SUBSCRIBE), same forms as
     /// `registrar`.

@@ -462,6 +462,16 @@ impl CallSplit {
 
     /// [`CallSplit::start`] with pubsub-svc and publish-svc replicas too.
     pub fn start_with(redis_url: &str, env: &[(&str, &str)], n: Replicas) -> Result<CallSplit> {
+        Self::start_listed(redis_url, env, n, false)
+    }
+
+    /// [`CallSplit::start_with`], every replica list a `dns://localhost:P`
+    /// name (as a Kubernetes headless Service is) instead of addresses.
+    pub fn start_by_dns_names(redis_url: &str, env: &[(&str, &str)], n: Replicas) -> Result<CallSplit> {
+        Self::start_listed(redis_url, env, n, true)
+    }
+
+    fn start_listed(redis_url: &str, env: &[(&str, &str)], n: Replicas, by_dns: bool) -> Result<CallSplit> {
         let Replicas {
             sessions,
             sdps,
@@ -472,7 +482,13 @@ impl CallSplit {
         all.push(("SIPBUS_STORE__REDIS", redis_url));
         all.push(("SIPBUS_REGISTRAR__AUTH__NONCE_KEY", "shared test key"));
         let quoted = |addrs: &[SocketAddr]| {
-            let list: Vec<String> = addrs.iter().map(|a| format!("\"http://{a}\"")).collect();
+            let list: Vec<String> = addrs
+                .iter()
+                .map(|a| match by_dns {
+                    true => format!("\"dns://localhost:{}\"", a.port()),
+                    false => format!("\"http://{a}\""),
+                })
+                .collect();
             format!("[{}]", list.join(", "))
         };
         let registrar_grpc: SocketAddr = ([127, 0, 0, 1], free_port()?).into();

@@ -158,7 +158,17 @@ fn calls_all_in_one() -> anyhow::Result<()> {
 #[test]
 fn calls_split_over_redis() -> anyhow::Result<()> {
     let redis = RedisServer::start()?;
-    let split = CallSplit::start(&redis.url(), &call_env(), 2, 2)?;
+    // Every replica list a DNS name, as on Kubernetes (headless Services).
+    let split = CallSplit::start_by_dns_names(
+        &redis.url(),
+        &call_env(),
+        sipbus_tests::Replicas {
+            sessions: 2,
+            sdps: 2,
+            pubsubs: 0,
+            publishes: 0,
+        },
+    )?;
     battery(split.edge.sip, &|| split.logs())?;
 
     // Every leg's dialog states went to the store's event log (for BLF).

@@ -22,7 +22,7 @@ pub fn check_address(address: &str) -> Result<(), String> {
     let endpoint = Endpoint::from_shared(address.to_owned()).map_err(|e| e.to_string())?;
     let uri = endpoint.uri();
     if !matches!(uri.scheme_str(), Some("http" | "https")) || uri.host().is_none_or(str::is_empty) {
-        return Err("expected http://host:port or dns://name:port".to_owned());
+        return Err("expected http://host:port".to_owned());
     }
     Ok(())
 }

@@ -83,23 +83,16 @@ fn check(config: &Config, process: &Process) -> Vec<extension::ConfigProblem> {
 /// The replicas of one service the edge calls over gRPC, followed through
 /// DNS when named so.
 async fn remote_pool(ctx: &mut Ctx<'_>, key: &'static str, replicas: &[String]) -> anyhow::Result<Arc<HandlerPool>> {
-    let bus = &ctx.config.bus;
-    let deadline = Duration::from_millis(bus.deadline_ms);
-    let connect_timeout = Duration::from_millis(bus.connect_timeout_ms);
-    let sources = ReplicaSource::parse_all(replicas).with_context(|| format!("config: {key}"))?;
-    let connect = move |address: &str| -> Result<Arc<dyn RequestHandler>, String> {
-        let channel = bus::grpc::channel(address, connect_timeout)?;
-        Ok(Arc::new(RemoteHandler::new(channel, deadline)))
-    };
-    let pool = Replicas::discover(key.trim_start_matches("bus."), &sources, deadline, &connect)
-        .await
-        .map_err(anyhow::Error::msg)
-        .with_context(|| format!("config: {key}"))?;
-    info!(replicas = ?pool.addresses(), "{key} replicas");
-    let every = Duration::from_millis(bus.discovery_ms);
-    ctx.tasks
-        .push(tokio::spawn(pool.clone().follow(sources, every, connect)));
-    Ok(pool)
+    let deadline = Duration::from_millis(ctx.config.bus.deadline_ms);
+    super::followed(
+        ctx,
+        key.trim_start_matches("bus."),
+        key,
+        replicas,
+        deadline,
+        move |channel| Arc::new(RemoteHandler::new(channel, deadline)) as Arc<dyn RequestHandler>,
+    )
+    .await
 }
 
 async fn start(ctx: &mut Ctx<'_>) -> anyhow::Result<()> {

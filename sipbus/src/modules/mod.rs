@@ -293,10 +293,38 @@ pub(crate) fn neighbour_problems(
     if list.is_empty() {
         problems.push(problem(key, format!("--target {} needs {what}", process.target)));
     }
-    if let Some(bad) = list.iter().find(|a| bus::grpc::check_address(a).is_err()) {
-        problems.push(problem(key, format!("`{bad}`: expected http://host:port")));
+    if let Err(e) = bus::ReplicaSource::parse_all(list) {
+        problems.push(problem(key, e.to_string()));
     }
     problems
+}
+
+/// The replicas of a service in other processes, at `list`'s addresses
+/// (`http://host:port`, or `dns://name:port` followed in DNS every
+/// `bus.discovery_ms`), each reached through a client `make` builds on its
+/// channel.
+pub(crate) async fn followed<T: Clone + Send + Sync + 'static>(
+    ctx: &mut Ctx<'_>,
+    service: &'static str,
+    key: &'static str,
+    list: &[String],
+    deadline: std::time::Duration,
+    make: impl Fn(tonic::transport::Channel) -> T + Send + Sync + 'static,
+) -> anyhow::Result<Arc<bus::Replicas<T>>> {
+    use anyhow::Context as _;
+    let bus = &ctx.config.bus;
+    let connect_timeout = std::time::Duration::from_millis(bus.connect_timeout_ms);
+    let sources = bus::ReplicaSource::parse_all(list).with_context(|| format!("config: {key}"))?;
+    let connect = move |address: &str| -> Result<T, String> { Ok(make(bus::grpc::channel(address, connect_timeout)?)) };
+    let replicas = bus::Replicas::discover(service, &sources, deadline, &connect)
+        .await
+        .map_err(anyhow::Error::msg)
+        .with_context(|| format!("config: {key}"))?;
+    tracing::info!(replicas = ?replicas.addresses(), "{key} replicas");
+    let every = std::time::Duration::from_millis(bus.discovery_ms);
+    ctx.tasks
+        .push(tokio::spawn(replicas.clone().follow(sources, every, connect)));
+    Ok(replicas)
 }
 
 /// Replicas that authenticate must verify each other's nonces.
@@ -346,17 +374,21 @@ pub(crate) fn edges(ctx: &Ctx<'_>) -> anyhow::Result<bus::Edges> {
 }
 
 /// The location service: registrar-svc in process, or its replicas.
-pub(crate) fn locations(ctx: &Ctx<'_>) -> anyhow::Result<registrar_svc::LocationClient> {
-    use anyhow::Context as _;
-    match &ctx.registrar {
-        Some(r) => Ok(registrar_svc::LocationClient::new(r.clone())),
-        None => {
-            let connect = std::time::Duration::from_millis(ctx.config.bus.connect_timeout_ms);
-            registrar_svc::LocationClient::from_addresses(&ctx.config.bus.registrar, connect)
-                .map_err(anyhow::Error::msg)
-                .context("config: bus.registrar")
-        }
+pub(crate) async fn locations(ctx: &mut Ctx<'_>) -> anyhow::Result<registrar_svc::LocationClient> {
+    if let Some(r) = &ctx.registrar {
+        return Ok(registrar_svc::LocationClient::new(r.clone()));
     }
+    let list = ctx.config.bus.registrar.clone();
+    let replicas = followed(
+        ctx,
+        "location",
+        "bus.registrar",
+        &list,
+        registrar_svc::location::LOOKUP_DEADLINE,
+        registrar_svc::location::remote,
+    )
+    .await?;
+    Ok(registrar_svc::LocationClient::following(replicas))
 }
 
 /// A problem with a key, for the checks.

@@ -1,7 +1,6 @@
 //! session-svc: calls, with their supplements.
 
 use std::sync::Arc;
-use std::time::Duration;
 
 use anyhow::Context;
 use bus::Replica;
@@ -57,15 +56,22 @@ fn directory(config: &Config) -> Directory {
 
 async fn start(ctx: &mut Ctx<'_>) -> anyhow::Result<()> {
     let config = ctx.config;
-    let connect = Duration::from_millis(config.bus.connect_timeout_ms);
     let store = ctx.store.clone().context("session-svc starts after the store")?;
     let edges = super::edges(ctx)?;
-    let locations = super::locations(ctx)?;
+    let locations = super::locations(ctx).await?;
     let sdp = match &ctx.sdp {
         Some(n) => SdpClient::new(n.clone()),
-        None => SdpClient::from_addresses(&config.bus.sdp, connect)
-            .map_err(anyhow::Error::msg)
-            .context("config: bus.sdp")?,
+        None => SdpClient::following(
+            super::followed(
+                ctx,
+                "sdp",
+                "bus.sdp",
+                &config.bus.sdp,
+                sdp_svc::api::CALL_DEADLINE,
+                sdp_svc::api::remote,
+            )
+            .await?,
+        ),
     };
     let supplements = Supplements::from_config(&config.session)
         .map_err(|problems| {

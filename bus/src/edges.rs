@@ -8,6 +8,7 @@ use std::time::Duration;
 
 use edge_api::{ClientTx, ClientTxRef, Edge, EdgeError, EdgeId, Flow, ServerTxRef};
 use sip_message::Message;
+use tracing::{Instrument, debug_span};
 
 use crate::grpc::{RemoteEdge, channel};
 
@@ -62,20 +63,35 @@ impl Edges {
     }
 
     pub async fn respond(&self, tx: &ServerTxRef, response: Message) -> Result<(), EdgeError> {
-        self.get(&tx.edge)?.respond(tx.id, response).await
+        let span = debug_span!(
+            "edge.respond",
+            otel.kind = "client",
+            sip.status_code = response.status().unwrap_or(0),
+            edge = %tx.edge.as_str(),
+        );
+        self.get(&tx.edge)?.respond(tx.id, response).instrument(span).await
     }
 
     pub async fn send_request(&self, request: Message, flow: Flow) -> Result<ClientTx, EdgeError> {
         let (edge, flow) = self.for_flow(flow)?;
-        edge.send_request(request, flow).await
+        let span = debug_span!(
+            "edge.send_request",
+            otel.kind = "client",
+            sip.method = request.method().map_or("", |m| m.as_str()),
+            net.transport = flow.transport.via_token(),
+            net.peer = %flow.remote,
+        );
+        edge.send_request(request, flow).instrument(span).await
     }
 
     pub async fn send_ack(&self, ack: Message, flow: Flow) -> Result<(), EdgeError> {
         let (edge, flow) = self.for_flow(flow)?;
-        edge.send_ack(ack, flow).await
+        let span = debug_span!("edge.send_ack", otel.kind = "client", net.peer = %flow.remote);
+        edge.send_ack(ack, flow).instrument(span).await
     }
 
     pub async fn cancel(&self, tx: &ClientTxRef, headers: Vec<(String, String)>) -> Result<(), EdgeError> {
-        self.get(&tx.edge)?.cancel(tx.id, headers).await
+        let span = debug_span!("edge.cancel", otel.kind = "client");
+        self.get(&tx.edge)?.cancel(tx.id, headers).instrument(span).await
     }
 }

@@ -91,7 +91,8 @@ impl<T: Clone> Replicas<T> {
         F: Future<Output = Result<R, E>>,
     {
         let began = tokio::time::Instant::now();
-        let result = self.call_one(&mut call).await;
+        let span = tracing::debug_span!("bus.call", otel.kind = "client", rpc.service = self.service);
+        let result = tracing::Instrument::instrument(self.call_one(&mut call), span).await;
         let outcome = match &result {
             Ok(_) => telemetry::metrics::Outcome::ok,
             Err(CallError::Timeout { .. }) => telemetry::metrics::Outcome::timeout,

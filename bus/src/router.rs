@@ -142,9 +142,18 @@ impl Dispatch for Router {
         let method = req.request.method().cloned().unwrap_or(Method::Options);
         let pool = self.pool_for(&method, &req.request);
         let retry_after = self.retry_after.clone();
-        // One trace per request, carried to the service.
-        let trace = Trace::new();
-        let span = info_span!("route", %method, tx = %req.tx.id(), trace_id = %trace.trace_id());
+        // One trace per request, carried to the service: the exported
+        // span's when traces are exported.
+        let trace = telemetry::trace::current_traceparent()
+            .and_then(|t| Trace::parse(&t))
+            .unwrap_or_default();
+        let span = info_span!(
+            "route",
+            %method,
+            tx = %req.tx.id(),
+            trace_id = %trace.trace_id(),
+            sip.status_code = tracing::field::Empty,
+        );
         let tx_ref = ServerTxRef {
             edge: edge.id().clone(),
             id: req.tx.id(),
@@ -178,7 +187,9 @@ impl Dispatch for Router {
                             .response_to(&request, Some(tx.to_tag()))
                     }
                 };
-                debug!(status = response.status().unwrap_or(0), "answered");
+                let status = response.status().unwrap_or(0);
+                tracing::Span::current().record("sip.status_code", status);
+                debug!(status, "answered");
                 if let Err(e) = tx.respond(response) {
                     warn!(error = %e, "response not sent");
                 }

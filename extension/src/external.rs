@@ -232,8 +232,9 @@ impl External {
     pub fn request<T>(&self, message: T, trace: Option<&Trace>) -> Request<T> {
         let mut request = Request::new(message);
         request.set_timeout(self.timeout);
-        if let Some(t) = trace {
-            proto::trace::inject(t, request.metadata_mut());
+        match trace {
+            Some(t) => proto::trace::inject(t, request.metadata_mut()),
+            None => proto::trace::inject_current(request.metadata_mut()),
         }
         request
     }

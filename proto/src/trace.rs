@@ -1,6 +1,7 @@
-//! Trace context between processes: W3C `traceparent` in gRPC metadata
-//! (OpenTelemetry export comes with the observability work; the context
-//! format is already the one it uses).
+//! Trace context between processes: W3C `traceparent` in gRPC metadata.
+//! When spans are exported (telemetry::trace), the context sent is the
+//! current span's, so the callee's spans are its children; otherwise the
+//! request's own trace id travels, for the logs.
 
 pub use edge_api::Trace;
 use tonic::metadata::{MetadataMap, MetadataValue};
@@ -9,7 +10,16 @@ use tonic::metadata::{MetadataMap, MetadataValue};
 pub const TRACEPARENT: &str = "traceparent";
 
 pub fn inject(trace: &Trace, metadata: &mut MetadataMap) {
-    if let Ok(v) = MetadataValue::try_from(trace.traceparent()) {
+    let value = telemetry::trace::current_traceparent().unwrap_or_else(|| trace.traceparent());
+    if let Ok(v) = MetadataValue::try_from(value) {
+        metadata.insert(TRACEPARENT, v);
+    }
+}
+
+/// The current span's context, for calls that carry no [`Trace`] of their
+/// own; nothing when spans are not exported.
+pub fn inject_current(metadata: &mut MetadataMap) {
+    if let Some(v) = telemetry::trace::current_traceparent().and_then(|t| MetadataValue::try_from(t).ok()) {
         metadata.insert(TRACEPARENT, v);
     }
 }

@@ -96,6 +96,7 @@ impl Location for RemoteLocation {
     async fn lookup(&self, aor: &str) -> Result<Vec<Binding>, LocationError> {
         let mut request = Request::new(rpb::LookupRequest { aor: aor.to_owned() });
         request.set_timeout(LOOKUP_DEADLINE);
+        proto::trace::inject_current(request.metadata_mut());
         let reply = self.client.clone().lookup(request).await.map_err(|s| {
             if bus::grpc::never_arrived(&s) {
                 LocationError::Unreachable(s.to_string())

@@ -299,6 +299,7 @@ struct RemoteNegotiator {
 fn request<T>(msg: T) -> Request<T> {
     let mut r = Request::new(msg);
     r.set_timeout(CALL_DEADLINE);
+    proto::trace::inject_current(r.metadata_mut());
     r
 }
 

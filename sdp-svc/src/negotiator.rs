@@ -167,7 +167,13 @@ impl Negotiator {
                 continue;
             };
             tried = true;
-            match handler.negotiate(&cx, stream).await {
+            let span = tracing::debug_span!(
+                "extension.call",
+                extension.point = "sdp-handler",
+                extension.module = %name,
+                extension.hook = "negotiate",
+            );
+            match tracing::Instrument::instrument(handler.negotiate(&cx, stream), span).await {
                 Ok(Claim::Take(section)) => {
                     tracing::debug!(index, handler = %name, "stream claimed");
                     return Ok(Outcome::Claimed { handler: name, section });

@@ -298,19 +298,31 @@ impl TransactionUser for Core {
             let _ = tx.respond(resp);
             return;
         };
-        let span = info_span!("dispatch", tx = %tx.id(), %method, remote = %source.remote);
-        source.edge = Some(self.id.clone());
-        let fut = self.dispatcher.dispatch(
-            IncomingRequest {
-                tx,
-                request,
-                flow: source,
-            },
-            EdgeHandle {
-                layer: self.layer.clone(),
-                id: self.id.clone(),
-            },
+        // The root of the request's trace (telemetry::trace).
+        let span = info_span!(
+            "sip.request",
+            otel.kind = "server",
+            tx = %tx.id(),
+            sip.method = %method,
+            sip.call_id = request.call_id().unwrap_or_default(),
+            net.transport = source.transport.via_token(),
+            net.peer = %source.remote,
         );
+        source.edge = Some(self.id.clone());
+        // Made inside the span, so what the dispatcher opens is its child.
+        let fut = span.in_scope(|| {
+            self.dispatcher.dispatch(
+                IncomingRequest {
+                    tx,
+                    request,
+                    flow: source,
+                },
+                EdgeHandle {
+                    layer: self.layer.clone(),
+                    id: self.id.clone(),
+                },
+            )
+        });
         tokio::spawn(
             async move {
                 fut.await;

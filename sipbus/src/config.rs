@@ -33,7 +33,39 @@ pub struct Config {
     pub registry: RegistryConfig,
     pub admin: AdminConfig,
     pub shutdown: ShutdownConfig,
+    pub tracing: TracingConfig,
     pub log: LogConfig,
+}
+
+/// `[tracing]`: OpenTelemetry traces over OTLP/gRPC.
+#[derive(Debug, Clone, Deserialize, Serialize)]
+#[serde(default)]
+pub struct TracingConfig {
+    /// The collector, `http://host:4317` (or `https://`). Empty: traces
+    /// are not exported.
+    pub otlp_endpoint: String,
+    /// Share of new traces kept, 0.0 to 1.0; a trace a caller started
+    /// keeps the caller's decision.
+    pub sample_ratio: f64,
+    /// `service.name` of this process's spans. Default: `sipbus-<target>`.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub service_name: Option<String>,
+}
+
+impl Default for TracingConfig {
+    fn default() -> Self {
+        Self {
+            otlp_endpoint: String::new(),
+            sample_ratio: 1.0,
+            service_name: None,
+        }
+    }
+}
+
+impl TracingConfig {
+    pub fn service_name(&self, target: &str) -> String {
+        self.service_name.clone().unwrap_or_else(|| format!("sipbus-{target}"))
+    }
 }
 
 /// `[admin]`: the operator's HTTP port.
@@ -260,6 +292,18 @@ pub fn load(
     };
     if tracing_subscriber::EnvFilter::try_new(&config.log.level).is_err() {
         errors.push(format!("log.level: `{}` is not a valid filter", config.log.level));
+    }
+    if !(0.0..=1.0).contains(&config.tracing.sample_ratio) {
+        errors.push(format!(
+            "tracing.sample_ratio: {} is not between 0 and 1",
+            config.tracing.sample_ratio
+        ));
+    }
+    if !config.tracing.otlp_endpoint.is_empty() && bus::grpc::check_address(&config.tracing.otlp_endpoint).is_err() {
+        errors.push(format!(
+            "tracing.otlp_endpoint: `{}`: expected http://host:port",
+            config.tracing.otlp_endpoint
+        ));
     }
     if config.shutdown.drain_s > 3600 {
         errors.push(format!(

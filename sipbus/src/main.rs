@@ -71,7 +71,6 @@ fn main() -> ExitCode {
         println!("configuration is valid for --target {}", process.target);
         return ExitCode::SUCCESS;
     }
-    logging::init(&config.log);
     // One TLS provider for every library that asks rustls for the default
     // (redis, tonic): ring, as sip-edge uses.
     let _ = rustls::crypto::CryptoProvider::install_default(Arc::unwrap_or_clone(sip_edge::transport::tls::provider()));
@@ -82,14 +81,30 @@ fn main() -> ExitCode {
             return ExitCode::FAILURE;
         }
     };
-    match runtime.block_on(run(&process, config)) {
+    let exporting = {
+        // The span exporter runs on the runtime.
+        let _in_runtime = runtime.enter();
+        match logging::init(&config.log, &config.tracing, process.target) {
+            Ok(e) => e,
+            Err(e) => {
+                eprintln!("{e}");
+                return ExitCode::from(2);
+            }
+        }
+    };
+    let code = match runtime.block_on(run(&process, config)) {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {
             tracing::error!("{e:#}");
             eprintln!("error: {e:#}");
             ExitCode::FAILURE
         }
+    };
+    // The spans of the last moments, before the runtime goes.
+    if let Some(exporting) = exporting {
+        exporting.shutdown();
     }
+    code
 }
 
 async fn run(process: &Process, config: config::Config) -> anyhow::Result<()> {

@@ -103,10 +103,22 @@ pub fn now_ms() -> u64 {
 macro_rules! dispatch {
     ($self:ident, $op:literal, $s:ident => $e:expr) => {{
         let began = tokio::time::Instant::now();
-        let result = match $self {
-            Store::Memory($s) => $e,
-            Store::Redis($s) => $e,
+        // Only within a request's trace: the pollers' calls would each be a
+        // trace of their own.
+        let span = match tracing::Span::current().is_none() {
+            true => tracing::Span::none(),
+            false => tracing::debug_span!("store", otel.name = concat!("store.", $op), otel.kind = "client"),
         };
+        let result = tracing::Instrument::instrument(
+            async {
+                match $self {
+                    Store::Memory($s) => $e,
+                    Store::Redis($s) => $e,
+                }
+            },
+            span,
+        )
+        .await;
         let outcome = match &result {
             Ok(_) => telemetry::metrics::Outcome::ok,
             Err(_) => telemetry::metrics::Outcome::error,

@@ -3,5 +3,6 @@
 
 pub mod health;
 pub mod metrics;
+pub mod trace;
 
 pub use metrics::metrics;

@@ -16,6 +16,7 @@ use anyhow::{Context, Result, bail};
 
 pub mod examples;
 pub mod js;
+pub mod otlp;
 pub mod tls;
 pub mod ws;
 

@@ -172,6 +172,7 @@ const CALL_DEADLINE: std::time::Duration = std::time::Duration::from_secs(2);
 fn request<T>(msg: T) -> Request<T> {
     let mut r = Request::new(msg);
     r.set_timeout(CALL_DEADLINE);
+    proto::trace::inject_current(r.metadata_mut());
     r
 }
 
@@ -199,7 +200,11 @@ impl Edge for RemoteEdge {
         let mut stream = self
             .client
             .clone()
-            .send_request(Request::new(msg))
+            .send_request({
+                let mut r = Request::new(msg);
+                proto::trace::inject_current(r.metadata_mut());
+                r
+            })
             .await
             .map_err(edge_error)?
             .into_inner();

@@ -364,29 +364,41 @@ impl Supplements {
                 state: &mut state,
                 actions: &mut asked,
             };
-            let verdict = match &mut hook {
-                Hook::Begin => {
-                    r.imp.begin(&mut raw).await;
-                    Verdict::Continue
-                }
-                Hook::End => {
-                    r.imp.end(&mut raw).await;
-                    Verdict::Continue
-                }
-                Hook::Request(side, req) => r.imp.incoming_request(&mut raw, *side, req).await,
-                Hook::Response(side, resp) => {
-                    r.imp.incoming_response(&mut raw, *side, resp).await;
-                    Verdict::Continue
-                }
-                Hook::Outgoing(side, out) => {
-                    r.imp.outgoing(&mut raw, *side, out).await;
-                    Verdict::Continue
-                }
-                Hook::Timer => {
-                    r.imp.timer(&mut raw).await;
-                    Verdict::Continue
-                }
-            };
+            let span = tracing::debug_span!(
+                "extension.call",
+                extension.point = "session-supplement",
+                extension.module = %r.name,
+                extension.hook = hook.name(),
+            );
+            let verdict = tracing::Instrument::instrument(
+                async {
+                    match &mut hook {
+                        Hook::Begin => {
+                            r.imp.begin(&mut raw).await;
+                            Verdict::Continue
+                        }
+                        Hook::End => {
+                            r.imp.end(&mut raw).await;
+                            Verdict::Continue
+                        }
+                        Hook::Request(side, req) => r.imp.incoming_request(&mut raw, *side, req).await,
+                        Hook::Response(side, resp) => {
+                            r.imp.incoming_response(&mut raw, *side, resp).await;
+                            Verdict::Continue
+                        }
+                        Hook::Outgoing(side, out) => {
+                            r.imp.outgoing(&mut raw, *side, out).await;
+                            Verdict::Continue
+                        }
+                        Hook::Timer => {
+                            r.imp.timer(&mut raw).await;
+                            Verdict::Continue
+                        }
+                    }
+                },
+                span,
+            )
+            .await;
             if let Some(v) = state {
                 s.data.insert(r.name.clone(), v);
             }
@@ -505,6 +517,19 @@ enum Hook<'m> {
     Response(Side, &'m Message),
     Outgoing(Side, &'m mut Message),
     Timer,
+}
+
+impl Hook<'_> {
+    fn name(&self) -> &'static str {
+        match self {
+            Hook::Begin => "begin",
+            Hook::End => "end",
+            Hook::Request(..) => "incoming_request",
+            Hook::Response(..) => "incoming_response",
+            Hook::Outgoing(..) => "outgoing",
+            Hook::Timer => "timer",
+        }
+    }
 }
 
 /// A test supplement: name, priority, methods, the supplement.

@@ -67,7 +67,18 @@ async fn start(ctx: &mut Ctx<'_>) -> anyhow::Result<()> {
     ctx.services.add_service(health);
     ctx.tasks.push(tokio::spawn(report_health(reporter)));
     let routes = std::mem::take(&mut ctx.services).routes();
-    let mut builder = tonic::transport::Server::builder();
+    // One span per call, the caller's span its parent (telemetry::trace).
+    let mut builder = tonic::transport::Server::builder().trace_fn(|request| {
+        let span = tracing::debug_span!("grpc.serve", otel.kind = "server", otel.name = request.uri().path());
+        if let Some(parent) = request
+            .headers()
+            .get(proto::trace::TRACEPARENT)
+            .and_then(|v| v.to_str().ok())
+        {
+            telemetry::trace::adopt(&span, parent);
+        }
+        span
+    });
     if let Some(tls) = ctx.config.grpc.tls.load()? {
         info!(%addr, "gRPC over TLS");
         builder = builder.tls_config(tls.server).context("grpc.tls")?;

@@ -2,7 +2,8 @@
 //! protoc-bin-vendored crate unless PROTOC is set, so a fresh machine needs
 //! nothing installed.
 
-const PROTOS: [&str; 7] = [
+const PROTOS: [&str; 8] = [
+    "sipbus/admin/v1/admin.proto",
     "sipbus/edge/v1/edge.proto",
     "sipbus/extension/v1/registry.proto",
     "sipbus/pubsub/v1/subscription.proto",

@@ -6,6 +6,14 @@
 pub mod convert;
 pub mod trace;
 
+/// `sipbus.admin.v1`: the operator's API (`sipbus ctl`).
+#[allow(clippy::all, clippy::pedantic)]
+pub mod admin {
+    pub mod v1 {
+        tonic::include_proto!("sipbus.admin.v1");
+    }
+}
+
 /// `sipbus.edge.v1`: the edge API and the request handler every service
 /// implements.
 #[allow(clippy::all, clippy::pedantic)]

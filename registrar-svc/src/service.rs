@@ -348,13 +348,41 @@ impl Registrar {
                 self.store.complete(&timer).await?;
                 continue;
             };
-            expired += self.expire_one(aor, id).await?;
+            expired += self.remove_one(aor, id, EventKind::Expired).await?;
             self.store.complete(&timer).await?;
         }
         Ok(expired)
     }
 
-    async fn expire_one(&self, aor: &str, id: &str) -> Result<usize, StoreError> {
+    /// Removes bindings of `aor` now, as an operator asks (`sipbus ctl
+    /// unregister`): the one whose Contact URI or identity is `contact`,
+    /// or all of them when `contact` is `None`. Subscribers to the AOR's
+    /// registrations hear `removed`. Returns how many went.
+    pub async fn unregister(&self, aor: &str, contact: Option<&str>) -> Result<usize, StoreError> {
+        let Some(v) = self.store.get(&record_key(aor)).await? else {
+            return Ok(0);
+        };
+        let set = decode(&record_key(aor), &v.value);
+        let ids: Vec<String> = set
+            .bindings
+            .iter()
+            .filter(|b| contact.is_none_or(|c| b.uri == c || b.contact == c || b.identity() == c))
+            .map(Binding::identity)
+            .collect();
+        let mut removed = 0;
+        for id in ids {
+            let n = self.remove_one(aor, &id, EventKind::Removed).await?;
+            if n > 0 {
+                let _ = self.store.cancel(&expiry_timer(aor, &id)).await;
+            }
+            removed += n;
+        }
+        Ok(removed)
+    }
+
+    /// Removes binding `id` of `aor`: an expired one only once it really
+    /// expired (`Expired`), any at once (`Removed`).
+    async fn remove_one(&self, aor: &str, id: &str, why: EventKind) -> Result<usize, StoreError> {
         let key = record_key(aor);
         for _ in 0..CAS_ATTEMPTS {
             let Some(v) = self.store.get(&key).await? else {
@@ -365,7 +393,7 @@ impl Registrar {
             let Some(pos) = set.bindings.iter().position(|b| b.identity() == id) else {
                 return Ok(0);
             };
-            if set.bindings[pos].expires_at_ms > now {
+            if why == EventKind::Expired && set.bindings[pos].expires_at_ms > now {
                 // Refreshed meanwhile, and its timer may have been moved in
                 // the wrong order by concurrent writers: put it where the
                 // binding says.
@@ -390,7 +418,7 @@ impl Registrar {
             };
             match written {
                 Ok(()) => {
-                    publish(&self.store, &BindingEvent::new(EventKind::Expired, aor, &gone)).await;
+                    publish(&self.store, &BindingEvent::new(why, aor, &gone)).await;
                     return Ok(1);
                 }
                 Err(StoreError::Conflict { .. }) => continue,

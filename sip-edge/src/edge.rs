@@ -39,6 +39,7 @@ pub struct RunningEdge {
     handle: EdgeHandle,
     tasks: Vec<JoinHandle<()>>,
     draining: Arc<AtomicBool>,
+    tls: Arc<TlsContext>,
 }
 
 impl RunningEdge {
@@ -57,6 +58,11 @@ impl RunningEdge {
     /// and connections stay open, until [`RunningEdge::stop`].
     pub fn drain(&self) {
         self.draining.store(true, Ordering::Relaxed);
+    }
+
+    /// The TLS certificates and CAs, for a reload on request.
+    pub fn tls(&self) -> Arc<TlsContext> {
+        self.tls.clone()
     }
 
     /// Stops listening. Transactions in progress end with their timers.
@@ -168,6 +174,7 @@ pub async fn start(config: &EdgeConfig, dispatcher: Arc<dyn Dispatch>) -> Result
         handle: EdgeHandle { layer, id },
         tasks,
         draining: core.draining.clone(),
+        tls,
     })
 }
 

@@ -89,6 +89,96 @@ pub enum Command {
     /// and what did not, with the rule each case checks. Exits 1 when a
     /// case fails.
     ExtensionCheck(CheckArgs),
+    /// Operator commands against a running sipbus, over its admin gRPC API
+    /// (what kamcmd is to Kamailio): registrations, calls, subscriptions,
+    /// publications and extensions as the cluster holds them, and actions
+    /// on them. Ask a process that runs the service concerned (all-in-one
+    /// runs them all; any replica answers for every replica).
+    Ctl(CtlArgs),
+}
+
+#[derive(Debug, Args)]
+pub struct CtlArgs {
+    /// The gRPC API of all-in-one or of a split process running the
+    /// service concerned.
+    #[arg(long, global = true, env = "SIPBUS_SERVER", default_value = "http://127.0.0.1:50051")]
+    pub server: String,
+    /// The shared registry token (`registry.token`), sent as a bearer
+    /// token; not needed on loopback when sipbus has none configured.
+    #[arg(long, global = true, env = "SIPBUS_REGISTRY_TOKEN", hide_env_values = true)]
+    pub token: Option<String>,
+    /// JSON instead of a table.
+    #[arg(long, global = true)]
+    pub json: bool,
+    #[command(subcommand)]
+    pub action: CtlAction,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum CtlAction {
+    /// Registered contacts (registrar-svc): of a user (`alice`), of an
+    /// address-of-record (`alice@example.com`), or all.
+    Registrations {
+        #[arg(long)]
+        user: Option<String>,
+        /// Address-of-record records read at most.
+        #[arg(long, default_value_t = 1000)]
+        limit: u32,
+    },
+    /// Removes a contact of an address-of-record (by Contact URI or
+    /// +sip.instance), or all of its contacts (registrar-svc).
+    Unregister {
+        /// `user@domain`.
+        aor: String,
+        #[arg(long)]
+        contact: Option<String>,
+    },
+    /// Calls in progress (session-svc): caller and callee legs, state,
+    /// duration, and the replica that last handled each.
+    Calls {
+        /// Only calls whose caller or callee contains this.
+        #[arg(long)]
+        filter: Option<String>,
+        #[arg(long, default_value_t = 1000)]
+        limit: u32,
+    },
+    /// Hangs up a call (the id `calls` shows): BYE on both legs.
+    Hangup { id: String },
+    /// Subscriptions (pubsub-svc).
+    Subscriptions {
+        /// Only those whose resource or watcher contains this.
+        #[arg(long)]
+        filter: Option<String>,
+        #[arg(long, default_value_t = 1000)]
+        limit: u32,
+    },
+    /// Event state publications (publish-svc).
+    Publications {
+        /// Only those whose resource contains this.
+        #[arg(long)]
+        filter: Option<String>,
+        #[arg(long, default_value_t = 1000)]
+        limit: u32,
+    },
+    /// The modules of every extension point (as `sipbus extensions`).
+    Extensions {
+        #[arg(long, value_enum)]
+        point: Option<PointArg>,
+    },
+    /// Sets a mailbox's message-waiting counts (publish-svc), or clears
+    /// them with --clear.
+    Mwi {
+        /// A user of the first domain, or `sip:user@domain`.
+        mailbox: String,
+        #[arg(long, default_value_t = 0)]
+        new: u32,
+        #[arg(long, default_value_t = 0)]
+        old: u32,
+        #[arg(long)]
+        clear: bool,
+    },
+    /// Rereads the edge's TLS certificate, key and CA files now (sip-edge).
+    ReloadTls,
 }
 
 /// An extension point, on the command line.

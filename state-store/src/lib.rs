@@ -72,6 +72,17 @@ pub enum StoreError {
     /// The store's address cannot be used.
     #[error("store address: {0}")]
     Address(String),
+    /// This backend cannot do it.
+    #[error("not supported: {0}")]
+    Unsupported(&'static str),
+}
+
+/// Records whose keys share a prefix, in key order.
+#[derive(Debug, Clone, Default)]
+pub struct Scanned {
+    pub records: Vec<(String, Bytes)>,
+    /// More matched than were asked for.
+    pub truncated: bool,
 }
 
 pub type Result<T, E = StoreError> = std::result::Result<T, E>;
@@ -199,6 +210,13 @@ impl Store {
 
     pub async fn cancel(&self, id: &str) -> Result<()> {
         dispatch!(self, "cancel", s => s.cancel(id).await)
+    }
+
+    /// Up to `max` live records whose key starts with `prefix`, for
+    /// operators' listings (a SCAN over the keyspace on Redis: not for
+    /// request paths). Not on a Redis Cluster.
+    pub async fn scan(&self, prefix: &str, max: usize) -> Result<Scanned> {
+        dispatch!(self, "scan", s => s.scan(prefix, max).await)
     }
 
     /// How many timers `queue` holds (due later or claimed now): a count

@@ -6,7 +6,7 @@ use std::time::Duration;
 
 use bytes::Bytes;
 
-use crate::{ClaimedTimer, EVENT_LOG_LEN, Expect, Result, StoreError, Versioned, now_ms};
+use crate::{ClaimedTimer, EVENT_LOG_LEN, Expect, Result, Scanned, StoreError, Versioned, now_ms};
 
 type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;
 
@@ -86,6 +86,21 @@ impl MemoryStore {
             value: r.value.clone(),
             version: r.version,
         }))
+    }
+
+    pub(crate) async fn scan(&self, prefix: &str, max: usize) -> Result<Scanned> {
+        let mut inner = self.lock();
+        sweep(&mut inner, now_ms());
+        let mut records: Vec<(String, Bytes)> = inner
+            .records
+            .iter()
+            .filter(|(k, _)| k.starts_with(prefix))
+            .map(|(k, r)| (k.clone(), r.value.clone()))
+            .collect();
+        records.sort_by(|a, b| a.0.cmp(&b.0));
+        let truncated = records.len() > max;
+        records.truncate(max);
+        Ok(Scanned { records, truncated })
     }
 
     pub(crate) async fn put(&self, key: &str, value: Bytes, expect: Expect, ttl: Option<Duration>) -> Result<u64> {

@@ -13,7 +13,7 @@ use redis::cluster_async::ClusterConnection;
 use redis::{Cmd, Pipeline, RedisFuture, Script, Value};
 
 use crate::sentinel::SentinelConn;
-use crate::{ClaimedTimer, EVENT_LOG_LEN, Expect, Result, StoreError, Versioned};
+use crate::{ClaimedTimer, EVENT_LOG_LEN, Expect, Result, Scanned, StoreError, Versioned};
 
 /// Timer shards: each is three keys with one hash tag; shards spread the
 /// timer load over Cluster slots.
@@ -139,6 +139,52 @@ impl RedisStore {
             conn,
             scripts: Arc::new(scripts()),
         })
+    }
+
+    pub(crate) async fn scan(&self, prefix: &str, max: usize) -> Result<Scanned> {
+        if matches!(self.conn, Conn::Cluster(_)) {
+            return Err(StoreError::Unsupported("listing records of a Redis Cluster"));
+        }
+        // SCAN's MATCH is a glob: the prefix's own glob characters escaped.
+        let mut pattern = String::with_capacity(prefix.len() + 8);
+        for c in prefix.chars() {
+            if matches!(c, '*' | '?' | '[' | ']' | '\\') {
+                pattern.push('\\');
+            }
+            pattern.push(c);
+        }
+        pattern.push('*');
+        let mut keys: Vec<String> = Vec::new();
+        let mut cursor: u64 = 0;
+        loop {
+            let mut conn = self.conn.clone();
+            let (next, batch): (u64, Vec<String>) = redis::cmd("SCAN")
+                .arg(cursor)
+                .arg("MATCH")
+                .arg(&pattern)
+                .arg("COUNT")
+                .arg(1000)
+                .query_async(&mut conn)
+                .await
+                .map_err(unavailable("scan"))?;
+            keys.extend(batch);
+            cursor = next;
+            if cursor == 0 || keys.len() > max {
+                break;
+            }
+        }
+        keys.sort();
+        keys.dedup();
+        let truncated = keys.len() > max;
+        keys.truncate(max);
+        let mut records = Vec::with_capacity(keys.len());
+        for key in keys {
+            // Gone since the scan: skipped.
+            if let Some(v) = self.get(&key).await? {
+                records.push((key, v.value));
+            }
+        }
+        Ok(Scanned { records, truncated })
     }
 
     pub(crate) async fn get(&self, key: &str) -> Result<Option<Versioned>> {

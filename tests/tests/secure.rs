@@ -103,6 +103,49 @@ async fn tls_answers_over_the_connection_and_rotates_certificates_without_restar
     assert!(s.sipbus.log_text().contains("keeping the previous ones"));
 }
 
+/// `sipbus ctl reload-tls` swaps the certificate at once, when polling
+/// would take an hour, and refuses (keeping the old one) a set that does
+/// not load.
+#[tokio::test]
+async fn ctl_reload_tls_swaps_the_certificate_on_request() {
+    let s = start("tls-ctl", &[("SIPBUS_EDGE__TLS__RELOAD_INTERVAL_MS", "3600000")]);
+    let trust = connector(&s.ca.cert, None).unwrap();
+    let old = der(&s.server).unwrap();
+    let renewed = s.ca.issue("sipbus", &["IP:127.0.0.1"], 2).unwrap();
+    renewed.install_over(&s.server).unwrap();
+    let probe = TlsSip::connect(s.tls, &trust).await.unwrap();
+    assert_eq!(probe.server_cert().unwrap(), old, "not polled yet: the old certificate");
+    let reload = || {
+        std::process::Command::new(sipbus_tests::sipbus_bin().unwrap())
+            .args(["ctl", "--server", &format!("http://{}", s.sipbus.grpc), "reload-tls"])
+            .output()
+            .unwrap()
+    };
+    let out = reload();
+    let said = String::from_utf8_lossy(&out.stdout);
+    assert!(out.status.success(), "{said}{}", String::from_utf8_lossy(&out.stderr));
+    // The fingerprint it reports is the new leaf's.
+    let fingerprint = std::process::Command::new("openssl")
+        .args(["x509", "-noout", "-fingerprint", "-sha256", "-in"])
+        .arg(&s.server.cert)
+        .output()
+        .unwrap();
+    let fingerprint = String::from_utf8_lossy(&fingerprint.stdout);
+    let fingerprint = fingerprint.trim().rsplit('=').next().unwrap();
+    assert!(said.contains(fingerprint), "{said} / {fingerprint}");
+    let probe = TlsSip::connect(s.tls, &trust).await.unwrap();
+    assert_eq!(probe.server_cert().unwrap(), der(&renewed).unwrap());
+
+    // A key that does not match: refused, the renewed certificate stays.
+    let other = s.ca.issue("other", &["IP:127.0.0.1"], 3).unwrap();
+    std::fs::copy(&other.key, &s.server.key).unwrap();
+    let out = reload();
+    let err = String::from_utf8_lossy(&out.stderr);
+    assert!(!out.status.success() && err.contains("do not load"), "{err}");
+    let probe = TlsSip::connect(s.tls, &trust).await.unwrap();
+    assert_eq!(probe.server_cert().unwrap(), der(&renewed).unwrap());
+}
+
 #[tokio::test]
 async fn mutual_tls_refuses_clients_without_a_certificate_from_the_ca() {
     let name = "mtls";

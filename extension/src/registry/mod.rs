@@ -20,7 +20,7 @@ use async_trait::async_trait;
 use serde::{Deserialize, Serialize};
 
 pub use leased::{Leased, LeasedModule};
-pub use service::{RegistryService, point_to_proto};
+pub use service::{RegistryService, check_token, point_to_proto};
 
 use crate::config::{ModuleConfig, Point};
 use crate::window::Tally;

@@ -126,29 +126,7 @@ impl RegistryService {
 
     /// The token, or a loopback caller when none is configured.
     fn authorize<T>(&self, request: &Request<T>, rpc: &'static str) -> Result<(), Status> {
-        let peer = request.remote_addr();
-        if self.config.token.is_empty() {
-            if peer.is_some_and(|a| a.ip().is_loopback()) {
-                return Ok(());
-            }
-            warn!(rpc, peer = ?peer, "registry call refused: no registry.token is configured, so only loopback callers may use the registry");
-            return Err(Status::permission_denied(
-                "registry.token is not set on this sipbus: only loopback callers may register",
-            ));
-        }
-        // RFC 6750: the scheme name is case-insensitive.
-        let given = request
-            .metadata()
-            .get("authorization")
-            .and_then(|v| v.to_str().ok())
-            .and_then(|v| v.split_once(' '))
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map_or("", |(_, token)| token.trim());
-        if constant_time_eq(given.as_bytes(), self.config.token.as_bytes()) {
-            return Ok(());
-        }
-        warn!(rpc, peer = ?peer, "registry call refused: missing or wrong token");
-        Err(Status::unauthenticated("missing or wrong registry token"))
+        check_token(&self.config.token, request, "registry", rpc)
     }
 
     fn lease(&self, asked: u32) -> Duration {
@@ -344,4 +322,35 @@ impl Registry for RegistryService {
             chains,
         }))
     }
+}
+
+/// The bearer token `token` (`registry.token`), or a loopback caller when
+/// none is configured: what the registry and the admin API (`api`) ask of
+/// callers.
+pub fn check_token<T>(token: &str, request: &Request<T>, api: &'static str, rpc: &'static str) -> Result<(), Status> {
+    let peer = request.remote_addr();
+    if token.is_empty() {
+        if peer.is_some_and(|a| a.ip().is_loopback()) {
+            return Ok(());
+        }
+        warn!(api, rpc, peer = ?peer, "call refused: no registry.token is configured, so only loopback callers are served");
+        return Err(Status::permission_denied(format!(
+            "registry.token is not set on this sipbus: only loopback callers may use the {api} API"
+        )));
+    }
+    // RFC 6750: the scheme name is case-insensitive.
+    let given = request
+        .metadata()
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.split_once(' '))
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map_or("", |(_, token)| token.trim());
+    if constant_time_eq(given.as_bytes(), token.as_bytes()) {
+        return Ok(());
+    }
+    warn!(api, rpc, peer = ?peer, "call refused: missing or wrong token");
+    Err(Status::unauthenticated(format!(
+        "missing or wrong token for the {api} API"
+    )))
 }

@@ -181,6 +181,13 @@ pub struct Session {
     pub chain: Vec<String>,
     /// Supplement name → its state.
     pub data: BTreeMap<String, serde_json::Value>,
+    /// Unix milliseconds the INVITE arrived.
+    #[serde(default)]
+    pub started_ms: u64,
+    /// The session-svc replica that wrote the record last (for operators:
+    /// `sipbus ctl calls`).
+    #[serde(default)]
+    pub last_replica: String,
 }
 
 /// A pending offer older than this is taken as abandoned (its relaying
@@ -301,6 +308,8 @@ impl Session {
             offer_pending_since_ms: None,
             chain: Vec::new(),
             data: BTreeMap::new(),
+            started_ms: 0,
+            last_replica: String::new(),
         }
     }
 }

@@ -163,6 +163,9 @@ impl Sessions {
             let Some(r) = change(&mut s) else {
                 return Ok(None);
             };
+            if s.last_replica != telemetry::replica() {
+                s.last_replica = telemetry::replica().to_owned();
+            }
             match self
                 .store
                 .put(&key, Self::encode(&s), Expect::Version(version), Some(self.ttl_for(&s)))

@@ -128,6 +128,8 @@ async fn prepare(
         offer_pending_since_ms: None,
         chain: core.supplements.chain(),
         data: Default::default(),
+        started_ms: state_store::now_ms(),
+        last_replica: telemetry::replica().to_owned(),
     };
     core.begin(&mut s).await;
     core.incoming_request(&mut s, Side::A, req).await?;

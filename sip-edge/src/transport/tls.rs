@@ -17,6 +17,7 @@ use rustls::pki_types::{CertificateDer, PrivateKeyDer, ServerName};
 use rustls::server::WebPkiClientVerifier;
 use rustls::{ClientConfig, RootCertStore, ServerConfig};
 use serde::{Deserialize, Serialize};
+use sha2::Digest as _;
 use tokio::net::TcpStream;
 use tracing::{info, warn};
 
@@ -321,6 +322,37 @@ impl TlsContext {
                 false
             }
         }
+    }
+
+    /// Rereads the files now, changed or not (an operator's `sipbus ctl
+    /// reload-tls`). A set that does not load is refused, with why, and the
+    /// old one kept. Says what is served now.
+    pub fn reload_now(&self) -> Result<String, TlsError> {
+        let now = stamp(&self.config);
+        let server = match lock(&self.server).is_some() {
+            true => Some(Arc::new(server_config(&self.config)?)),
+            false => None,
+        };
+        let client = client_config(&self.config)?;
+        *lock(&self.server) = server;
+        *lock(&self.client) = Arc::new(client);
+        *lock(&self.stamp) = now;
+        info!("TLS certificates reloaded on request");
+        let Some(path) = self.config.cert_file.as_deref() else {
+            return Ok("no certificate configured; CA bundle reread".to_owned());
+        };
+        let chain = certs(path)?;
+        let leaf = chain
+            .first()
+            .map(|c| sha2::Sha256::digest(c.as_ref()))
+            .unwrap_or_default();
+        let fingerprint: Vec<String> = leaf.iter().map(|b| format!("{b:02X}")).collect();
+        Ok(format!(
+            "{}: {} certificate(s), leaf SHA-256 {}",
+            path.display(),
+            chain.len(),
+            fingerprint.join(":")
+        ))
     }
 
     /// Watches the files until the context is dropped.

@@ -61,6 +61,19 @@ async fn start(ctx: &mut Ctx<'_>) -> anyhow::Result<()> {
         ctx.tasks.push(tokio::spawn(registry.share_stats()));
         ctx.services.add_service(registry.into_server());
     }
+    // The operator's API, for what this process runs.
+    ctx.services.add_service(
+        crate::ctl::AdminService {
+            store: ctx.store.clone(),
+            registrar: ctx.registrar.clone(),
+            session: ctx.process.runs(Name::Session),
+            pubsub: ctx.process.runs(Name::Pubsub),
+            publish: ctx.process.runs(Name::Publish),
+            tls: ctx.edge.as_ref().map(|e| e.tls()),
+            token: ctx.config.registry.token.clone(),
+        }
+        .into_server(),
+    );
     // grpc.health.v1: "" and every service say SERVING while the process
     // is ready (clients and meshes that check health skip it otherwise).
     let (reporter, health) = tonic_health::server::health_reporter();

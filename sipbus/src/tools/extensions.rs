@@ -10,23 +10,61 @@ use proto::extension::v1::registry_client::RegistryClient;
 use crate::cli::PointArg;
 
 pub async fn run(server: &str, token: Option<&str>, point: Option<PointArg>) -> Result<()> {
+    print!("{}", render(&list(server, token, point).await?));
+    Ok(())
+}
+
+/// The registry's listing of every point's modules (or one point's).
+pub async fn list(server: &str, token: Option<&str>, point: Option<PointArg>) -> Result<pb::ListReply> {
     let mut client = RegistryClient::new(super::channel(server)?);
     let point = point.map_or(pb::Point::Unspecified, |p| point_to_proto(p.point()));
     let mut request = tonic::Request::new(pb::ListRequest { point: point as i32 });
     request.set_timeout(Duration::from_secs(5));
-    if let Some(t) = token {
-        let value = format!("Bearer {t}")
-            .parse()
-            .map_err(|_| anyhow::anyhow!("--token: not usable in a header"))?;
-        request.metadata_mut().insert("authorization", value);
-    }
-    let reply = client
+    super::bearer(&mut request, token)?;
+    Ok(client
         .list(request)
         .await
         .map_err(|s| anyhow::anyhow!("{server}: {}", s.message()))?
-        .into_inner();
-    print!("{}", render(&reply));
-    Ok(())
+        .into_inner())
+}
+
+/// The listing as JSON, for `sipbus ctl extensions --json`.
+pub fn to_json(reply: &pb::ListReply) -> serde_json::Value {
+    let chains: Vec<serde_json::Value> = reply
+        .chains
+        .iter()
+        .map(|c| {
+            let modules: Vec<serde_json::Value> = c
+                .modules
+                .iter()
+                .map(|m| {
+                    let kind = match pb::module::Kind::try_from(m.kind) {
+                        Ok(pb::module::Kind::BuiltIn) => "built-in",
+                        Ok(pb::module::Kind::Configured) => "configured",
+                        Ok(pb::module::Kind::Registered) => "registered",
+                        _ => "unknown",
+                    };
+                    serde_json::json!({
+                        "kind": kind,
+                        "name": m.name,
+                        "addresses": m.addresses,
+                        "filters": m.filters,
+                        "priority": m.priority,
+                        "timeout_ms": m.timeout_ms,
+                        "fail_closed": m.on_failure == pb::FailurePolicy::FailClosed as i32,
+                        "reject_status": m.reject_status,
+                        "lease_left_ms": m.lease_left_ms,
+                        "calls": m.calls,
+                        "failures": m.failures,
+                        "p99_us": m.p99_us,
+                        "types": m.types,
+                    })
+                })
+                .collect();
+            serde_json::json!({ "point": point_name(c.point), "modules": modules })
+        })
+        .collect();
+    serde_json::json!({ "answered_by": reply.target, "chains": chains })
 }
 
 fn point_name(p: i32) -> &'static str {

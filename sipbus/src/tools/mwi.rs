@@ -30,23 +30,30 @@ pub async fn run(action: MwiAction) -> Result<()> {
         }
         MwiAction::Clear { mailbox, server } => (mailbox, String::new(), server.server),
     };
-    let mut client = EventStateClient::new(super::channel(&server)?);
+    let resource = set(&server, &mailbox, &body).await?;
+    if body.is_empty() {
+        println!("{resource}: cleared");
+    } else {
+        print!("{resource}:\n{}", body.replace("\r\n", "\n"));
+    }
+    Ok(())
+}
+
+/// Sets (an empty body: clears) a mailbox's message-summary state; the
+/// resource as publish-svc names it.
+pub async fn set(server: &str, mailbox: &str, body: &str) -> Result<String> {
+    let mut client = EventStateClient::new(super::channel(server)?);
     let mut request = tonic::Request::new(SetStateRequest {
         package: "message-summary".into(),
-        resource: mailbox.clone(),
+        resource: mailbox.to_owned(),
         content_type: CONTENT_TYPE.into(),
-        body: body.clone().into(),
+        body: body.to_owned().into(),
     });
     request.set_timeout(Duration::from_secs(5));
     let reply = client
         .set(request)
         .await
-        .map_err(|s| anyhow::anyhow!("{}: {}", server, s.message()))?
+        .map_err(|s| anyhow::anyhow!("{server}: {}", s.message()))?
         .into_inner();
-    if body.is_empty() {
-        println!("{}: cleared", reply.resource);
-    } else {
-        print!("{}:\n{}", reply.resource, body.replace("\r\n", "\n"));
-    }
-    Ok(())
+    Ok(reply.resource)
 }

@@ -105,6 +105,8 @@ pub struct CtlArgs {
     pub server: String,
     /// The shared registry token (`registry.token`), sent as a bearer
     /// token; not needed on loopback when sipbus has none configured.
+    /// Default: SIPBUS_REGISTRY_TOKEN, else SIPBUS_REGISTRY__TOKEN (what a
+    /// sipbus pod's environment holds, for `kubectl exec`).
     #[arg(long, global = true, env = "SIPBUS_REGISTRY_TOKEN", hide_env_values = true)]
     pub token: Option<String>,
     /// JSON instead of a table.

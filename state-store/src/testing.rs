@@ -94,6 +94,11 @@ impl RedisServer {
         format!("{scheme}://127.0.0.1:{}/", self.port)
     }
 
+    /// The server's process id (to pause it with SIGSTOP, say).
+    pub fn pid(&self) -> u32 {
+        self.child.id()
+    }
+
     /// Kills the server (SIGKILL, like a crash) and starts it again on the
     /// same port and directory.
     pub fn restart(&mut self) -> std::io::Result<()> {

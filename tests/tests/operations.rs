@@ -263,3 +263,44 @@ fn draining_a_session_replica_and_the_edge_under_load_fails_no_call() -> anyhow:
     );
     Ok(())
 }
+
+/// A service whose Redis stops answering is not ready (HTTP and gRPC
+/// health) until it answers again.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_service_is_not_ready_while_its_store_does_not_answer() -> anyhow::Result<()> {
+    let redis = RedisServer::start()?;
+    let url = redis.url();
+    let admin: SocketAddr = ([127, 0, 0, 1], free_port()?).into();
+    let admin_text = admin.to_string();
+    let grpc: SocketAddr = ([127, 0, 0, 1], free_port()?).into();
+    let mut all = env();
+    all.push(("SIPBUS_STORE__REDIS", &url));
+    all.push(("SIPBUS_REGISTRAR__AUTH__NONCE_KEY", "k"));
+    all.push(("SIPBUS_ADMIN__LISTEN", &admin_text));
+    let registrar = Sipbus::start_service("registrar-svc", &all, grpc)?;
+    let wait_for = |want: (u16, &'static str), within: Duration| async move {
+        let deadline = Instant::now() + within;
+        loop {
+            let got = http_get(admin, "/readyz")?;
+            if got == (want.0, want.1.to_owned()) {
+                return anyhow::Ok(());
+            }
+            anyhow::ensure!(Instant::now() < deadline, "/readyz: {got:?}, waited for {want:?}");
+            tokio::time::sleep(Duration::from_millis(100)).await;
+        }
+    };
+    wait_for((200, "ready\n"), Duration::from_secs(5)).await?;
+    assert_eq!(grpc_health(grpc).await?, ServingStatus::Serving);
+    // SIGSTOP: the store stops answering (a hung node, not a closed port).
+    let signal = |sig: &str| Command::new("kill").arg(sig).arg(redis.pid().to_string()).status();
+    signal("-STOP")?;
+    // Probed every 5 s with a 2 s deadline.
+    let paused = wait_for((503, "not ready: store unreachable\n"), Duration::from_secs(12)).await;
+    let health = grpc_health(grpc).await;
+    signal("-CONT")?;
+    paused.map_err(|e| anyhow::anyhow!("{e}\n{}", registrar.log_text()))?;
+    assert_eq!(health?, ServingStatus::NotServing);
+    wait_for((200, "ready\n"), Duration::from_secs(12)).await?;
+    assert_eq!(grpc_health(grpc).await?, ServingStatus::Serving);
+    Ok(())
+}

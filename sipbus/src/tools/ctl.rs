@@ -22,6 +22,8 @@ pub async fn run(args: CtlArgs) -> Result<()> {
         action,
     } = args;
     let out = Out { json };
+    // Inside a pod the configuration's own variable is there: use it.
+    let token = token.or_else(|| std::env::var("SIPBUS_REGISTRY__TOKEN").ok().filter(|t| !t.is_empty()));
     let token = token.as_deref();
     match action {
         CtlAction::Registrations { user, limit } => {

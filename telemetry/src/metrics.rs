@@ -98,6 +98,7 @@ pub struct Metrics {
     /// Server and client transactions the edge holds now.
     pub sip_transactions: Family<KindLabels, Gauge>,
     pub sip_retransmissions_received: Family<MethodLabels, Counter>,
+    pub sip_retransmissions_sent: Family<MethodLabels, Counter>,
     pub sip_dropped: Family<ReasonLabels, Counter>,
     pub sip_connections: Family<TransportLabels, Gauge>,
     pub bus_call_duration: Timed<BusLabels>,
@@ -121,6 +122,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
     sip_responses_received: Family::default(),
     sip_transactions: Family::default(),
     sip_retransmissions_received: Family::default(),
+    sip_retransmissions_sent: Family::default(),
     sip_dropped: Family::default(),
     sip_connections: Family::default(),
     bus_call_duration: Family::new_with_constructor(latency_histogram),
@@ -172,6 +174,11 @@ static REGISTRY: LazyLock<Registry> = LazyLock::new(|| {
         "sip_retransmissions_received",
         "Retransmitted SIP requests absorbed by their transaction, by method",
         m.sip_retransmissions_received.clone(),
+    );
+    r.register(
+        "sip_retransmissions_sent",
+        "SIP messages the edge retransmitted on its timers (A, E, G, 2xx), by method",
+        m.sip_retransmissions_sent.clone(),
     );
     r.register(
         "sip_messages_dropped",
@@ -367,6 +374,15 @@ pub fn sip_response_received(method: &str, code: u16) {
 pub fn sip_retransmission_received(method: &str) {
     metrics()
         .sip_retransmissions_received
+        .get_or_create(&MethodLabels {
+            method: method_label(method),
+        })
+        .inc();
+}
+
+pub fn sip_retransmission_sent(method: &str) {
+    metrics()
+        .sip_retransmissions_sent
         .get_or_create(&MethodLabels {
             method: method_label(method),
         })

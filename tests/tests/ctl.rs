@@ -66,6 +66,44 @@ fn until(grpc: SocketAddr, args: &[&str], what: &str, cond: impl Fn(&Value) -> b
     }
 }
 
+/// A call from alice to carol (registered at `port`) that only an
+/// operator's hang-up ends: the caller's scenario waits for a BYE, the
+/// callee answers one.
+struct HeldCall {
+    caller: std::thread::JoinHandle<anyhow::Result<sipbus_tests::SippResult>>,
+    callee: sipbus_tests::Background,
+}
+
+impl HeldCall {
+    fn start(server: SocketAddr, port: u16) -> HeldCall {
+        let callee = sipp_callee("call_uas.xml", port, &[]);
+        let caller = std::thread::spawn(move || {
+            sipp_caller(
+                server,
+                &scenario_path("call_uac_callee_bye.xml"),
+                "carol",
+                "example.com",
+                &[],
+            )
+        });
+        HeldCall { caller, callee }
+    }
+
+    /// Both legs ended with the BYE sipbus sent them.
+    fn both_got_bye(self, logs: &dyn Fn() -> String) {
+        let a = self.caller.join().unwrap().unwrap();
+        let b = self.callee.finish().unwrap();
+        assert_eq!(
+            (a.successful, b.successful),
+            (1, 1),
+            "{}\n{}\n{}",
+            a.output,
+            b.output,
+            logs()
+        );
+    }
+}
+
 /// What every deployment shape must answer the same way.
 fn exercise(server: SocketAddr, grpc: SocketAddr, logs: &dyn Fn() -> String) {
     // Registrations: two contacts of bob, one of carol.
@@ -114,16 +152,7 @@ fn exercise(server: SocketAddr, grpc: SocketAddr, logs: &dyn Fn() -> String) {
 
     // A call from alice to carol, hung up by the operator: both legs get
     // a BYE (the caller's scenario waits for one, the callee answers one).
-    let callee = sipp_callee("call_uas.xml", c1, &[]);
-    let caller = std::thread::spawn(move || {
-        sipp_caller(
-            server,
-            &scenario_path("call_uac_callee_bye.xml"),
-            "carol",
-            "example.com",
-            &[],
-        )
-    });
+    let held = HeldCall::start(server, c1);
     let calls = until(grpc, &["calls"], "the call never showed as confirmed", |v| {
         list(v, "calls").iter().any(|c| c["state"] == "confirmed")
     });
@@ -142,16 +171,7 @@ fn exercise(server: SocketAddr, grpc: SocketAddr, logs: &dyn Fn() -> String) {
     let id = call["id"].as_str().unwrap().to_owned();
     let hung = ctl(grpc, &["hangup", &id]).unwrap();
     assert_eq!(hung["count"], 1, "{hung}");
-    let a = caller.join().unwrap().unwrap();
-    let b = callee.finish().unwrap();
-    assert_eq!(
-        (a.successful, b.successful),
-        (1, 1),
-        "{}\n{}\n{}",
-        a.output,
-        b.output,
-        logs()
-    );
+    held.both_got_bye(logs);
     until(grpc, &["calls"], "the call is still listed", |v| {
         list(v, "calls").is_empty()
     });
@@ -249,16 +269,7 @@ impl Front {
         register_contact(server, "carol", c1).unwrap();
         let regs = ctl(self.registrar, &["registrations"]).unwrap();
         assert_eq!(list(&regs, "registrations").len(), 2, "{regs}");
-        let callee = sipp_callee("call_uas.xml", c1, &[]);
-        let caller = std::thread::spawn(move || {
-            sipp_caller(
-                server,
-                &scenario_path("call_uac_callee_bye.xml"),
-                "carol",
-                "example.com",
-                &[],
-            )
-        });
+        let held = HeldCall::start(server, c1);
         let calls = until(self.session, &["calls"], "the call never showed", |v| {
             list(v, "calls").iter().any(|c| c["state"] == "confirmed")
         });
@@ -266,16 +277,7 @@ impl Front {
         let id = call["id"].as_str().unwrap().to_owned();
         assert!(call["last_replica"].as_str().is_some_and(|r| !r.is_empty()), "{calls}");
         ctl(self.session, &["hangup", &id]).unwrap();
-        let a = caller.join().unwrap().unwrap();
-        let b = callee.finish().unwrap();
-        assert_eq!(
-            (a.successful, b.successful),
-            (1, 1),
-            "{}\n{}\n{}",
-            a.output,
-            b.output,
-            logs()
-        );
+        held.both_got_bye(logs);
         let watch = Watch::start(server, "bob", "presence", "application/pidf+xml", 600, 2500);
         let subs = ctl(self.pubsub, &["subscriptions"]).unwrap();
         assert!(!list(&subs, "subscriptions").is_empty(), "{subs}\n{}", logs());

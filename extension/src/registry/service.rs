@@ -333,7 +333,7 @@ pub fn check_token<T>(token: &str, request: &Request<T>, api: &'static str, rpc:
         if peer.is_some_and(|a| a.ip().is_loopback()) {
             return Ok(());
         }
-        warn!(api, rpc, peer = ?peer, "call refused: no registry.token is configured, so only loopback callers are served");
+        warn!(rpc, peer = ?peer, "{api} call refused: no registry.token is configured, so only loopback callers are served");
         return Err(Status::permission_denied(format!(
             "registry.token is not set on this sipbus: only loopback callers may use the {api} API"
         )));
@@ -349,7 +349,7 @@ pub fn check_token<T>(token: &str, request: &Request<T>, api: &'static str, rpc:
     if constant_time_eq(given.as_bytes(), token.as_bytes()) {
         return Ok(());
     }
-    warn!(api, rpc, peer = ?peer, "call refused: missing or wrong token");
+    warn!(rpc, peer = ?peer, "{api} call refused: missing or wrong token");
     Err(Status::unauthenticated(format!(
         "missing or wrong token for the {api} API"
     )))

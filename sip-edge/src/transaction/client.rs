@@ -160,6 +160,7 @@ impl ClientTask {
                     },
                 },
                 _ = timer(timer_a) => {
+                    telemetry::metrics::sip_retransmission_sent("INVITE");
                     self.resend(&data);
                     interval *= 2;
                     timer_a = Some(Instant::now() + interval);
@@ -255,6 +256,7 @@ impl ClientTask {
                     }
                 },
                 _ = timer(timer_e) => {
+                    telemetry::metrics::sip_retransmission_sent(self.key.method.as_str());
                     self.resend(&data);
                     interval = if proceeding { timers.t2 } else { (interval * 2).min(timers.t2) };
                     timer_e = Some(Instant::now() + interval);

@@ -155,6 +155,7 @@ impl InviteTask {
                     Some(ServerInput::Cancel(_)) => {}
                 },
                 _ = timer(resend_at) => {
+                    telemetry::metrics::sip_retransmission_sent("INVITE");
                     self.send(response.clone());
                     interval = (interval * 2).min(timers.t2);
                     resend_at = Some(Instant::now() + interval);
@@ -188,6 +189,7 @@ impl InviteTask {
                     Some(ServerInput::Cancel(_)) => {}
                 },
                 _ = timer(timer_g) => {
+                    telemetry::metrics::sip_retransmission_sent("INVITE");
                     self.send(response.clone());
                     interval = (interval * 2).min(timers.t2);
                     timer_g = Some(Instant::now() + interval);

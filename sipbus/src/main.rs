@@ -58,7 +58,7 @@ fn main() -> ExitCode {
     if cli.print_config {
         match toml::to_string_pretty(&config) {
             Ok(text) => {
-                print!("{text}");
+                let _ = std::io::Write::write_all(&mut std::io::stdout().lock(), text.as_bytes());
                 return ExitCode::SUCCESS;
             }
             Err(e) => {

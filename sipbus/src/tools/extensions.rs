@@ -10,7 +10,7 @@ use proto::extension::v1::registry_client::RegistryClient;
 use crate::cli::PointArg;
 
 pub async fn run(server: &str, token: Option<&str>, point: Option<PointArg>) -> Result<()> {
-    print!("{}", render(&list(server, token, point).await?));
+    super::emit(&render(&list(server, token, point).await?));
     Ok(())
 }
 

@@ -32,9 +32,9 @@ pub async fn run(action: MwiAction) -> Result<()> {
     };
     let resource = set(&server, &mailbox, &body).await?;
     if body.is_empty() {
-        println!("{resource}: cleared");
+        super::emit(&format!("{resource}: cleared\n"));
     } else {
-        print!("{resource}:\n{}", body.replace("\r\n", "\n"));
+        super::emit(&format!("{resource}:\n{}", body.replace("\r\n", "\n")));
     }
     Ok(())
 }

@@ -125,12 +125,12 @@ impl Report {
 pub async fn run(args: CheckArgs) -> Result<bool> {
     let channel = super::channel(&args.url)?;
     let mut report = Report::new(Duration::from_millis(args.timeout_ms.max(1)));
-    println!(
-        "extension-check: {} at {} (deadline {} ms)\n",
+    super::emit(&format!(
+        "extension-check: {} at {} (deadline {} ms)\n\n",
         args.point.point(),
         args.url,
         args.timeout_ms
-    );
+    ));
     match args.point {
         PointArg::Supplement => supplement::run(channel, &args, &mut report).await,
         PointArg::Sdp => sdp::run(channel, &args, &mut report).await,
@@ -138,6 +138,6 @@ pub async fn run(args: CheckArgs) -> Result<bool> {
         PointArg::Publication => events::publication(channel, &args, &mut report).await,
     }
     report.finish();
-    print!("{}", report.render());
+    super::emit(&report.render());
     Ok(report.passed())
 }

@@ -11,11 +11,13 @@ use crate::service::Publisher;
 
 pub struct EventStateService {
     inner: Arc<Publisher>,
+    /// `registry.token`: callers need it, or loopback when it is empty.
+    token: String,
 }
 
 impl EventStateService {
-    pub fn new(inner: Arc<Publisher>) -> Self {
-        Self { inner }
+    pub fn new(inner: Arc<Publisher>, token: String) -> Self {
+        Self { inner, token }
     }
 
     pub fn into_server(self) -> EventStateServer<Self> {
@@ -26,6 +28,7 @@ impl EventStateService {
 #[tonic::async_trait]
 impl EventState for EventStateService {
     async fn set(&self, request: Request<pb::SetStateRequest>) -> Result<Response<pb::SetStateReply>, Status> {
+        extension::registry::check_token(&self.token, &request, "event state", "set")?;
         let r = request.into_inner();
         let body = if r.body.is_empty() {
             None

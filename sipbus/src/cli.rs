@@ -252,12 +252,16 @@ pub enum MwiAction {
         urgent_old: u32,
         #[command(flatten)]
         server: Server,
+        #[command(flatten)]
+        token: Token,
     },
     /// Removes the state `set` gave the mailbox.
     Clear {
         mailbox: String,
         #[command(flatten)]
         server: Server,
+        #[command(flatten)]
+        token: Token,
     },
 }
 

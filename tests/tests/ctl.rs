@@ -287,3 +287,34 @@ impl Front {
         assert!(!list(&pubs, "publications").is_empty(), "{pubs}");
     }
 }
+
+/// With a token configured, the admin API and the event state API (`sipbus
+/// mwi`) refuse callers without it, loopback ones included.
+#[test]
+fn the_operator_apis_need_the_token_once_one_is_set() {
+    let mut all = env();
+    all.push(("SIPBUS_REGISTRY__TOKEN", "s3cret-t0ken-for-ops"));
+    let sipbus = Sipbus::start("all", &all).unwrap();
+    let err = ctl(sipbus.grpc, &["calls"]).unwrap_err();
+    assert!(err.contains("missing or wrong token"), "{err}");
+    let calls = ctl(sipbus.grpc, &["--token", "s3cret-t0ken-for-ops", "calls"]).unwrap();
+    assert!(list(&calls, "calls").is_empty(), "{calls}");
+    let mwi = |token: Option<&str>| {
+        let mut cmd = Command::new(sipbus_bin().unwrap());
+        cmd.args(["mwi", "set", "sip:carol@example.com", "--new", "1", "--server"])
+            .arg(format!("http://{}", sipbus.grpc))
+            .env_remove("SIPBUS_REGISTRY_TOKEN");
+        if let Some(t) = token {
+            cmd.args(["--token", t]);
+        }
+        cmd.output().unwrap()
+    };
+    let refused = mwi(None);
+    assert!(
+        !refused.status.success() && String::from_utf8_lossy(&refused.stderr).contains("missing or wrong token"),
+        "{}",
+        String::from_utf8_lossy(&refused.stderr)
+    );
+    let ok = mwi(Some("s3cret-t0ken-for-ops"));
+    assert!(ok.status.success(), "{}", String::from_utf8_lossy(&ok.stderr));
+}

@@ -49,7 +49,7 @@ async fn start(ctx: &mut Ctx<'_>) -> anyhow::Result<()> {
     }
     if ctx.process.runs(Name::Grpc) {
         ctx.services
-            .add_service(EventStateService::new(publisher.clone()).into_server());
+            .add_service(EventStateService::new(publisher.clone(), ctx.config.registry.token.clone()).into_server());
     }
     ctx.publisher = Some(publisher);
     Ok(())

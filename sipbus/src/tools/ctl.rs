@@ -117,7 +117,7 @@ pub async fn run(args: CtlArgs) -> Result<()> {
                 }
                 .to_body(None),
             };
-            let resource = super::mwi::set(&server, &mailbox, &body).await?;
+            let resource = super::mwi::set(&server, token, &mailbox, &body).await?;
             match json {
                 true => super::emit(&format!(
                     "{}\n",

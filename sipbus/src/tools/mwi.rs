@@ -11,7 +11,7 @@ use publish_svc::bodies::summary::{CONTENT_TYPE, Summary};
 use crate::cli::MwiAction;
 
 pub async fn run(action: MwiAction) -> Result<()> {
-    let (mailbox, body, server) = match action {
+    let (mailbox, body, server, token) = match action {
         MwiAction::Set {
             mailbox,
             new,
@@ -19,6 +19,7 @@ pub async fn run(action: MwiAction) -> Result<()> {
             urgent_new,
             urgent_old,
             server,
+            token,
         } => {
             let summary = Summary {
                 new,
@@ -26,11 +27,11 @@ pub async fn run(action: MwiAction) -> Result<()> {
                 urgent_new,
                 urgent_old,
             };
-            (mailbox, summary.to_body(None), server.server)
+            (mailbox, summary.to_body(None), server.server, token.token)
         }
-        MwiAction::Clear { mailbox, server } => (mailbox, String::new(), server.server),
+        MwiAction::Clear { mailbox, server, token } => (mailbox, String::new(), server.server, token.token),
     };
-    let resource = set(&server, &mailbox, &body).await?;
+    let resource = set(&server, token.as_deref(), &mailbox, &body).await?;
     if body.is_empty() {
         super::emit(&format!("{resource}: cleared\n"));
     } else {
@@ -41,7 +42,7 @@ pub async fn run(action: MwiAction) -> Result<()> {
 
 /// Sets (an empty body: clears) a mailbox's message-summary state; the
 /// resource as publish-svc names it.
-pub async fn set(server: &str, mailbox: &str, body: &str) -> Result<String> {
+pub async fn set(server: &str, token: Option<&str>, mailbox: &str, body: &str) -> Result<String> {
     let mut client = EventStateClient::new(super::channel(server)?);
     let mut request = tonic::Request::new(SetStateRequest {
         package: "message-summary".into(),
@@ -50,6 +51,7 @@ pub async fn set(server: &str, mailbox: &str, body: &str) -> Result<String> {
         body: body.to_owned().into(),
     });
     request.set_timeout(Duration::from_secs(5));
+    super::bearer(&mut request, token)?;
     let reply = client
         .set(request)
         .await

@@ -5,7 +5,6 @@
 use std::io;
 use std::net::SocketAddr;
 use std::sync::Arc;
-use std::sync::atomic::{AtomicBool, Ordering};
 
 use bytes::Bytes;
 use edge_api::EdgeId;
@@ -38,7 +37,6 @@ pub struct RunningEdge {
     pub local_addrs: Vec<(Transport, SocketAddr)>,
     handle: EdgeHandle,
     tasks: Vec<JoinHandle<()>>,
-    draining: Arc<AtomicBool>,
     tls: Arc<TlsContext>,
 }
 
@@ -50,14 +48,6 @@ impl RunningEdge {
     /// The first bound address of a transport.
     pub fn addr(&self, transport: Transport) -> Option<SocketAddr> {
         self.local_addrs.iter().find(|(t, _)| *t == transport).map(|(_, a)| *a)
-    }
-
-    /// Stops taking new work: a request outside a dialog gets 503 with
-    /// Retry-After (a load balancer or the phone tries another edge);
-    /// requests in dialogs, ACKs, CANCELs and responses go on as before,
-    /// and connections stay open, until [`RunningEdge::stop`].
-    pub fn drain(&self) {
-        self.draining.store(true, Ordering::Relaxed);
     }
 
     /// The TLS certificates and CAs, for a reload on request.
@@ -82,7 +72,6 @@ struct Core {
     dispatcher: Arc<dyn Dispatch>,
     inflight: Arc<Semaphore>,
     retry_after: String,
-    draining: Arc<AtomicBool>,
     /// `Allow` value: OPTIONS plus what the services handle.
     allow: String,
 }
@@ -127,7 +116,6 @@ pub async fn start(config: &EdgeConfig, dispatcher: Arc<dyn Dispatch>) -> Result
         dispatcher,
         inflight: Arc::new(Semaphore::new(config.overload.max_inflight_requests)),
         retry_after: config.overload.retry_after_s.to_string(),
-        draining: Arc::new(AtomicBool::new(false)),
         allow,
     });
     layer.set_user(core.clone());
@@ -173,7 +161,6 @@ pub async fn start(config: &EdgeConfig, dispatcher: Arc<dyn Dispatch>) -> Result
         local_addrs,
         handle: EdgeHandle { layer, id },
         tasks,
-        draining: core.draining.clone(),
         tls,
     })
 }
@@ -273,8 +260,11 @@ impl TransactionUser for Core {
             return;
         }
         let in_dialog = request.to_header().ok().and_then(|t| t.tag().map(|_| ())).is_some();
+        // Draining (telemetry::health, process-wide): a request outside a
+        // dialog gets 503 with Retry-After, so a load balancer or the phone
+        // tries another edge; dialogs, transactions and connections go on.
         // OPTIONS too: a SIP load balancer's probe sees the edge leave.
-        if !in_dialog && self.draining.load(Ordering::Relaxed) {
+        if !in_dialog && telemetry::health::is_draining() {
             debug!(tx = %tx.id(), %method, "draining: 503");
             metrics::sip_dropped(Dropped::Draining);
             let mut resp = request.make_response(503, "Service Unavailable (draining)", Some(tx.to_tag()));

@@ -133,8 +133,8 @@ async fn run(process: &Process, config: config::Config) -> anyhow::Result<()> {
     if signals.next().await == Signal::Terminate && config.shutdown.drain_s > 0 {
         let drain = Duration::from_secs(config.shutdown.drain_s);
         info!(drain_s = config.shutdown.drain_s, "SIGTERM: draining");
+        // The edge, the services and the probes all read it.
         telemetry::health::set_draining();
-        running.drain();
         tokio::select! {
             _ = tokio::time::sleep(drain) => info!("drained"),
             _ = signals.next() => info!("second signal: stopping without waiting out the drain"),

@@ -3,6 +3,7 @@
 //! while the store does not answer; live as long as the process answers.
 
 use std::sync::LazyLock;
+use std::sync::atomic::{AtomicBool, Ordering};
 
 use tokio::sync::watch;
 
@@ -86,8 +87,12 @@ pub fn set_store_ok(ok: bool) {
     STATE.send_if_modified(|s| std::mem::replace(&mut s.store_ok, ok) != ok);
 }
 
+/// Read on every request: an atomic, not the watch channel's lock.
+static DRAINING: AtomicBool = AtomicBool::new(false);
+
 /// SIGTERM arrived: stop taking new work.
 pub fn set_draining() {
+    DRAINING.store(true, Ordering::Relaxed);
     STATE.send_modify(|s| s.draining = true);
     crate::metrics().draining.set(1);
 }
@@ -97,5 +102,5 @@ pub fn store_ok() -> bool {
 }
 
 pub fn is_draining() -> bool {
-    STATE.borrow().draining
+    DRAINING.load(Ordering::Relaxed)
 }

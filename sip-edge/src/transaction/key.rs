@@ -28,6 +28,13 @@ fn key_method(m: &Method) -> Method {
 }
 
 impl TxKey {
+    /// The method the transaction is keyed by (INVITE for its ACK).
+    pub fn method(&self) -> &Method {
+        match self {
+            TxKey::Rfc3261 { method, .. } | TxKey::Rfc2543 { method, .. } => method,
+        }
+    }
+
     /// The server transaction key of a request.
     pub fn server(req: &Message) -> Result<TxKey, ParseError> {
         let method = req.method().cloned().ok_or(ParseError::StartLine("not a request"))?;

@@ -388,9 +388,10 @@ impl TransactionLayer {
         if response.is_request() {
             return Err(TxError::NotAResponse);
         }
-        count_response(&response);
         let mut table = lock(&self.inner.server);
         let entry = table.txs.get_mut(&id).ok_or(TxError::NoTransaction(id))?;
+        // The transaction knows its method: no CSeq to parse per response.
+        telemetry::metrics::sip_response_sent(entry.key.method().as_str(), response.status().unwrap_or(0));
         let (target, state) = match &mut entry.kind {
             Kind::Invite(inputs) => {
                 let code = response.status().unwrap_or(0);
@@ -447,7 +448,7 @@ impl TransactionLayer {
             return;
         }
         let mut resp = req.make_response(code, reason, Some(&random_token("")));
-        count_response(&resp);
+        telemetry::metrics::sip_response_sent(req.method().map_or("", Method::as_str), code);
         for (name, value) in extra {
             resp.push_header(*name, value);
         }
@@ -576,12 +577,6 @@ impl TransactionLayer {
 
     fn transmit(&self, target: &Flow, data: Bytes) -> Result<(), TransportError> {
         self.inner.transmit.transmit(target, data)
-    }
-}
-
-fn count_response(response: &Message) {
-    if let (Some(code), Ok(cseq)) = (response.status(), response.cseq()) {
-        telemetry::metrics::sip_response_sent(cseq.method.as_str(), code);
     }
 }
 

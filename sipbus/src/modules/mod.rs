@@ -229,14 +229,6 @@ pub struct Running {
 const FINISH_CALLS: std::time::Duration = std::time::Duration::from_secs(5);
 
 impl Running {
-    /// Stops taking new work (see [`RunningEdge::drain`]); readiness and
-    /// gRPC health are the caller's, process-wide.
-    pub fn drain(&self) {
-        if let Some(edge) = &self.edge {
-            edge.drain();
-        }
-    }
-
     /// Stops listening, lets gRPC calls in progress finish (for a few
     /// seconds at most), then stops everything.
     pub async fn stop(self) {

@@ -136,28 +136,17 @@ pub fn render(reply: &pb::ListReply) -> String {
     );
     for chain in &reply.chains {
         out.push_str(&format!("\n{}\n", point_name(chain.point)));
-        let rows: Vec<[String; 13]> = chain.modules.iter().enumerate().map(|(i, m)| row(i + 1, m)).collect();
+        let rows: Vec<Vec<String>> = chain
+            .modules
+            .iter()
+            .enumerate()
+            .map(|(i, m)| row(i + 1, m).to_vec())
+            .collect();
         if rows.is_empty() {
             out.push_str("  (none)\n");
             continue;
         }
-        let mut widths = HEADINGS.map(str::len);
-        for r in &rows {
-            for (w, cell) in widths.iter_mut().zip(r.iter()) {
-                *w = (*w).max(cell.len());
-            }
-        }
-        let line = |cells: &[String]| {
-            let mut l = String::from(" ");
-            for (cell, w) in cells.iter().zip(widths.iter()) {
-                l.push_str(&format!(" {cell:<w$}"));
-            }
-            l.trim_end().to_owned() + "\n"
-        };
-        out.push_str(&line(&HEADINGS.map(str::to_owned)));
-        for r in &rows {
-            out.push_str(&line(r));
-        }
+        out.push_str(&super::table(&HEADINGS, &rows));
     }
     out
 }

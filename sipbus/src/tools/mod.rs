@@ -41,7 +41,7 @@ fn bearer<T>(request: &mut tonic::Request<T>, token: Option<&str>) -> Result<()>
     Ok(())
 }
 
-/// Rows under headings, columns as wide as their widest cell.
+/// Rows under headings, indented, columns as wide as their widest cell.
 fn table(headings: &[&str], rows: &[Vec<String>]) -> String {
     let mut widths: Vec<usize> = headings.iter().map(|h| h.len()).collect();
     for r in rows {
@@ -50,9 +50,9 @@ fn table(headings: &[&str], rows: &[Vec<String>]) -> String {
         }
     }
     let line = |cells: &mut dyn Iterator<Item = &str>| {
-        let mut l = String::new();
+        let mut l = String::from(" ");
         for (cell, w) in cells.zip(&widths) {
-            l.push_str(&format!("{cell:<w$}  "));
+            l.push_str(&format!(" {cell:<w$}"));
         }
         l.trim_end().to_owned() + "\n"
     };

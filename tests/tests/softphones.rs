@@ -291,15 +291,17 @@ fn baresip_over_tls_calls_a_udp_phone_and_is_called_back_over_its_connection() -
     // bob answers, and hangs up when he quits after 6 s.
     let mut bob = start("bob", 6, None)?;
     std::thread::sleep(Duration::from_secs(2));
+    // Room for carol's call after bob's, on a loaded machine.
     let mut alice = start(
         "alice",
-        15,
+        25,
         Some(format!("/dial sip:bob@127.0.0.1:{tls_port};transport=tls")),
     )?;
     let _ = bob.wait();
     std::thread::sleep(Duration::from_secs(2));
     // carol calls alice over UDP; sipbus reaches alice over her TLS flow.
-    let mut carol = start("carol", 5, Some(format!("/dial sip:alice@127.0.0.1:{server}")))?;
+    // Long enough to register, dial and talk when baresip starts slowly.
+    let mut carol = start("carol", 10, Some(format!("/dial sip:alice@127.0.0.1:{server}")))?;
     let _ = carol.wait();
     let _ = alice.wait();
 

@@ -30,6 +30,10 @@ pub struct EdgeConfig {
     pub supported: Vec<String>,
     /// UDP receive tasks per socket.
     pub udp_workers: usize,
+    /// `SO_RCVBUF` and `SO_SNDBUF` of UDP sockets: a burst the server
+    /// cannot read at once waits here instead of being dropped. The kernel
+    /// grants at most `net.core.rmem_max`; sipbus warns when it grants less.
+    pub udp_buffer_bytes: usize,
     pub timers: TimersConfig,
     /// `[edge.limits]`: bounds on everything a peer sends.
     pub limits: Limits,
@@ -58,6 +62,7 @@ impl Default for EdgeConfig {
             advertise: None,
             supported: Vec::new(),
             udp_workers: 2,
+            udp_buffer_bytes: 4 << 20,
             timers: TimersConfig::default(),
             limits: Limits::default(),
             overload: OverloadConfig::default(),
@@ -95,11 +100,13 @@ impl Default for TimersConfig {
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default)]
 pub struct OverloadConfig {
-    /// Server transactions in progress before new requests get 503 (and,
-    /// separately, client transactions before sending fails). A non-INVITE
-    /// transaction over UDP lives 32 s after its answer (timer J), so this
-    /// bounds memory at roughly 1.5 KiB each.
-    pub max_transactions: usize,
+    /// MiB of transaction state (server and client) before new requests
+    /// get 503 and sending new requests fails. A completed non-INVITE
+    /// transaction over UDP lives 32 s after its answer (timer J) in about
+    /// 200 bytes, so the default holds 40,000 transactions a second with
+    /// room to spare; one in progress costs about 0.5 KiB, an INVITE about
+    /// 4 KiB.
+    pub transaction_memory_mib: usize,
     /// Requests handed to services and not yet answered before new ones get
     /// 503.
     pub max_inflight_requests: usize,
@@ -107,10 +114,16 @@ pub struct OverloadConfig {
     pub retry_after_s: u32,
 }
 
+impl OverloadConfig {
+    pub fn transaction_memory_bytes(&self) -> usize {
+        self.transaction_memory_mib.saturating_mul(1 << 20)
+    }
+}
+
 impl Default for OverloadConfig {
     fn default() -> Self {
         Self {
-            max_transactions: 500_000,
+            transaction_memory_mib: 512,
             max_inflight_requests: 10_000,
             retry_after_s: 5,
         }
@@ -177,8 +190,11 @@ impl EdgeConfig {
         if self.limits.max_body_bytes > self.limits.max_message_bytes {
             bad("limits.max_body_bytes", "must not exceed limits.max_message_bytes");
         }
-        if self.overload.max_transactions == 0 {
-            bad("overload.max_transactions", "must be greater than 0");
+        if !(1..=1 << 20).contains(&self.overload.transaction_memory_mib) {
+            bad("overload.transaction_memory_mib", "must be from 1 to 1048576");
+        }
+        if !(64 << 10..=1 << 30).contains(&self.udp_buffer_bytes) {
+            bad("udp_buffer_bytes", "must be from 65536 to 1073741824");
         }
         if self.overload.max_inflight_requests == 0 {
             bad("overload.max_inflight_requests", "must be greater than 0");

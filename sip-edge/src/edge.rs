@@ -90,7 +90,7 @@ pub async fn start(config: &EdgeConfig, dispatcher: Arc<dyn Dispatch>) -> Result
     let layer = TransactionLayer::new(
         config.timer_config(),
         transports.clone(),
-        config.overload.max_transactions,
+        config.overload.transaction_memory_bytes(),
         config.overload.retry_after_s,
     );
     let mut allow: Vec<&str> = vec!["OPTIONS"];
@@ -130,7 +130,7 @@ pub async fn start(config: &EdgeConfig, dispatcher: Arc<dyn Dispatch>) -> Result
         };
         match listen.transport {
             Transport::Udp => {
-                let socket = Arc::new(udp::bind(listen.addr).map_err(bind_err)?);
+                let socket = Arc::new(udp::bind(listen.addr, config.udp_buffer_bytes).map_err(bind_err)?);
                 let local = socket.local_addr().map_err(bind_err)?;
                 transports.add_udp(local, socket.clone());
                 for _ in 0..config.udp_workers {
@@ -172,8 +172,7 @@ async fn sample_transactions(layer: TransactionLayer) {
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {
         tick.tick().await;
-        let (server, client) = layer.held();
-        metrics::sip_transactions(server, client);
+        metrics::sip_transactions(layer.counts(), layer.state_bytes());
     }
 }
 

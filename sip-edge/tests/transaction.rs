@@ -94,14 +94,14 @@ struct Harness {
 }
 
 impl Harness {
-    fn new(max_transactions: usize) -> Self {
+    fn new(max_bytes: usize) -> Self {
         let (transmit, wire) = MemoryTransmit::new("192.0.2.1:5060".parse().unwrap());
         let timers = TimerConfig {
             t1: T1,
             t2: T2,
             ..TimerConfig::default()
         };
-        let layer = TransactionLayer::new(timers, Arc::new(transmit), max_transactions, 7);
+        let layer = TransactionLayer::new(timers, Arc::new(transmit), max_bytes, 7);
         let (tx, up) = mpsc::unbounded_channel();
         layer.set_user(Arc::new(Tu(tx)));
         Self {
@@ -160,7 +160,7 @@ fn ms(d: Duration) -> u64 {
 
 #[tokio::test(start_paused = true)]
 async fn invite_server_sends_trying_and_replays_final_on_retransmission() {
-    let mut h = Harness::new(100);
+    let mut h = Harness::new(1 << 20);
     let invite = request("INVITE", "z9hG4bKinv1", "");
     h.layer.receive(invite.clone(), source(Transport::Udp));
     let sent = h.sent().await;
@@ -204,7 +204,7 @@ async fn invite_server_sends_trying_and_replays_final_on_retransmission() {
 
 #[tokio::test(start_paused = true)]
 async fn timer_g_retransmits_final_until_timer_h() {
-    let mut h = Harness::new(100);
+    let mut h = Harness::new(1 << 20);
     let invite = request("INVITE", "z9hG4bKinv2", "");
     h.layer.receive(invite.clone(), source(Transport::Udp));
     let Some(Up::Request(tx, req)) = h.up().await else {
@@ -231,7 +231,7 @@ async fn timer_g_retransmits_final_until_timer_h() {
 
 #[tokio::test(start_paused = true)]
 async fn reliable_transport_gets_no_retransmissions() {
-    let mut h = Harness::new(100);
+    let mut h = Harness::new(1 << 20);
     let invite = request("INVITE", "z9hG4bKinv3", "");
     h.layer.receive(invite.clone(), source(Transport::Tcp));
     let Some(Up::Request(tx, req)) = h.up().await else {
@@ -260,7 +260,7 @@ async fn reliable_transport_gets_no_retransmissions() {
 
 #[tokio::test(start_paused = true)]
 async fn client_non_invite_retransmits_capped_at_t2_then_408() {
-    let mut h = Harness::new(100);
+    let mut h = Harness::new(1 << 20);
     let req = outgoing(Method::Options);
     let mut ctx = h
         .layer
@@ -286,7 +286,7 @@ async fn client_non_invite_retransmits_capped_at_t2_then_408() {
 
 #[tokio::test(start_paused = true)]
 async fn client_invite_timer_b_and_ack_for_failure() {
-    let mut h = Harness::new(100);
+    let mut h = Harness::new(1 << 20);
     let target = Flow::to(Transport::Udp, "192.0.2.20:5060".parse().unwrap());
     let inv = outgoing(Method::Invite);
     let mut ctx = h.layer.send_request(inv.clone(), target.clone()).unwrap();
@@ -319,7 +319,7 @@ async fn client_invite_timer_b_and_ack_for_failure() {
 
 #[tokio::test(start_paused = true)]
 async fn cancel_gets_200_and_invite_487() {
-    let mut h = Harness::new(100);
+    let mut h = Harness::new(1 << 20);
     let invite = request("INVITE", "z9hG4bKinv4", "");
     h.layer.receive(invite.clone(), source(Transport::Udp));
     let Some(Up::Request(tx, _)) = h.up().await else {
@@ -351,7 +351,7 @@ async fn cancel_gets_200_and_invite_487() {
 
 #[tokio::test(start_paused = true)]
 async fn merged_request_gets_482() {
-    let mut h = Harness::new(100);
+    let mut h = Harness::new(1 << 20);
     h.layer
         .receive(request("INVITE", "z9hG4bKfork1", ""), source(Transport::Udp));
     assert!(matches!(h.up().await, Some(Up::Request(..))));
@@ -369,8 +369,60 @@ async fn merged_request_gets_482() {
 }
 
 #[tokio::test(start_paused = true)]
+async fn merged_request_after_the_first_completed_gets_482() {
+    let mut h = Harness::new(1 << 20);
+    h.layer
+        .receive(request("MESSAGE", "z9hG4bKm1", ""), source(Transport::Udp));
+    let Some(Up::Request(tx, req)) = h.up().await else {
+        panic!()
+    };
+    tx.respond(req.make_response(200, "OK", Some(tx.to_tag()))).unwrap();
+    h.sent().await;
+    // The first copy is completed (timer J running) when the second,
+    // forked copy arrives.
+    h.run_for(Duration::from_secs(5)).await;
+    h.layer
+        .receive(request("MESSAGE", "z9hG4bKm2", ""), source(Transport::Udp));
+    let sent = h.sent().await;
+    assert_eq!(sent.iter().map(|s| status(&s.2)).collect::<Vec<_>>(), vec![482]);
+    assert!(h.up().await.is_none(), "not delivered twice");
+    // After timer J the same fields start a new transaction.
+    h.run_for(Duration::from_secs(30)).await;
+    h.layer
+        .receive(request("MESSAGE", "z9hG4bKm3", ""), source(Transport::Udp));
+    assert!(matches!(h.up().await, Some(Up::Request(..))));
+}
+
+#[tokio::test(start_paused = true)]
+async fn a_completed_transaction_replays_over_and_over_then_the_limit_frees() {
+    let mut h = Harness::new(1 << 20);
+    let reg = request("REGISTER", "z9hG4bKr1", "");
+    h.layer.receive(reg.clone(), source(Transport::Udp));
+    let Some(Up::Request(tx, req)) = h.up().await else {
+        panic!()
+    };
+    let mut ok = req.make_response(200, "OK", Some(tx.to_tag()));
+    ok.push_header("Contact", "<sip:bob@192.0.2.10>;expires=60");
+    tx.respond(ok).unwrap();
+    let first = h.sent().await.remove(0);
+    assert!(h.layer.state_bytes().0 > 0, "completed state is charged");
+    for _ in 0..3 {
+        h.layer.receive(reg.clone(), source(Transport::Udp));
+        let again = h.sent().await;
+        assert_eq!(again.len(), 1);
+        assert_eq!(again[0].1, first.1, "to the same place");
+        assert_eq!(again[0].2.to_bytes(), first.2.to_bytes(), "the same bytes");
+    }
+    assert!(h.up().await.is_none(), "retransmissions never reach the user");
+    // The application answering again is refused: the transaction is done.
+    assert!(tx.respond(req.make_response(500, "Late", None)).is_err());
+    h.run_for(Duration::from_secs(33)).await;
+    assert_eq!(h.layer.state_bytes(), (0, 0), "timer J gave the bytes back");
+}
+
+#[tokio::test(start_paused = true)]
 async fn accepted_2xx_retransmitted_until_ack_then_ack_goes_up() {
-    let mut h = Harness::new(100);
+    let mut h = Harness::new(1 << 20);
     let invite = request("INVITE", "z9hG4bKinv5", "");
     h.layer.receive(invite.clone(), source(Transport::Udp));
     let Some(Up::Request(tx, req)) = h.up().await else {
@@ -401,7 +453,7 @@ async fn accepted_2xx_retransmitted_until_ack_then_ack_goes_up() {
 
 #[tokio::test(start_paused = true)]
 async fn non_invite_server_replays_final_until_timer_j() {
-    let mut h = Harness::new(100);
+    let mut h = Harness::new(1 << 20);
     let reg = request("REGISTER", "z9hG4bKreg1", "");
     h.layer.receive(reg.clone(), source(Transport::Udp));
     let Some(Up::Request(tx, req)) = h.up().await else {
@@ -442,7 +494,7 @@ async fn full_table_answers_503_with_retry_after() {
 
 #[tokio::test(start_paused = true)]
 async fn responses_follow_rport_and_sent_by() {
-    let mut h = Harness::new(100);
+    let mut h = Harness::new(1 << 20);
     // Without rport: source IP, sent-by port.
     let mut req = request("REGISTER", "z9hG4bKr1", "");
     req.replace_top_value(sip_message::Known::Via, "SIP/2.0/UDP 192.0.2.10:5077;branch=z9hG4bKr1");

@@ -120,6 +120,46 @@ Content-Length: 0\r\n\r\n";
     }
 
     #[test]
+    fn a_split_response_is_rebuilt_byte_for_byte() {
+        let inv = invite();
+        let mut r = inv.make_response(200, "OK", Some("xyz"));
+        r.push_header("Contact", "<sip:bob@192.0.2.4>;expires=60");
+        r.set_body(Bytes::from_static(b"v=0\r\n"));
+        let tail = r.response_tail().expect("made by make_response");
+        assert_eq!((tail.code, tail.reason, tail.to_tag), (200, "OK", Some("xyz")));
+        assert!(
+            tail.rest.len() < r.to_bytes().len() / 2,
+            "the copied fields are most of it"
+        );
+        let again = Message::parse(inv.to_bytes()).unwrap();
+        assert_eq!(
+            again.rebuild_response(tail.code, tail.reason, tail.to_tag, &tail.rest),
+            r.to_bytes()
+        );
+        // A request whose To already has a tag keeps it.
+        let mut in_dialog = invite();
+        in_dialog.set_header(Known::To, "Bob <sip:bob@example.com>;tag=abc");
+        let r = in_dialog.make_response(481, "Gone", Some("ignored"));
+        let tail = r.response_tail().unwrap();
+        assert_eq!(
+            in_dialog.rebuild_response(tail.code, tail.reason, tail.to_tag, &tail.rest),
+            r.to_bytes()
+        );
+    }
+
+    #[test]
+    fn a_response_in_another_shape_is_not_split() {
+        let inv = invite();
+        let mut r = inv.make_response(200, "OK", Some("xyz"));
+        r.push_header(Known::Via, "SIP/2.0/UDP late.example.com;branch=z9hG4bKlate");
+        assert_eq!(r.response_tail(), None, "a Via after the other fields");
+        let mut r = Message::response(200, "OK");
+        r.push_header(Known::CallId, "x");
+        assert_eq!(r.response_tail(), None, "fields missing");
+        assert_eq!(inv.response_tail(), None, "a request");
+    }
+
+    #[test]
     fn ack_and_cancel() {
         let inv = invite();
         let resp = inv.make_response(486, "Busy Here", Some("xyz"));
@@ -166,6 +206,82 @@ impl ResponseHead {
         );
         resp.push_header(Known::ContentLength, "0");
         resp
+    }
+}
+
+/// A final response split into what a retransmission of its request gives
+/// again (every Via, From, To, Call-ID and CSeq: RFC 3261 8.2.6.2 copies
+/// them) and the rest, so a completed server transaction keeps a fraction
+/// of the bytes and rebuilds the same response with
+/// [`Message::rebuild_response`].
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ResponseTail<'a> {
+    pub code: u16,
+    pub reason: &'a str,
+    /// The To tag the response added, if any.
+    pub to_tag: Option<&'a str>,
+    /// Everything after the copied fields: the other fields (each ending in
+    /// CRLF), the blank line and the body.
+    pub rest: Vec<u8>,
+}
+
+impl Message {
+    /// Splits this response as [`ResponseTail`] says. `None` when it does
+    /// not begin with the copied fields in the order
+    /// [`Message::make_response`] writes them (or repeats one later): keep
+    /// such a response whole.
+    pub fn response_tail(&self) -> Option<ResponseTail<'_>> {
+        let code = self.status()?;
+        if self.version() != "SIP/2.0" {
+            return None;
+        }
+        let entries = &self.entries;
+        let mut i = entries.iter().take_while(|e| e.known == Some(Known::Via)).count();
+        for k in [Known::From, Known::To, Known::CallId, Known::CSeq] {
+            if entries.get(i)?.known != Some(k) {
+                return None;
+            }
+            i += 1;
+        }
+        let copied = |e: &crate::message::Entry| {
+            matches!(
+                e.known,
+                Some(Known::Via | Known::From | Known::To | Known::CallId | Known::CSeq)
+            )
+        };
+        if entries[i..].iter().any(copied) {
+            return None;
+        }
+        let mut rest = Vec::with_capacity(32 * (entries.len() - i) + 2 + self.body.len());
+        self.write_fields(&entries[i..], &mut rest);
+        rest.extend_from_slice(b"\r\n");
+        rest.extend_from_slice(&self.body);
+        Some(ResponseTail {
+            code,
+            reason: self.reason().unwrap_or_default(),
+            to_tag: self.to_header().ok().and_then(|t| t.tag()),
+            rest,
+        })
+    }
+
+    /// The response a [`ResponseTail`] was split from, for this request (a
+    /// retransmission of the one it answered): this request's copied
+    /// fields, then `rest`.
+    pub fn rebuild_response(&self, code: u16, reason: &str, to_tag: Option<&str>, rest: &[u8]) -> Vec<u8> {
+        let has_tag = self.to_header().map(|t| t.tag().is_some()).unwrap_or(true);
+        let head = respond(
+            code,
+            reason,
+            self.known_fields(Known::Via),
+            [Known::From, Known::To, Known::CallId, Known::CSeq].map(|k| self.known_header(k)),
+            to_tag.filter(|_| !has_tag),
+        );
+        let mut out = Vec::with_capacity(head.head.len() + 64 * head.entries.len() + rest.len());
+        head.write_to(&mut out);
+        // `head` has no body: drop its blank line, `rest` brings its own.
+        out.truncate(out.len() - 2);
+        out.extend_from_slice(rest);
+        out
     }
 }
 

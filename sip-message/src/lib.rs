@@ -41,7 +41,7 @@ pub mod text;
 pub mod typed;
 pub mod uri;
 
-pub use builder::ResponseHead;
+pub use builder::{ResponseHead, ResponseTail};
 #[cfg(feature = "parse-counter")]
 pub use counter::parse_count;
 pub use error::{LimitKind, ParseError, UriError};

@@ -434,7 +434,14 @@ impl Message {
             },
         }
         out.extend_from_slice(b"\r\n");
-        for e in &self.entries {
+        self.write_fields(&self.entries, out);
+        out.extend_from_slice(b"\r\n");
+        out.extend_from_slice(&self.body);
+    }
+
+    /// Writes header fields of this message, each ending in CRLF.
+    pub(crate) fn write_fields(&self, entries: &[Entry], out: &mut Vec<u8>) {
+        for e in entries {
             match e.raw {
                 Some((a, b)) => write_raw_field(out, &self.head[a as usize..b as usize]),
                 None => {
@@ -445,8 +452,12 @@ impl Message {
             }
             out.extend_from_slice(b"\r\n");
         }
-        out.extend_from_slice(b"\r\n");
-        out.extend_from_slice(&self.body);
+    }
+
+    /// The heap bytes this message holds (its text, field index and body),
+    /// for callers that bound memory by bytes.
+    pub fn held_bytes(&self) -> usize {
+        self.head.len() + self.entries.len() * std::mem::size_of::<Entry>() + self.body.len()
     }
 
     /// Serialises into a new buffer.

@@ -97,6 +97,8 @@ pub struct Metrics {
     pub sip_responses_received: Family<ResponseLabels, Counter>,
     /// Server and client transactions the edge holds now.
     pub sip_transactions: Family<KindLabels, Gauge>,
+    /// Bytes of transaction state, as the edge's memory limit counts them.
+    pub sip_transaction_state_bytes: Family<KindLabels, Gauge>,
     pub sip_retransmissions_received: Family<MethodLabels, Counter>,
     pub sip_retransmissions_sent: Family<MethodLabels, Counter>,
     pub sip_dropped: Family<ReasonLabels, Counter>,
@@ -121,6 +123,7 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
     sip_requests_sent: Family::default(),
     sip_responses_received: Family::default(),
     sip_transactions: Family::default(),
+    sip_transaction_state_bytes: Family::default(),
     sip_retransmissions_received: Family::default(),
     sip_retransmissions_sent: Family::default(),
     sip_dropped: Family::default(),
@@ -169,6 +172,12 @@ static REGISTRY: LazyLock<Registry> = LazyLock::new(|| {
         "sip_transactions",
         "SIP transactions the edge holds now (server, client)",
         m.sip_transactions.clone(),
+    );
+    r.register_with_unit(
+        "sip_transaction_state",
+        "Bytes of SIP transaction state the edge holds now, as edge.overload.transaction_memory_mib counts them",
+        prometheus_client::registry::Unit::Bytes,
+        m.sip_transaction_state_bytes.clone(),
     );
     r.register(
         "sip_retransmissions_received",
@@ -406,12 +415,18 @@ pub fn sip_connection(transport: &'static str, delta: i64) {
         .inc_by(delta);
 }
 
-pub fn sip_transactions(server: usize, client: usize) {
-    let m = &metrics().sip_transactions;
-    m.get_or_create(&KindLabels { kind: "server" })
-        .set(i64::try_from(server).unwrap_or(i64::MAX));
-    m.get_or_create(&KindLabels { kind: "client" })
-        .set(i64::try_from(client).unwrap_or(i64::MAX));
+/// Transactions held and the bytes of their state, (server, client) each.
+pub fn sip_transactions(counts: (usize, usize), bytes: (usize, usize)) {
+    let set = |family: &Family<KindLabels, Gauge>, (server, client): (usize, usize)| {
+        family
+            .get_or_create(&KindLabels { kind: "server" })
+            .set(i64::try_from(server).unwrap_or(i64::MAX));
+        family
+            .get_or_create(&KindLabels { kind: "client" })
+            .set(i64::try_from(client).unwrap_or(i64::MAX));
+    };
+    set(&metrics().sip_transactions, counts);
+    set(&metrics().sip_transaction_state_bytes, bytes);
 }
 
 pub fn bus_call(service: &'static str, outcome: Outcome, took: Duration) {

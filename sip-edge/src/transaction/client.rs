@@ -11,6 +11,8 @@ use edge_api::{ClientEvent, ClientTxId, Origin};
 
 use super::key::ClientKey;
 use super::server::timer;
+use std::sync::atomic::Ordering;
+
 use super::{TransactionLayer, lock};
 use crate::transport::Flow;
 
@@ -74,6 +76,8 @@ pub(super) struct ClientTask {
     pub(super) target: Flow,
     pub(super) rx: mpsc::Receiver<ClientInput>,
     pub(super) events: mpsc::Sender<ClientEvent>,
+    /// Bytes charged to the layer's limit until the task ends.
+    pub(super) cost: usize,
 }
 
 enum Outcome {
@@ -93,6 +97,7 @@ impl ClientTask {
             self.run_non_invite(data).await;
         }
         lock(&self.layer.inner.client).remove(&self.key);
+        self.layer.inner.client_bytes.fetch_sub(self.cost, Ordering::Relaxed);
         lock(&self.layer.inner.cancellable).remove(&self.id);
     }
 

@@ -9,13 +9,14 @@
 //! cannot absorb goes to the [`TransactionUser`].
 
 mod client;
+mod completed;
 pub mod key;
 mod server;
 mod table;
 pub mod timers;
 
 use std::collections::HashMap;
-use std::sync::atomic::{AtomicU8, AtomicU64, Ordering};
+use std::sync::atomic::{AtomicU8, AtomicU64, AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard, OnceLock};
 use std::time::Duration;
 
@@ -29,6 +30,10 @@ pub use client::{Canceller, ClientTx};
 pub use edge_api::{ClientEvent, ClientTxId, Origin, ServerTxId};
 use key::{AckKey, ClientKey, MergeKey, TxKey};
 use table::{Entry, InviteInputs, Kind, NonInvite, ServerTable};
+
+/// A client transaction's task: its future, two channels, the request it
+/// sends and retransmits.
+const CLIENT_TASK_BYTES: usize = 3 * 1024;
 pub use timers::TimerConfig;
 
 use crate::lock;
@@ -50,7 +55,7 @@ pub enum TxError {
     NotAResponse,
     #[error("not a request, or a method that needs no transaction (ACK)")]
     NotARequest,
-    #[error("too many transactions in progress")]
+    #[error("transaction state is at its memory limit")]
     Overloaded,
     #[error("request refused before sending: {0}")]
     InvalidRequest(sip_message::ParseError),
@@ -85,7 +90,11 @@ pub(crate) struct Inner {
     timers: TimerConfig,
     transmit: Arc<dyn Transmit>,
     tu: OnceLock<Arc<dyn TransactionUser>>,
-    max_transactions: usize,
+    /// Bytes of transaction state (server and client) before new requests
+    /// get 503 and sending fails.
+    max_bytes: usize,
+    /// Bytes the client transactions hold, estimated.
+    client_bytes: AtomicUsize,
     /// Retry-After on the 503 sent when the table is full.
     retry_after: String,
     server: Mutex<ServerTable>,
@@ -141,17 +150,19 @@ pub fn random_token(prefix: &str) -> String {
 }
 
 impl TransactionLayer {
-    /// Creates the layer. Must be called inside a Tokio runtime: it starts
-    /// the task that expires non-INVITE transactions.
-    pub fn new(timers: TimerConfig, transmit: Arc<dyn Transmit>, max_transactions: usize, retry_after_s: u32) -> Self {
+    /// Creates the layer, its transactions bounded to `max_bytes` of state.
+    /// Must be called inside a Tokio runtime: it starts the task that
+    /// expires non-INVITE transactions.
+    pub fn new(timers: TimerConfig, transmit: Arc<dyn Transmit>, max_bytes: usize, retry_after_s: u32) -> Self {
         let layer = Self {
             inner: Arc::new(Inner {
                 timers,
                 transmit,
                 tu: OnceLock::new(),
-                max_transactions,
+                max_bytes,
+                client_bytes: AtomicUsize::new(0),
                 retry_after: retry_after_s.to_string(),
-                server: Mutex::new(ServerTable::default()),
+                server: Mutex::new(ServerTable::new()),
                 client: Mutex::new(Map::default()),
                 cancellable: Mutex::new(Map::default()),
                 next_id: AtomicU64::new(1),
@@ -176,6 +187,19 @@ impl TransactionLayer {
     /// Transactions in progress: (server, client).
     pub fn counts(&self) -> (usize, usize) {
         (lock(&self.inner.server).len(), lock(&self.inner.client).len())
+    }
+
+    /// Bytes of transaction state held (server, client), as the memory
+    /// limit counts them.
+    pub fn state_bytes(&self) -> (usize, usize) {
+        (
+            lock(&self.inner.server).bytes(),
+            self.inner.client_bytes.load(Ordering::Relaxed),
+        )
+    }
+
+    fn full(&self, server_bytes: usize) -> bool {
+        server_bytes + self.inner.client_bytes.load(Ordering::Relaxed) >= self.inner.max_bytes
     }
 
     /// Hands a received, validated message to the layer.
@@ -234,6 +258,14 @@ impl TransactionLayer {
             self.retransmission(table, id);
             return;
         }
+        if table.completed.len() > 0 {
+            if let Some((target, data)) = table.completed.replay(&key, &msg) {
+                drop(table);
+                telemetry::metrics::sip_retransmission_received(method.as_str());
+                let _ = self.transmit(&target, data);
+                return;
+            }
+        }
         if method == Method::Cancel {
             let invite = table
                 .get_by_key(&TxKey::cancelled_invite(&key))
@@ -255,7 +287,9 @@ impl TransactionLayer {
             return;
         }
         let merge = MergeKey::of(&msg);
-        let merged = merge.as_ref().is_some_and(|m| table.merged.contains_key(m));
+        let merged = merge
+            .as_ref()
+            .is_some_and(|m| table.merged.contains_key(m) || table.completed.has_merge(m));
         let created = self.create_server(&mut table, key, merge.filter(|_| !merged), &msg, &source);
         drop(table);
         let tx = match created {
@@ -288,10 +322,10 @@ impl TransactionLayer {
             Kind::Invite(inputs) => {
                 let _ = inputs.net.try_send(ServerInput::Retransmission);
             }
-            Kind::NonInvite { target, state } => {
+            Kind::NonInvite { target, state, .. } => {
                 let replay = match state {
                     NonInvite::Trying => None,
-                    NonInvite::Proceeding(b) | NonInvite::Completed(b) => Some(b.clone()),
+                    NonInvite::Proceeding(b) => Some(b.clone()),
                 };
                 let target = target.clone();
                 drop(table);
@@ -338,7 +372,7 @@ impl TransactionLayer {
         request: &Message,
         source: &Flow,
     ) -> Result<ServerTx, TxError> {
-        if table.len() >= self.inner.max_transactions {
+        if self.full(table.bytes()) {
             return Err(TxError::Overloaded);
         }
         let id = ServerTxId(self.inner.next_id.fetch_add(1, Ordering::Relaxed));
@@ -361,26 +395,18 @@ impl TransactionLayer {
             tokio::spawn(task.run());
             Kind::Invite(InviteInputs { net, tu, final_class })
         } else {
-            table
-                .guard_queue
-                .push_back((Instant::now() + self.inner.timers.t1x64(), id));
             Kind::NonInvite {
                 target,
                 state: NonInvite::Trying,
+                guard: Instant::now() + self.inner.timers.t1x64(),
             }
         };
-        table.insert(id, Entry { key, merge, kind });
+        table.insert(id, Entry::new(key, merge, kind, request.held_bytes()));
         Ok(ServerTx {
             id,
             to_tag,
             layer: self.clone(),
         })
-    }
-
-    /// Server and client transactions held now.
-    pub fn held(&self) -> (usize, usize) {
-        let server = lock(&self.inner.server).txs.len();
-        (server, lock(&self.inner.client).len())
     }
 
     /// Sends a response on a server transaction.
@@ -389,6 +415,7 @@ impl TransactionLayer {
             return Err(TxError::NotAResponse);
         }
         let mut table = lock(&self.inner.server);
+        let table = &mut *table;
         let entry = table.txs.get_mut(&id).ok_or(TxError::NoTransaction(id))?;
         // The transaction knows its method: no CSeq to parse per response.
         telemetry::metrics::sip_response_sent(entry.key.method().as_str(), response.status().unwrap_or(0));
@@ -407,25 +434,23 @@ impl TransactionLayer {
                     .send(ServerInput::Respond(Box::new(response)))
                     .map_err(|_| TxError::NoTransaction(id));
             }
-            Kind::NonInvite { target, state } => (target.clone(), state),
+            Kind::NonInvite { target, state, .. } => (target.clone(), state),
         };
-        if matches!(state, NonInvite::Completed(_)) {
-            return Err(TxError::AlreadyAnswered(id));
-        }
         let data = response.to_bytes();
         let is_final = response.status().is_none_or(|c| c >= 200);
         if !is_final {
             *state = NonInvite::Proceeding(data.clone());
-        } else if target.transport.is_reliable() {
-            // Timer J is zero on reliable transports.
-            table.remove(id);
-        } else {
-            *state = NonInvite::Completed(data.clone());
+            table.charge(id, data.len());
+        } else if let Some(entry) = table.remove(id)
+            && !target.transport.is_reliable()
+        {
+            // Completed until timer J (zero on reliable transports, where
+            // the transaction ends now).
+            let deadline = Instant::now() + self.inner.timers.t1x64();
             table
-                .completed_queue
-                .push_back((Instant::now() + self.inner.timers.t1x64(), id));
+                .completed
+                .insert(&entry.key, entry.merge.as_ref(), &target, &response, deadline);
         }
-        drop(table);
         Ok(self.transmit(&target, data)?)
     }
 
@@ -528,12 +553,15 @@ impl TransactionLayer {
         };
         let (input_tx, input_rx) = mpsc::channel(32);
         let (events_tx, events_rx) = mpsc::channel(32);
+        let cost = CLIENT_TASK_BYTES + 2 * request.held_bytes();
+        let server_bytes = lock(&self.inner.server).bytes();
         {
             let mut table = lock(&self.inner.client);
-            if table.len() >= self.inner.max_transactions {
+            if self.full(server_bytes) {
                 return Err(TxError::Overloaded);
             }
             table.insert(key.clone(), input_tx.clone());
+            self.inner.client_bytes.fetch_add(cost, Ordering::Relaxed);
         }
         let id = ClientTxId(self.inner.next_client_id.fetch_add(1, Ordering::Relaxed));
         let invite = method == Method::Invite;
@@ -548,6 +576,7 @@ impl TransactionLayer {
             target,
             rx: input_rx,
             events: events_tx,
+            cost,
         };
         tokio::spawn(task.run(invite));
         Ok(ClientTx::new(id, events_rx))

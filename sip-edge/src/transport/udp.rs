@@ -14,16 +14,26 @@ use tracing::{debug, warn};
 use super::{Flow, Inbound, Transport};
 
 /// Binds a UDP socket: IPv6 sockets are v6-only so `0.0.0.0` and `[::]` can
-/// both be bound; receive buffer enlarged to ride out bursts.
-pub fn bind(addr: SocketAddr) -> io::Result<UdpSocket> {
+/// both be bound; buffers of `buffer_bytes` each way to ride out bursts.
+pub fn bind(addr: SocketAddr, buffer_bytes: usize) -> io::Result<UdpSocket> {
     let socket = Socket::new(Domain::for_address(addr), Type::DGRAM, Some(Protocol::UDP))?;
     if addr.is_ipv6() {
         socket.set_only_v6(true)?;
     }
     socket.set_reuse_address(true)?;
-    // Best effort: the kernel caps it at net.core.rmem_max.
-    let _ = socket.set_recv_buffer_size(4 << 20);
-    let _ = socket.set_send_buffer_size(4 << 20);
+    // The kernel caps both at net.core.rmem_max / wmem_max; it reports
+    // twice what it grants (its bookkeeping), hence the halving.
+    let _ = socket.set_recv_buffer_size(buffer_bytes);
+    let _ = socket.set_send_buffer_size(buffer_bytes);
+    let granted = socket.recv_buffer_size().map(|b| b / 2).unwrap_or(0);
+    if granted < buffer_bytes {
+        warn!(
+            %addr,
+            asked = buffer_bytes,
+            granted,
+            "UDP receive buffer smaller than edge.udp_buffer_bytes: raise net.core.rmem_max (sysctl) to absorb bursts"
+        );
+    }
     socket.set_nonblocking(true)?;
     socket.bind(&addr.into())?;
     UdpSocket::from_std(socket.into())

@@ -73,13 +73,14 @@ async fn follow(core: Arc<Core>, log: Log, permits: Arc<Semaphore>) {
                 return;
             };
             let core = core.clone();
-            tokio::spawn(async move {
+            // Boxed: see sip-edge's `Core::on_request`.
+            tokio::spawn(Box::pin(async move {
                 handle(&core, log, payload).await;
                 if let Err(e) = core.store.ack(stream, GROUP, &[id]).await {
                     warn!(error = %e, stream, "event not acknowledged: it will be handled again");
                 }
                 drop(permit);
-            });
+            }));
         }
         if !full {
             tokio::time::sleep(idle).await;
@@ -122,7 +123,13 @@ async fn handle(core: &Arc<Core>, log: Log, payload: Bytes) {
                 return;
             };
             let Some(aor) = core.user_aor(&ev.party) else { return };
-            match dialogs::apply(&core.store, &aor, &ev).await {
+            // Only an ending needs to know: its details are kept for a
+            // watcher's NOTIFY, or dropped.
+            let watched = ev.state != dialogs::DialogState::Terminated
+                || subscription::watchers(&core.store, "dialog", &aor)
+                    .await
+                    .map_or(true, |w| !w.is_empty());
+            match dialogs::apply(&core.store, &aor, &ev, watched).await {
                 Ok(applied) => {
                     if applied.changed {
                         fan_out(core, "dialog", &aor).await;

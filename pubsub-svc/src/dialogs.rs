@@ -77,12 +77,19 @@ pub struct DialogEvent {
 pub struct Entry {
     /// `session/leg`: unique and stable for the dialog's life.
     pub id: String,
+    // Emptied in the tombstone of a dialog that ended unwatched (see
+    // `apply`), and then left out of the record.
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub call_id: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub local_tag: String,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub remote_tag: String,
     pub direction: Direction,
     pub state: DialogState,
+    #[serde(default, skip_serializing_if = "String::is_empty")]
     pub peer: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reason: Option<String>,
     pub at_ms: u64,
 }
@@ -117,8 +124,12 @@ pub struct Applied {
     pub in_call_changed: bool,
 }
 
-/// Applies one event to `aor`'s record, in a compare-and-set.
-pub async fn apply(store: &Store, aor: &str, ev: &DialogEvent) -> Result<Applied, StoreError> {
+/// Applies one event to `aor`'s record, in a compare-and-set. A dialog
+/// that ends while nobody `watched` the user leaves only a tombstone (its
+/// id, state and time: what keeps its late, reordered events from bringing
+/// it back): a busy user's record stays a few hundred bytes instead of
+/// thirty-two full dialogs decoded and encoded at every event.
+pub async fn apply(store: &Store, aor: &str, ev: &DialogEvent, watched: bool) -> Result<Applied, StoreError> {
     for _ in 0..16 {
         let (mut d, version) = load_versioned(store, aor).await?;
         let was_in_call = d.in_a_call();
@@ -130,6 +141,9 @@ pub async fn apply(store: &Store, aor: &str, ev: &DialogEvent) -> Result<Applied
                 e.remote_tag.clone_from(&ev.remote_tag);
                 e.reason.clone_from(&ev.reason);
                 e.at_ms = ev.at_ms;
+                if ev.state == DialogState::Terminated && !watched {
+                    e.tombstone();
+                }
                 true
             }
             None => {
@@ -170,6 +184,20 @@ pub async fn apply(store: &Store, aor: &str, ev: &DialogEvent) -> Result<Applied
     Err(StoreError::Conflict { key: key(aor) })
 }
 
+impl Entry {
+    fn tombstone(&mut self) {
+        for field in [
+            &mut self.call_id,
+            &mut self.local_tag,
+            &mut self.remote_tag,
+            &mut self.peer,
+        ] {
+            field.clear();
+        }
+        self.reason = None;
+    }
+}
+
 impl Dialogs {
     /// In a call: a dialog confirmed and not yet over.
     pub fn in_a_call(&self) -> bool {
@@ -204,7 +232,7 @@ impl Dialogs {
             escape(entity)
         );
         for e in &self.entries {
-            if e.state == DialogState::Terminated && e.at_ms + TERMINATED_KEPT_MS <= now_ms {
+            if e.state == DialogState::Terminated && (e.at_ms + TERMINATED_KEPT_MS <= now_ms || e.call_id.is_empty()) {
                 continue;
             }
             let event = match (&e.reason, e.state) {
@@ -274,21 +302,61 @@ mod tests {
         };
         let aor = "sip:bob@example.com";
         assert!(
-            apply(&store, aor, &ev(DialogState::Confirmed))
+            apply(&store, aor, &ev(DialogState::Confirmed), true)
                 .await
                 .unwrap()
                 .in_call_changed
         );
         // An early event handled late changes nothing.
-        assert!(!apply(&store, aor, &ev(DialogState::Early)).await.unwrap().changed);
+        assert!(!apply(&store, aor, &ev(DialogState::Early), true).await.unwrap().changed);
         assert!(load(&store, aor).await.unwrap().in_a_call());
         assert!(
-            apply(&store, aor, &ev(DialogState::Terminated))
+            apply(&store, aor, &ev(DialogState::Terminated), true)
                 .await
                 .unwrap()
                 .in_call_changed
         );
-        assert!(!load(&store, aor).await.unwrap().in_a_call());
+        let d = load(&store, aor).await.unwrap();
+        assert!(!d.in_a_call());
+        assert_eq!(
+            d.entries[0].call_id, "c",
+            "a watched ending keeps its details for the NOTIFY"
+        );
+    }
+
+    #[tokio::test]
+    async fn an_unwatched_ending_leaves_a_tombstone_that_still_orders_events() {
+        let store = Store::memory();
+        let ev = |state| DialogEvent {
+            session: "s2".into(),
+            leg: "b".into(),
+            call_id: "call-with-a-long-id@192.0.2.1".into(),
+            remote_tag: "r".into(),
+            local_tag: "l".into(),
+            direction: Direction::Recipient,
+            state,
+            party: "sip:bob@example.com".into(),
+            peer: "sip:alice@example.com".into(),
+            reason: Some("bye".into()),
+            at_ms: state_store::now_ms(),
+        };
+        let aor = "sip:bob@example.com";
+        apply(&store, aor, &ev(DialogState::Confirmed), true).await.unwrap();
+        apply(&store, aor, &ev(DialogState::Terminated), false).await.unwrap();
+        // The confirmed event handled late (another replica) is refused.
+        assert!(
+            !apply(&store, aor, &ev(DialogState::Confirmed), true)
+                .await
+                .unwrap()
+                .changed
+        );
+        let d = load(&store, aor).await.unwrap();
+        assert!(!d.in_a_call());
+        assert!(d.entries[0].call_id.is_empty() && d.entries[0].peer.is_empty());
+        let raw = store.get(&key(aor)).await.unwrap().unwrap().value;
+        assert!(raw.len() < 100, "{}", String::from_utf8_lossy(&raw));
+        let doc = d.dialog_info(aor, 1, state_store::now_ms());
+        assert!(!doc.contains("<dialog "), "a tombstone is not a dialog to show: {doc}");
     }
 
     proptest::proptest! {

@@ -56,17 +56,21 @@ impl RequestHandler for SessionService {
         let core = self.core.clone();
         match method {
             Method::Invite if request.to_tag().is_none() => {
-                tokio::spawn(setup::invite(core, tx, flow, request).instrument(span));
+                tokio::spawn(Box::pin(setup::invite(core, tx, flow, request).instrument(span)));
             }
             Method::Message if request.to_tag().is_none() => {
-                tokio::spawn(setup::pager::message(core, tx, flow, request).instrument(span));
+                tokio::spawn(Box::pin(
+                    setup::pager::message(core, tx, flow, request).instrument(span),
+                ));
             }
             _ if request.to_tag().is_none() => {
                 let resp = Refusal::no_dialog().response_to(&request, Some(&crate::random_tag()));
                 return Ok(Reply::Now(resp));
             }
             _ => {
-                tokio::spawn(async move { in_dialog::request(&core, tx, request).await }.instrument(span));
+                tokio::spawn(Box::pin(
+                    async move { in_dialog::request(&core, tx, request).await }.instrument(span),
+                ));
             }
         }
         Ok(Reply::Later)
@@ -75,14 +79,18 @@ impl RequestHandler for SessionService {
     async fn ack(&self, ack: Message, _flow: Flow) -> Result<(), HandlerError> {
         let span = info_span!("session", method = "ACK", call_id = ack.call_id().unwrap_or(""));
         let core = self.core.clone();
-        tokio::spawn(async move { in_dialog::ack(&core, ack).await }.instrument(span));
+        tokio::spawn(Box::pin(
+            async move { in_dialog::ack(&core, ack).await }.instrument(span),
+        ));
         Ok(())
     }
 
     async fn cancelled(&self, tx: ServerTxRef, cancel: Message) -> Result<(), HandlerError> {
         let span = info_span!("session", method = "CANCEL", call_id = cancel.call_id().unwrap_or(""));
         let core = self.core.clone();
-        tokio::spawn(async move { in_dialog::cancelled(&core, tx, cancel).await }.instrument(span));
+        tokio::spawn(Box::pin(
+            async move { in_dialog::cancelled(&core, tx, cancel).await }.instrument(span),
+        ));
         Ok(())
     }
 }

@@ -48,7 +48,7 @@ pub async fn run(core: Arc<Core>) {
                 };
                 let core = core.clone();
                 let span = info_span!("timer", id = %timer.id);
-                tokio::spawn(
+                tokio::spawn(Box::pin(
                     async move {
                         let handled = fire(&core, queue, &timer).await;
                         // Not handled (the store failed): the lease runs
@@ -59,7 +59,7 @@ pub async fn run(core: Arc<Core>) {
                         drop(slot);
                     }
                     .instrument(span),
-                );
+                ));
             }
         }
     }

@@ -319,13 +319,16 @@ impl TransactionUser for Core {
                 },
             )
         });
-        tokio::spawn(
+        // Boxed: tokio allocates a task with 128-byte alignment, and
+        // mimalloc serves aligned blocks over 1 KiB on a slow path (fresh,
+        // zeroed pages); a boxed future keeps the task small.
+        tokio::spawn(Box::pin(
             async move {
                 fut.await;
                 drop(permit);
             }
             .instrument(span),
-        );
+        ));
     }
 
     fn on_ack(&self, ack: Message, mut source: Flow) {

@@ -145,7 +145,9 @@ pub(super) async fn drive(core: Arc<Core>, mut s: Session, version: u64, req: Me
                     // What may still come for 32 s (the winner's 2xx
                     // again, a fork's 2xx) is a small task's: this one's
                     // state is not kept that long for every call.
-                    tokio::spawn(after_win(core.clone(), s.id.clone(), rx, sent, winner).in_current_span());
+                    tokio::spawn(Box::pin(
+                        after_win(core.clone(), s.id.clone(), rx, sent, winner).in_current_span(),
+                    ));
                     return;
                 }
                 if outcome.all_failed(sent.len()) {

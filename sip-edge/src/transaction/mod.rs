@@ -392,7 +392,8 @@ impl TransactionLayer {
                 final_class: final_class.clone(),
                 to_tag: to_tag.clone(),
             };
-            tokio::spawn(task.run());
+            // Boxed: see `Core::on_request` in edge.rs.
+            tokio::spawn(Box::pin(task.run()));
             Kind::Invite(InviteInputs { net, tu, final_class })
         } else {
             Kind::NonInvite {
@@ -578,7 +579,7 @@ impl TransactionLayer {
             events: events_tx,
             cost,
         };
-        tokio::spawn(task.run(invite));
+        tokio::spawn(Box::pin(task.run(invite)));
         Ok(ClientTx::new(id, events_rx))
     }
 

@@ -24,16 +24,17 @@ use crate::transport::{Flow, Transport};
 type Hasher64 = foldhash::fast::RandomState;
 
 /// What a record costs beyond its packed bytes: the allocator's header and
-/// rounding (about 16), the table's slot (16 bytes and a control byte, at
+/// rounding (about 16), the table's slot (24 bytes and a control byte, at
 /// a load between 7/16 and 7/8), the queue's (8, up to twice that while it
 /// grows) and the merge fingerprint's.
-pub(super) const RECORD_OVERHEAD: usize = 16 + 28 + 12 + 14;
+pub(super) const RECORD_OVERHEAD: usize = 16 + 40 + 12 + 14;
 
-/// Offsets in a record.
+/// Offsets in a record (the digest's first half is the table's hash, kept
+/// in the slot: growing the table then reads no record).
 const DIGEST: usize = 0;
-const DEADLINE: usize = 16;
-const FINGERPRINT: usize = 20;
-const REST: usize = 28;
+const DEADLINE: usize = 8;
+const FINGERPRINT: usize = 12;
+const REST: usize = 20;
 
 const TAIL: u8 = 0;
 const WHOLE: u8 = 1;
@@ -43,16 +44,19 @@ const NO_TAG: u8 = u8::MAX;
 /// arithmetic: 32 bits last 497 days, a transaction 32 s.
 const TICK_MS: u128 = 10;
 
-/// One completed transaction, packed: `[key digest: 2 x u64][deadline
-/// tick: u32][merge fingerprint: u64][remote][local][response]`, where the
+/// One completed transaction, packed: `[key digest's second half:
+/// u64][deadline tick: u32][merge fingerprint: u64][remote][local][response]`, where the
 /// response is `TAIL code:u16 reason-length:u8 reason tag-length:u8 tag
 /// rest` or `WHOLE bytes`. The key is kept as a 128-bit seeded digest:
 /// two keys that collide would be one chance in 2^128, and what a
 /// collision could do is replay a response to its own requester.
 type Record = Box<[u8]>;
 
-fn digest_of(r: &[u8]) -> (u64, u64) {
-    (read_u64(r, DIGEST), read_u64(r, DIGEST + 8))
+/// A table slot: the digest's first half (the hash) and the record.
+type Slot = (u64, Record);
+
+fn is(slot: &Slot, digest: (u64, u64)) -> bool {
+    slot.0 == digest.0 && read_u64(&slot.1, DIGEST) == digest.1
 }
 
 fn read_u32(b: &[u8], at: usize) -> u32 {
@@ -161,7 +165,7 @@ fn put_response(out: &mut Vec<u8>, response: &Message) {
 /// The completed transactions, in a table by key digest and a queue by
 /// deadline (every one lasts 64*T1, so completion order is expiry order).
 pub(super) struct CompletedSet {
-    records: HashTable<Record>,
+    records: HashTable<Slot>,
     /// The table hashes of the records, oldest first.
     queue: VecDeque<u64>,
     /// Fingerprints of the merge keys of completed transactions, so a
@@ -225,7 +229,6 @@ impl CompletedSet {
         let digest = self.digest(key);
         let fingerprint = merge.map_or(0, |m| self.fingerprint(m));
         let mut out = Vec::with_capacity(224);
-        out.extend_from_slice(&digest.0.to_le_bytes());
         out.extend_from_slice(&digest.1.to_le_bytes());
         out.extend_from_slice(&self.tick(deadline).to_le_bytes());
         out.extend_from_slice(&fingerprint.to_le_bytes());
@@ -237,16 +240,14 @@ impl CompletedSet {
             self.merged.insert(fingerprint);
         }
         self.bytes += record.len() + RECORD_OVERHEAD;
-        let held = self
-            .records
-            .entry(digest.0, |r| digest_of(r) == digest, |r| digest_of(r).0);
+        let held = self.records.entry(digest.0, |s| is(s, digest), |s| s.0);
         if let hashbrown::hash_table::Entry::Occupied(mut old) = held {
             // Not expected (a retransmission finds the record first), but
             // the newer answer wins.
-            let old = std::mem::replace(old.get_mut(), record);
+            let old = std::mem::replace(&mut old.get_mut().1, record);
             self.forget(&old);
         } else {
-            held.insert(record);
+            held.insert((digest.0, record));
         }
         self.queue.push_back(digest.0);
     }
@@ -255,7 +256,7 @@ impl CompletedSet {
     /// request, and where it goes.
     pub(super) fn replay(&self, key: &TxKey, request: &Message) -> Option<(Flow, Bytes)> {
         let digest = self.digest(key);
-        let record = self.records.find(digest.0, |r| digest_of(r) == digest)?;
+        let (_, record) = self.records.find(digest.0, |s| is(s, digest))?;
         let mut r = Reader(&record[REST..]);
         let remote = r.addr()??;
         let local = r.addr()?;
@@ -287,10 +288,10 @@ impl CompletedSet {
         let now = self.tick(now);
         let due = |r: &[u8]| now.wrapping_sub(read_u32(r, DEADLINE)) as i32 >= 0;
         while let Some(&hash) = self.queue.front() {
-            match self.records.find_entry(hash, |r| digest_of(r).0 == hash) {
-                Ok(entry) if !due(entry.get()) => break,
+            match self.records.find_entry(hash, |s| s.0 == hash) {
+                Ok(entry) if !due(&entry.get().1) => break,
                 Ok(entry) => {
-                    let (record, _) = entry.remove();
+                    let ((_, record), _) = entry.remove();
                     self.forget(&record);
                 }
                 // Replaced and forgotten already.
@@ -300,7 +301,7 @@ impl CompletedSet {
         }
         if self.records.is_empty() && self.records.capacity() > 1024 {
             // A burst is over: give its memory back.
-            self.records.shrink_to_fit(|r| digest_of(r).0);
+            self.records.shrink_to_fit(|s| s.0);
             self.queue.shrink_to_fit();
             self.merged.shrink_to_fit();
         }

@@ -284,22 +284,27 @@ mod tests {
         }
     }
 
-    #[tokio::test]
-    async fn states_only_move_forward() {
-        let store = Store::memory();
-        let ev = |state| DialogEvent {
-            session: "s1".into(),
+    /// An event of bob's side of call `session`.
+    fn bob_event(session: &str, call_id: &str, state: DialogState) -> DialogEvent {
+        DialogEvent {
+            session: session.into(),
             leg: "b".into(),
-            call_id: "c".into(),
+            call_id: call_id.into(),
             remote_tag: "r".into(),
             local_tag: "l".into(),
             direction: Direction::Recipient,
             state,
             party: "sip:bob@example.com".into(),
             peer: "sip:alice@example.com".into(),
-            reason: None,
+            reason: (state == DialogState::Terminated).then(|| "bye".into()),
             at_ms: state_store::now_ms(),
-        };
+        }
+    }
+
+    #[tokio::test]
+    async fn states_only_move_forward() {
+        let store = Store::memory();
+        let ev = |state| bob_event("s1", "c", state);
         let aor = "sip:bob@example.com";
         assert!(
             apply(&store, aor, &ev(DialogState::Confirmed), true)
@@ -327,19 +332,7 @@ mod tests {
     #[tokio::test]
     async fn an_unwatched_ending_leaves_a_tombstone_that_still_orders_events() {
         let store = Store::memory();
-        let ev = |state| DialogEvent {
-            session: "s2".into(),
-            leg: "b".into(),
-            call_id: "call-with-a-long-id@192.0.2.1".into(),
-            remote_tag: "r".into(),
-            local_tag: "l".into(),
-            direction: Direction::Recipient,
-            state,
-            party: "sip:bob@example.com".into(),
-            peer: "sip:alice@example.com".into(),
-            reason: Some("bye".into()),
-            at_ms: state_store::now_ms(),
-        };
+        let ev = |state| bob_event("s2", "call-with-a-long-id@192.0.2.1", state);
         let aor = "sip:bob@example.com";
         apply(&store, aor, &ev(DialogState::Confirmed), true).await.unwrap();
         apply(&store, aor, &ev(DialogState::Terminated), false).await.unwrap();

@@ -19,6 +19,7 @@ use sip_message::{Message, ResponseTail};
 use tokio::time::Instant;
 
 use super::key::{MergeKey, TxKey};
+use super::tails::SharedTails;
 use crate::transport::{Flow, Transport};
 
 type Hasher64 = foldhash::fast::RandomState;
@@ -38,6 +39,8 @@ const REST: usize = 20;
 
 const TAIL: u8 = 0;
 const WHOLE: u8 = 1;
+/// A tail kept once for many records ([`SharedTails`]).
+const SHARED: u8 = 2;
 const NO_TAG: u8 = u8::MAX;
 
 /// Deadlines in ticks of 10 ms since the set began, compared with wrapping
@@ -47,7 +50,8 @@ const TICK_MS: u128 = 10;
 /// One completed transaction, packed: `[key digest's second half:
 /// u64][deadline tick: u32][merge fingerprint: u64][remote][local][response]`, where the
 /// response is `TAIL code:u16 reason-length:u8 reason tag-length:u8 tag
-/// rest` or `WHOLE bytes`. The key is kept as a 128-bit seeded digest:
+/// rest`, `SHARED` the same with a shared tail's index (u32) for `rest`, or
+/// `WHOLE bytes`. The key is kept as a 128-bit seeded digest:
 /// two keys that collide would be one chance in 2^128, and what a
 /// collision could do is replay a response to its own requester.
 type Record = Box<[u8]>;
@@ -92,6 +96,11 @@ impl<'a> Reader<'a> {
         self.take(2).map(|b| u16::from_le_bytes([b[0], b[1]]))
     }
 
+    fn u32(&mut self) -> Option<u32> {
+        let b = self.take(4)?;
+        Some(read_u32(b, 0))
+    }
+
     fn addr(&mut self) -> Option<Option<SocketAddr>> {
         let ip: IpAddr = match self.u8()? {
             0 => return Some(None),
@@ -130,8 +139,9 @@ fn put_addr(out: &mut Vec<u8>, addr: Option<SocketAddr>) {
     out.extend_from_slice(&addr.port().to_le_bytes());
 }
 
-/// Packs the response: split when its shape allows, whole otherwise.
-fn put_response(out: &mut Vec<u8>, response: &Message) {
+/// Packs the response: split when its shape allows (its tail shared when
+/// it repeats), whole otherwise.
+fn put_response(out: &mut Vec<u8>, response: &Message, tails: &mut SharedTails) {
     let tail = response
         .response_tail()
         .filter(|t| t.reason.len() <= usize::from(u8::MAX) && t.to_tag.is_none_or(|g| g.len() < usize::from(NO_TAG)));
@@ -142,7 +152,8 @@ fn put_response(out: &mut Vec<u8>, response: &Message) {
             to_tag,
             rest,
         }) => {
-            out.push(TAIL);
+            let shared = tails.share(&rest);
+            out.push(if shared.is_some() { SHARED } else { TAIL });
             out.extend_from_slice(&code.to_le_bytes());
             out.push(reason.len() as u8);
             out.extend_from_slice(reason.as_bytes());
@@ -153,7 +164,10 @@ fn put_response(out: &mut Vec<u8>, response: &Message) {
                 }
                 None => out.push(NO_TAG),
             }
-            out.extend_from_slice(&rest);
+            match shared {
+                Some(index) => out.extend_from_slice(&index.to_le_bytes()),
+                None => out.extend_from_slice(&rest),
+            }
         }
         None => {
             out.push(WHOLE);
@@ -173,6 +187,7 @@ pub(super) struct CompletedSet {
     /// completed. 64 seeded bits: a false match is a 1 in 2^64 chance per
     /// held transaction.
     merged: HashSet<u64, Hasher64>,
+    tails: SharedTails,
     seeds: (Hasher64, Hasher64, Hasher64),
     base: Instant,
     bytes: usize,
@@ -184,6 +199,7 @@ impl CompletedSet {
             records: HashTable::new(),
             queue: VecDeque::new(),
             merged: HashSet::default(),
+            tails: SharedTails::new(),
             seeds: Default::default(),
             base: Instant::now(),
             bytes: 0,
@@ -196,7 +212,7 @@ impl CompletedSet {
 
     /// The bytes the records hold, by [`RECORD_OVERHEAD`]'s estimate.
     pub(super) fn bytes(&self) -> usize {
-        self.bytes
+        self.bytes + self.tails.bytes()
     }
 
     fn digest(&self, key: &TxKey) -> (u64, u64) {
@@ -234,7 +250,7 @@ impl CompletedSet {
         out.extend_from_slice(&fingerprint.to_le_bytes());
         put_addr(&mut out, Some(target.remote));
         put_addr(&mut out, target.local);
-        put_response(&mut out, response);
+        put_response(&mut out, response, &mut self.tails);
         let record: Record = out.into_boxed_slice();
         if fingerprint != 0 {
             self.merged.insert(fingerprint);
@@ -261,7 +277,7 @@ impl CompletedSet {
         let remote = r.addr()??;
         let local = r.addr()?;
         let data = match r.u8()? {
-            TAIL => {
+            kind @ (TAIL | SHARED) => {
                 let code = r.u16()?;
                 let reason_len = r.u8()?;
                 let reason = r.str(usize::from(reason_len))?;
@@ -269,7 +285,11 @@ impl CompletedSet {
                     NO_TAG => None,
                     len => Some(r.str(usize::from(len))?),
                 };
-                Bytes::from(request.rebuild_response(code, reason, to_tag, r.0))
+                let rest = match kind {
+                    SHARED => self.tails.get(r.u32()?)?,
+                    _ => r.0,
+                };
+                Bytes::from(request.rebuild_response(code, reason, to_tag, rest))
             }
             _ => Bytes::copy_from_slice(r.0),
         };
@@ -313,5 +333,28 @@ impl CompletedSet {
         if fingerprint != 0 {
             self.merged.remove(&fingerprint);
         }
+        if let Some(index) = shared_tail(record) {
+            self.tails.release(index);
+        }
     }
+}
+
+/// The shared tail a record points to, if any.
+fn shared_tail(record: &[u8]) -> Option<u32> {
+    let mut r = Reader(&record[REST..]);
+    r.addr()?;
+    r.addr()?;
+    if r.u8()? != SHARED {
+        return None;
+    }
+    r.u16()?;
+    let reason_len = r.u8()?;
+    r.take(usize::from(reason_len))?;
+    match r.u8()? {
+        NO_TAG => {}
+        len => {
+            r.take(usize::from(len))?;
+        }
+    }
+    r.u32()
 }

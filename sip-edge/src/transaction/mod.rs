@@ -13,6 +13,7 @@ mod completed;
 pub mod key;
 mod server;
 mod table;
+mod tails;
 pub mod timers;
 
 use std::collections::HashMap;

@@ -31,14 +31,14 @@ pub use client::{Canceller, ClientTx};
 pub use edge_api::{ClientEvent, ClientTxId, Origin, ServerTxId};
 use key::{AckKey, ClientKey, MergeKey, TxKey};
 use table::{Entry, InviteInputs, Kind, NonInvite, ServerTable};
-
-/// A client transaction's task: its future, two channels, the request it
-/// sends and retransmits.
-const CLIENT_TASK_BYTES: usize = 3 * 1024;
 pub use timers::TimerConfig;
 
 use crate::lock;
 use crate::transport::{Flow, Transmit, Transport, TransportError};
+
+/// A client transaction's task: its future, two channels, the request it
+/// sends and retransmits.
+const CLIENT_TASK_BYTES: usize = 3 * 1024;
 
 /// Keys come from the network: a seeded hash, but faster than SipHash.
 type Map<K, V> = HashMap<K, V, foldhash::fast::RandomState>;

@@ -273,25 +273,21 @@ impl CompletedSet {
     pub(super) fn replay(&self, key: &TxKey, request: &Message) -> Option<(Flow, Bytes)> {
         let digest = self.digest(key);
         let (_, record) = self.records.find(digest.0, |s| is(s, digest))?;
-        let mut r = Reader(&record[REST..]);
-        let remote = r.addr()??;
-        let local = r.addr()?;
-        let data = match r.u8()? {
-            kind @ (TAIL | SHARED) => {
-                let code = r.u16()?;
-                let reason_len = r.u8()?;
-                let reason = r.str(usize::from(reason_len))?;
-                let to_tag = match r.u8()? {
-                    NO_TAG => None,
-                    len => Some(r.str(usize::from(len))?),
-                };
-                let rest = match kind {
-                    SHARED => self.tails.get(r.u32()?)?,
-                    _ => r.0,
+        let (remote, local, packed) = unpack(record)?;
+        let data = match packed {
+            Packed::Whole(bytes) => Bytes::copy_from_slice(bytes),
+            Packed::Split {
+                code,
+                reason,
+                to_tag,
+                rest,
+            } => {
+                let rest = match rest {
+                    Rest::Inline(bytes) => bytes,
+                    Rest::Shared(index) => self.tails.get(index)?,
                 };
                 Bytes::from(request.rebuild_response(code, reason, to_tag, rest))
             }
-            _ => Bytes::copy_from_slice(r.0),
         };
         let target = Flow {
             transport: Transport::Udp,
@@ -341,20 +337,60 @@ impl CompletedSet {
 
 /// The shared tail a record points to, if any.
 fn shared_tail(record: &[u8]) -> Option<u32> {
-    let mut r = Reader(&record[REST..]);
-    r.addr()?;
-    r.addr()?;
-    if r.u8()? != SHARED {
-        return None;
+    match unpack(record)?.2 {
+        Packed::Split {
+            rest: Rest::Shared(index),
+            ..
+        } => Some(index),
+        _ => None,
     }
-    r.u16()?;
+}
+
+/// A record's response, as [`put_response`] packed it.
+enum Packed<'a> {
+    Whole(&'a [u8]),
+    Split {
+        code: u16,
+        reason: &'a str,
+        to_tag: Option<&'a str>,
+        rest: Rest<'a>,
+    },
+}
+
+enum Rest<'a> {
+    Inline(&'a [u8]),
+    Shared(u32),
+}
+
+/// Reads a record back: remote, local and the response. `None` only if a
+/// record were corrupt.
+fn unpack(record: &[u8]) -> Option<(SocketAddr, Option<SocketAddr>, Packed<'_>)> {
+    let mut r = Reader(record.get(REST..)?);
+    let remote = r.addr()??;
+    let local = r.addr()?;
+    let kind = r.u8()?;
+    if kind == WHOLE {
+        return Some((remote, local, Packed::Whole(r.0)));
+    }
+    let code = r.u16()?;
     let reason_len = r.u8()?;
-    r.take(usize::from(reason_len))?;
-    match r.u8()? {
-        NO_TAG => {}
-        len => {
-            r.take(usize::from(len))?;
-        }
-    }
-    r.u32()
+    let reason = r.str(usize::from(reason_len))?;
+    let to_tag = match r.u8()? {
+        NO_TAG => None,
+        len => Some(r.str(usize::from(len))?),
+    };
+    let rest = match kind {
+        SHARED => Rest::Shared(r.u32()?),
+        _ => Rest::Inline(r.0),
+    };
+    Some((
+        remote,
+        local,
+        Packed::Split {
+            code,
+            reason,
+            to_tag,
+            rest,
+        },
+    ))
 }

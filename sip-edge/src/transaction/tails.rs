@@ -17,6 +17,7 @@ const RECENT: usize = 64;
 
 struct Shared {
     bytes: Box<[u8]>,
+    hash: u64,
     refs: u32,
 }
 
@@ -68,6 +69,7 @@ impl SharedTails {
         }
         let shared = Shared {
             bytes: tail.into(),
+            hash,
             refs: 1,
         };
         self.bytes += tail.len() + std::mem::size_of::<Shared>();
@@ -99,7 +101,7 @@ impl SharedTails {
         if shared.refs > 0 {
             return;
         }
-        let hash = self.hasher.hash_one(&*shared.bytes).max(1);
+        let hash = shared.hash;
         self.bytes = self
             .bytes
             .saturating_sub(shared.bytes.len() + std::mem::size_of::<Shared>());

@@ -97,13 +97,7 @@ placed() {
         >/dev/null 2>&1 || true
 }
 busy=$(counted calls "$window" placed)
-read -r ok failed < <(python3 - "$work/stat.csv" <<'PY'
-import csv, sys
-rows = list(csv.reader(open(sys.argv[1]), delimiter=";"))
-h, last = rows[0], [r for r in rows[1:] if r][-1]
-print(last[h.index("SuccessfulCall(C)")], last[h.index("FailedCall(C)")])
-PY
-)
+read -r ok failed _ _ < <(sipbench counts "$work/stat.csv")
 echo "calls: $ok completed, $failed failed (of $calls at $rate/s, ${window} s windows)"
 echo "idle: $idle instructions in ${window} s"
 python3 -c "print(f'instructions per call: {($busy - $idle) / max($ok, 1):,.0f}')"

@@ -24,6 +24,8 @@ Commands (python3 bench/sipbench.py COMMAND ...):
   cpu PID...                  CPU ticks used so far by these processes and
                               their descendants
   mem PID...                  "RSS_KIB PSS_KIB" of the same
+  counts STAT...              "OK FAILED RETRANSMITTED SECONDS" summed over
+                              -trace_stat files (seconds: the longest)
   sockbuf PORT                the receive and send buffers of the UDP socket
                               bound to PORT
   sweep [options] -- SIPP...  probe and sweep one target, append the knee to
@@ -664,6 +666,10 @@ def main():
         print(cpu_ticks(rest))
     elif cmd == "mem":
         print(*memory_kib(rest))
+    elif cmd == "counts":
+        runs = [stat_figures(read_stat(p)) for p in rest]
+        print(sum(r["ok"] for r in runs), sum(r["failed"] for r in runs), sum(r["retrans"] for r in runs),
+              round(max((r["elapsed"] for r in runs), default=0.0), 3))
     elif cmd == "sockbuf":
         print(*sockbuf(rest[0]))
     elif cmd == "note":

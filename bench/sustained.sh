@@ -35,17 +35,6 @@ for line in sys.stdin:
 print(int(total))' "$@"
 }
 clk=$(getconf CLK_TCK)
-# rss_bytes PID: resident memory of the process and its children
-# (Kamailio's workers; their shared memory counts once per process, so
-# this overstates Kamailio).
-rss_bytes() {
-    local p total=0
-    for p in "$1" $(pgrep -P "$1" || true); do
-        total=$((total + $(awk '/^VmRSS/ { print $2 * 1024 }' "/proc/$p/status" 2>/dev/null || echo 0)))
-    done
-    echo "$total"
-}
-
 # run TARGET: one sustained run against a fresh sipbus or Kamailio.
 run() {
     local name=$1 server
@@ -91,7 +80,9 @@ run() {
             state=$(metric sipbus_sip_transaction_state_bytes 'kind="server"')
             n503=$(metric sipbus_sip_responses_sent_total 'code="503"')
         fi
-        rss=$(rss_bytes "$server")
+        # RSS of the server and its children (Kamailio's workers count
+        # their shared memory each: this overstates Kamailio).
+        rss=$(sipbench mem "$server" | awk '{ print $1 * 1024 }')
         [ "$state" -gt "$peak_state" ] && peak_state=$state
         [ "$rss" -gt "$peak_rss" ] && peak_rss=$rss
         printf '%6d %10s %14.1f %10.1f %8d\n' "$t" "$held" "$(echo "$state / 1048576" | bc -l)" "$(echo "$rss / 1048576" | bc -l)" "$n503"
@@ -99,24 +90,20 @@ run() {
     for p in "${sipps[@]}"; do wait "$p" 2>/dev/null || true; forget "$p"; done
     cpu1=$(cpu_ticks "$server")
     snmp1=$(awk '/^Udp: [0-9]/ { print $4 + $6 }' /proc/net/snmp)
-    python3 - "$work" "$instances" "$((cpu1 - cpu0))" "$clk" "$((snmp1 - snmp0))" "$n503" "$peak_state" "$peak_rss" <<'PY' || status=1
-import csv, sys
-work, n, ticks, clk, udp_errors, n503, peak_state, peak_rss = sys.argv[1:]
-ok = failed = retrans = elapsed = 0
-for i in range(1, int(n) + 1):
-    rows = list(csv.reader(open(f"{work}/stat{i}.csv"), delimiter=";"))
-    h, last = rows[0], [r for r in rows[1:] if r][-1]
-    ok += int(last[h.index("SuccessfulCall(C)")])
-    failed += int(last[h.index("FailedCall(C)")])
-    retrans += int(last[h.index("Retransmissions(C)")])
-    e = last[h.index("ElapsedTime(C)")].split(":")
-    elapsed = max(elapsed, int(e[0]) * 3600 + int(e[1]) * 60 + float(e[2]))
-cpu_us = int(ticks) * 1e6 / int(clk)
+    local ok failed retrans elapsed
+    read -r ok failed retrans elapsed < <(sipbench counts "$work"/stat*.csv)
+    python3 - "$ok" "$failed" "$retrans" "$elapsed" "$((cpu1 - cpu0))" "$clk" "$((snmp1 - snmp0))" "$n503" \
+        "$peak_state" "$peak_rss" <<'PY' || status=1
+import sys
+ok, failed, retrans = (int(v) for v in sys.argv[1:4])
+elapsed = max(float(sys.argv[4]), 0.001)
+ticks, clk, udp_errors, n503, peak_state, peak_rss = (int(v) for v in sys.argv[5:])
+cpu_us = ticks * 1e6 / clk
 print(f"transactions: {ok} completed, {failed} failed, {retrans} retransmitted, "
       f"{ok / elapsed:,.0f}/s over {elapsed:.1f} s; 503 sent: {n503}; kernel UDP receive errors: {udp_errors}")
-held = f"peak transaction state {int(peak_state) / 2**20:.1f} MiB; " if int(peak_state) else ""
-print(f"{held}peak RSS {int(peak_rss) / 2**20:.1f} MiB; server CPU {cpu_us / max(ok, 1):.1f} µs per transaction")
-sys.exit(0 if failed == 0 and int(n503) == 0 else 1)
+held = f"peak transaction state {peak_state / 2**20:.1f} MiB; " if peak_state else ""
+print(f"{held}peak RSS {peak_rss / 2**20:.1f} MiB; server CPU {cpu_us / max(ok, 1):.1f} µs per transaction")
+sys.exit(0 if failed == 0 and n503 == 0 else 1)
 PY
     stop "$server"
 }

@@ -27,7 +27,8 @@ impl Default for Limits {
             max_message_bytes: 65_507,
             max_headers: 128,
             max_header_line: 8_192,
-            max_vias: 32,
+            // A request crosses at most Max-Forwards (70) hops.
+            max_vias: 70,
             max_uri_len: 2_048,
             max_body_bytes: 60_000,
         }

@@ -212,7 +212,7 @@ impl<'a> SipUri<'a> {
         let host = match host_text.strip_prefix('[') {
             Some(v6) => {
                 let inner = v6.strip_suffix(']').ok_or(UriError::BadHost)?;
-                Host::V6(inner.parse().map_err(|_| UriError::BadHost)?)
+                Host::V6(parse_v6(inner)?)
             }
             None => parse_host(host_text)?,
         };
@@ -258,7 +258,7 @@ pub fn parse_hostport(s: &str) -> Result<(Host<'_>, Option<u16>), UriError> {
     }
     if let Some(rest) = s.strip_prefix('[') {
         let end = rest.bytes().position(|c| c == b']').ok_or(UriError::BadHost)?;
-        let addr: Ipv6Addr = rest[..end].parse().map_err(|_| UriError::BadHost)?;
+        let addr = parse_v6(&rest[..end])?;
         let port = match &rest[end + 1..] {
             "" => None,
             p => Some(parse_port(p.strip_prefix(':').ok_or(UriError::BadHost)?)?),
@@ -270,6 +270,22 @@ pub fn parse_hostport(s: &str) -> Result<(Host<'_>, Option<u16>), UriError> {
         None => (s, None),
     };
     Ok((parse_host(host)?, port))
+}
+
+/// An IPv6 reference's address. RFC 5118 4.10: the RFC 3261 grammar lets
+/// `2001:db8:::192.0.2.1` through (hexpart `::` then `:` IPv4address), so
+/// a third colon before an IPv4 tail is read as the two it stands for.
+fn parse_v6(s: &str) -> Result<Ipv6Addr, UriError> {
+    if let Ok(a) = s.parse() {
+        return Ok(a);
+    }
+    let Some((head, v4)) = s.split_once(":::") else {
+        return Err(UriError::BadHost);
+    };
+    if !v4.contains('.') || v4.contains(':') {
+        return Err(UriError::BadHost);
+    }
+    format!("{head}::{v4}").parse().map_err(|_| UriError::BadHost)
 }
 
 pub(crate) fn parse_port(p: &str) -> Result<u16, UriError> {
@@ -337,6 +353,21 @@ mod tests {
         assert_eq!(u.transport(), Some("tcp"));
         assert!(u.params.contains("lr"));
         assert_eq!(u.headers, Some("subject=x"));
+    }
+
+    #[test]
+    fn three_colon_ipv6_reference_is_tolerated() {
+        // RFC 5118 4.10: both forms name the same address.
+        let want = Host::V6("2001:db8::192.0.2.1".parse().unwrap());
+        assert_eq!(sip("sip:user@[2001:db8:::192.0.2.1]").host, want);
+        assert_eq!(sip("sip:user@[2001:db8::192.0.2.1]").host, want);
+        assert_eq!(
+            parse_hostport("[2001:db8:::192.0.2.1]:5060").unwrap(),
+            (want, Some(5060))
+        );
+        // Only before an IPv4 tail, and only once.
+        assert!(Uri::parse("sip:user@[2001:db8:::1]").is_err());
+        assert!(Uri::parse("sip:user@[2001:::db8:::192.0.2.1]").is_err());
     }
 
     #[test]

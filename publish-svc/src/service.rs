@@ -155,7 +155,7 @@ impl Publisher {
             Some(e) if known(e.package) => e.package.to_ascii_lowercase(),
             _ => return Err(Refusal::bad_event(&self.packages.names())),
         };
-        let publisher = self.directory.authenticate(req)?.unwrap_or_default();
+        let publisher = self.directory.authenticate(req).await?.unwrap_or_default();
         let resource = self.directory.aor_of(req.request_uri().unwrap_or(""), Some(flow))?;
         if !publisher.is_empty()
             && publisher != resource

@@ -24,7 +24,7 @@ fn publisher(store: &Store) -> Publisher {
     Publisher::new(
         config,
         store.clone(),
-        Directory::from_config(&registrar, false),
+        Directory::from_config(&registrar, false, store),
         &Default::default(),
     )
     .unwrap()

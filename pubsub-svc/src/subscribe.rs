@@ -117,7 +117,7 @@ pub(crate) async fn subscribe(core: Arc<Core>, tx: ServerTxRef, flow: Flow, req:
 
 async fn create(core: &Core, flow: &Flow, req: &Message, id: &str) -> Result<(Subscription, bool), Refusal> {
     let (package, event_id) = event(core, req)?;
-    let watcher = core.directory.authenticate(req)?;
+    let watcher = core.directory.authenticate(req).await?;
     let resource = core.directory.aor_of(req.request_uri().unwrap_or(""), Some(flow))?;
     let entry = core
         .packages

@@ -7,6 +7,8 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use sip_auth::{Algorithm, Authenticator, Secret};
 
+use crate::guard::FailurePolicy;
+
 #[derive(Debug, Clone, Deserialize, Serialize)]
 #[serde(default)]
 pub struct RegistrarConfig {
@@ -98,6 +100,9 @@ pub struct AuthConfig {
     pub nonce_lifetime_s: u64,
     /// Offered in this order (RFC 8760: SHA-256 first).
     pub algorithms: Vec<Algorithm>,
+    /// `[registrar.auth.failures]`: wrong passwords per user name before
+    /// the name is locked out, and for how long.
+    pub failures: FailurePolicy,
 }
 
 impl std::fmt::Debug for AuthConfig {
@@ -107,6 +112,7 @@ impl std::fmt::Debug for AuthConfig {
             .field("realm", &self.realm)
             .field("nonce_lifetime_s", &self.nonce_lifetime_s)
             .field("algorithms", &self.algorithms)
+            .field("failures", &self.failures)
             .finish_non_exhaustive()
     }
 }
@@ -119,6 +125,7 @@ impl Default for AuthConfig {
             nonce_key: String::new(),
             nonce_lifetime_s: 300,
             algorithms: vec![Algorithm::Sha256, Algorithm::Md5],
+            failures: FailurePolicy::default(),
         }
     }
 }
@@ -136,6 +143,16 @@ impl RegistrarConfig {
         }
         if self.auth.algorithms.is_empty() {
             errors.push("registrar.auth.algorithms: at least one algorithm is needed".to_owned());
+        }
+        let f = &self.auth.failures;
+        if f.max_failures > 0 && (f.window_s == 0 || f.lockout_s == 0 || f.lockout_s > 86_400) {
+            errors.push(
+                "registrar.auth.failures: window_s and lockout_s must be above 0 (lockout_s at most 86400) unless max_failures is 0"
+                    .to_owned(),
+            );
+        }
+        if self.auth.nonce_lifetime_s == 0 || self.auth.nonce_lifetime_s > 86_400 {
+            errors.push("registrar.auth.nonce_lifetime_s: must be from 1 to 86400".to_owned());
         }
         if self.max_bindings == 0 {
             errors.push("registrar.max_bindings: must be greater than 0".to_owned());

@@ -7,8 +7,10 @@ use std::collections::HashMap;
 use edge_api::Flow;
 use sip_auth::{Authenticator, Challenger, Secret};
 use sip_message::{Message, Refusal, Uri};
+use state_store::Store;
 
 use crate::config::RegistrarConfig;
+use crate::guard::Guard;
 
 pub struct Directory {
     /// Lower case.
@@ -16,14 +18,15 @@ pub struct Directory {
     /// (user, domain) → secret.
     pub users: HashMap<(String, String), Secret>,
     /// The digest challenger (realm and nonce key shared with every
-    /// replica); `None`: requests are not authenticated.
-    pub auth: Option<Authenticator>,
+    /// replica) and the store's memory of nonce counts and failures;
+    /// `None`: requests are not authenticated.
+    pub auth: Option<(Authenticator, Guard)>,
 }
 
 impl Directory {
     /// The registrar's users and domains; `authenticate` turns the
-    /// challenge on.
-    pub fn from_config(config: &RegistrarConfig, authenticate: bool) -> Directory {
+    /// challenge on, with nonce counts and failures kept in `store`.
+    pub fn from_config(config: &RegistrarConfig, authenticate: bool, store: &Store) -> Directory {
         let domains: Vec<String> = config.domains.iter().map(|d| d.to_ascii_lowercase()).collect();
         let realm = config
             .auth
@@ -31,7 +34,12 @@ impl Directory {
             .clone()
             .unwrap_or_else(|| domains.first().cloned().unwrap_or_default());
         Directory {
-            auth: authenticate.then(|| config.authenticator(&realm)),
+            auth: authenticate.then(|| {
+                (
+                    config.authenticator(&realm),
+                    Guard::new(store.clone(), config.auth.failures),
+                )
+            }),
             domains,
             users: config.secrets(),
         }
@@ -79,8 +87,8 @@ impl Directory {
     /// credentials work). The authenticated address `sip:user@domain`, the
     /// user looked up in the From domain when it is ours; `None` when
     /// requests are not authenticated.
-    pub fn authenticate(&self, req: &Message) -> Result<Option<String>, Refusal> {
-        let Some(auth) = self.auth.as_ref() else {
+    pub async fn authenticate(&self, req: &Message) -> Result<Option<String>, Refusal> {
+        let Some((auth, guard)) = self.auth.as_ref() else {
             return Ok(None);
         };
         let domain = req
@@ -90,9 +98,11 @@ impl Directory {
             .filter(|d| self.serves(d))
             .or_else(|| self.domains.first().cloned())
             .unwrap_or_default();
-        let user = auth.authenticate(req, Challenger::Proxy, |u| {
-            self.users.get(&(u.to_owned(), domain.clone())).cloned()
-        })?;
+        let user = guard
+            .authenticate(auth, req, Challenger::Proxy, |u| {
+                self.users.get(&(u.to_owned(), domain.clone())).cloned()
+            })
+            .await?;
         Ok(Some(format!("sip:{user}@{domain}")))
     }
 }

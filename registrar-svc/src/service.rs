@@ -18,6 +18,7 @@ use tracing::{debug, warn};
 use crate::binding::{Binding, BindingSet, expiry_timer, identity, record_key};
 use crate::config::RegistrarConfig;
 use crate::events::{BindingEvent, EventKind, publish};
+use crate::guard::Guard;
 use crate::httpdate::http_date;
 
 /// How often a REGISTER re-reads and retries when another replica changed
@@ -33,6 +34,7 @@ pub struct Registrar {
     store: Store,
     /// One authenticator per domain (its realm).
     auth: HashMap<String, Authenticator>,
+    guard: Guard,
     users: HashMap<(String, String), Secret>,
 }
 
@@ -60,6 +62,7 @@ impl Registrar {
             .collect();
         let users = config.secrets();
         Self {
+            guard: Guard::new(store.clone(), config.auth.failures),
             config,
             store,
             auth,
@@ -101,16 +104,15 @@ impl Registrar {
         if !self.serves(&aor_domain) {
             return Err(Refusal::not_found("domain not served here"));
         }
-        // Unknown addresses-of-record get 404 before any challenge, as the
-        // issue asks; this tells a prober which users exist (RFC 3261 10.3
-        // would authenticate first).
-        if !self.users.contains_key(&(user.to_string(), aor_domain.clone())) {
+        // RFC 3261 10.3: authenticate first. Every name is challenged
+        // alike, and only a user who proved who they are learns whether
+        // an address-of-record exists, so a prober learns nothing.
+        if self.config.auth.enabled {
+            self.authenticate(req, &domain, &aor_domain, &user).await?;
+        } else if !self.users.contains_key(&(user.to_string(), aor_domain.clone())) {
             return Err(Refusal::not_found("unknown user"));
         }
         let aor = format!("{}:{user}@{aor_domain}", if to_uri.secure { "sips" } else { "sip" });
-        if self.config.auth.enabled {
-            self.authenticate(req, &domain, &aor_domain, &user)?;
-        }
 
         let now = now_ms();
         let flow_is_connection = flow.transport.is_reliable();
@@ -163,13 +165,16 @@ impl Registrar {
         self.config.domains.iter().any(|d| d.eq_ignore_ascii_case(domain))
     }
 
-    fn authenticate(&self, req: &Message, domain: &str, aor_domain: &str, user: &str) -> Result<(), Refusal> {
+    async fn authenticate(&self, req: &Message, domain: &str, aor_domain: &str, user: &str) -> Result<(), Refusal> {
         let Some(auth) = self.auth.get(domain) else {
             return Err(Refusal::not_found("domain not served here"));
         };
-        let who = auth.authenticate(req, Challenger::Server, |u| {
-            self.users.get(&(u.to_owned(), aor_domain.to_owned())).cloned()
-        })?;
+        let who = self
+            .guard
+            .authenticate(auth, req, Challenger::Server, |u| {
+                self.users.get(&(u.to_owned(), aor_domain.to_owned())).cloned()
+            })
+            .await?;
         if who != user {
             debug!(%who, "authenticated user may not register this address-of-record");
             return Err(Refusal::forbidden("not your address-of-record"));

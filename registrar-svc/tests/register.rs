@@ -186,9 +186,6 @@ async fn domains_users_and_authentication() {
     let mut other = register("c1", 1, "Contact: <sip:a@192.0.2.1>\r\n");
     other.set_request_uri("sip:elsewhere.org");
     assert_eq!(r.register(&other, flow()).await.status(), Some(404));
-    let mut stranger = register("c1", 1, "Contact: <sip:a@192.0.2.1>\r\n");
-    stranger.set_header(Known::To, "<sip:mallory@example.com>");
-    assert_eq!(r.register(&stranger, flow()).await.status(), Some(404));
     // No credentials: one challenge per algorithm, SHA-256 first.
     let resp = r
         .register(&register("c1", 1, "Contact: <sip:a@192.0.2.1>\r\n"), flow())
@@ -200,6 +197,103 @@ async fn domains_users_and_authentication() {
     // Garbage credentials for our realm: 403.
     let bad = "Contact: <sip:a@192.0.2.1>\r\nAuthorization: Digest username=\"alice\", realm=\"example.com\", nonce=\"00\", uri=\"sip:example.com\", response=\"00\"\r\n";
     assert_eq!(r.register(&register("c1", 2, bad), flow()).await.status(), Some(403));
+}
+
+/// A REGISTER for `user` (From and To) answering `challenge` with
+/// `password`.
+fn answered(user: &str, call_id: &str, cseq: u32, challenge: &str, password: &str) -> Message {
+    let auth = sip_auth::client::answer(challenge, "REGISTER", "sip:example.com", user, password, "cn").unwrap();
+    let mut req = register(
+        call_id,
+        cseq,
+        &format!("Contact: <sip:a@192.0.2.1>\r\nAuthorization: {auth}\r\n"),
+    );
+    req.set_header(Known::From, &format!("<sip:{user}@example.com>;tag=t"));
+    req.set_header(Known::To, &format!("<sip:{user}@example.com>"));
+    req
+}
+
+async fn challenge_for(r: &Registrar, user: &str) -> (u16, String) {
+    let mut req = register("q", 1, "Contact: <sip:a@192.0.2.1>\r\n");
+    req.set_header(Known::To, &format!("<sip:{user}@example.com>"));
+    let resp = r.register(&req, flow()).await;
+    let first = resp
+        .known_fields(Known::WwwAuthenticate)
+        .next()
+        .unwrap_or_default()
+        .to_owned();
+    (resp.status().unwrap(), first)
+}
+
+#[tokio::test]
+async fn unknown_users_look_like_known_ones() {
+    let r = registrar(true);
+    // The same challenge whether the user exists or not.
+    let (alice, alice_challenge) = challenge_for(&r, "alice").await;
+    let (mallory, mallory_challenge) = challenge_for(&r, "mallory").await;
+    assert_eq!((alice, mallory), (401, 401));
+    let shape = |c: &str| c.split("nonce=").next().unwrap().to_owned();
+    assert_eq!(shape(&alice_challenge), shape(&mallory_challenge));
+    // After credentials: a wrong password and an unknown user get the one
+    // same answer.
+    let wrong = r
+        .register(&answered("alice", "w", 2, &alice_challenge, "guess"), flow())
+        .await;
+    let unknown = r
+        .register(&answered("mallory", "u", 2, &mallory_challenge, "guess"), flow())
+        .await;
+    assert_eq!(wrong.status(), Some(403));
+    assert_eq!((wrong.status(), wrong.reason()), (unknown.status(), unknown.reason()));
+    // The right password registers.
+    let ok = r
+        .register(&answered("alice", "ok", 2, &alice_challenge, "secret"), flow())
+        .await;
+    assert_eq!(ok.status(), Some(200));
+}
+
+#[tokio::test]
+async fn a_replayed_authorization_is_challenged_again() {
+    let r = registrar(true);
+    let (_, challenge) = challenge_for(&r, "alice").await;
+    let req = answered("alice", "r1", 2, &challenge, "secret");
+    assert_eq!(r.register(&req, flow()).await.status(), Some(200));
+    // The same nonce and nonce count again (a captured request, sent
+    // anew): not served, challenged with a fresh nonce.
+    let mut again = answered("alice", "r2", 3, &challenge, "secret");
+    again.set_header(Known::Contact, "<sip:attacker@203.0.113.66>");
+    let resp = r.register(&again, flow()).await;
+    assert_eq!(resp.status(), Some(401));
+    assert!(
+        resp.known_header(Known::WwwAuthenticate)
+            .unwrap()
+            .contains("stale=true")
+    );
+    let bindings = r.lookup("sip:alice@example.com").await.unwrap();
+    assert_eq!(bindings.len(), 1, "the replay bound nothing");
+}
+
+#[tokio::test]
+async fn guessing_locks_the_name_out() {
+    let r = registrar(true);
+    // The default: 10 failures in a minute lock the name out for 5.
+    for i in 0..10 {
+        let (_, c) = challenge_for(&r, "alice").await;
+        let resp = r
+            .register(&answered("alice", &format!("g{i}"), 2, &c, "guess"), flow())
+            .await;
+        assert_eq!(resp.status(), Some(403));
+    }
+    let (_, c) = challenge_for(&r, "alice").await;
+    let resp = r.register(&answered("alice", "late", 2, &c, "secret"), flow()).await;
+    assert_eq!(resp.status(), Some(403), "locked out, even with the password");
+    // Unknown names are counted alike: a lockout tells nothing either.
+    for i in 0..10 {
+        let (_, c) = challenge_for(&r, "mallory").await;
+        let resp = r
+            .register(&answered("mallory", &format!("m{i}"), 2, &c, "guess"), flow())
+            .await;
+        assert_eq!(resp.status(), Some(403));
+    }
 }
 
 #[tokio::test]

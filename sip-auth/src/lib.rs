@@ -2,15 +2,20 @@
 //! RFC 7616, RFC 8760).
 //!
 //! - MD5 and SHA-256 challenges (SHA-256 first: RFC 8760 8), `qop=auth`.
-//! - Nonces carry their own issue time and an HMAC over it and the realm, so
-//!   any replica sharing the key verifies any nonce without shared state;
-//!   an old nonce with otherwise correct credentials gets `stale=true`.
+//! - Nonces carry their own issue time, a random salt and an HMAC over
+//!   them and the realm, so any replica sharing the key verifies any nonce
+//!   without shared state; an old nonce with otherwise correct credentials
+//!   gets `stale=true`.
 //! - Users from configuration (password or HA1 per algorithm) or any other
 //!   lookup the caller provides.
+//! - An unknown user costs the same work as a wrong password and yields the
+//!   same verdict ([`Verdict::Wrong`]): nothing downstream can tell them
+//!   apart, so neither can a prober.
 //! - Nothing here logs, and `Debug` of secrets prints no secret.
 //!
-//! Without shared state there is no nonce-count tracking: a captured
-//! request can be replayed within the nonce lifetime (keep it short).
+//! What needs shared state (the nonce counts that refuse a replayed
+//! request, failures per user) is the caller's: [`Proof`] carries what it
+//! needs.
 
 #![forbid(unsafe_code)]
 
@@ -96,14 +101,30 @@ impl Secret {
 /// The outcome of checking a request's credentials.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum Verdict {
-    /// Valid credentials for this user.
-    Authenticated { user: String },
+    /// Valid credentials: who, and the nonce use to record.
+    Authenticated(Proof),
     /// No credentials for our realm: challenge (401 / 407).
     Missing,
     /// Right password, old nonce: challenge again with `stale=true`.
     Stale,
-    /// Wrong credentials, unknown user, foreign or forged nonce: 403.
+    /// A wrong password or no such user, deliberately one verdict: 403,
+    /// and a failure counted against the name.
+    Wrong { user: String },
+    /// Credentials that cannot be right whoever sent them: 403.
     Rejected(Rejection),
+}
+
+/// What valid credentials prove, and what a replay check needs.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Proof {
+    pub user: String,
+    /// One of ours (checked): at most 64 ASCII characters.
+    pub nonce: String,
+    /// The nonce count; 0 without `qop` (such a nonce is good once).
+    pub nc: u32,
+    /// Seconds the nonce stays acceptable from now: how long a record of
+    /// its use must live to refuse a replay.
+    pub valid_for_s: u64,
 }
 
 /// Why credentials were rejected (for logs and metrics; never the secret).
@@ -115,12 +136,8 @@ pub enum Rejection {
     Unsupported,
     #[error("nonce was not issued by us")]
     BadNonce,
-    #[error("unknown user")]
-    UnknownUser,
     #[error("digest uri does not match the Request-URI")]
     UriMismatch,
-    #[error("wrong response (password)")]
-    WrongResponse,
 }
 
 /// Issues challenges and verifies credentials for one realm.
@@ -166,7 +183,7 @@ impl Authenticator {
     }
 
     fn challenges_at(&self, now: u64, stale: bool) -> Vec<String> {
-        let nonce = self.nonce(now);
+        let nonce = self.nonce(now, fastrand::u64(..));
         self.algorithms
             .iter()
             .map(|alg| {
@@ -183,15 +200,26 @@ impl Authenticator {
             .collect()
     }
 
-    /// `<issue time, 16 hex digits><HMAC-SHA-256(key, time ":" realm), 32 hex>`.
-    fn nonce(&self, issued: u64) -> String {
-        format!("{issued:016x}{}", self.mac(issued))
+    /// `<issue time, 16 hex><salt, 16 hex><HMAC-SHA-256(key, time salt ":"
+    /// realm), 32 hex>`. The salt makes every challenge's nonce its own, so
+    /// a nonce count belongs to one client.
+    fn nonce(&self, issued: u64, salt: u64) -> String {
+        let stamp = format!("{issued:016x}{salt:016x}");
+        let mac = self.mac(&stamp);
+        stamp + &mac
     }
 
-    fn mac(&self, issued: u64) -> String {
+    fn mac(&self, stamp: &str) -> String {
         let mut mac = HmacSha256::new_from_slice(&self.key).expect("HMAC takes keys of any length");
-        mac.update(format!("{issued:016x}:{}", self.realm).as_bytes());
+        mac.update(format!("{stamp}:{}", self.realm).as_bytes());
         to_hex(&mac.finalize().into_bytes()[..16])
+    }
+
+    /// HA1 for a name we do not know: the same work as a real one, from a
+    /// secret nobody has, so an unknown user costs what a wrong password
+    /// costs.
+    fn decoy_ha1(&self, alg: Algorithm, user: &str) -> String {
+        alg.hex(&format!("{user}:{}:{}", self.realm, self.mac("decoy")))
     }
 
     /// Checks the credentials of one Authorization / Proxy-Authorization
@@ -247,35 +275,55 @@ impl Authenticator {
         if uri != request_uri {
             return Verdict::Rejected(Rejection::UriMismatch);
         }
-        let Some(ha1) = lookup(&user).and_then(|s| s.ha1(alg, &user, &self.realm)) else {
-            return Verdict::Rejected(Rejection::UnknownUser);
-        };
-        let ha2 = alg.hex(&format!("{method}:{uri}"));
-        let expected = match qop {
-            Some(q) => {
-                let (Some(nc), Some(cnonce)) = (get("nc"), get("cnonce")) else {
+        let (nc, nc_text, cnonce) = match &qop {
+            Some(_) => {
+                let (Some(nc_text), Some(cnonce)) = (get("nc"), get("cnonce")) else {
                     return Verdict::Rejected(Rejection::Malformed);
                 };
-                alg.hex(&format!("{ha1}:{nonce}:{nc}:{cnonce}:{q}:{ha2}"))
+                // RFC 7616 3.4: 8 hex digits.
+                let nc = (nc_text.len() == 8)
+                    .then(|| u32::from_str_radix(&nc_text, 16).ok())
+                    .flatten()
+                    .filter(|&n| n > 0);
+                let Some(nc) = nc else {
+                    return Verdict::Rejected(Rejection::Malformed);
+                };
+                (nc, nc_text, cnonce)
             }
+            None => (0, String::new(), String::new()),
+        };
+        // From here on an unknown user takes the path a known one takes.
+        let secret = lookup(&user).and_then(|s| s.ha1(alg, &user, &self.realm));
+        let known = secret.is_some();
+        let ha1 = secret.unwrap_or_else(|| self.decoy_ha1(alg, &user));
+        let ha2 = alg.hex(&format!("{method}:{uri}"));
+        let expected = match &qop {
+            Some(q) => alg.hex(&format!("{ha1}:{nonce}:{nc_text}:{cnonce}:{q}:{ha2}")),
             None => alg.hex(&format!("{ha1}:{nonce}:{ha2}")),
         };
-        if !constant_time_eq(expected.as_bytes(), response.to_ascii_lowercase().as_bytes()) {
-            return Verdict::Rejected(Rejection::WrongResponse);
+        let matches = constant_time_eq(expected.as_bytes(), response.to_ascii_lowercase().as_bytes());
+        if !(matches && known) {
+            return Verdict::Wrong { user };
         }
-        if now.saturating_sub(issued) > self.nonce_lifetime.as_secs() || issued > now + 60 {
+        let lifetime = self.nonce_lifetime.as_secs();
+        if now.saturating_sub(issued) > lifetime || issued > now + 60 {
             return Verdict::Stale;
         }
-        Verdict::Authenticated { user }
+        Verdict::Authenticated(Proof {
+            user,
+            valid_for_s: (issued + lifetime).saturating_sub(now),
+            nonce,
+            nc,
+        })
     }
 
     /// The issue time of a nonce we made, or `None` for a forged one.
     fn check_nonce(&self, nonce: &str) -> Option<u64> {
-        if nonce.len() != 48 || !nonce.is_ascii() {
+        if nonce.len() != 64 || !nonce.is_ascii() {
             return None;
         }
         let issued = u64::from_str_radix(&nonce[..16], 16).ok()?;
-        constant_time_eq(self.mac(issued).as_bytes(), &nonce.as_bytes()[16..]).then_some(issued)
+        constant_time_eq(self.mac(&nonce[..32]).as_bytes(), &nonce.as_bytes()[32..]).then_some(issued)
     }
 }
 
@@ -317,46 +365,42 @@ impl Challenger {
     }
 }
 
-/// What a verdict comes to: the user it proves, or the refusal that
-/// answers the request (a fresh challenge when credentials are missing,
-/// `stale=true` when only the nonce was old, 403 when they are wrong).
-pub fn auth_challenge(auth: &Authenticator, verdict: Verdict, kind: Challenger) -> Result<String, Refusal> {
-    match verdict {
-        Verdict::Authenticated { user } => Ok(user),
-        Verdict::Missing | Verdict::Stale => {
-            let stale = verdict == Verdict::Stale;
-            let (code, reason, header) = match kind {
-                Challenger::Server => (401, "Unauthorized", Known::WwwAuthenticate),
-                Challenger::Proxy => (407, "Proxy Authentication Required", Known::ProxyAuthenticate),
-            };
-            Err(auth
-                .challenges(stale)
-                .into_iter()
-                .fold(Refusal::new(code, reason), |r, c| r.with_header(header, c)))
-        }
-        Verdict::Rejected(_) => Err(Refusal::forbidden("bad credentials")),
-    }
-}
-
 impl Authenticator {
-    /// Authenticates `request` as `kind` would: reads its credentials,
-    /// checks them against `lookup`, and gives the user they prove or the
-    /// refusal that answers the request (see [`auth_challenge`]; 400 when
-    /// the credentials do not parse).
-    pub fn authenticate(
+    /// The challenge that answers a request without (usable) credentials:
+    /// 401 with WWW-Authenticate or 407 with Proxy-Authenticate, one per
+    /// algorithm; `stale` when only the nonce was old (or already used).
+    pub fn challenge(&self, kind: Challenger, stale: bool) -> Refusal {
+        let (code, reason, header) = match kind {
+            Challenger::Server => (401, "Unauthorized", Known::WwwAuthenticate),
+            Challenger::Proxy => (407, "Proxy Authentication Required", Known::ProxyAuthenticate),
+        };
+        self.challenges(stale)
+            .into_iter()
+            .fold(Refusal::new(code, reason), |r, c| r.with_header(header, c))
+    }
+
+    /// Checks `request`'s credentials as `kind` reads them (see
+    /// [`Authenticator::verify`]); 400 when they do not parse.
+    pub fn verdict(
         &self,
         request: &Message,
         kind: Challenger,
         lookup: impl Fn(&str) -> Option<Secret>,
-    ) -> Result<String, Refusal> {
+    ) -> Result<Verdict, Refusal> {
         let header = kind.credentials_header();
         let creds = request
             .credentials(header)
             .map_err(|_| Refusal::bad_request(header.as_str()))?;
         let method = request.method().map(|m| m.as_str()).unwrap_or("");
-        let verdict = self.verify(&creds, method, request.request_uri().unwrap_or(""), lookup);
-        auth_challenge(self, verdict, kind)
+        Ok(self.verify(&creds, method, request.request_uri().unwrap_or(""), lookup))
     }
+}
+
+/// The one answer to credentials that do not prove a user, whatever the
+/// reason (wrong password, no such user, locked out, forged nonce): a
+/// prober learns nothing from which.
+pub fn bad_credentials() -> Refusal {
+    Refusal::forbidden("bad credentials")
 }
 
 #[cfg(test)]
@@ -414,13 +458,18 @@ mod tests {
             let creds = [AuthParams::parse(&header).unwrap()];
             assert_eq!(
                 a.verify_at(now, &creds, "REGISTER", "sip:example.com", users),
-                Verdict::Authenticated { user: "alice".into() }
+                Verdict::Authenticated(Proof {
+                    user: "alice".into(),
+                    nonce: nonce.clone(),
+                    nc: 1,
+                    valid_for_s: 300,
+                })
             );
             let wrong = answer(alg, &nonce, "guess", "sip:example.com");
             let creds = [AuthParams::parse(&wrong).unwrap()];
             assert_eq!(
                 a.verify_at(now, &creds, "REGISTER", "sip:example.com", users),
-                Verdict::Rejected(Rejection::WrongResponse)
+                Verdict::Wrong { user: "alice".into() }
             );
         }
     }
@@ -434,7 +483,7 @@ mod tests {
         let creds = [AuthParams::parse(&header).unwrap()];
         assert_eq!(a.verify(&creds, "REGISTER", "sip:example.com", users), Verdict::Stale);
 
-        let forged = format!("{:016x}{}", unix_now(), "0".repeat(32));
+        let forged = format!("{:016x}{}", unix_now(), "0".repeat(48));
         let header = answer(Algorithm::Md5, &forged, "secret", "sip:example.com");
         let creds = [AuthParams::parse(&header).unwrap()];
         assert_eq!(
@@ -473,6 +522,45 @@ mod tests {
     }
 
     #[test]
+    fn unknown_user_and_wrong_password_are_one_verdict() {
+        let a = auth();
+        let nonce = nonce_of(&a.challenges(false)[0]);
+        let wrong = answer(Algorithm::Sha256, &nonce, "guess", "sip:example.com");
+        let creds = [AuthParams::parse(&wrong).unwrap()];
+        let nobody = |_: &str| None;
+        assert_eq!(
+            a.verify(&creds, "REGISTER", "sip:example.com", nobody),
+            Verdict::Wrong { user: "alice".into() }
+        );
+        assert_eq!(
+            a.verify(&creds, "REGISTER", "sip:example.com", users),
+            Verdict::Wrong { user: "alice".into() }
+        );
+    }
+
+    #[test]
+    fn every_challenge_has_its_own_nonce_and_nc_is_checked() {
+        let a = auth();
+        let now = unix_now();
+        let (n1, n2) = (
+            nonce_of(&a.challenges_at(now, false)[0]),
+            nonce_of(&a.challenges_at(now, false)[0]),
+        );
+        assert_ne!(n1, n2, "same second, different nonces");
+        assert_eq!(n1.len(), 64);
+        let header = answer(Algorithm::Md5, &n1, "secret", "sip:example.com");
+        for bad_nc in ["00000000", "1", "0000000g"] {
+            let h = header.replace("nc=00000001", &format!("nc={bad_nc}"));
+            let creds = [AuthParams::parse(&h).unwrap()];
+            assert_eq!(
+                a.verify(&creds, "REGISTER", "sip:example.com", users),
+                Verdict::Rejected(Rejection::Malformed),
+                "{bad_nc}"
+            );
+        }
+    }
+
+    #[test]
     fn no_algorithm_means_md5_only_when_md5_is_offered() {
         let sha_only = Authenticator::new("example.com", b"k", Duration::from_secs(300), vec![Algorithm::Sha256]);
         let nonce = nonce_of(&sha_only.challenges(false)[0]);
@@ -491,10 +579,10 @@ mod tests {
         )
         .replace(", algorithm=MD5", "");
         let creds = [AuthParams::parse(&header).unwrap()];
-        assert_eq!(
+        assert!(matches!(
             auth().verify(&creds, "REGISTER", "sip:example.com", users),
-            Verdict::Authenticated { user: "alice".into() }
-        );
+            Verdict::Authenticated(p) if p.user == "alice"
+        ));
     }
 
     #[test]
@@ -510,16 +598,16 @@ mod tests {
         };
         let header = answer(Algorithm::Md5, &nonce, "secret", "sip:example.com");
         let creds = [AuthParams::parse(&header).unwrap()];
-        assert_eq!(
+        assert!(matches!(
             a.verify(&creds, "REGISTER", "sip:example.com", lookup),
-            Verdict::Authenticated { user: "alice".into() }
-        );
+            Verdict::Authenticated(p) if p.user == "alice"
+        ));
         // No SHA-256 HA1 stored: that algorithm cannot succeed.
         let header = answer(Algorithm::Sha256, &nonce, "secret", "sip:example.com");
         let creds = [AuthParams::parse(&header).unwrap()];
         assert_eq!(
             a.verify(&creds, "REGISTER", "sip:example.com", lookup),
-            Verdict::Rejected(Rejection::UnknownUser)
+            Verdict::Wrong { user: "alice".into() }
         );
         assert!(!format!("{:?}", Secret::Password("secret".into())).contains("secret\""));
         assert!(!format!("{a:?}").contains("key"));

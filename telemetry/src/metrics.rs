@@ -115,6 +115,14 @@ pub struct Metrics {
     pub subscriptions: Gauge,
     pub publications: Gauge,
     pub draining: Gauge,
+    pub auth_refused: Family<ReasonLabels, Counter>,
+    pub auth_lockouts: Counter,
+    pub flood_dropped: Family<ReasonLabels, Counter>,
+    pub flood_bans: Counter,
+    /// Sources banned now.
+    pub flood_banned: Gauge,
+    /// Sources the flood guard tracks now.
+    pub flood_sources: Gauge,
 }
 
 static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
@@ -138,6 +146,12 @@ static METRICS: LazyLock<Metrics> = LazyLock::new(|| Metrics {
     subscriptions: Gauge::default(),
     publications: Gauge::default(),
     draining: Gauge::default(),
+    auth_refused: Family::default(),
+    auth_lockouts: Counter::default(),
+    flood_dropped: Family::default(),
+    flood_bans: Counter::default(),
+    flood_banned: Gauge::default(),
+    flood_sources: Gauge::default(),
 });
 
 /// The process's metrics.
@@ -252,6 +266,32 @@ static REGISTRY: LazyLock<Registry> = LazyLock::new(|| {
         "1 while this process drains after SIGTERM",
         m.draining.clone(),
     );
+    r.register(
+        "auth_refused",
+        "Requests whose credentials did not admit them, by reason (wrong: password or user; locked_out; replay: a nonce count used before; rejected: forged nonce, malformed)",
+        m.auth_refused.clone(),
+    );
+    r.register(
+        "auth_lockouts",
+        "User names locked out after repeated authentication failures",
+        m.auth_lockouts.clone(),
+    );
+    r.register(
+        "flood_dropped",
+        "Messages and connections the edge's flood guard refused, by reason (rate, banned, connections, handshakes)",
+        m.flood_dropped.clone(),
+    );
+    r.register(
+        "flood_bans",
+        "Source addresses (IPv6: /64 prefixes) banned for sending over the rate limit",
+        m.flood_bans.clone(),
+    );
+    r.register("flood_banned", "Source addresses banned now", m.flood_banned.clone());
+    r.register(
+        "flood_sources",
+        "Source addresses the flood guard tracks now",
+        m.flood_sources.clone(),
+    );
     r
 });
 
@@ -338,8 +378,67 @@ impl Dropped {
     }
 }
 
+/// Why credentials did not admit a request.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum AuthRefused {
+    Wrong,
+    LockedOut,
+    Replay,
+    Rejected,
+}
+
+/// Why the flood guard refused a message or a connection.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum FloodRefused {
+    /// Over the rate limit (the message that set off a ban, or any while
+    /// the table of sources is full).
+    Rate,
+    /// From a banned source.
+    Banned,
+    /// Over the per-address connection limit.
+    Connections,
+    /// Over the per-address limit on TLS handshakes in progress.
+    Handshakes,
+}
+
 // One line per event for the libraries, so none of them needs the
 // Prometheus types.
+
+pub fn auth_refused(reason: AuthRefused) {
+    let reason = match reason {
+        AuthRefused::Wrong => "wrong",
+        AuthRefused::LockedOut => "locked_out",
+        AuthRefused::Replay => "replay",
+        AuthRefused::Rejected => "rejected",
+    };
+    metrics().auth_refused.get_or_create(&ReasonLabels { reason }).inc();
+}
+
+pub fn auth_lockout() {
+    metrics().auth_lockouts.inc();
+}
+
+pub fn flood_refused(reason: FloodRefused) {
+    let reason = match reason {
+        FloodRefused::Rate => "rate",
+        FloodRefused::Banned => "banned",
+        FloodRefused::Connections => "connections",
+        FloodRefused::Handshakes => "handshakes",
+    };
+    metrics().flood_dropped.get_or_create(&ReasonLabels { reason }).inc();
+}
+
+/// A new ban.
+pub fn flood_ban() {
+    metrics().flood_bans.inc();
+}
+
+/// Sources tracked and banned now.
+pub fn flood_table(sources: usize, banned: usize) {
+    let m = metrics();
+    m.flood_sources.set(i64::try_from(sources).unwrap_or(i64::MAX));
+    m.flood_banned.set(i64::try_from(banned).unwrap_or(i64::MAX));
+}
 
 pub fn sip_request_received(method: &str, transport: &'static str) {
     metrics()

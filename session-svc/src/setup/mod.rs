@@ -31,7 +31,7 @@ pub(crate) async fn invite(core: Arc<Core>, tx: ServerTxRef, flow: Flow, req: Me
     // The session id is also sipbus's tag on the caller's leg: the
     // caller's requests in the call name their session.
     let id = random_id();
-    let prepared = match authenticate(&core, &req) {
+    let prepared = match authenticate(&core, &req).await {
         Ok(endpoint) => prepare(&core, &tx, &flow, &req, &id, endpoint).await,
         Err(r) => Err(r),
     };
@@ -66,11 +66,11 @@ pub(crate) async fn invite(core: Arc<Core>, tx: ServerTxRef, flow: Flow, req: Me
 
 /// RFC 3261 22.3 for a new call: the caller proves who it is to sipbus.
 /// Returns the authenticated user, or "" when calls are not authenticated.
-fn authenticate(core: &Core, req: &Message) -> Result<String, Refusal> {
+async fn authenticate(core: &Core, req: &Message) -> Result<String, Refusal> {
     if !core.config.authenticate {
         return Ok(String::new());
     }
-    let found = core.directory.authenticate(req)?;
+    let found = core.directory.authenticate(req).await?;
     // The endpoint is the user part: profiles are keyed by it.
     Ok(found
         .map(|aor| registrar_svc::user_of(&aor).to_owned())

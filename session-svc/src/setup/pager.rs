@@ -40,7 +40,7 @@ pub(crate) async fn message(core: Arc<Core>, tx: ServerTxRef, flow: Flow, req: M
 
 async fn deliver(core: &Arc<Core>, flow: &Flow, req: &Message) -> Result<Message, Refusal> {
     if core.config.authenticate {
-        core.directory.authenticate(req)?;
+        core.directory.authenticate(req).await?;
     }
     let plans = route::route(core, req, flow).await?;
     let mut set = JoinSet::new();

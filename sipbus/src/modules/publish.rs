@@ -34,7 +34,7 @@ fn check(config: &Config, process: &Process) -> Vec<extension::ConfigProblem> {
 async fn start(ctx: &mut Ctx<'_>) -> anyhow::Result<()> {
     let config = ctx.config;
     let store = ctx.store.clone().context("publish-svc starts after the store")?;
-    let directory = Directory::from_config(&config.registrar, config.publish.authenticate);
+    let directory = Directory::from_config(&config.registrar, config.publish.authenticate, &store);
     let publisher = Publisher::new(config.publish.clone(), store, directory, &config.registry).map_err(|problems| {
         let text: Vec<String> = problems.iter().map(ToString::to_string).collect();
         anyhow::anyhow!("config: {}", text.join("; "))

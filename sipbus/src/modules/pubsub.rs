@@ -46,7 +46,7 @@ async fn start(ctx: &mut Ctx<'_>) -> anyhow::Result<()> {
     let store = ctx.store.clone().context("pubsub-svc starts after the store")?;
     let edges = super::edges(ctx)?;
     let locations = super::locations(ctx).await?;
-    let directory = Directory::from_config(&config.registrar, config.pubsub.authenticate);
+    let directory = Directory::from_config(&config.registrar, config.pubsub.authenticate, &store);
     let core = Core::new(
         config.pubsub.clone(),
         store,

@@ -50,8 +50,8 @@ fn check(config: &Config, process: &Process) -> Vec<extension::ConfigProblem> {
 }
 
 /// The users and domains calls are checked against: the registrar's.
-fn directory(config: &Config) -> Directory {
-    Directory::from_config(&config.registrar, config.session.authenticate)
+fn directory(config: &Config, store: &state_store::Store) -> Directory {
+    Directory::from_config(&config.registrar, config.session.authenticate, store)
 }
 
 async fn start(ctx: &mut Ctx<'_>) -> anyhow::Result<()> {
@@ -79,6 +79,7 @@ async fn start(ctx: &mut Ctx<'_>) -> anyhow::Result<()> {
             anyhow::anyhow!("config: {}", text.join("; "))
         })?
         .with_registry(store.clone(), &config.registry);
+    let directory = directory(config, &store);
     let core = Arc::new(Core::new(
         config.session.clone(),
         store,
@@ -86,7 +87,7 @@ async fn start(ctx: &mut Ctx<'_>) -> anyhow::Result<()> {
         locations,
         sdp,
         supplements,
-        directory(config),
+        directory,
     ));
     ctx.tasks.push(tokio::spawn(session_svc::timers::run(core.clone())));
     ctx.tasks.push(tokio::spawn(core.clone().follow_registry()));

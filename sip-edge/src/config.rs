@@ -6,6 +6,7 @@ use std::time::Duration;
 use serde::{Deserialize, Serialize};
 use sip_message::Limits;
 
+use crate::flood::FloodConfig;
 use crate::transaction::TimerConfig;
 use crate::transport::ListenAddr;
 use crate::transport::stream::TcpSettings;
@@ -38,6 +39,8 @@ pub struct EdgeConfig {
     /// `[edge.limits]`: bounds on everything a peer sends.
     pub limits: Limits,
     pub overload: OverloadConfig,
+    /// `[edge.flood]`: per-source rate limits, bans, connection limits.
+    pub flood: FloodConfig,
     pub tcp: TcpConfig,
     /// `[edge.tls]`: certificates for `tls:` and `wss:` listeners and for
     /// connections we open to `sips:` targets.
@@ -66,6 +69,7 @@ impl Default for EdgeConfig {
             timers: TimersConfig::default(),
             limits: Limits::default(),
             overload: OverloadConfig::default(),
+            flood: FloodConfig::default(),
             tcp: TcpConfig::default(),
             tls: TlsConfig::default(),
             websocket: WsConfig::default(),
@@ -198,6 +202,9 @@ impl EdgeConfig {
         }
         if self.overload.max_inflight_requests == 0 {
             bad("overload.max_inflight_requests", "must be greater than 0");
+        }
+        for (key, problem) in self.flood.problems() {
+            bad(key, problem);
         }
         if self.tcp.write_queue == 0 {
             bad("tcp.write_queue", "must be greater than 0");

@@ -16,6 +16,7 @@ use tracing::{Instrument, debug, info, info_span, warn};
 
 use crate::config::EdgeConfig;
 use crate::dispatch::{Dispatch, EdgeHandle, IncomingRequest};
+use crate::flood::FloodGuard;
 use crate::transaction::{ServerTx, ServerTxId, TransactionLayer, TransactionUser};
 use crate::transport::tls::{TlsContext, TlsError};
 use crate::transport::{Flow, Inbound, Transport, Transports, stream, udp};
@@ -81,11 +82,13 @@ pub async fn start(config: &EdgeConfig, dispatcher: Arc<dyn Dispatch>) -> Result
     // Always: a sips: target may come up without any TLS listener.
     let serves_tls = config.listen.iter().any(|l| l.transport.is_secure());
     let tls = TlsContext::load(&config.tls, serves_tls)?;
+    let flood = FloodGuard::new(config.flood.clone());
     let transports = Transports::new(
         config.advertise,
         config.tcp_settings(),
         config.ws_settings(),
         tls.clone(),
+        flood.clone(),
     );
     let layer = TransactionLayer::new(
         config.timer_config(),
@@ -135,7 +138,7 @@ pub async fn start(config: &EdgeConfig, dispatcher: Arc<dyn Dispatch>) -> Result
                 transports.add_udp(local, socket.clone());
                 for _ in 0..config.udp_workers {
                     let inbound: Arc<dyn Inbound> = core.clone();
-                    tasks.push(tokio::spawn(udp::serve(socket.clone(), local, inbound)));
+                    tasks.push(tokio::spawn(udp::serve(socket.clone(), local, inbound, flood.clone())));
                 }
                 info!(%local, "listening on UDP");
                 local_addrs.push((Transport::Udp, local));
@@ -202,6 +205,17 @@ impl Inbound for Core {
             stamp_via(&mut msg, &source);
         }
         self.layer.receive(msg, source);
+    }
+
+    fn refuse(&self, data: Bytes, source: Flow, retry_after: std::time::Duration) {
+        let Ok(msg) = Message::parse_structure(data, &self.limits) else {
+            return;
+        };
+        if msg.is_request() && respondable(&msg) {
+            let secs = retry_after.as_secs().max(1).to_string();
+            self.layer
+                .respond_stateless(&msg, &source, 503, "Service Unavailable", &[("Retry-After", &secs)]);
+        }
     }
 }
 

@@ -13,6 +13,7 @@
 pub mod config;
 pub mod dispatch;
 pub mod edge;
+pub mod flood;
 pub mod transaction;
 pub mod transport;
 pub mod validate;

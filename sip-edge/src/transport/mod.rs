@@ -101,6 +101,10 @@ impl<'de> serde::Deserialize<'de> for ListenAddr {
 /// datagram, or a frame from a stream) with where it came from.
 pub trait Inbound: Send + Sync + 'static {
     fn on_message(&self, data: Bytes, source: Flow);
+    /// A message from a connection whose source is banned for flooding:
+    /// answered 503 with Retry-After when it is a request, then the
+    /// connection closes.
+    fn refuse(&self, data: Bytes, source: Flow, retry_after: std::time::Duration);
 }
 
 impl serde::Serialize for ListenAddr {

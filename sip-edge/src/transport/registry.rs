@@ -14,6 +14,7 @@ use super::stream::{self, TcpSettings};
 use super::tls::TlsContext;
 use super::ws::WsSettings;
 use super::{ConnectionId, Flow, Inbound, Transmit, Transport, TransportError};
+use crate::flood::FloodGuard;
 use crate::lock;
 
 /// A live stream connection's write side.
@@ -50,6 +51,8 @@ pub struct Transports {
     pub(crate) ws: WsSettings,
     tls: Arc<TlsContext>,
     handshaking: Arc<AtomicUsize>,
+    /// Per-source limits on messages and connections.
+    pub(crate) flood: Arc<FloodGuard>,
     /// Where messages read from connections we open go.
     inbound: OnceLock<Arc<dyn Inbound>>,
     /// Bounds UDP sends waiting for the socket to become writable.
@@ -58,7 +61,13 @@ pub struct Transports {
 }
 
 impl Transports {
-    pub fn new(advertise: Option<IpAddr>, tcp: TcpSettings, ws: WsSettings, tls: Arc<TlsContext>) -> Arc<Self> {
+    pub fn new(
+        advertise: Option<IpAddr>,
+        tcp: TcpSettings,
+        ws: WsSettings,
+        tls: Arc<TlsContext>,
+        flood: Arc<FloodGuard>,
+    ) -> Arc<Self> {
         Arc::new_cyclic(|me| Self {
             me: me.clone(),
             udp: Mutex::new(Vec::new()),
@@ -70,6 +79,7 @@ impl Transports {
             ws,
             tls,
             handshaking: Arc::new(AtomicUsize::new(0)),
+            flood,
             inbound: OnceLock::new(),
             udp_waits: Arc::new(tokio::sync::Semaphore::new(4096)),
         })

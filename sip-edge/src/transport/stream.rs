@@ -19,6 +19,7 @@ use tracing::{debug, info, warn};
 
 use super::registry::{Connection, Handshake};
 use super::{ConnectionId, Flow, Inbound, Transport, TransportError, Transports, ws};
+use crate::flood::{self, Admit, FloodGuard};
 
 /// Stream settings.
 #[derive(Debug, Clone)]
@@ -74,13 +75,28 @@ pub async fn serve(listener: TcpListener, local: SocketAddr, transport: Transpor
                 continue;
             }
         };
+        // Before the global limit: one source must not use it all up.
+        let slot = match transports.flood.connection(remote.ip()) {
+            Ok(slot) => slot,
+            Err(e) => {
+                debug!(%remote, reason = %e, "{transport} connection refused");
+                continue;
+            }
+        };
         let Some(handshake) = transports.begin_handshake() else {
             warn!(%remote, "too many {transport} connections: refused");
             telemetry::metrics::sip_dropped(telemetry::metrics::Dropped::ConnectionLimit);
             continue;
         };
         let _ = stream.set_nodelay(true);
-        tokio::spawn(accept(stream, remote, local, transport, transports.clone(), handshake));
+        tokio::spawn(accept(
+            stream,
+            remote,
+            local,
+            transport,
+            transports.clone(),
+            (handshake, slot),
+        ));
     }
 }
 
@@ -93,6 +109,8 @@ pub(crate) enum Closed {
     IncompleteMessage,
     FramingLost,
     MessageTooLarge,
+    /// Its source is banned for flooding.
+    Flooding,
 }
 
 impl std::fmt::Display for Closed {
@@ -104,6 +122,7 @@ impl std::fmt::Display for Closed {
             Closed::IncompleteMessage => "incomplete message timed out",
             Closed::FramingLost => "framing error",
             Closed::MessageTooLarge => "message too large",
+            Closed::Flooding => "source banned for flooding",
         })
     }
 }
@@ -117,6 +136,8 @@ enum Refused {
     WebSocket(tokio_tungstenite::tungstenite::Error),
     #[error("{0} handshake timed out")]
     TimedOut(Transport),
+    #[error("{0}")]
+    Flood(flood::Refused),
 }
 
 /// An accepted connection once its handshakes are done.
@@ -134,9 +155,21 @@ async fn accept(
     local: SocketAddr,
     transport: Transport,
     transports: Arc<Transports>,
-    handshake: Handshake,
+    (handshake, slot): (Handshake, flood::Slot),
 ) {
     let Some(inbound) = transports.inbound() else { return };
+    // A TLS handshake costs the server more than the client: few at once
+    // per source.
+    let tls_slot = match transport.is_secure() {
+        true => match transports.flood.handshake(remote.ip()) {
+            Ok(s) => Some(s),
+            Err(e) => {
+                let e = Refused::Flood(e);
+                return debug!(%remote, %transport, reason = %e, "connection refused");
+            }
+        },
+        false => None,
+    };
     let limit = transports.handshake_timeout();
     let acceptor = match transport {
         Transport::Tls | Transport::Wss => match transports.tls_acceptor() {
@@ -179,9 +212,11 @@ async fn accept(
             return info!(%remote, %transport, reason = %e, "connection refused");
         }
     };
+    drop(tls_slot);
     // Registered before the handshake slot is given back, so the limit
     // counts it all along.
-    let conn = Opened::register(&transports, transport, remote, local);
+    let mut conn = Opened::register(&transports, transport, remote, local);
+    conn.slot = Some(slot);
     drop(handshake);
     let ws_settings = transports.ws.clone();
     // Connections hold the edge only weakly: a stopped edge is not kept
@@ -204,6 +239,9 @@ pub(crate) struct Opened {
     pub(crate) local: SocketAddr,
     pub(crate) outgoing: mpsc::Receiver<Bytes>,
     pub(crate) settings: TcpSettings,
+    pub(crate) flood: Arc<FloodGuard>,
+    /// Counts an accepted connection against its source while it is open.
+    slot: Option<flood::Slot>,
     registry: std::sync::Weak<Transports>,
 }
 
@@ -234,6 +272,8 @@ impl Opened {
             local,
             outgoing,
             settings: transports.tcp.clone(),
+            flood: transports.flood.clone(),
+            slot: None,
             registry: transports.weak_self(),
         }
     }
@@ -288,6 +328,8 @@ pub(crate) fn connect(
         local: remote,
         outgoing,
         settings: transports.tcp.clone(),
+        flood: transports.flood.clone(),
+        slot: None,
         registry: transports.weak_self(),
     };
     let limit = transports.handshake_timeout();
@@ -318,11 +360,12 @@ async fn run<S: AsyncRead + AsyncWrite + Send + 'static>(stream: S, mut conn: Op
     let source = conn.source();
     let (transport, id, remote) = (conn.transport, conn.id, conn.remote);
     let settings = conn.settings.clone();
+    let flood = conn.flood.clone();
     let mut outgoing = conn.take_outgoing();
     debug!(flow = %id, %remote, %transport, "connection up");
     let (mut reader, mut writer) = tokio::io::split(stream);
     let (pong_tx, mut pong_rx) = mpsc::channel::<()>(4);
-    let _writer = AbortOnDrop(tokio::spawn(async move {
+    let mut writer_task = AbortOnDrop(tokio::spawn(async move {
         loop {
             tokio::select! {
                 data = outgoing.recv() => match data {
@@ -363,18 +406,28 @@ async fn run<S: AsyncRead + AsyncWrite + Send + 'static>(stream: S, mut conn: Op
         framer.extend(&buf[..n]);
         let failure = loop {
             match framer.next_frame() {
-                Ok(Some(Frame::Message(data))) => inbound.on_message(data, source.clone()),
+                Ok(Some(Frame::Message(data))) => match flood.message(remote.ip()) {
+                    Admit::Yes => inbound.on_message(data, source.clone()),
+                    Admit::Banned(left) => {
+                        inbound.refuse(data, source.clone(), left);
+                        break Some(Stop::Flooding);
+                    }
+                },
                 Ok(Some(Frame::Ping)) => {
                     let _ = pong_tx.try_send(());
                 }
                 Ok(Some(Frame::Pong)) => {}
                 Ok(None) => break None,
-                Err(e) => break Some(e),
+                Err(e) => break Some(Stop::Framing(e)),
             }
         };
-        if let Some(e) = failure {
-            warn!(flow = %id, %remote, error = %e, "framing lost: closing connection");
-            break Closed::FramingLost;
+        match failure {
+            Some(Stop::Framing(e)) => {
+                warn!(flow = %id, %remote, error = %e, "framing lost: closing connection");
+                break Closed::FramingLost;
+            }
+            Some(Stop::Flooding) => break Closed::Flooding,
+            None => {}
         }
         partial_since = match (framer.pending(), partial_since) {
             (0, _) => None,
@@ -383,5 +436,17 @@ async fn run<S: AsyncRead + AsyncWrite + Send + 'static>(stream: S, mut conn: Op
         };
     };
     info!(flow = %id, %remote, %transport, %reason, "connection closed");
+    if reason == Closed::Flooding {
+        // Unregistered, the writer drains what is queued (the 503) and
+        // ends; it gets a moment to.
+        drop(conn);
+        let _ = timeout(Duration::from_secs(1), &mut writer_task.0).await;
+    }
     // Dropping `conn` and the writer unregisters and stops writing.
+}
+
+/// Why a connection's read loop stops reading.
+enum Stop {
+    Framing(sip_message::framing::FrameError),
+    Flooding,
 }

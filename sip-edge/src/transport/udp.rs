@@ -12,6 +12,7 @@ use tokio::net::UdpSocket;
 use tracing::{debug, warn};
 
 use super::{Flow, Inbound, Transport};
+use crate::flood::{Admit, FloodGuard};
 
 /// Binds a UDP socket: IPv6 sockets are v6-only so `0.0.0.0` and `[::]` can
 /// both be bound; buffers of `buffer_bytes` each way to ride out bursts.
@@ -41,7 +42,8 @@ pub fn bind(addr: SocketAddr, buffer_bytes: usize) -> io::Result<UdpSocket> {
 
 /// Receives datagrams until the socket fails; each SIP datagram goes to
 /// `inbound` on this task (parsing is cheap and keeps order per socket).
-pub async fn serve(socket: Arc<UdpSocket>, local: SocketAddr, inbound: Arc<dyn Inbound>) {
+/// A banned source's datagrams are dropped unread.
+pub async fn serve(socket: Arc<UdpSocket>, local: SocketAddr, inbound: Arc<dyn Inbound>, flood: Arc<FloodGuard>) {
     // 64 KiB: the largest datagram; anything longer was truncated by the
     // kernel and will fail Content-Length checks.
     let mut buf = vec![0u8; 65_536];
@@ -54,6 +56,9 @@ pub async fn serve(socket: Arc<UdpSocket>, local: SocketAddr, inbound: Arc<dyn I
                 continue;
             }
         };
+        if let Admit::Banned(_) = flood.message(remote.ip()) {
+            continue;
+        }
         let data = &buf[..n];
         match classify_datagram(data) {
             Datagram::Sip => {

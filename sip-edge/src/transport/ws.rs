@@ -12,7 +12,6 @@ use futures_util::{SinkExt, StreamExt};
 use serde::{Deserialize, Serialize};
 use tokio::io::{AsyncRead, AsyncWrite};
 use tokio::net::TcpStream;
-use tokio::sync::mpsc;
 use tokio::time::{Instant, sleep_until};
 use tokio_rustls::server::TlsStream;
 use tokio_tungstenite::WebSocketStream;
@@ -22,8 +21,9 @@ use tokio_tungstenite::tungstenite::protocol::WebSocketConfig;
 use tokio_tungstenite::tungstenite::{Error as WsError, Message, Utf8Bytes};
 use tracing::{debug, info};
 
+use super::Inbound;
 use super::stream::{AbortOnDrop, Closed, Opened};
-use super::{Flow, Inbound};
+use crate::flood::Admit;
 
 /// The WebSocket subprotocol for SIP (RFC 7118 4.1).
 pub const SUBPROTOCOL: &str = "sip";
@@ -151,27 +151,26 @@ pub async fn accept<S: AsyncRead + AsyncWrite + Unpin>(
 
 /// One WebSocket connection until it closes; dropping `conn` at the end
 /// takes it out of the registry.
-pub(crate) async fn run(socket: Accepted, mut conn: Opened, settings: WsSettings, inbound: Arc<dyn Inbound>) {
-    let source = conn.source();
-    let outgoing = conn.take_outgoing();
-    let reason = match socket {
-        Accepted::Plain(s) => pump(*s, &source, outgoing, &settings, &inbound).await,
-        Accepted::Secure(s) => pump(*s, &source, outgoing, &settings, &inbound).await,
-    };
-    info!(flow = %conn.id, remote = %conn.remote, transport = %conn.transport, %reason, "connection closed");
+pub(crate) async fn run(socket: Accepted, conn: Opened, settings: WsSettings, inbound: Arc<dyn Inbound>) {
+    match socket {
+        Accepted::Plain(s) => pump(*s, conn, &settings, &inbound).await,
+        Accepted::Secure(s) => pump(*s, conn, &settings, &inbound).await,
+    }
 }
 
 async fn pump<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
     socket: WebSocketStream<S>,
-    source: &Flow,
-    mut outgoing: mpsc::Receiver<Bytes>,
+    mut conn: Opened,
     settings: &WsSettings,
     inbound: &Arc<dyn Inbound>,
-) -> Closed {
+) {
+    let source = conn.source();
+    let mut outgoing = conn.take_outgoing();
+    let flood = conn.flood.clone();
     debug!(flow = %source, "WebSocket connection up");
     let (mut sink, mut stream) = socket.split();
     let ping_every = settings.ping_interval;
-    let _writer = AbortOnDrop(tokio::spawn(async move {
+    let mut writer = AbortOnDrop(tokio::spawn(async move {
         // The first ping one interval after the upgrade, not at once.
         let mut ping = ping_every.map(|p| {
             let mut every = tokio::time::interval_at(Instant::now() + p, p);
@@ -211,8 +210,8 @@ async fn pump<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
         None => settings.idle_timeout,
     };
     let mut last_activity = Instant::now();
-    // The writer stops when this returns (it is dropped with `_writer`).
-    loop {
+    // The writer stops when this returns (it is dropped with `writer`).
+    let reason = loop {
         let next = tokio::select! {
             m = stream.next() => m,
             _ = sleep_until(last_activity + quiet) => break Closed::Idle,
@@ -235,6 +234,19 @@ async fn pump<S: AsyncRead + AsyncWrite + Unpin + Send + 'static>(
         if data.iter().all(u8::is_ascii_whitespace) {
             continue;
         }
-        inbound.on_message(data, source.clone());
+        match flood.message(source.remote.ip()) {
+            Admit::Yes => inbound.on_message(data, source.clone()),
+            Admit::Banned(left) => {
+                inbound.refuse(data, source.clone(), left);
+                break Closed::Flooding;
+            }
+        }
+    };
+    info!(flow = %conn.id, remote = %conn.remote, transport = %conn.transport, %reason, "connection closed");
+    if reason == Closed::Flooding {
+        // Unregistered, the writer sends what is queued (the 503), closes,
+        // and ends; it gets a moment to.
+        drop(conn);
+        let _ = tokio::time::timeout(Duration::from_secs(1), &mut writer.0).await;
     }
 }

@@ -55,6 +55,10 @@ impl pb::request_handler_server::RequestHandler for HandlerService {
             // another replica (see `never_arrived`).
             return Err(Status::unavailable(super::DRAINING));
         }
+        if !telemetry::health::store_ok() {
+            // Likewise: work that needs the store would fail here.
+            return Err(Status::unavailable(super::STORE_DOWN));
+        }
         let trace = proto::trace::extract(request.metadata()).unwrap_or_default();
         let req = request.into_inner();
         let message = req.message.ok_or_else(|| invalid("no message"))?;

@@ -87,8 +87,14 @@ fn secure(address: &str, tls: &tls::GrpcTls) -> Result<Endpoint, String> {
 pub fn never_arrived(status: &Status) -> bool {
     status.code() == tonic::Code::Unavailable
         && ((status.message() == "tcp connect error" && std::error::Error::source(status).is_some())
-            || status.message() == DRAINING)
+            || status.message() == DRAINING
+            || status.message() == STORE_DOWN)
 }
 
 /// What a draining replica answers instead of handling a request.
 pub const DRAINING: &str = "sipbus replica draining";
+
+/// What a replica that cannot reach its store answers instead of handling
+/// a request: another replica may (a partition cuts one replica off, not
+/// every one).
+pub const STORE_DOWN: &str = "sipbus replica cannot reach its store";

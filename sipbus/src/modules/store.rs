@@ -82,8 +82,10 @@ fn counted(process: &Process) -> Vec<(&'static str, &'static telemetry::metrics:
 /// Probes the store for readiness (a process whose store does not answer
 /// takes no traffic) and refreshes the counted gauges.
 async fn watch(store: Store, counted: Vec<(&'static str, &'static telemetry::metrics::Gauge)>) {
-    const EVERY: Duration = Duration::from_secs(5);
-    const PROBE_DEADLINE: Duration = Duration::from_secs(2);
+    // Often: until a probe fails, a replica cut off from its store keeps
+    // taking requests it can only refuse.
+    const EVERY: Duration = Duration::from_secs(1);
+    const PROBE_DEADLINE: Duration = Duration::from_secs(1);
     let mut tick = tokio::time::interval(EVERY);
     tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
     loop {

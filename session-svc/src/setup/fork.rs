@@ -330,28 +330,44 @@ async fn answered(
     let changes = s.state_changes(&data_before);
     let media_now = s.media.clone();
     let update = allows_update(resp);
-    let won = core
-        .sessions
-        .update_from(id, Some((s, version)), |st| {
-            if !st.phase.is_setting_up() {
-                return None;
+    let mut win = |st: &mut Session| {
+        if !st.phase.is_setting_up() {
+            return None;
+        }
+        st.phase = Phase::Confirmed;
+        st.legs.b.dialog = callee.clone();
+        st.legs.b.flow = Some(flow.clone());
+        st.legs.b.allows_update = update;
+        st.legs.a.dialog.confirm();
+        st.media = media_now.clone();
+        if let Some(b) = st.branches.get_mut(idx) {
+            b.done = true;
+        }
+        changes.apply(st);
+        Some(())
+    };
+    let won = match core.sessions.update_from(id, Some((s, version)), &mut win).await {
+        Ok(won) => won,
+        Err(e) => {
+            // A store that did not answer may still have taken the write:
+            // read back before giving the answer up.
+            warn!(error = %e, "store failed writing the answer: reading back");
+            match core.sessions.load(id).await {
+                Ok(Some((s, v))) if s.phase == Phase::Confirmed && s.legs.b.dialog.remote_tag() == tag => {
+                    Some((s, v, ()))
+                }
+                Ok(Some(c)) => core.sessions.update_from(id, Some(c), &mut win).await.unwrap_or(None),
+                _ => None,
             }
-            st.phase = Phase::Confirmed;
-            st.legs.b.dialog = callee.clone();
-            st.legs.b.flow = Some(flow.clone());
-            st.legs.b.allows_update = update;
-            st.legs.a.dialog.confirm();
-            st.media = media_now.clone();
-            if let Some(b) = st.branches.get_mut(idx) {
-                b.done = true;
-            }
-            changes.apply(st);
-            Some(())
-        })
-        .await
-        .ok()
-        .flatten();
+        }
+    };
     let Some((mut s, mut version, ())) = won else {
+        if core.sessions.load(id).await.is_err() {
+            // Not lost to another branch: the store is down. The caller
+            // hears so instead of waiting for an answer that never comes.
+            warn!("answer not recorded: store unavailable; branch failed");
+            outcome.failed(idx, Refusal::store_unavailable().response_to(invite, None));
+        }
         hang_up_stray(core, invite, resp, flow).await;
         return;
     };

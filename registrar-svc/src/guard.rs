@@ -166,7 +166,7 @@ impl Guard {
             let next = Failures::after(old, now, p);
             if next.locked_until_ms > now && old.is_none_or(|o| o.locked_until_ms <= now) {
                 telemetry::metrics::auth_lockout();
-                warn!(%user, %realm, failures = next.count, lockout_s = p.lockout_s, "too many authentication failures: name locked out");
+                warn!(%user, %realm, failures = p.max_failures, window_s = p.window_s, lockout_s = p.lockout_s, "too many authentication failures: name locked out");
             }
             match self.store.put(&key, next.encode(), expect, Some(ttl)).await {
                 Ok(_) => return,

@@ -89,6 +89,38 @@ fn svwar_learns_no_user_names() -> anyhow::Result<()> {
     Ok(())
 }
 
+/// svcrack guessing alice's password from a list with the right one
+/// 26th (svcrack's digest is MD5 only: MD5 is offered); whether it found
+/// the password, and its output.
+fn crack(extra: &[(&'static str, &'static str)]) -> anyhow::Result<(bool, String)> {
+    let mut env = users_env();
+    env.push(("SIPBUS_REGISTRAR__AUTH__ALGORITHMS", r#"["MD5"]"#));
+    env.extend_from_slice(extra);
+    let sipbus = Sipbus::start("all", &env)?;
+    let guesses: String = (1..=25).map(|i| format!("guess{i}\n")).collect::<String>() + "secret\n";
+    let dict = sipbus_tests::temp_file(&format!("svcrack-{}.txt", sipbus.sip.port()), &guesses)?;
+    let cracker = svwar()?.replace("svwar", "svcrack");
+    let out = Command::new("timeout")
+        .args(["90", &cracker, "-u", "alice", "-d"])
+        .arg(&dict)
+        .args(["-p", &sipbus.sip.port().to_string(), "127.0.0.1"])
+        .output()
+        .context("running svcrack")?;
+    let text = String::from_utf8_lossy(&out.stdout).into_owned() + &String::from_utf8_lossy(&out.stderr);
+    let found = text.lines().any(|l| l.contains("| alice") && l.contains("secret"));
+    Ok((found, text))
+}
+
+#[test]
+fn svcrack_is_locked_out_before_it_guesses_right() -> anyhow::Result<()> {
+    let (found, text) = crack(&[])?;
+    assert!(!found, "svcrack found the password:\n{text}");
+    // The same run without the lockout finds it: the guessing was real.
+    let (found, text) = crack(&[("SIPBUS_REGISTRAR__AUTH__FAILURES__MAX_FAILURES", "0")])?;
+    assert!(found, "the control run did not find the password:\n{text}");
+    Ok(())
+}
+
 #[test]
 fn no_product_in_server_or_user_agent() -> anyhow::Result<()> {
     let sipbus = Sipbus::start("all", &users_env())?;

@@ -21,6 +21,8 @@ pub enum ParseError {
     MissingColon { line: usize },
     #[error("header line {line} has an invalid header name")]
     BadHeaderName { line: usize },
+    #[error("line {line} holds a CR that does not end it")]
+    BareCr { line: usize },
     #[error("invalid {header} header: {reason}")]
     BadHeader { header: &'static str, reason: &'static str },
     #[error("missing mandatory header {0}")]

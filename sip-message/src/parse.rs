@@ -76,6 +76,11 @@ impl Message {
                 break (last_end, nl + 1);
             }
             line_no += 1;
+            // A CR only ends a line (RFC 3261 7.3.1): one inside it would
+            // not survive serialisation as it came.
+            if memchr(b'\r', &bytes[pos..end]).is_some() {
+                p.defect.get_or_insert(ParseError::BareCr { line: line_no });
+            }
             if is_ws(bytes[pos]) {
                 match pending.as_mut() {
                     Some(f) => {

@@ -215,8 +215,12 @@ impl Registrar {
             let instance = a.sip_instance().map(str::to_owned);
             let reg_id = a.reg_id();
             let id = identity(instance.as_deref(), reg_id, a.uri_text);
+            let contact = without_expires(a);
+            if !lists_back(&contact, a.uri_text) {
+                return Err(Refusal::bad_request("Contact"));
+            }
             let binding = (expires > 0).then(|| Binding {
-                contact: without_expires(a),
+                contact,
                 uri: a.uri_text.to_owned(),
                 expires_at_ms: now + u64::from(expires) * 1000,
                 q: a.q().unwrap_or(1000),
@@ -508,6 +512,14 @@ fn without_expires(a: &NameAddr<'_>) -> String {
         s.push_str(&p);
     }
     s
+}
+
+/// Whether `contact`, as the 200 will list it, reads back as itself: the
+/// lenient parse of a request lets through parameters (a stray quote) and
+/// URIs (a `>`) that would garble the answer and every later one.
+fn lists_back(contact: &str, uri: &str) -> bool {
+    let listed = format!("{contact};expires=1");
+    NameAddr::parse(&listed).is_ok_and(|n| n.uri_text == uri && n.expires() == Some(1))
 }
 
 fn tag() -> String {

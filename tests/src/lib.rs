@@ -129,6 +129,8 @@ impl Sipbus {
                 std::env::var("TEST_SIPBUS_LOG").unwrap_or_else(|_| "info".to_owned()),
             )
             .env_remove("RUST_LOG")
+            // Names the binary for the tests; sipbus would take it for a key.
+            .env_remove("SIPBUS_BIN")
             // SIGTERM stops at once unless a test asks for a drain.
             .env("SIPBUS_SHUTDOWN__DRAIN_S", "0")
             .stdout(Stdio::null())

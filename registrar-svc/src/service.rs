@@ -10,6 +10,7 @@ use std::time::Duration;
 use bytes::Bytes;
 use edge_api::Flow;
 use sip_auth::{Authenticator, Challenger, Secret};
+use sip_message::text::{split_top_level, trim_ws};
 use sip_message::typed::{ContactParams, Contacts, NameAddr};
 use sip_message::{Known, Message, Refusal, Uri};
 use state_store::{Expect, Store, StoreError, now_ms};
@@ -514,12 +515,16 @@ fn without_expires(a: &NameAddr<'_>) -> String {
     s
 }
 
-/// Whether `contact`, as the 200 will list it, reads back as itself: the
-/// lenient parse of a request lets through parameters (a stray quote) and
-/// URIs (a `>`) that would garble the answer and every later one.
+/// Whether `contact`, as the 200 will list it among others, reads back as
+/// itself: the lenient parse of a request lets through parameters (a stray
+/// quote, an unclosed `<`) and URIs (a `>`) that would garble the answer
+/// and every later one.
 fn lists_back(contact: &str, uri: &str) -> bool {
-    let listed = format!("{contact};expires=1");
-    NameAddr::parse(&listed).is_ok_and(|n| n.uri_text == uri && n.expires() == Some(1))
+    let listed = format!("{contact};expires=1, <sip:next.invalid>;expires=1");
+    let mut values = split_top_level(&listed, b',').map(trim_ws);
+    let first = values.next().unwrap_or_default();
+    let next_apart = values.next().is_some_and(|v| v.starts_with("<sip:next.invalid>")) && values.next().is_none();
+    next_apart && NameAddr::parse(first).is_ok_and(|n| n.uri_text == uri && n.expires() == Some(1))
 }
 
 fn tag() -> String {

@@ -1,0 +1,10 @@
+//! The `parse` target: the check in `fuzz/checks/parse.rs`, which the fuzzed
+//! crate's `tests/fuzz_regressions.rs` runs on every committed input.
+
+#![no_main]
+
+mod check {
+    include!("../checks/parse.rs");
+}
+
+libfuzzer_sys::fuzz_target!(|data: &[u8]| check::check(data));

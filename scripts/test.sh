@@ -10,9 +10,14 @@
 # CA) and Chromium (two browsers in a WebRTC call over wss); then the
 # example extensions' toolchains (examples/setup.sh: a Python venv with
 # grpcio, the Node packages, Go from Debian's packages) and the JsSIP test
-# clients (tests/js), since the tests run them. Uses
-# cargo-nextest when present, cargo test otherwise. Extra arguments go to
-# the test runner.
+# clients (tests/js), and SIPVicious (tests/security/setup.sh), since the
+# tests run them. Uses cargo-nextest when present, cargo test otherwise.
+# Extra arguments go to the test runner.
+#
+# After the Rust tests: the published torture corpus against the binary
+# (when ../shared/conformance is there), the multi-host chaos tests in
+# network namespaces (root only: CI is root), and every fuzz target for
+# 60 s (FUZZ_SECONDS).
 set -euo pipefail
 cd "$(dirname "$0")/.."
 
@@ -25,6 +30,8 @@ command -v promtool >/dev/null 2>&1 || missing+=(prometheus)
 command -v baresip >/dev/null 2>&1 || missing+=(baresip-core)
 command -v openssl >/dev/null 2>&1 || missing+=(openssl)
 command -v chromium >/dev/null 2>&1 || missing+=(chromium)
+command -v iptables >/dev/null 2>&1 || missing+=(iptables)
+command -v ip >/dev/null 2>&1 || missing+=(iproute2)
 if ((${#missing[@]})); then
     echo "installing test prerequisites: ${missing[*]}" >&2
     sudo=""
@@ -35,6 +42,7 @@ fi
 
 examples/setup.sh
 (cd tests/js && npm ci --no-audit --no-fund --loglevel=error)
+tests/security/setup.sh
 
 if cargo nextest --version >/dev/null 2>&1; then
     cargo nextest run --workspace --no-fail-fast "$@"
@@ -42,6 +50,15 @@ else
     cargo test --workspace --no-fail-fast "$@"
 fi
 cargo test --workspace --doc
+
+scripts/torture.sh target/debug/sipbus
+if [ "$(id -u)" -eq 0 ]; then
+    SIPBUS_BIN=target/debug/sipbus python3 tests/chaos/chaos.py
+else
+    echo "chaos tests need root (network namespaces): run sudo python3 tests/chaos/chaos.py" >&2
+fi
+# A fixed seed: a crash CI finds is reproduced by the same command.
+FUZZ_ARGS="${FUZZ_ARGS:--seed=1}" scripts/fuzz.sh "${FUZZ_SECONDS:-60}"
 
 # The Kubernetes manifests: every overlay rendered, validated against
 # Kubernetes 1.30 and the newest schema, its invariants checked, and every

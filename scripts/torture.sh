@@ -2,16 +2,17 @@
 # The published torture messages (RFC 4475, RFC 5118) against the binary:
 # sipbus all-in-one with its defaults on a loopback port, judged by the
 # checker that ships with the corpus. The corpus is not part of this
-# repository; it is looked for in $SIPBUS_CONFORMANCE, else in
+# repository; it is looked for in $CONFORMANCE_DIR (not SIPBUS_*: sipbus
+# reads those as configuration), else in
 # ../shared/conformance next to the checkout. Without it this says so and
 # succeeds (nothing to check against).
 #
 #   scripts/torture.sh [BINARY]      default: target/debug/sipbus
 set -euo pipefail
 cd "$(dirname "$0")/.."
-dir=${SIPBUS_CONFORMANCE:-../shared/conformance}
+dir=${CONFORMANCE_DIR:-../shared/conformance}
 if [ ! -f "$dir/torture_check.py" ]; then
-    echo "torture: no corpus at $dir (set SIPBUS_CONFORMANCE): skipped"
+    echo "torture: no corpus at $dir (set CONFORMANCE_DIR): skipped"
     exit 0
 fi
 bin=${1:-target/debug/sipbus}

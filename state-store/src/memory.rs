@@ -400,7 +400,8 @@ mod tests {
                     &key,
                     Bytes::from_static(b"x"),
                     Expect::Any,
-                    Some(Duration::from_millis(1)),
+                    // Long enough to outlast this loop on a loaded machine.
+                    Some(Duration::from_millis(300)),
                 )
                 .await
                 .unwrap();
@@ -410,13 +411,13 @@ mod tests {
                     &key,
                     Bytes::from_static(b"y"),
                     Expect::Any,
-                    Some(Duration::from_millis(2)),
+                    Some(Duration::from_millis(600)),
                 )
                 .await
                 .unwrap();
         }
         assert_eq!(store.lock().expiry.len(), 100);
-        tokio::time::sleep(Duration::from_millis(10)).await;
+        tokio::time::sleep(Duration::from_millis(700)).await;
         for _ in 0..2 {
             store
                 .put("other", Bytes::from_static(b"z"), Expect::Any, None)

@@ -346,23 +346,25 @@ async fn answered(
         changes.apply(st);
         Some(())
     };
+    // Ok(None): lost to another branch; Err: the store could not say.
     let won = match core.sessions.update_from(id, Some((s, version)), &mut win).await {
-        Ok(won) => won,
         Err(e) => {
             // A store that did not answer may still have taken the write:
             // read back before giving the answer up.
             warn!(error = %e, "store failed writing the answer: reading back");
             match core.sessions.load(id).await {
                 Ok(Some((s, v))) if s.phase == Phase::Confirmed && s.legs.b.dialog.remote_tag() == tag => {
-                    Some((s, v, ()))
+                    Ok(Some((s, v, ())))
                 }
-                Ok(Some(c)) => core.sessions.update_from(id, Some(c), &mut win).await.unwrap_or(None),
-                _ => None,
+                Ok(Some(c)) => core.sessions.update_from(id, Some(c), &mut win).await,
+                Ok(None) => Ok(None),
+                Err(e) => Err(e),
             }
         }
+        won => won,
     };
-    let Some((mut s, mut version, ())) = won else {
-        if core.sessions.load(id).await.is_err() {
+    let Ok(Some((mut s, mut version, ()))) = won else {
+        if won.is_err() {
             // Not lost to another branch: the store is down. The caller
             // hears so instead of waiting for an answer that never comes.
             warn!("answer not recorded: store unavailable; branch failed");
